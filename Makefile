@@ -1,0 +1,44 @@
+# Pitlane: two commands matter on a fresh machine — `make up` and `make test`.
+# The tool chain (uv, pinned) is bootstrapped into .tools/ with the machine's python3, never into the
+# system Python; the locked environment is synced into .venv/.
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+RUN := $(UV) run --locked --no-sync
+PYTEST_ARGS ?=
+
+.PHONY: up test lint bench schemas catalog sync clean-data status
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+.venv/.synced: $(UV) uv.lock pyproject.toml libs/*/pyproject.toml
+	$(UV) sync --locked
+	@touch $@
+
+sync: .venv/.synced
+
+up: sync
+	$(RUN) pitlane up
+
+status: sync
+	$(RUN) pitlane status
+
+lint: sync
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) lint-imports
+	$(RUN) mypy libs
+
+test: lint
+	$(RUN) pytest $(PYTEST_ARGS)
+
+bench: sync
+	$(RUN) python -m bench
+
+schemas: sync
+	$(RUN) pitlane-events schemas --write
+
+catalog: sync
+	$(RUN) pitlane-events catalog --write

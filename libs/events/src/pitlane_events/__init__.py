@@ -1,0 +1,27 @@
+"""Pitlane's published language: every domain event, its envelope, versions and NATS mapping."""
+
+from pitlane_events.codec import NatsMessage, decode, decode_json, encode
+from pitlane_events.envelope import Actor, Envelope, new_event_id, stream_subjects, subject_for
+from pitlane_events.errors import EventError, MalformedEvent, UnknownEventType
+from pitlane_events.model import DomainEvent, event
+from pitlane_events.registry import REGISTRY, EventRegistry, upcaster
+
+__all__ = [
+    "REGISTRY",
+    "Actor",
+    "DomainEvent",
+    "Envelope",
+    "EventError",
+    "EventRegistry",
+    "MalformedEvent",
+    "NatsMessage",
+    "UnknownEventType",
+    "decode",
+    "decode_json",
+    "encode",
+    "event",
+    "new_event_id",
+    "stream_subjects",
+    "subject_for",
+    "upcaster",
+]

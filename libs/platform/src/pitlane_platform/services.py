@@ -1,0 +1,29 @@
+"""How a service makes itself known to `pitlane up`: an entry point in the `pitlane.services` group whose
+value is a ServiceSpec. A service that is installed in the environment exists; nothing else lists them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+ENTRY_POINT_GROUP = "pitlane.services"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str  # e.g. "workorder"; also its database name and its JetStream stream's subject prefix
+    env_prefix: str  # e.g. "WORKORDER_": its settings are read from these environment variables
+    asgi_factory: str  # "package.module:create_app", called with no arguments, returns the ASGI app
+    workers: tuple[str, ...] = ()  # "package.module:main" coroutines run beside the HTTP app (relay, consumers)
+
+    @property
+    def database(self) -> str:
+        return self.name.replace("-", "_")
+
+
+def installed_services() -> list[ServiceSpec]:
+    specs = [ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    for spec in specs:
+        if not isinstance(spec, ServiceSpec):
+            raise TypeError(f"entry point in {ENTRY_POINT_GROUP} must be a ServiceSpec, got {spec!r}")
+    return sorted(specs, key=lambda s: s.name)

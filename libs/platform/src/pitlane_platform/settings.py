@@ -1,0 +1,80 @@
+"""Settings of a service: environment variables under the service's own prefix (e.g. `WORKORDER_NATS_URL`).
+
+Secrets have development defaults so `pitlane up` works out of the box; outside `env=dev` those defaults
+are refused at start-up, so a production deployment cannot run with a secret that is in the source code.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pitlane_platform.clock import Clock, clock_from_settings
+
+DEV_JWT_SECRET = "pitlane-dev-jwt-secret-not-for-production"
+DEV_LINK_SECRET = "pitlane-dev-link-secret-not-for-production"
+
+
+class ServiceSettings(BaseSettings):
+    """Base of every service's settings. A service subclasses it and sets its `env_prefix`."""
+
+    model_config = SettingsConfigDict(env_prefix="PITLANE_", extra="ignore", frozen=True)
+
+    service_name: str = "pitlane"
+    env: Literal["dev", "test", "prod"] = "dev"
+    chain_id: str = "default"
+    chain_timezone: str = "Asia/Shanghai"
+
+    database_url: str
+    nats_url: str
+    apply_migrations_at_start: bool | None = Field(
+        default=None, description="default: on in dev and test, off in prod (migrations run as a k8s Job)"
+    )
+
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    jwt_issuer: str = "pitlane-dev"
+    jwt_audience: str = "pitlane"
+    oidc_jwks_url: str | None = None
+    link_secret: SecretStr = SecretStr(DEV_LINK_SECRET)
+
+    otlp_endpoint: str | None = None
+    log_level: str = "INFO"
+
+    relay_poll_interval_s: float = 1.0
+    relay_batch_size: int = 256
+
+    clock_fixed_at: datetime | None = None
+    clock_offset: timedelta | None = None
+
+    @field_validator("chain_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        ZoneInfo(value)  # raises for an unknown zone
+        return value
+
+    @model_validator(mode="after")
+    def _no_default_secrets_outside_dev(self) -> ServiceSettings:
+        if self.env == "dev":
+            return self
+        if self.oidc_jwks_url is None and self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
+            raise ValueError("jwt_secret is the development default; set a secret or oidc_jwks_url")
+        if self.link_secret.get_secret_value() == DEV_LINK_SECRET:
+            raise ValueError("link_secret is the development default; set a secret of your own")
+        return self
+
+    @property
+    def migrate_at_start(self) -> bool:
+        if self.apply_migrations_at_start is not None:
+            return self.apply_migrations_at_start
+        return self.env != "prod"
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        return ZoneInfo(self.chain_timezone)
+
+    def clock(self) -> Clock:
+        return clock_from_settings(self.clock_fixed_at, self.clock_offset)

@@ -1,0 +1,1 @@
+"""pytest plugin: real NATS and PostgreSQL for every test."""
