@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pitlane_events.envelope import Envelope
-from pitlane_events.errors import MalformedEvent
+from pitlane_events.errors import EventError, MalformedEvent
 from pitlane_events.model import DomainEvent
 from pitlane_events.registry import REGISTRY, EventRegistry
 
@@ -40,7 +40,9 @@ def encode(envelope: Envelope[Any], *, trace_headers: Mapping[str, str] | None =
         SCHEMA_VERSION_HEADER: str(envelope.schema_version),
     }
     if trace_headers:
-        headers.update({k: v for k, v in trace_headers.items() if k in (TRACEPARENT_HEADER, TRACESTATE_HEADER)})
+        headers.update(
+            {k: v for k, v in trace_headers.items() if k in (TRACEPARENT_HEADER, TRACESTATE_HEADER)}
+        )
     return NatsMessage(envelope.subject, envelope.model_dump_json().encode(), headers)
 
 
@@ -52,12 +54,14 @@ def decode_json(body: Mapping[str, Any], *, registry: EventRegistry = REGISTRY) 
     event_type = body.get("event_type")
     version = body.get("schema_version")
     if not isinstance(event_type, str) or not isinstance(version, int) or isinstance(version, bool):
-        raise MalformedEvent(event_type if isinstance(event_type, str) else None,
-                             "event_type (string) and schema_version (integer) are required")
+        raise MalformedEvent(
+            event_type if isinstance(event_type, str) else None,
+            "event_type (string) and schema_version (integer) are required",
+        )
     data = body.get("data")
     if not isinstance(data, dict):
         raise MalformedEvent(event_type, "data must be a JSON object")
-    latest_version, upcast = registry.upcast(event_type, version, data)
+    latest_version, upcast = _upcast(registry, event_type, version, data)
     model = registry.model(event_type, latest_version)
     try:
         return Envelope[model].model_validate({**body, "schema_version": latest_version, "data": upcast})  # type: ignore[valid-type]
@@ -73,6 +77,19 @@ def decode(payload: bytes, *, registry: EventRegistry = REGISTRY) -> Envelope[Do
     if not isinstance(body, dict):
         raise MalformedEvent(None, "payload is not a JSON object")
     return decode_json(body, registry=registry)
+
+
+def _upcast(
+    registry: EventRegistry, event_type: str, version: int, data: dict[str, Any]
+) -> tuple[int, dict[str, Any]]:
+    try:
+        return registry.upcast(event_type, version, data)
+    except EventError:
+        raise
+    except Exception as exc:
+        # An upcaster is a plain function over old payloads; a payload it cannot lift is malformed,
+        # and the reader must learn which event it was, not meet a bare KeyError.
+        raise MalformedEvent(event_type, f"cannot upcast from v{version}: {exc!r}") from exc
 
 
 def _describe(exc: ValidationError) -> str:

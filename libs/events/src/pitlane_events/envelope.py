@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Generic, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, SerializeAsAny, field_validator, model_validator
 from uuid_utils.compat import uuid7
 
 from pitlane_events.model import DomainEvent
@@ -28,11 +28,14 @@ class Actor(BaseModel):
     """Who caused the event: a user (id + role), a service, a customer acting through a signed link, or the
     system's own clock."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
     kind: ActorKind
+    """What kind of actor this is."""
     id: str
+    """The user's, customer's or service's id."""
     role: str | None = None
+    """The user's role when it acted (owner, manager, advisor, technician, finance, analyst)."""
 
     @classmethod
     def service(cls, name: str) -> Actor:
@@ -40,25 +43,63 @@ class Actor(BaseModel):
 
 
 class Envelope(BaseModel, Generic[E]):
-    model_config = ConfigDict(frozen=True)
+    """The metadata every event travels with; `data` is the event itself."""
+
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
     event_id: UUID
+    """UUIDv7 of this event; also the `Nats-Msg-Id` JetStream dedupes on and the inbox key consumers keep."""
     event_type: str
+    """`<service>.<PastTenseName>`, e.g. `workorder.WorkOrderCompleted`."""
     schema_version: int
+    """Version of `data`'s schema for this event type."""
     occurred_at: AwareDatetime
+    """When the fact happened, in UTC."""
     chain_id: str
+    """The repair chain (tenant) the event belongs to."""
     branch_id: str | None = None
+    """The branch the event belongs to; null for chain-wide aggregates (customers, vehicles)."""
     aggregate_id: str
+    """Id of the aggregate (stream) that emitted the event."""
     aggregate_version: int
+    """Version of that aggregate after this event; read models ignore events older than what they saw."""
     correlation_id: UUID
+    """Id shared by every event of one business flow (the first event's id)."""
     causation_id: UUID | None = None
+    """Id of the event that directly caused this one; null when a command from outside caused it."""
     actor: Actor
-    data: E
+    """Who caused the event."""
+    # SerializeAsAny: an Envelope[DomainEvent] holding a concrete event must still dump all its fields,
+    # not just the (empty) fields of the declared base class.
+    data: SerializeAsAny[E]
+    """The event's payload, as the model of (event_type, schema_version) defines it."""
 
     @field_validator("occurred_at")
     @classmethod
     def _in_utc(cls, value: datetime) -> datetime:
         return value.astimezone(UTC)
+
+    @field_validator("branch_id")
+    @classmethod
+    def _usable_as_subject_token(cls, value: str | None) -> str | None:
+        # The branch id is one token of the NATS subject: a dot, wildcard or space would change which
+        # streams and consumers see the event.
+        if value is not None and (not value or any(c in value for c in ".*> \t\r\n")):
+            raise ValueError("branch_id must be a non-empty NATS subject token (no '.', '*', '>' or spaces)")
+        return value
+
+    @model_validator(mode="after")
+    def _names_its_data(self) -> Envelope[E]:
+        declared = getattr(type(self.data), "event_type", None)
+        if declared is not None and (declared, type(self.data).schema_version) != (
+            self.event_type,
+            self.schema_version,
+        ):
+            raise ValueError(
+                f"envelope says {self.event_type} v{self.schema_version} but data is "
+                f"{declared} v{type(self.data).schema_version}"
+            )
+        return self
 
     @classmethod
     def new(

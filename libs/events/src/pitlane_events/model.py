@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from pitlane_events.registry import EventRegistry
 
 E = TypeVar("E", bound="DomainEvent")
 
@@ -19,7 +22,8 @@ class DomainEvent(BaseModel):
     module path, so moving code never renames an event.
     """
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # Attribute docstrings become field descriptions, which the schemas and the catalog publish.
+    model_config = ConfigDict(frozen=True, extra="ignore", use_attribute_docstrings=True)
 
     event_type: ClassVar[str]
     schema_version: ClassVar[int]
@@ -33,8 +37,13 @@ class DomainEvent(BaseModel):
         return cls.event_type.split(".", 1)[1]
 
 
-def event(event_type: str, version: int) -> Callable[[type[E]], type[E]]:
-    """Give a model its published name (`<service>.<PastTenseName>`) and schema version, and register it."""
+def event(
+    event_type: str, version: int, *, registry: EventRegistry | None = None
+) -> Callable[[type[E]], type[E]]:
+    """Give a model its published name (`<service>.<PastTenseName>`) and schema version, and register it.
+
+    `registry` defaults to the global REGISTRY; tests pass their own so test-only events stay out of it.
+    """
     service, _, name = event_type.partition(".")
     if not service or not name or "." in name or not name[0].isupper():
         raise ValueError(f"event type must look like 'service.PastTenseName', got {event_type!r}")
@@ -46,7 +55,7 @@ def event(event_type: str, version: int) -> Callable[[type[E]], type[E]]:
 
         cls.event_type = event_type
         cls.schema_version = version
-        REGISTRY.register(cls)
+        (registry or REGISTRY).register(cls)
         return cls
 
     return register

@@ -54,7 +54,9 @@ class EventRegistry:
     def latest(self, event_type: str) -> type[DomainEvent]:
         return self._models[(event_type, self.latest_version(event_type))]
 
-    def upcast(self, event_type: str, schema_version: int, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def upcast(
+        self, event_type: str, schema_version: int, data: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
         """Lift `data` from `schema_version` to the newest version, one plain function at a time."""
         target = self.latest_version(event_type)
         if schema_version > target:

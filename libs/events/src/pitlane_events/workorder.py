@@ -1,0 +1,430 @@
+"""Events published by workorder: branches and staff, appointments, and work orders from check-in to payment.
+
+Appointments and work orders belong to a branch: their envelopes carry its branch_id.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, Field, StringConstraints, model_validator
+
+from pitlane_events.model import DomainEvent, event
+from pitlane_events.types import (
+    AddOnSummary,
+    Attachment,
+    Bay,
+    Code,
+    ContentHash,
+    Discount,
+    Fen,
+    Id,
+    InspectionItem,
+    Kilometres,
+    LineCategory,
+    LineItem,
+    NonBlank,
+    OpeningHours,
+    Payment,
+    Plate,
+    StaffRole,
+    TimeSlot,
+)
+
+TimeZoneName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$")]
+EstimateRevision = Annotated[int, Field(ge=1)]
+BranchField = Literal["branch_name", "address", "timezone", "opening_hours", "bays"]
+
+
+class BookingChannel(StrEnum):
+    """Where an appointment was booked."""
+
+    ONLINE = "online"
+    PHONE = "phone"
+    WALK_IN = "walk_in"
+    STAFF = "staff"
+
+
+class DecidedBy(StrEnum):
+    """Who recorded a decision on an add-on: the customer, or an advisor on the customer's word."""
+
+    CUSTOMER = "customer"
+    ADVISOR = "advisor"
+
+
+class DecisionMethod(StrEnum):
+    """How the customer's decision on an add-on reached the branch."""
+
+    SIGNED_LINK = "signed_link"
+    PHONE_CALL = "phone_call"
+    IN_PERSON = "in_person"
+
+
+@event("workorder.BranchOpened", 1)
+class BranchOpened(DomainEvent):
+    """A branch (门店) joined the chain and takes bookings."""
+
+    branch_id: Id
+    """The branch's id."""
+    branch_name: NonBlank
+    """Name, e.g. 浦东张江店."""
+    address: NonBlank
+    """Street address."""
+    timezone: TimeZoneName
+    """IANA time zone, e.g. Asia/Shanghai."""
+    opening_hours: tuple[OpeningHours, ...]
+    """Opening hours per weekday; a missing weekday is closed."""
+    bays: Annotated[tuple[Bay, ...], Field(min_length=1)]
+    """Workshop bays; booking capacity follows from them."""
+
+
+@event("workorder.BranchUpdated", 1)
+class BranchUpdated(DomainEvent):
+    """Some of a branch's details changed."""
+
+    branch_id: Id
+    """The branch's id."""
+    changed_fields: Annotated[tuple[BranchField, ...], Field(min_length=1)]
+    """Which fields changed."""
+    branch_name: NonBlank | None = None
+    """New name, if changed."""
+    address: NonBlank | None = None
+    """New address, if changed."""
+    timezone: TimeZoneName | None = None
+    """New time zone, if changed."""
+    opening_hours: tuple[OpeningHours, ...] | None = None
+    """The complete new opening hours, if changed."""
+    bays: tuple[Bay, ...] | None = None
+    """The complete new set of bays, if changed."""
+
+
+@event("workorder.StaffMemberAdded", 1)
+class StaffMemberAdded(DomainEvent):
+    """A staff member joined a branch."""
+
+    staff_id: Id
+    """The staff member's user id."""
+    display_name: NonBlank
+    """Name, as shown on leaderboards and to customers."""
+    role: StaffRole
+    """Advisor, technician or manager."""
+
+
+@event("workorder.AppointmentBooked", 1)
+class AppointmentBooked(DomainEvent):
+    """A customer booked a slot at a branch."""
+
+    appointment_id: Id
+    """The appointment's id."""
+    channel: BookingChannel
+    """Where it was booked."""
+    campaign_id: Id | None = None
+    """The campaign whose link it was booked through, if any; used for attribution."""
+    customer_id: Id
+    """Who booked."""
+    vehicle_id: Id | None = None
+    """The vehicle, if already known to the chain."""
+    plate: Plate
+    """The vehicle's normalised plate."""
+    slot: TimeSlot
+    """The booked slot."""
+    service_requested: NonBlank
+    """What the customer asked for, e.g. 小保养."""
+    reminder_id: Id | None = None
+    """The reminder the booking answers, if any; used for reminder effectiveness."""
+
+
+@event("workorder.AppointmentRescheduled", 1)
+class AppointmentRescheduled(DomainEvent):
+    """An appointment moved to another slot."""
+
+    appointment_id: Id
+    """The appointment's id."""
+    customer_id: Id
+    """Who booked."""
+    previous_slot: TimeSlot
+    """The slot before."""
+    slot: TimeSlot
+    """The new slot."""
+    reason: NonBlank | None = None
+    """Why it moved."""
+
+
+@event("workorder.AppointmentCancelled", 1)
+class AppointmentCancelled(DomainEvent):
+    """An appointment was cancelled before the customer arrived."""
+
+    appointment_id: Id
+    """The appointment's id."""
+    customer_id: Id
+    """Who booked."""
+    cancelled_by: Literal["customer", "branch"]
+    """Who cancelled."""
+    reason: NonBlank
+    """Why."""
+
+
+@event("workorder.AppointmentNoShow", 1)
+class AppointmentNoShow(DomainEvent):
+    """The customer did not come for the booked slot."""
+
+    appointment_id: Id
+    """The appointment's id."""
+    customer_id: Id
+    """Who booked."""
+    slot: TimeSlot
+    """The slot that was missed."""
+
+
+@event("workorder.AppointmentArrived", 1)
+class AppointmentArrived(DomainEvent):
+    """The customer arrived for the appointment and a work order was opened for it."""
+
+    appointment_id: Id
+    """The appointment's id."""
+    customer_id: Id
+    """Who booked."""
+    work_order_id: Id
+    """The work order opened on arrival."""
+    arrived_at: AwareDatetime
+    """When the vehicle was checked in."""
+
+
+@event("workorder.WorkOrderOpened", 1)
+class WorkOrderOpened(DomainEvent):
+    """A vehicle was checked in and a work order (工单) opened."""
+
+    work_order_id: Id
+    """The work order's id."""
+    customer_id: Id
+    """The customer."""
+    vehicle_id: Id
+    """The vehicle."""
+    plate: Plate
+    """The vehicle's normalised plate."""
+    mileage_km: Kilometres
+    """Odometer reading at check-in, in km."""
+    complaint: NonBlank
+    """What the customer reports or asks for, in their words."""
+    inspection: tuple[InspectionItem, ...] = ()
+    """The check-in inspection (环车检查)."""
+    photo_hashes: tuple[ContentHash, ...] = ()
+    """Check-in photos of the vehicle."""
+    advisor_id: Id
+    """The service advisor in charge."""
+    appointment_id: Id | None = None
+    """The appointment it came from; null for walk-ins."""
+
+
+@event("workorder.TechnicianAssigned", 1)
+class TechnicianAssigned(DomainEvent):
+    """A technician was dispatched to a work order."""
+
+    work_order_id: Id
+    """The work order."""
+    technician_id: Id
+    """The technician."""
+    bay_id: Id | None = None
+    """The bay the vehicle goes to, if assigned."""
+
+
+@event("workorder.ProgressRecorded", 1)
+class ProgressRecorded(DomainEvent):
+    """Progress was posted on a work order; the customer sees it on the progress page."""
+
+    work_order_id: Id
+    """The work order."""
+    recorded_by: Id
+    """The staff member who posted it."""
+    text: NonBlank
+    """What was done or found."""
+    attachments: tuple[Attachment, ...] = ()
+    """Photos or videos."""
+
+
+@event("workorder.AddOnProposed", 1)
+class AddOnProposed(DomainEvent):
+    """Extra work was proposed to the customer, with evidence, in a new estimate revision."""
+
+    work_order_id: Id
+    """The work order."""
+    add_on_id: Id
+    """The add-on's id."""
+    item: NonBlank
+    """What is proposed, e.g. 更换前刹车片."""
+    item_code: Code | None = None
+    """Catalogue code, if the item is in the catalogue."""
+    category: LineCategory
+    """Kind of work."""
+    price_fen: Fen
+    """Quoted price, in fen."""
+    reason: NonBlank
+    """Why it is needed, e.g. 刹车片剩余2mm."""
+    photo_hashes: tuple[ContentHash, ...] = ()
+    """Photos shown to the customer as evidence."""
+    estimate_revision: EstimateRevision
+    """The estimate revision that includes the add-on."""
+    proposed_by: Id
+    """Staff member who proposed it."""
+
+
+class _AddOnDecided(DomainEvent):
+    """What the customer saw and how the decision on an add-on was recorded (the consent trail)."""
+
+    work_order_id: Id
+    """The work order."""
+    add_on_id: Id
+    """The add-on decided on."""
+    item: NonBlank
+    """What was proposed."""
+    category: LineCategory
+    """Kind of work."""
+    price_fen: Fen
+    """Quoted price, in fen."""
+    estimate_revision_seen: EstimateRevision
+    """The estimate revision the customer decided on."""
+    photo_hashes_seen: tuple[ContentHash, ...] = ()
+    """The evidence photos the customer was shown."""
+    decided_by: DecidedBy
+    """Who recorded the decision."""
+    method: DecisionMethod
+    """How the decision reached the branch."""
+    decided_at: AwareDatetime
+    """When the customer decided."""
+
+
+@event("workorder.AddOnApproved", 1)
+class AddOnApproved(_AddOnDecided):
+    """The customer approved a proposed add-on."""
+
+
+@event("workorder.AddOnDeclined", 1)
+class AddOnDeclined(_AddOnDecided):
+    """The customer declined a proposed add-on; reminder may follow it up later."""
+
+    reason: NonBlank | None = None
+    """Why, if the customer said."""
+
+
+@event("workorder.QualityCheckPassed", 1)
+class QualityCheckPassed(DomainEvent):
+    """The finished work passed quality control."""
+
+    work_order_id: Id
+    """The work order."""
+    inspector_id: Id
+    """Who checked."""
+    note: NonBlank | None = None
+    """Remarks."""
+
+
+@event("workorder.QualityCheckFailed", 1)
+class QualityCheckFailed(DomainEvent):
+    """The finished work failed quality control and goes back to the technician."""
+
+    work_order_id: Id
+    """The work order."""
+    inspector_id: Id
+    """Who checked."""
+    reasons: Annotated[tuple[NonBlank, ...], Field(min_length=1)]
+    """What failed."""
+
+
+class _Bill(DomainEvent):
+    """What a work order charged and how it was paid; totals are checked so readers can rely on them."""
+
+    line_items: tuple[LineItem, ...]
+    """Everything charged."""
+    discounts: tuple[Discount, ...] = ()
+    """Order-level discounts."""
+    coupon_code: Code | None = None
+    """The coupon redeemed on the order, if any."""
+    campaign_id: Id | None = None
+    """The campaign the order is attributed to, if any (coupon or campaign booking)."""
+    subtotal_fen: Fen
+    """Sum of the line totals, in fen."""
+    discount_fen: Fen
+    """Sum of the discounts, in fen."""
+    total_fen: Fen
+    """What the customer owes: subtotal minus discounts, in fen."""
+    paid_fen: Fen
+    """Sum of the payments, in fen."""
+    payments: tuple[Payment, ...] = ()
+    """Payments received."""
+
+    @model_validator(mode="after")
+    def _totals_add_up(self) -> _Bill:
+        if self.subtotal_fen != sum(line.line_total_fen for line in self.line_items):
+            raise ValueError("subtotal_fen must equal the sum of line_total_fen")
+        if self.discount_fen != sum(discount.amount_fen for discount in self.discounts):
+            raise ValueError("discount_fen must equal the sum of the discounts")
+        if self.total_fen != self.subtotal_fen - self.discount_fen:
+            raise ValueError("total_fen must equal subtotal_fen - discount_fen")
+        if self.paid_fen != sum(payment.amount_fen for payment in self.payments):
+            raise ValueError("paid_fen must equal the sum of the payments")
+        return self
+
+
+@event("workorder.WorkOrderSettled", 1)
+class WorkOrderSettled(_Bill):
+    """The bill was finalised and paid at the counter (结算)."""
+
+    work_order_id: Id
+    """The work order."""
+    customer_id: Id
+    """The customer billed."""
+    settled_by: Id
+    """Staff member who settled it."""
+
+
+@event("workorder.WorkOrderCompleted", 1)
+class WorkOrderCompleted(_Bill):
+    """The vehicle was handed back: a visit. Carries everything consumers need, so nobody calls back."""
+
+    work_order_id: Id
+    """The work order."""
+    customer_id: Id
+    """The customer."""
+    vehicle_id: Id
+    """The vehicle."""
+    plate: Plate
+    """The vehicle's normalised plate."""
+    mileage_km: Kilometres
+    """Odometer reading on the work order, in km."""
+    branch_id: Id
+    """The branch of the visit."""
+    advisor_id: Id
+    """The service advisor in charge."""
+    technician_ids: tuple[Id, ...]
+    """Technicians who worked on it."""
+    appointment_id: Id | None = None
+    """The appointment it came from; null for walk-ins."""
+    add_ons: tuple[AddOnSummary, ...] = ()
+    """Add-ons proposed during the visit and what the customer decided."""
+    opened_at: AwareDatetime
+    """When the vehicle was checked in."""
+    completed_at: AwareDatetime
+    """When the vehicle was handed back."""
+
+    @model_validator(mode="after")
+    def _completed_after_opening(self) -> WorkOrderCompleted:
+        if self.completed_at < self.opened_at:
+            raise ValueError("completed_at must not be before opened_at")
+        return self
+
+
+@event("workorder.WorkOrderVoided", 1)
+class WorkOrderVoided(DomainEvent):
+    """A work order was voided by a manager; if it was completed, it no longer counts as a visit."""
+
+    work_order_id: Id
+    """The work order."""
+    customer_id: Id
+    """The customer."""
+    reason: NonBlank
+    """Why."""
+    manager_id: Id
+    """The manager who voided it."""
+    refunded_fen: Fen = 0
+    """Money given back, in fen."""
