@@ -1,0 +1,58 @@
+"""Alembic, the same way in every service: one history per service, applied at start in dev and test,
+as a Kubernetes Job in production.
+
+A service's `migrations/env.py` is two lines: `from pitlane_platform.migrations import run_env` and
+`run_env(metadata)`. The database URL comes from `alembic.ini`'s option set by `upgrade()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, pool
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from pitlane_platform.db import sqlalchemy_url
+
+
+def alembic_config(database_url: str, script_location: Path) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    config.set_main_option("sqlalchemy.url", sqlalchemy_url(database_url).replace("%", "%%"))
+    return config
+
+
+def upgrade(database_url: str, script_location: Path, revision: str = "head") -> None:
+    command.upgrade(alembic_config(database_url, script_location), revision)
+
+
+def run_env(target_metadata: MetaData) -> None:
+    """The body of every service's Alembic env.py (online mode, async engine)."""
+    url = context.config.get_main_option("sqlalchemy.url")
+
+    def migrate(connection: Connection) -> None:
+        context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run() -> None:
+        engine = create_async_engine(url, poolclass=pool.NullPool)
+        async with engine.connect() as connection:
+            await connection.run_sync(migrate)
+        await engine.dispose()
+
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(run())
+        return
+    raise RuntimeError("run migrations from a thread without a running event loop (see ServiceRuntime.start)")

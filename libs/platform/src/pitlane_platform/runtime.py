@@ -1,0 +1,114 @@
+"""Everything a service process runs besides its own code: database, NATS, streams, relay and consumers.
+
+A service builds one ServiceRuntime from its settings and hands its `lifespan` to the HTTP app factory, so
+every service starts, becomes ready and stops the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from nats.aio.client import Client
+from sqlalchemy import text
+
+from pitlane_platform.db import create_engine, session_factory
+from pitlane_platform.messaging.connection import connect_nats
+from pitlane_platform.messaging.consumer import AfterCommit, Consumer, ConsumerRunner
+from pitlane_platform.messaging.relay import OutboxRelay, RelayConfig
+from pitlane_platform.messaging.streams import declare_stream, platform_streams, service_stream
+from pitlane_platform.migrations import upgrade
+from pitlane_platform.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        consumers: Sequence[Consumer] = (),
+        migrations: Path | None = None,
+        after_commit: Sequence[AfterCommit] = (),
+        stream_replicas: int = 1,
+    ) -> None:
+        self.settings = settings
+        self.service = settings.service_name
+        self.clock = settings.clock()
+        self.engine = create_engine(settings.database_url)
+        self.sessions = session_factory(self.engine)
+        self.consumers = list(consumers)
+        self.migrations = migrations
+        self.after_commit = list(after_commit)
+        self.stream_replicas = stream_replicas
+        self.nats: Client | None = None
+        self.relay: OutboxRelay | None = None
+        self.runner: ConsumerRunner | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    async def start(self) -> None:
+        if self.migrations is not None and self.settings.migrate_at_start:
+            await asyncio.to_thread(upgrade, self.settings.database_url, self.migrations)
+        self.nats = await connect_nats(self.settings.nats_url, name=self.service)
+        js = self.nats.jetstream()
+        for spec in [service_stream(self.service, replicas=self.stream_replicas), *platform_streams(replicas=self.stream_replicas)]:
+            await declare_stream(js, spec)
+        self.relay = OutboxRelay(
+            RelayConfig(
+                service=self.service,
+                database_url=self.settings.database_url,
+                batch_size=self.settings.relay_batch_size,
+                poll_interval_s=self.settings.relay_poll_interval_s,
+            ),
+            js,
+        )
+        self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name=f"{self.service} relay"))
+        if self.consumers:
+            self.runner = ConsumerRunner(self.consumers, js=js, sessions=self.sessions, clock=self.clock, after_commit=self.after_commit)
+            await self.runner.declare()  # refuse to start on a configuration the server will not keep
+            self._tasks.append(asyncio.create_task(self.runner.run(self._stop), name=f"{self.service} consumers"))
+        for task in self._tasks:
+            task.add_done_callback(_log_crash)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            try:
+                await asyncio.wait_for(task, timeout=10)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+            except Exception:
+                log.exception("background task failed while stopping")
+        if self.nats is not None:
+            await self.nats.drain()
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    def readiness_checks(self) -> list[Callable[[], Awaitable[None]]]:
+        async def database() -> None:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+
+        async def nats() -> None:
+            if self.nats is None or not self.nats.is_connected:
+                raise ConnectionError("not connected to NATS")
+
+        return [database, nats]
+
+
+def _log_crash(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s stopped", task.get_name(), exc_info=task.exception())

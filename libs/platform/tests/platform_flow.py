@@ -1,0 +1,112 @@
+"""A small real flow over the platform, shared by the messaging tests and their helper processes:
+the customer-profile service records vehicle mileage (event-sourced, through the outbox), and a consumer
+"analytics.mileage-probe" applies each event to a table that counts how often each event had an effect."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Column, Integer, MetaData, Table, Text, text
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pitlane_events import Actor
+from pitlane_events.customer_profile import MileageSource, VehicleMileageRecorded
+from pitlane_platform.db import create_engine, session_factory
+from pitlane_platform.messaging import eventstore
+from pitlane_platform.messaging.consumer import Consumer, HandlerContext, advance_read_model
+from pitlane_platform.messaging.eventstore import CommandContext
+from pitlane_platform.schema import metadata as platform_metadata
+
+PRODUCER = "customer-profile"
+POISON_KM = 1_999_999  # a reading the probe's handler refuses while `POISON.broken` is set
+
+probe_metadata = MetaData()
+effects = Table(
+    "probe_effects",
+    probe_metadata,
+    Column("event_id", UUID(as_uuid=True), primary_key=True),
+    Column("times_applied", Integer, nullable=False),
+)
+latest_mileage = Table(
+    "probe_latest_mileage",
+    probe_metadata,
+    Column("vehicle_id", Text, primary_key=True),
+    Column("mileage_km", Integer, nullable=False),
+)
+
+
+class Poison:
+    broken = True
+    attempts = 0
+
+
+async def create_tables(database_url: str) -> None:
+    engine = create_engine(database_url)
+    async with engine.begin() as connection:
+        await connection.run_sync(platform_metadata.create_all)
+        await connection.run_sync(probe_metadata.create_all)
+    await engine.dispose()
+
+
+def context() -> CommandContext:
+    return CommandContext(actor=Actor(kind="user", id="advisor-1", role="advisor"), chain_id="test-chain",
+                          occurred_at=datetime.now(UTC))
+
+
+def reading(vehicle_id: str, km: int) -> VehicleMileageRecorded:
+    return VehicleMileageRecorded(vehicle_id=vehicle_id, mileage_km=km, source=MileageSource.CHECK_IN,
+                                  recorded_at=datetime.now(UTC))
+
+
+async def record(sessions: async_sessionmaker[AsyncSession], vehicle_id: str, expected_version: int, km: int) -> Any:
+    async with sessions() as session, session.begin():
+        [stored] = await eventstore.append(session, vehicle_id, expected_version, [reading(vehicle_id, km)], context())
+    return stored
+
+
+def probe_consumer(**options: Any) -> Consumer:
+    consumer = Consumer(service="analytics", purpose="mileage-probe", source_service=PRODUCER, **options)
+
+    @consumer.on(VehicleMileageRecorded)
+    async def apply(ctx: HandlerContext, event: VehicleMileageRecorded) -> None:
+        if event.mileage_km == POISON_KM:
+            Poison.attempts += 1
+            if Poison.broken:
+                raise ValueError("odometer reading out of range for this probe")
+        await ctx.session.execute(
+            pg_insert(effects)
+            .values(event_id=ctx.envelope.event_id, times_applied=1)
+            .on_conflict_do_update(index_elements=[effects.c.event_id], set_={"times_applied": effects.c.times_applied + 1})
+        )
+        if await advance_read_model(ctx.session, "probe_latest_mileage", event.vehicle_id, ctx.envelope.aggregate_version):
+            await ctx.session.execute(
+                pg_insert(latest_mileage)
+                .values(vehicle_id=event.vehicle_id, mileage_km=event.mileage_km)
+                .on_conflict_do_update(index_elements=[latest_mileage.c.vehicle_id], set_={"mileage_km": event.mileage_km})
+            )
+
+    return consumer
+
+
+async def applied_counts(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    async with sessions() as session:
+        rows = await session.execute(text("SELECT event_id::text, times_applied FROM probe_effects"))
+        return {event_id: times for event_id, times in rows}
+
+
+async def wait_until(predicate: Any, *, timeout: float = 30.0, interval: float = 0.1) -> None:
+    """Poll an async predicate until true; fail with the predicate's name on timeout."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        if await predicate():
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {getattr(predicate, '__name__', predicate)}")
+        await asyncio.sleep(interval)
+
+
+__all__ = ["create_engine", "session_factory"]

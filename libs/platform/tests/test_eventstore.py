@@ -1,0 +1,105 @@
+"""Event store against a real PostgreSQL: optimistic concurrency, outbox in the same transaction."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from platform_flow import context, create_tables, reading, record
+from sqlalchemy import func, select
+
+from pitlane_events.customer_profile import VehicleMileageRecorded
+from pitlane_platform.db import create_engine, session_factory
+from pitlane_platform.errors import ConcurrencyError, NotFoundError
+from pitlane_platform.messaging import eventstore
+from pitlane_platform.messaging.aggregate import Aggregate, load_aggregate, save_aggregate
+from pitlane_platform.schema import events, outbox
+
+
+@pytest.fixture
+async def sessions(database_url):
+    await create_tables(database_url)
+    engine = create_engine(database_url, pool_size=25)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+async def test_twenty_concurrent_appends_at_one_version_one_wins_without_gaps(sessions):
+    await record(sessions, "vehicle-1", 0, 1000)
+
+    outcomes = await asyncio.gather(
+        *(record(sessions, "vehicle-1", 1, 2000 + i) for i in range(20)), return_exceptions=True
+    )
+
+    winners = [o for o in outcomes if not isinstance(o, BaseException)]
+    conflicts = [o for o in outcomes if isinstance(o, ConcurrencyError)]
+    assert len(winners) == 1 and len(conflicts) == 19, outcomes
+    async with sessions() as session:
+        versions = (await session.execute(
+            select(events.c.version).where(events.c.stream_id == "vehicle-1").order_by(events.c.version)
+        )).scalars().all()
+        queued = (await session.execute(select(func.count()).select_from(outbox))).scalar_one()
+    assert versions == [1, 2]
+    assert queued == 2  # only committed events are queued for publishing
+
+
+async def test_append_at_a_stale_or_future_version_is_a_conflict(sessions):
+    await record(sessions, "vehicle-2", 0, 10)
+    await record(sessions, "vehicle-2", 1, 20)
+    with pytest.raises(ConcurrencyError, match="expected at version 1, found 2"):
+        await record(sessions, "vehicle-2", 1, 30)
+    with pytest.raises(ConcurrencyError, match="expected at version 5, found 2"):
+        await record(sessions, "vehicle-2", 5, 30)
+
+
+async def test_rolled_back_transaction_leaves_neither_events_nor_outbox_rows(sessions):
+    with pytest.raises(RuntimeError):
+        async with sessions() as session, session.begin():
+            await eventstore.append(session, "vehicle-3", 0, [reading("vehicle-3", 5)], context())
+            raise RuntimeError("the state change failed after the append")
+    async with sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(events))).scalar_one() == 0
+        assert (await session.execute(select(func.count()).select_from(outbox))).scalar_one() == 0
+
+
+class Odometer(Aggregate):
+    """A minimal aggregate: refuses a reading lower than the last one."""
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.km = 0
+
+    def apply(self, event: VehicleMileageRecorded) -> None:
+        self.km = event.mileage_km
+
+    def read(self, km: int) -> None:
+        if km < self.km:
+            raise ValueError(f"odometer cannot go back from {self.km} to {km}")
+        self.record(reading(self.id, km))
+
+
+async def test_aggregate_is_rebuilt_from_its_stream_and_saved_at_its_version(sessions):
+    odometer = Odometer("vehicle-4")
+    odometer.read(100)
+    odometer.read(250)
+    async with sessions() as session, session.begin():
+        stored = await save_aggregate(session, odometer, context())
+    assert [e.aggregate_version for e in stored] == [1, 2]
+
+    async with sessions() as session:
+        loaded = await load_aggregate(session, Odometer, "vehicle-4")
+    assert (loaded.km, loaded.version) == (250, 2)
+    with pytest.raises(ValueError, match="cannot go back"):
+        loaded.read(200)
+
+    stale = Odometer.rehydrate("vehicle-4", stored[:1])
+    stale.read(300)
+    async with sessions() as session, session.begin():
+        with pytest.raises(ConcurrencyError):
+            await save_aggregate(session, stale, context())
+
+
+async def test_loading_a_missing_aggregate_is_not_found(sessions):
+    async with sessions() as session:
+        with pytest.raises(NotFoundError, match="Odometer nobody does not exist"):
+            await load_aggregate(session, Odometer, "nobody")
