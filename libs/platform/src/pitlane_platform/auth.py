@@ -1,0 +1,258 @@
+"""Who is calling: bearer JWTs verified into a `Principal`, and FastAPI dependencies that demand one.
+
+Development signs tokens with HS256 and `settings.jwt_secret` (`pitlane token` mints them); production
+verifies RS256/ES256 tokens of an OIDC provider against its JWKS (`settings.oidc_jwks_url`). A deployment
+trusts exactly one of the two: with a JWKS URL configured, HS256 tokens are refused, so a leaked development
+secret opens nothing and no token can pass off the provider's public key as an HMAC secret.
+
+`create_app` stores one `Authenticator` on `app.state.authenticator`; the dependencies find it there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+import anyio
+import jwt
+from fastapi import Depends, FastAPI, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from opentelemetry import trace
+from pydantic import SecretStr
+
+from pitlane_platform.errors import ForbiddenError, PitlaneError, UnauthorizedError
+from pitlane_platform.settings import ServiceSettings
+
+ALL_BRANCHES = "*"
+HMAC_ALGORITHMS: tuple[str, ...] = ("HS256",)
+OIDC_ALGORITHMS: tuple[str, ...] = ("RS256", "ES256")
+# Tolerated difference between the issuer's clock and ours when checking exp/iat.
+CLOCK_SKEW = timedelta(seconds=30)
+# How long fetched signing keys are trusted before the JWKS is read again; an unknown `kid` (key rotation)
+# triggers a refetch sooner, rate-limited by PyJWKClient's cool-down.
+JWKS_CACHE_SECONDS = 300
+JWKS_FETCH_TIMEOUT_SECONDS = 5
+REQUIRED_REGISTERED_CLAIMS = ("sub", "exp", "iat", "iss", "aud")
+
+
+class Role(StrEnum):
+    OWNER = "owner"  # the whole chain
+    MANAGER = "manager"  # one or more branches
+    ADVISOR = "advisor"  # front desk
+    TECHNICIAN = "technician"
+    FINANCE = "finance"
+    ANALYST = "analyst"
+
+
+# Only these roles may hold a token for every branch (`"branches": ["*"]`).
+CHAIN_WIDE_ROLES = frozenset({Role.OWNER, Role.ANALYST})
+
+
+class InvalidTokenError(UnauthorizedError):
+    """A bearer token was presented but cannot be trusted (signature, expiry, audience, issuer, claims)."""
+
+    title = "Invalid token"
+
+
+class IdentityProviderUnavailableError(PitlaneError):
+    """The OIDC provider's keys could not be fetched: the caller's token may be fine, so this is not a 401."""
+
+    status = 503
+    title = "Identity provider unavailable"
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: str
+    role: Role
+    branches: frozenset[str]
+    chain_id: str
+
+    @property
+    def is_chain_wide(self) -> bool:
+        return ALL_BRANCHES in self.branches
+
+    def can_access_branch(self, branch_id: str) -> bool:
+        return self.is_chain_wide or branch_id in self.branches
+
+    @property
+    def sees_full_phone_numbers(self) -> bool:
+        """Technicians work on cars, not customers: services mask phone numbers for them."""
+        return self.role is not Role.TECHNICIAN
+
+
+def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
+    """The principal of verified claims; raises InvalidTokenError when Pitlane's own claims are malformed."""
+    try:
+        role = Role(str(claims.get("role")))
+    except ValueError:
+        raise InvalidTokenError(f"claim 'role' must be one of {', '.join(Role)}") from None
+    branches = claims.get("branches")
+    if not isinstance(branches, list) or not all(isinstance(b, str) and b for b in branches):
+        raise InvalidTokenError("claim 'branches' must be a list of branch ids")
+    if ALL_BRANCHES in branches and role not in CHAIN_WIDE_ROLES:
+        raise InvalidTokenError(f"only owner and analyst tokens may cover every branch ('*'), not {role}")
+    user_id, chain_id = claims.get("sub"), claims.get("chain")
+    if not isinstance(user_id, str) or not user_id:
+        raise InvalidTokenError("claim 'sub' must name the user")
+    if not isinstance(chain_id, str) or not chain_id:
+        raise InvalidTokenError("claim 'chain' must name the chain")
+    return Principal(user_id=user_id, role=role, branches=frozenset(branches), chain_id=chain_id)
+
+
+class Authenticator:
+    """Verifies bearer tokens the way the service's settings say; one per application."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self._chain_id = settings.chain_id
+        self._hmac_secret = settings.jwt_secret.get_secret_value()
+        self._jwks_client = (
+            jwt.PyJWKClient(
+                settings.oidc_jwks_url,
+                cache_keys=True,
+                lifespan=JWKS_CACHE_SECONDS,
+                timeout=JWKS_FETCH_TIMEOUT_SECONDS,
+            )
+            if settings.oidc_jwks_url
+            else None
+        )
+
+    def verify(self, token: str) -> Principal:
+        """Blocking when the JWKS must be fetched; from async code use `verify_async`."""
+        try:
+            if self._jwks_client is None:
+                key: Any = self._hmac_secret
+                algorithms = HMAC_ALGORITHMS
+            else:
+                key = self._jwks_client.get_signing_key_from_jwt(token).key
+                algorithms = OIDC_ALGORITHMS
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=list(algorithms),
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=CLOCK_SKEW,
+                options={"require": list(REQUIRED_REGISTERED_CLAIMS)},
+            )
+        except jwt.PyJWKClientConnectionError as error:
+            raise IdentityProviderUnavailableError("the signing keys could not be fetched") from error
+        except jwt.ExpiredSignatureError:
+            raise InvalidTokenError("the token has expired") from None
+        except jwt.InvalidAudienceError:
+            raise InvalidTokenError(f"the token is not meant for audience {self._audience!r}") from None
+        except jwt.InvalidIssuerError:
+            raise InvalidTokenError(f"the token was not issued by {self._issuer!r}") from None
+        except (jwt.InvalidTokenError, jwt.PyJWKClientError) as error:
+            raise InvalidTokenError(f"the token cannot be verified: {error}") from None
+        principal = principal_from_claims(claims)
+        if principal.chain_id != self._chain_id:
+            raise InvalidTokenError(f"the token is for chain {principal.chain_id!r}, not {self._chain_id!r}")
+        return principal
+
+    async def verify_async(self, token: str) -> Principal:
+        if self._jwks_client is None:
+            return self.verify(token)
+        # PyJWKClient fetches keys with blocking urllib; keep that off the event loop.
+        return await anyio.to_thread.run_sync(self.verify, token)
+
+
+def install_authenticator(app: FastAPI, settings: ServiceSettings) -> None:
+    app.state.authenticator = Authenticator(settings)
+
+
+# auto_error=False: a missing token must become our 401 problem, not FastAPI's plain 403/401 JSON.
+# Declaring the scheme here also puts bearer auth into the OpenAPI document.
+_bearer_scheme = HTTPBearer(auto_error=False, description="JWT issued by the chain's identity provider")
+
+
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
+) -> Principal:
+    """The verified caller; 401 problem when the bearer token is missing or cannot be trusted."""
+    if credentials is None:
+        raise UnauthorizedError("an 'Authorization: Bearer <token>' header is required")
+    authenticator: Authenticator | None = getattr(request.app.state, "authenticator", None)
+    if authenticator is None:
+        raise RuntimeError(
+            "no Authenticator on app.state: build the app with pitlane_platform.http.create_app"
+        )
+    principal = await authenticator.verify_async(credentials.credentials)
+    trace.get_current_span().set_attributes(
+        {"user.id": principal.user_id, "user.roles": [str(principal.role)]}
+    )
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_roles(*roles: Role | str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that yields the principal when its role is one of `roles`, else a 403 problem."""
+    allowed = frozenset(Role(role) for role in roles)  # an unknown role name fails at import, not per request
+    allowed_names = ", ".join(sorted(allowed))
+
+    async def principal_with_allowed_role(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in allowed:
+            raise ForbiddenError(
+                f"this needs one of the roles {allowed_names}; the token's role is {principal.role}"
+            )
+        return principal
+
+    return principal_with_allowed_role
+
+
+def require_branch_access(principal: Principal, branch_id: str) -> None:
+    """403 problem naming the branch unless the token covers it."""
+    if not principal.can_access_branch(branch_id):
+        raise ForbiddenError(f"branch {branch_id} is not among the branches of this token")
+
+
+def mint_dev_token(
+    settings_or_secret: ServiceSettings | SecretStr | str,
+    *,
+    role: Role | str,
+    branches: Iterable[str],
+    sub: str,
+    chain: str | None = None,
+    ttl: timedelta = timedelta(hours=8),
+    issuer: str | None = None,
+    audience: str | None = None,
+) -> str:
+    """An HS256 token as the dev verifier expects it. With settings, the issuer, audience and chain are
+    theirs; with a bare secret they default to ServiceSettings' defaults unless given."""
+    defaults = ServiceSettings.model_fields
+    if isinstance(settings_or_secret, ServiceSettings):
+        settings = settings_or_secret
+        if settings.oidc_jwks_url:
+            raise ValueError("these settings verify tokens of an OIDC provider; a dev token would be refused")
+        secret = settings.jwt_secret.get_secret_value()
+        issuer, audience, chain = settings.jwt_issuer, settings.jwt_audience, chain or settings.chain_id
+    else:
+        secret = (
+            settings_or_secret.get_secret_value()
+            if isinstance(settings_or_secret, SecretStr)
+            else settings_or_secret
+        )
+        issuer = issuer or defaults["jwt_issuer"].default
+        audience = audience or defaults["jwt_audience"].default
+        chain = chain or defaults["chain_id"].default
+    issued_at = datetime.now(UTC)
+    claims = {
+        "sub": sub,
+        "role": str(Role(role)),
+        "branches": sorted(set(branches)),
+        "chain": chain,
+        "iss": issuer,
+        "aud": audience,
+        "iat": issued_at,
+        "exp": issued_at + ttl,
+    }
+    principal_from_claims(claims)  # refuse to mint what the verifier would refuse
+    return jwt.encode(claims, secret, algorithm=HMAC_ALGORITHMS[0])

@@ -1,0 +1,215 @@
+"""The FastAPI application every service serves: auth, problem+json errors, request ids, probes, tracing.
+
+A service builds its app with `create_app(settings, title=..., version=..., routers=[...])` and adds nothing
+of its own for these concerns, so every service answers errors, probes and traces the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
+
+from pitlane_platform.auth import install_authenticator
+from pitlane_platform.logging import configure_logging, request_id_var
+from pitlane_platform.problems import (
+    PROBLEM_MEDIA_TYPE,
+    PROBLEM_TYPE_PREFIX,
+    ProblemDetails,
+    ProblemResponse,
+    install_problem_handlers,
+    internal_error_response,
+    problem_response,
+)
+from pitlane_platform.settings import ServiceSettings
+from pitlane_platform.telemetry import instrument_app, setup_telemetry
+
+logger = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+API_PREFIX = "/v1"
+REQUEST_ID_HEADER = "X-Request-ID"
+# A caller's request id is echoed into headers and logs, so only short, plain ones are taken over.
+ACCEPTED_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# A dependency that does not answer within this is as good as down, and a probe must not hang.
+READINESS_CHECK_TIMEOUT_SECONDS = 3.0
+# What any /v1 route may answer besides its own responses; listed in the OpenAPI document of each one.
+API_PROBLEM_RESPONSES = {
+    401: "Missing, expired or otherwise untrusted bearer token",
+    403: "The token's role or branches do not allow this",
+    404: "No such resource",
+    409: "The command conflicts with the current state, or someone else changed it first",
+    422: "Invalid input; `errors` names each field",
+}
+# FastAPI documents its own validation error body; ours is a problem, so these schemas would only mislead.
+FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+
+def create_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    version: str,
+    routers: Sequence[APIRouter],
+    readiness_checks: Sequence[ReadinessCheck] = (),
+    lifespan: Lifespan[FastAPI] | None = None,
+) -> FastAPI:
+    """The service's ASGI app. Readiness checks are async callables named after what they check
+    (`async def database() -> None`); raising, or taking longer than a few seconds, means not ready."""
+    setup_telemetry(settings.service_name, otlp_endpoint=settings.otlp_endpoint)
+    configure_logging(settings.service_name, settings.log_level)
+
+    app = FastAPI(title=title, version=version, lifespan=lifespan)
+    app.state.settings = settings
+    install_authenticator(app, settings)
+    install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(_probes_router(readiness_checks))
+    for router in routers:
+        app.include_router(router)
+    app.openapi = lambda: _openapi_with_problem_responses(app)  # type: ignore[method-assign]
+    instrument_app(app)
+    return app
+
+
+class RequestContextMiddleware:
+    """Gives each request an id (the caller's X-Request-ID, or a new one) for logs, spans and the
+    response, and turns an unhandled exception into a 500 problem. Answering here rather than in an
+    `Exception` handler matters: Starlette runs that handler outside all middleware, so the 500 would
+    lose its request id."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        offered = Headers(scope=scope).get(REQUEST_ID_HEADER)
+        request_id = offered if offered and ACCEPTED_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        span = trace.get_current_span()
+        span.set_attribute("pitlane.request_id", request_id)
+        response_started = False
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
+            await send(message)
+
+        reset_token = request_id_var.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        except Exception as error:
+            logger.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            if response_started:
+                raise  # too late for a problem body; the server aborts the response
+            await internal_error_response(Request(scope))(scope, receive, send_with_request_id)
+        finally:
+            request_id_var.reset(reset_token)
+
+
+def _probes_router(readiness_checks: Sequence[ReadinessCheck]) -> APIRouter:
+    router = APIRouter(tags=["probes"])
+
+    @router.get("/health", summary="Liveness: the process is running")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get(
+        "/ready",
+        summary="Readiness: every dependency answers",
+        responses={503: _problem_response_doc("A dependency does not answer; the problem names it")},
+        response_model=None,
+    )
+    async def ready(request: Request) -> dict[str, Any] | ProblemResponse:
+        outcomes = await asyncio.gather(*(_failure_of(check) for check in readiness_checks))
+        failures = {
+            _check_name(check): failure
+            for check, failure in zip(readiness_checks, outcomes, strict=True)
+            if failure
+        }
+        if failures:
+            return problem_response(
+                request,
+                status=503,
+                title="Not ready",
+                detail="not ready: " + ", ".join(f"{name} ({reason})" for name, reason in failures.items()),
+                problem_type=PROBLEM_TYPE_PREFIX + "not-ready",
+                failing_checks=list(failures),
+            )
+        return {"status": "ready", "checks": [_check_name(check) for check in readiness_checks]}
+
+    return router
+
+
+def _check_name(check: ReadinessCheck) -> str:
+    return getattr(check, "__name__", type(check).__name__)
+
+
+async def _failure_of(check: ReadinessCheck) -> str | None:
+    """Why the check failed, or None. The response names only the exception type; the log has the rest,
+    since a driver's message can reveal hosts and credentials."""
+    try:
+        async with asyncio.timeout(READINESS_CHECK_TIMEOUT_SECONDS):
+            await check()
+    except TimeoutError:
+        logger.warning("readiness check %s timed out", _check_name(check))
+        return "timed out"
+    except Exception as error:
+        logger.warning("readiness check %s failed", _check_name(check), exc_info=error)
+        return type(error).__name__
+    return None
+
+
+def _problem_response_doc(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
+    }
+
+
+def _openapi_with_problem_responses(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        document = FastAPI.openapi(app)  # generates and caches on app.openapi_schema; completed in place
+        _add_problem_responses(document)
+    return app.openapi_schema  # type: ignore[return-value]
+
+
+def _add_problem_responses(document: dict[str, Any]) -> None:
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    problem_schema = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(problem_schema.pop("$defs", {}))
+    schemas[ProblemDetails.__name__] = problem_schema
+
+    for path, operations in document.get("paths", {}).items():
+        under_api = path == API_PREFIX or path.startswith(API_PREFIX + "/")
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            statuses = API_PROBLEM_RESPONSES if under_api else {422: API_PROBLEM_RESPONSES[422]}
+            for status, default_description in statuses.items():
+                code = str(status)
+                if under_api or code in responses:
+                    # A route's own description (e.g. "no such work order") is kept, except FastAPI's
+                    # automatic 422 "Validation Error", which describes a body we never send.
+                    own_description = responses.get(code, {}).get("description")
+                    keep_own = own_description is not None and status != 422
+                    responses[code] = _problem_response_doc(
+                        own_description if keep_own else default_description
+                    )
+
+    for name in FASTAPI_VALIDATION_SCHEMAS:
+        schemas.pop(name, None)
