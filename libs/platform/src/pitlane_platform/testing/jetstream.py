@@ -1,0 +1,50 @@
+"""JetStream housekeeping for tests, callable from synchronous fixtures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import nats
+
+T = TypeVar("T")
+
+
+def run_in_fresh_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run `coroutine` to completion in a new event loop on a helper thread.
+
+    Synchronous fixtures run while pytest-asyncio's session loop exists, sometimes while it runs;
+    asyncio.run() on this thread would then refuse to start, or replace the thread's current loop.
+    A thread of its own touches neither.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pitlane-fixture") as helper:
+        return helper.submit(asyncio.run, coroutine).result()
+
+
+async def delete_all_streams(url: str) -> list[str]:
+    """Delete every JetStream stream on the server, which includes every KV bucket (`KV_*`) and object store
+    (`OBJ_*`), and with them their consumers. Returns the deleted names."""
+    connection = await nats.connect(url, allow_reconnect=False, connect_timeout=5)
+    try:
+        manager = connection.jsm()
+        deleted: list[str] = []
+        # The listing is paged; deleting what one page shows and asking again reaches the end.
+        while streams := await manager.streams_info():
+            for stream in streams:
+                name = stream.config.name
+                assert name is not None
+                await manager.delete_stream(name)
+                deleted.append(name)
+        return deleted
+    finally:
+        await connection.close()
+
+
+async def nats_server_version(url: str) -> str:
+    connection = await nats.connect(url, allow_reconnect=False, connect_timeout=5)
+    try:
+        return str(connection.connected_server_version)
+    finally:
+        await connection.close()
