@@ -8,6 +8,7 @@ called by the HTTP app, by each worker and by every test without tracing going d
 from __future__ import annotations
 
 import logging
+import os
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -34,6 +35,8 @@ MESSAGING_SYSTEM = "nats"
 # Probes hit these every few seconds; tracing them would bury the traces that matter.
 UNTRACED_URLS = "/health,/ready"
 OTLP_TRACES_PATH = "/v1/traces"
+OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+OTLP_FROM_ENVIRONMENT = "<environment>"
 
 _provider: TracerProvider | None = None
 _otlp_endpoints: set[str] = set()
@@ -47,9 +50,11 @@ def setup_telemetry(
     """The process's tracer provider, created on the first call and registered globally.
 
     `otlp_endpoint` is the collector's base URL (e.g. `http://otel-collector:4318`); spans are batched and
-    sent over OTLP/HTTP. `exporter` (e.g. an InMemorySpanExporter in tests) receives every span
-    synchronously. Each endpoint and exporter is attached once however often this is called. The service
-    name of the first call wins: one process runs one service.
+    sent over OTLP/HTTP. Without it, OpenTelemetry's standard OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT variables
+    are honoured, so processes started without settings (workers, test subprocesses) export too.
+    `exporter` (e.g. an InMemorySpanExporter in tests) receives every span synchronously. Each endpoint and
+    exporter is attached once however often this is called. The service name of the first call wins: one
+    process runs one service.
     """
     global _provider
     if _provider is None:
@@ -65,6 +70,11 @@ def setup_telemetry(
         _provider.add_span_processor(
             BatchSpanProcessor(OTLPSpanExporter(endpoint=_traces_url(otlp_endpoint)))
         )
+    elif (
+        otlp_endpoint is None and _standard_otlp_env_is_set() and OTLP_FROM_ENVIRONMENT not in _otlp_endpoints
+    ):
+        _otlp_endpoints.add(OTLP_FROM_ENVIRONMENT)
+        _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))  # reads the variables itself
     if exporter is not None and exporter not in _exporters:
         _exporters.add(exporter)
         _provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -80,6 +90,10 @@ def _adopt_or_register_provider(service_name: str) -> TracerProvider:
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
     trace.set_tracer_provider(provider)
     return provider
+
+
+def _standard_otlp_env_is_set() -> bool:
+    return any(os.environ.get(name) for name in OTLP_ENDPOINT_VARIABLES)
 
 
 def _traces_url(otlp_endpoint: str) -> str:
