@@ -109,4 +109,23 @@ async def wait_until(predicate: Any, *, timeout: float = 30.0, interval: float =
         await asyncio.sleep(interval)
 
 
-__all__ = ["create_engine", "session_factory"]
+
+
+
+async def stream_messages(js: Any, stream: str) -> list[Any]:
+    """Every message stored in a stream, in order (RawStreamMsg: seq, subject, headers, data)."""
+    from nats.js.errors import NotFoundError
+
+    info = await js.stream_info(stream)
+    messages = []
+    for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+        try:
+            messages.append(await js.get_msg(stream, sequence))
+        except NotFoundError:
+            continue
+    return messages
+
+
+async def unpublished_count(sessions: async_sessionmaker[AsyncSession]) -> int:
+    async with sessions() as session:
+        return int((await session.execute(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))).scalar_one())

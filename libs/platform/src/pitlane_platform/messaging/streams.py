@@ -8,7 +8,7 @@ the old configuration (a durable consumer otherwise keeps its old `max_deliver`/
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -102,19 +102,18 @@ class ConsumerSpec:
     # Dead-lettering is done by the runner after its own `max_deliver` attempts; the server redelivers
     # without limit so that a message is never silently dropped if the process dies on its last attempt.
     server_max_deliver: int = -1
-    extra: dict[str, Any] = field(default_factory=dict)
+    deliver_policy: DeliverPolicy = DeliverPolicy.ALL
 
     def config(self) -> ConsumerConfig:
         return ConsumerConfig(
             name=self.durable,
             durable_name=self.durable,
-            deliver_policy=DeliverPolicy.ALL,
+            deliver_policy=self.deliver_policy,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait_s,
             max_deliver=self.server_max_deliver,
             max_ack_pending=self.max_ack_pending,
             filter_subjects=list(self.filter_subjects),
-            **self.extra,
         )
 
 

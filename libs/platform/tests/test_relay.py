@@ -1,0 +1,174 @@
+"""The outbox relay against real PostgreSQL and nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from platform_flow import PRODUCER, create_tables, record, stream_messages, unpublished_count, wait_until
+
+from pitlane_platform.db import create_engine, libpq_url, session_factory
+from pitlane_platform.messaging.connection import connect_nats
+from pitlane_platform.messaging.relay import OutboxRelay, RelayConfig
+from pitlane_platform.messaging.streams import declare_stream, service_stream, stream_name
+
+STREAM = stream_name(PRODUCER)
+PROCESSES = Path(__file__).parent / "processes"
+
+
+@pytest.fixture
+async def flow(database_url, nats_url):
+    await create_tables(database_url)
+    engine = create_engine(database_url)
+    nc = await connect_nats(nats_url, name="test")
+    await declare_stream(nc.jetstream(), service_stream(PRODUCER))
+    yield session_factory(engine), nc.jetstream()
+    await nc.close()
+    await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def running_relay(database_url, js, **options):
+    stop = asyncio.Event()
+    relay = OutboxRelay(RelayConfig(service=PRODUCER, database_url=database_url, poll_interval_s=0.2, **options), js)
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        yield relay
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_relay_publishes_in_commit_order_with_the_event_id_as_msg_id(database_url, flow):
+    sessions, js = flow
+    stored = [await record(sessions, "vehicle-1", version, 1000 * version) for version in range(5)]
+    async with running_relay(database_url, js) as relay:
+
+        async def all_marked():
+            return await unpublished_count(sessions) == 0
+
+        await wait_until(all_marked)
+    messages = await stream_messages(js, STREAM)
+    assert [m.headers["Nats-Msg-Id"] for m in messages] == [str(e.event_id) for e in stored]
+    assert {m.subject for m in messages} == {"customer-profile.chain.VehicleMileageRecorded.v1"}
+    assert relay.status.published == 5
+
+
+async def test_rolled_back_transaction_is_never_published(database_url, flow):
+    sessions, js = flow
+    with pytest.raises(RuntimeError):
+        async with sessions() as session, session.begin():
+            from pitlane_platform.messaging import eventstore
+            from platform_flow import context, reading
+
+            await eventstore.append(session, "vehicle-9", 0, [reading("vehicle-9", 1)], context())
+            raise RuntimeError("rolled back")
+    committed = await record(sessions, "vehicle-9", 0, 2)
+    async with running_relay(database_url, js):
+
+        async def published():
+            return await unpublished_count(sessions) == 0
+
+        await wait_until(published)
+        await asyncio.sleep(0.5)
+    messages = await stream_messages(js, STREAM)
+    assert [m.headers["Nats-Msg-Id"] for m in messages] == [str(committed.event_id)]
+
+
+async def test_one_relay_is_active_and_a_standby_takes_over(database_url, flow):
+    sessions, js = flow
+    first_stop, second_stop = asyncio.Event(), asyncio.Event()
+    config = RelayConfig(service=PRODUCER, database_url=database_url, poll_interval_s=0.2, standby_retry_s=0.2)
+    first, second = OutboxRelay(config, js), OutboxRelay(config, js)
+    first_task = asyncio.create_task(first.run(first_stop))
+
+    async def first_active():
+        return first.status.active
+
+    await wait_until(first_active)
+    second_task = asyncio.create_task(second.run(second_stop))
+    await asyncio.sleep(1.0)
+    assert first.status.active and not second.status.active
+
+    first_stop.set()
+    await first_task
+
+    async def second_active():
+        return second.status.active
+
+    await wait_until(second_active)
+    stored = await record(sessions, "vehicle-2", 0, 42)
+
+    async def published():
+        return await unpublished_count(sessions) == 0
+
+    await wait_until(published)
+    second_stop.set()
+    await second_task
+    assert [m.headers["Nats-Msg-Id"] for m in await stream_messages(js, STREAM)] == [str(stored.event_id)]
+    assert second.status.published == 1
+
+
+def start_relay_process(database_url: str, nats_url: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, str(PROCESSES / "run_relay.py"), "--database-url", database_url, "--nats-url", nats_url,
+         "--service", PRODUCER],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+async def test_relay_killed_between_publish_and_mark_leaves_each_event_once_in_the_stream(database_url, nats_url, flow):
+    sessions, js = flow
+    stored = [await record(sessions, f"vehicle-{n}", 0, n) for n in range(10)]
+
+    # Hold the outbox rows locked: the relay can read and publish them, but its UPDATE marking them waits.
+    blocker = await psycopg.AsyncConnection.connect(libpq_url(database_url))
+    await blocker.execute("SELECT id FROM outbox FOR UPDATE")
+    relay = start_relay_process(database_url, nats_url)
+    try:
+
+        async def all_in_stream():
+            return (await js.stream_info(STREAM)).state.messages == 10
+
+        await wait_until(all_in_stream)
+
+        async def relay_waits_to_mark():
+            cursor = await blocker.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE outbox%%'"
+            )
+            return (await cursor.fetchone())[0] == 1
+
+        await wait_until(relay_waits_to_mark)
+        relay.send_signal(signal.SIGKILL)
+        relay.wait(10)
+        # The killed process's blocked UPDATE must not complete on its behalf once the lock is released.
+        await blocker.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE outbox%%'"
+        )
+        await blocker.rollback()
+    finally:
+        await blocker.close()
+        relay.kill()
+    assert await unpublished_count(sessions) == 10
+
+    restarted = start_relay_process(database_url, nats_url)
+    try:
+
+        async def all_marked():
+            return await unpublished_count(sessions) == 0
+
+        await wait_until(all_marked)
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        restarted.wait(10)
+
+    messages = await stream_messages(js, STREAM)
+    assert sorted(m.headers["Nats-Msg-Id"] for m in messages) == sorted(str(e.event_id) for e in stored)
