@@ -334,6 +334,10 @@ class QualityCheckFailed(DomainEvent):
 class _Bill(DomainEvent):
     """What a work order charged and how it was paid; totals are checked so readers can rely on them."""
 
+    work_order_id: Id
+    """The work order."""
+    customer_id: Id
+    """The customer billed."""
     line_items: tuple[LineItem, ...]
     """Everything charged."""
     discounts: tuple[Discount, ...] = ()
@@ -370,10 +374,6 @@ class _Bill(DomainEvent):
 class WorkOrderSettled(_Bill):
     """The bill was finalised and paid at the counter (结算)."""
 
-    work_order_id: Id
-    """The work order."""
-    customer_id: Id
-    """The customer billed."""
     settled_by: Id
     """Staff member who settled it."""
 
@@ -382,10 +382,6 @@ class WorkOrderSettled(_Bill):
 class WorkOrderCompleted(_Bill):
     """The vehicle was handed back: a visit. Carries everything consumers need, so nobody calls back."""
 
-    work_order_id: Id
-    """The work order."""
-    customer_id: Id
-    """The customer."""
     vehicle_id: Id
     """The vehicle."""
     plate: Plate
