@@ -1,0 +1,368 @@
+"""`pitlane up` and `pitlane status`: the whole system on one machine, without Docker.
+
+`pitlane up` starts NATS (JetStream) and PostgreSQL from the embedded wheels under the data directory, unless
+`NATS_URL` / `DATABASE_URL` name servers to use instead; creates each installed service's database; runs
+every service (uvicorn) and its workers as child processes with their output prefixed by their name; writes
+`state.json`; and blocks. Ctrl-C (or SIGTERM, or closing the terminal) stops the services, then PostgreSQL,
+then NATS, so the next `pitlane up` finds its streams and databases again.
+
+Data directory layout:
+    nats/           nats-server's JetStream file store (nats/jetstream) and its log (nats/nats-server.log)
+    postgres/       PostgreSQL's data directory (its log: postgres/log)
+    state.json      what runs where: pids, URLs, start and stop times; also the NATS port to reuse
+    up.lock         held by the running `pitlane up`, so a second one on the same directory is refused
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+from pitlane_platform.db import libpq_url, sqlalchemy_url
+from pitlane_platform.embedded import (
+    LOOPBACK,
+    EmbeddedNats,
+    EmbeddedPostgres,
+    create_database,
+    database_url,
+    free_port,
+    port_is_free,
+    server_version,
+)
+from pitlane_platform.services import ServiceSpec, installed_services
+
+STATE_FILE = "state.json"
+LOCK_FILE = "up.lock"
+SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+SERVICE_READY_TIMEOUT_S = 60.0
+CHILD_STOP_TIMEOUT_S = 10.0
+
+
+class ShutdownRequested(Exception):
+    """Raised in the main thread by SIGINT, SIGTERM or SIGHUP."""
+
+
+@dataclass
+class Child:
+    """A service's HTTP app or one of its workers."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    http_url: str | None = None
+
+
+@dataclass
+class ServerInUse:
+    """NATS or PostgreSQL as this `pitlane up` uses it: embedded (pid and port known) or named by env var."""
+
+    url: str
+    description: str
+    pid: int | None = None
+    port: int | None = None
+
+
+@dataclass
+class DevCluster:
+    data_dir: Path
+    nats: EmbeddedNats | None = None
+    postgres: EmbeddedPostgres | None = None
+    children: list[Child] = field(default_factory=list)
+    _output_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start_nats(self, previous_port: int | None) -> ServerInUse:
+        if url := os.environ.get("NATS_URL"):
+            return ServerInUse(url, "from NATS_URL")
+        # Clients and bookmarks keep working across restarts when the port stays the same.
+        port = previous_port if previous_port is not None and port_is_free(previous_port) else free_port()
+        # Kept before starting, so a Ctrl-C during start-up still stops what did start.
+        self.nats = EmbeddedNats(self.data_dir / "nats", port)
+        self.nats.start()
+        description = f"embedded nats-server {self.nats.version}, pid {self.nats.pid}"
+        return ServerInUse(self.nats.url, description, self.nats.pid, self.nats.port)
+
+    def start_postgres(self) -> ServerInUse:
+        if url := os.environ.get("DATABASE_URL"):
+            return ServerInUse(url, f"PostgreSQL {server_version(url)} from DATABASE_URL")
+        self.postgres = EmbeddedPostgres(self.data_dir / "postgres")
+        self.postgres.start()
+        description = f"embedded PostgreSQL {self.postgres.version}, pid {self.postgres.pid}"
+        return ServerInUse(self.postgres.admin_url, description, self.postgres.pid)
+
+    def start_service(self, spec: ServiceSpec, nats_url: str, postgres_admin_url: str) -> None:
+        create_database(postgres_admin_url, spec.database)
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",  # lines reach the prefixed output as they are written
+            f"{spec.env_prefix}DATABASE_URL": sqlalchemy_url(database_url(postgres_admin_url, spec.database)),
+            f"{spec.env_prefix}NATS_URL": nats_url,
+            f"{spec.env_prefix}ENV": "dev",
+            f"{spec.env_prefix}SERVICE_NAME": spec.name,
+        }
+        port = free_port()
+        uvicorn = [sys.executable, "-m", "uvicorn", "--factory", spec.asgi_factory]
+        self._spawn(
+            spec.name, [*uvicorn, "--host", LOOPBACK, "--port", str(port)], env, f"http://{LOOPBACK}:{port}"
+        )
+        for target in spec.workers:
+            self._spawn(
+                f"{spec.name} {target}", [sys.executable, "-m", "pitlane_platform.worker", target], env
+            )
+
+    def wait_until_services_listen(self) -> None:
+        deadline = time.monotonic() + SERVICE_READY_TIMEOUT_S
+        for child in self.children:
+            if child.http_url is None:
+                continue
+            port = urlsplit(child.http_url).port
+            assert port is not None
+            while not _accepts_connections(LOOPBACK, port):
+                if child.process.poll() is not None:
+                    raise RuntimeError(f"{child.name} exited with {child.process.returncode} while starting")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{child.name} does not listen on {child.http_url}")
+                time.sleep(0.1)
+
+    def first_exited_child(self) -> Child | None:
+        return next((child for child in self.children if child.process.poll() is not None), None)
+
+    def stop(self) -> None:
+        """Services first (they flush outboxes and ack messages), then PostgreSQL, then NATS."""
+        for child in self.children:
+            if child.process.poll() is None:
+                child.process.terminate()
+        for child in self.children:
+            try:
+                child.process.wait(CHILD_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.say(f"{child.name} did not stop within {CHILD_STOP_TIMEOUT_S:.0f}s: killed")
+                child.process.kill()
+                child.process.wait()
+        if self.postgres is not None:
+            self.postgres.stop()
+        if self.nats is not None:
+            self.nats.stop()
+
+    def say(self, line: str) -> None:
+        with self._output_lock:
+            print(line, flush=True)
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str], http_url: str | None = None) -> None:
+        # Its own session: a Ctrl-C in the terminal reaches only `pitlane up`, which stops children in order.
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        assert process.stdout is not None
+        threading.Thread(target=self._relay_output, args=(name, process.stdout), daemon=True).start()
+        self.children.append(Child(name, process, http_url))
+
+    def _relay_output(self, name: str, stream: IO[bytes]) -> None:
+        for line in stream:
+            self.say(f"[{name}] {line.decode(errors='replace').rstrip()}")
+
+
+def run_up(data_dir: Path) -> None:
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with _single_instance(data_dir), _shutdown_signals_raise():
+        previous = read_state(data_dir) or {}
+        cluster = DevCluster(data_dir)
+        exit_code = 0
+        try:
+            nats = cluster.start_nats(previous.get("nats", {}).get("port"))
+            postgres = cluster.start_postgres()
+            for spec in installed_services():
+                cluster.start_service(spec, nats.url, postgres.url)
+            cluster.wait_until_services_listen()
+            _write_state(data_dir, _running_state(cluster, nats, postgres))
+            cluster.say(_url_table(data_dir, cluster, nats, postgres))
+            while (exited := cluster.first_exited_child()) is None:
+                time.sleep(0.5)
+            cluster.say(f"{exited.name} exited with {exited.process.returncode}: stopping everything")
+            exit_code = 1
+        except ShutdownRequested:
+            cluster.say("stopping: services, then PostgreSQL, then NATS…")
+        finally:
+            # A second Ctrl-C must not cut the orderly shutdown short: that is how data gets lost.
+            for signum in SHUTDOWN_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
+            cluster.stop()
+            state = read_state(data_dir)
+            if state is not None and state.get("pid") == os.getpid():
+                _write_state(data_dir, {**state, "stopped_at": _now()})
+            cluster.say("stopped.")
+    if exit_code:
+        raise SystemExit(exit_code)
+
+
+def print_status(data_dir: Path) -> int:
+    """Print what runs where; 0 when `pitlane up` runs and its NATS and PostgreSQL answer, else 1."""
+    data_dir = data_dir.resolve()
+    state = read_state(data_dir)
+    if state is None:
+        print(f"pitlane is not running in {data_dir}: it never started there")
+        return 1
+    if "stopped_at" in state or not _process_is_alive(state["pid"]):
+        stopped = state.get("stopped_at", "without stopping cleanly")
+        print(f"pitlane is not running in {data_dir} (started {state['started_at']}, stopped {stopped})")
+        return 1
+    nats_ok = _nats_answers(state["nats"]["url"])
+    postgres_ok = _postgres_answers(state["postgres"]["url"])
+    rows = [
+        ("pitlane up", f"pid {state['pid']}", f"running since {state['started_at']}"),
+        ("NATS", state["nats"]["url"], "answers" if nats_ok else "DOES NOT ANSWER"),
+        (
+            "PostgreSQL",
+            _printable_postgres_url(state["postgres"]["url"]),
+            "answers" if postgres_ok else "DOES NOT ANSWER",
+        ),
+    ]
+    for name, child in state["services"].items():
+        alive = _process_is_alive(child["pid"])
+        rows.append(
+            (name, child.get("http_url") or "", f"pid {child['pid']} {'running' if alive else 'EXITED'}")
+        )
+    print(f"pitlane in {data_dir}:")
+    print(_table(rows))
+    return 0 if nats_ok and postgres_ok else 1
+
+
+def read_state(data_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((data_dir / STATE_FILE).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _running_state(cluster: DevCluster, nats: ServerInUse, postgres: ServerInUse) -> dict[str, Any]:
+    return {
+        "pid": os.getpid(),
+        "started_at": _now(),
+        "data_dir": str(cluster.data_dir),
+        "nats": {"url": nats.url, "pid": nats.pid, "port": nats.port, "source": nats.description},
+        "postgres": {"url": postgres.url, "pid": postgres.pid, "source": postgres.description},
+        "services": {
+            child.name: {"pid": child.process.pid, "http_url": child.http_url} for child in cluster.children
+        },
+    }
+
+
+def _write_state(data_dir: Path, state: dict[str, Any]) -> None:
+    # Replaced atomically: `pitlane status` never reads half a file. 0600: a DATABASE_URL may hold a password.
+    partial = data_dir / f".{STATE_FILE}.partial"
+    partial.write_text(json.dumps(state, indent=2) + "\n")
+    partial.chmod(0o600)
+    partial.replace(data_dir / STATE_FILE)
+
+
+def _url_table(data_dir: Path, cluster: DevCluster, nats: ServerInUse, postgres: ServerInUse) -> str:
+    rows = [
+        ("NATS", nats.url, nats.description),
+        ("PostgreSQL", _printable_postgres_url(postgres.url), postgres.description),
+    ]
+    rows += [(child.name, child.http_url or "", f"pid {child.process.pid}") for child in cluster.children]
+    if not cluster.children:
+        rows.append(("services", "", "none installed (entry point group pitlane.services)"))
+    return f"pitlane is up, data in {data_dir}:\n{_table(rows)}\nCtrl-C stops everything."
+
+
+def _table(rows: list[tuple[str, str, str]]) -> str:
+    name_width = max(len(row[0]) for row in rows)
+    url_width = max(len(row[1]) for row in rows)
+    return "\n".join(f"  {name:<{name_width}}  {url:<{url_width}}  {note}" for name, url, note in rows)
+
+
+def _printable_postgres_url(url: str) -> str:
+    parsed = make_url(url)
+    return parsed.render_as_string(hide_password=True) if parsed.password else url
+
+
+@contextmanager
+def _single_instance(data_dir: Path) -> Iterator[None]:
+    """Refuse a second `pitlane up` on this data directory: two NATS servers on one file store corrupt it.
+    An OS lock, so it is released however the holder dies."""
+    with (data_dir / LOCK_FILE).open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            state = read_state(data_dir) or {}
+            holder = f" (pid {state['pid']}, since {state.get('started_at')})" if "pid" in state else ""
+            raise SystemExit(
+                f"pitlane up already runs on {data_dir}{holder}: stop it with Ctrl-C in its terminal, "
+                "or use another --data-dir"
+            ) from None
+        yield
+
+
+@contextmanager
+def _shutdown_signals_raise() -> Iterator[None]:
+    def request_shutdown(signum: int, frame: object) -> None:
+        raise ShutdownRequested(signal.Signals(signum).name)
+
+    previous = {signum: signal.signal(signum, request_shutdown) for signum in SHUTDOWN_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _process_is_alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists; another user owns it
+    return True
+
+
+def _accepts_connections(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _nats_answers(url: str) -> bool:
+    """A NATS server greets every new connection with an INFO line."""
+    address = urlsplit(url.split(",")[0])
+    try:
+        with socket.create_connection(
+            (address.hostname or LOOPBACK, address.port or 4222), timeout=2
+        ) as conn:
+            conn.settimeout(2)
+            return conn.recv(4).startswith(b"INFO")
+    except OSError:
+        return False
+
+
+def _postgres_answers(url: str) -> bool:
+    try:
+        with psycopg.connect(libpq_url(url), connect_timeout=3) as conn:
+            return conn.execute("SELECT 1").fetchone() == (1,)
+    except psycopg.Error:
+        return False
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
