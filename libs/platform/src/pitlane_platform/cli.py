@@ -62,7 +62,7 @@ def token(
     audience: Annotated[str, typer.Option(envvar="PITLANE_JWT_AUDIENCE")] = DEFAULT_JWT_AUDIENCE,
 ) -> None:
     """Print a development bearer token, HS256-signed with $PITLANE_JWT_SECRET (default: the dev secret)."""
-    from pitlane_platform.auth import InvalidTokenError, Role, mint_dev_token
+    from pitlane_platform.auth import Role, mint_dev_token
 
     if role not in set(Role):
         raise typer.BadParameter(f"one of {', '.join(Role)}", param_hint="--role")
@@ -78,6 +78,6 @@ def token(
             issuer=issuer,
             audience=audience,
         )
-    except InvalidTokenError as error:
+    except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     typer.echo(minted)
