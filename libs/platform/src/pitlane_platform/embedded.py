@@ -52,6 +52,8 @@ def port_is_free(port: int) -> bool:
     if port in RESERVED_PORTS:
         return False
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the servers themselves do: connections of a crashed server left in TIME_WAIT don't block its port.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((LOOPBACK, port))
         except OSError:
