@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -97,7 +98,14 @@ async def test_an_event_delivered_twice_has_its_effect_once(flow):
     assert runner.applied == 1
 
 
-async def test_poison_message_is_dead_lettered_after_max_deliver_and_replay_applies_it(flow):
+async def pitlane_cli(*args: str) -> str:
+    pitlane = Path(sys.executable).parent / "pitlane"
+    done = await asyncio.to_thread(subprocess.run, [str(pitlane), *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_poison_message_is_dead_lettered_after_max_deliver_and_replay_applies_it(flow, nats_url):
     sessions, js = flow
     poison = await record(sessions, "vehicle-p", 0, POISON_KM)
     later = [await record(sessions, f"vehicle-{n}", 0, n) for n in range(3)]
@@ -124,9 +132,12 @@ async def test_poison_message_is_dead_lettered_after_max_deliver_and_replay_appl
         assert letter.headers["Pitlane-Event-Type"] == "customer-profile.VehicleMileageRecorded"
         assert letter.subject == poison.subject
 
+        listed = await pitlane_cli("dlq", "list", "--json", "--nats-url", nats_url)
+        assert [json.loads(line)["event_id"] for line in listed.splitlines()] == [str(poison.event_id)]
+
         Poison.broken = False  # the fix is deployed
-        replayed = await deadletter.replay(js, consumer="analytics_mileage-probe")
-        assert [r.sequence for r in replayed] == [letter.sequence]
+        replayed = await pitlane_cli("dlq", "replay", "--consumer", "analytics_mileage-probe", "--nats-url", nats_url)
+        assert f"replayed #{letter.sequence} customer-profile.VehicleMileageRecorded {poison.event_id}" in replayed
 
         async def poison_applied():
             return (await applied_counts(sessions)).get(str(poison.event_id)) == 1

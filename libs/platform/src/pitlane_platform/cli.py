@@ -81,3 +81,80 @@ def token(
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     typer.echo(minted)
+
+
+NatsUrl = Annotated[
+    str | None, typer.Option("--nats-url", envvar="NATS_URL", help="default: the NATS of `pitlane up` in --data-dir")
+]
+
+
+def _nats_url(nats_url: str | None, data_dir: Path) -> str:
+    if nats_url:
+        return nats_url
+    from pitlane_platform.devcluster import read_state
+
+    state = read_state(data_dir)
+    if state is None:
+        raise typer.BadParameter("no --nats-url and no `pitlane up` state in --data-dir", param_hint="--nats-url")
+    return str(state["nats"]["url"])
+
+
+@dlq_app.command("list")
+def dlq_list(
+    consumer: Annotated[str | None, typer.Option(help="only this consumer's, e.g. analytics_kpi")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+    nats_url: NatsUrl = None,
+    data_dir: DataDir = Path(".pitlane"),
+) -> None:
+    """List dead letters: which consumer gave up on which event, after how many attempts, and why."""
+    import asyncio
+    import json
+
+    from pitlane_platform.messaging.deadletter import list_dead_letters
+
+    letters = asyncio.run(_with_jetstream(_nats_url(nats_url, data_dir), lambda js: list_dead_letters(js, consumer=consumer)))
+    for letter in letters:
+        summary = letter.summary()
+        if as_json:
+            typer.echo(json.dumps(summary, ensure_ascii=False))
+        else:
+            typer.echo(
+                f"#{summary['seq']} {summary['consumer']} {summary['event_type']} {summary['event_id']} "
+                f"after {summary['attempts']} attempts at {summary['at']}: {summary['error']}"
+            )
+    if not as_json:
+        typer.echo(f"{len(letters)} dead letter(s)")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    consumer: Annotated[str | None, typer.Option(help="replay only this consumer's dead letters")] = None,
+    seq: Annotated[list[int] | None, typer.Option("--seq", help="replay only these (repeat it)")] = None,
+    nats_url: NatsUrl = None,
+    data_dir: DataDir = Path(".pitlane"),
+) -> None:
+    """Send dead letters back to their consumer (after the fix is deployed); each leaves the dead letters."""
+    import asyncio
+
+    from pitlane_platform.messaging.deadletter import replay
+
+    if consumer is None and not seq:
+        raise typer.BadParameter("say which: --consumer NAME and/or --seq N", param_hint="--consumer")
+    replayed = asyncio.run(
+        _with_jetstream(
+            _nats_url(nats_url, data_dir), lambda js: replay(js, consumer=consumer, sequences=set(seq) if seq else None)
+        )
+    )
+    for letter in replayed:
+        typer.echo(f"replayed #{letter.sequence} {letter.event_type} {letter.event_id} to {letter.consumer}")
+    typer.echo(f"{len(replayed)} dead letter(s) replayed")
+
+
+async def _with_jetstream(url: str, action):  # type: ignore[no-untyped-def]
+    import nats
+
+    client = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=0)
+    try:
+        return await action(client.jetstream())
+    finally:
+        await client.close()
