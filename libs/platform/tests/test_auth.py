@@ -14,8 +14,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import APIRouter, Depends
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
-
 from pitlane_platform.auth import (
     Authenticator,
     CurrentPrincipal,
@@ -28,6 +26,7 @@ from pitlane_platform.auth import (
 from pitlane_platform.cli import app as cli_app
 from pitlane_platform.http import create_app
 from pitlane_platform.settings import ServiceSettings
+from typer.testing import CliRunner
 
 SECRET = "test-secret-of-the-auth-tests-32-bytes-or-more"
 
@@ -255,8 +254,12 @@ class JwksServer:
 def public_jwk(
     private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, kid: str, alg: str
 ) -> dict[str, Any]:
-    algorithm = jwt.algorithms.RSAAlgorithm if alg == "RS256" else jwt.algorithms.ECAlgorithm
-    return json.loads(algorithm.to_jwk(private_key.public_key())) | {"kid": kid, "alg": alg, "use": "sig"}
+    public_key = private_key.public_key()
+    if isinstance(public_key, rsa.RSAPublicKey):
+        jwk = jwt.algorithms.RSAAlgorithm.to_jwk(public_key)
+    else:
+        jwk = jwt.algorithms.ECAlgorithm.to_jwk(public_key)
+    return json.loads(jwk) | {"kid": kid, "alg": alg, "use": "sig"}
 
 
 def provider_token(private_key: Any, *, kid: str, alg: str = "RS256", **overrides: Any) -> str:
