@@ -8,18 +8,17 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, Table, Text, text
-from sqlalchemy.dialects.postgresql import UUID
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from pitlane_events import Actor
 from pitlane_events.customer_profile import MileageSource, VehicleMileageRecorded
-from pitlane_platform.db import create_engine, session_factory
+from pitlane_platform.db import create_engine
 from pitlane_platform.messaging import eventstore
 from pitlane_platform.messaging.consumer import Consumer, HandlerContext, advance_read_model
 from pitlane_platform.messaging.eventstore import CommandContext
 from pitlane_platform.schema import metadata as platform_metadata
+from sqlalchemy import Column, Integer, MetaData, Table, Text, text
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 PRODUCER = "customer-profile"
 POISON_KM = 1_999_999  # a reading the probe's handler refuses while `POISON.broken` is set
@@ -53,18 +52,26 @@ async def create_tables(database_url: str) -> None:
 
 
 def context() -> CommandContext:
-    return CommandContext(actor=Actor(kind="user", id="advisor-1", role="advisor"), chain_id="test-chain",
-                          occurred_at=datetime.now(UTC))
+    return CommandContext(
+        actor=Actor(kind="user", id="advisor-1", role="advisor"),
+        chain_id="test-chain",
+        occurred_at=datetime.now(UTC),
+    )
 
 
 def reading(vehicle_id: str, km: int) -> VehicleMileageRecorded:
-    return VehicleMileageRecorded(vehicle_id=vehicle_id, mileage_km=km, source=MileageSource.CHECK_IN,
-                                  recorded_at=datetime.now(UTC))
+    return VehicleMileageRecorded(
+        vehicle_id=vehicle_id, mileage_km=km, source=MileageSource.CHECK_IN, recorded_at=datetime.now(UTC)
+    )
 
 
-async def record(sessions: async_sessionmaker[AsyncSession], vehicle_id: str, expected_version: int, km: int) -> Any:
+async def record(
+    sessions: async_sessionmaker[AsyncSession], vehicle_id: str, expected_version: int, km: int
+) -> Any:
     async with sessions() as session, session.begin():
-        [stored] = await eventstore.append(session, vehicle_id, expected_version, [reading(vehicle_id, km)], context())
+        [stored] = await eventstore.append(
+            session, vehicle_id, expected_version, [reading(vehicle_id, km)], context()
+        )
     return stored
 
 
@@ -80,13 +87,19 @@ def probe_consumer(**options: Any) -> Consumer:
         await ctx.session.execute(
             pg_insert(effects)
             .values(event_id=ctx.envelope.event_id, times_applied=1)
-            .on_conflict_do_update(index_elements=[effects.c.event_id], set_={"times_applied": effects.c.times_applied + 1})
+            .on_conflict_do_update(
+                index_elements=[effects.c.event_id], set_={"times_applied": effects.c.times_applied + 1}
+            )
         )
-        if await advance_read_model(ctx.session, "probe_latest_mileage", event.vehicle_id, ctx.envelope.aggregate_version):
+        if await advance_read_model(
+            ctx.session, "probe_latest_mileage", event.vehicle_id, ctx.envelope.aggregate_version
+        ):
             await ctx.session.execute(
                 pg_insert(latest_mileage)
                 .values(vehicle_id=event.vehicle_id, mileage_km=event.mileage_km)
-                .on_conflict_do_update(index_elements=[latest_mileage.c.vehicle_id], set_={"mileage_km": event.mileage_km})
+                .on_conflict_do_update(
+                    index_elements=[latest_mileage.c.vehicle_id], set_={"mileage_km": event.mileage_km}
+                )
             )
 
     return consumer
@@ -109,9 +122,6 @@ async def wait_until(predicate: Any, *, timeout: float = 30.0, interval: float =
         await asyncio.sleep(interval)
 
 
-
-
-
 async def stream_messages(js: Any, stream: str) -> list[Any]:
     """Every message stored in a stream, in order (RawStreamMsg: seq, subject, headers, data)."""
     from nats.js.errors import NotFoundError
@@ -128,4 +138,8 @@ async def stream_messages(js: Any, stream: str) -> list[Any]:
 
 async def unpublished_count(sessions: async_sessionmaker[AsyncSession]) -> int:
     async with sessions() as session:
-        return int((await session.execute(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))).scalar_one())
+        return int(
+            (
+                await session.execute(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+            ).scalar_one()
+        )

@@ -10,19 +10,29 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from platform_flow import PRODUCER, applied_counts, create_tables, probe_consumer, record, stream_messages, unpublished_count, wait_until
-
 from pitlane_platform.clock import SystemClock
 from pitlane_platform.db import create_engine, session_factory
 from pitlane_platform.messaging.connection import connect_nats
 from pitlane_platform.messaging.consumer import ConsumerRunner
 from pitlane_platform.messaging.relay import OutboxRelay, RelayConfig
 from pitlane_platform.messaging.streams import declare_stream, platform_streams, service_stream, stream_name
+from platform_flow import (
+    PRODUCER,
+    applied_counts,
+    create_tables,
+    probe_consumer,
+    record,
+    stream_messages,
+    unpublished_count,
+    wait_until,
+)
 
 EVENTS = 600
 
 
-async def test_nats_crash_under_load_loses_nothing_and_applies_nothing_twice(database_url, embedded_nats_factory):
+async def test_nats_crash_under_load_loses_nothing_and_applies_nothing_twice(
+    database_url, embedded_nats_factory
+):
     nats_server = embedded_nats_factory()
     await create_tables(database_url)
     engine = create_engine(database_url)
@@ -33,8 +43,12 @@ async def test_nats_crash_under_load_loses_nothing_and_applies_nothing_twice(dat
         await declare_stream(js, spec)
 
     stop = asyncio.Event()
-    relay = OutboxRelay(RelayConfig(service=PRODUCER, database_url=database_url, poll_interval_s=0.2, max_backoff_s=0.5), js)
-    runner = ConsumerRunner([probe_consumer(ack_wait_s=2, backoff_s=(0.2,))], js=js, sessions=sessions, clock=SystemClock())
+    relay = OutboxRelay(
+        RelayConfig(service=PRODUCER, database_url=database_url, poll_interval_s=0.2, max_backoff_s=0.5), js
+    )
+    runner = ConsumerRunner(
+        [probe_consumer(ack_wait_s=2, backoff_s=(0.2,))], js=js, sessions=sessions, clock=SystemClock()
+    )
     await runner.declare()
     background = [asyncio.create_task(relay.run(stop)), asyncio.create_task(runner.run(stop))]
 

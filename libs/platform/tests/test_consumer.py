@@ -12,19 +12,6 @@ from pathlib import Path
 
 import pytest
 from nats.js.api import DeliverPolicy
-from platform_flow import (
-    POISON_KM,
-    PRODUCER,
-    Poison,
-    applied_counts,
-    create_tables,
-    latest_mileage,
-    probe_consumer,
-    record,
-    wait_until,
-)
-from sqlalchemy import select
-
 from pitlane_events import encode
 from pitlane_platform.clock import SystemClock
 from pitlane_platform.db import create_engine, session_factory
@@ -41,6 +28,18 @@ from pitlane_platform.messaging.streams import (
     service_stream,
     stream_name,
 )
+from platform_flow import (
+    POISON_KM,
+    PRODUCER,
+    Poison,
+    applied_counts,
+    create_tables,
+    latest_mileage,
+    probe_consumer,
+    record,
+    wait_until,
+)
+from sqlalchemy import select
 
 PROCESSES = Path(__file__).parent / "processes"
 
@@ -100,7 +99,9 @@ async def test_an_event_delivered_twice_has_its_effect_once(flow):
 
 async def pitlane_cli(*args: str) -> str:
     pitlane = Path(sys.executable).parent / "pitlane"
-    done = await asyncio.to_thread(subprocess.run, [str(pitlane), *args], capture_output=True, text=True, timeout=60)
+    done = await asyncio.to_thread(
+        subprocess.run, [str(pitlane), *args], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -136,8 +137,13 @@ async def test_poison_message_is_dead_lettered_after_max_deliver_and_replay_appl
         assert [json.loads(line)["event_id"] for line in listed.splitlines()] == [str(poison.event_id)]
 
         Poison.broken = False  # the fix is deployed
-        replayed = await pitlane_cli("dlq", "replay", "--consumer", "analytics_mileage-probe", "--nats-url", nats_url)
-        assert f"replayed #{letter.sequence} customer-profile.VehicleMileageRecorded {poison.event_id}" in replayed
+        replayed = await pitlane_cli(
+            "dlq", "replay", "--consumer", "analytics_mileage-probe", "--nats-url", nats_url
+        )
+        assert (
+            f"replayed #{letter.sequence} customer-profile.VehicleMileageRecorded {poison.event_id}"
+            in replayed
+        )
 
         async def poison_applied():
             return (await applied_counts(sessions)).get(str(poison.event_id)) == 1
@@ -149,7 +155,9 @@ async def test_poison_message_is_dead_lettered_after_max_deliver_and_replay_appl
 
 async def test_an_unreadable_message_goes_straight_to_the_dead_letters(flow):
     sessions, js = flow
-    await js.publish("customer-profile.chain.VehicleMileageRecorded.v1", b"{not json", headers={"Nats-Msg-Id": "junk"})
+    await js.publish(
+        "customer-profile.chain.VehicleMileageRecorded.v1", b"{not json", headers={"Nats-Msg-Id": "junk"}
+    )
     good = await record(sessions, "vehicle-g", 0, 5)
     runner = runner_for(sessions, js, max_deliver=5, backoff_s=(0.1,))
     async with running(runner):
@@ -183,13 +191,19 @@ async def test_read_model_ignores_an_event_older_than_what_it_applied(flow):
 
 async def test_changed_consumer_configuration_is_applied_or_refused_loudly(flow):
     _, js = flow
-    spec = ConsumerSpec(stream_name(PRODUCER), "analytics_config-probe", ("customer-profile.*.VehicleMileageRecorded.*",))
+    spec = ConsumerSpec(
+        stream_name(PRODUCER), "analytics_config-probe", ("customer-profile.*.VehicleMileageRecorded.*",)
+    )
     await declare_consumer(js, spec)
-    await declare_consumer(js, ConsumerSpec(spec.stream, spec.durable, spec.filter_subjects, ack_wait_s=7, max_ack_pending=10))
+    await declare_consumer(
+        js, ConsumerSpec(spec.stream, spec.durable, spec.filter_subjects, ack_wait_s=7, max_ack_pending=10)
+    )
     info = await js.consumer_info(spec.stream, spec.durable)
     assert (info.config.ack_wait, info.config.max_ack_pending) == (7, 10)
 
-    immutable_change = ConsumerSpec(spec.stream, spec.durable, spec.filter_subjects, deliver_policy=DeliverPolicy.NEW)
+    immutable_change = ConsumerSpec(
+        spec.stream, spec.durable, spec.filter_subjects, deliver_policy=DeliverPolicy.NEW
+    )
     with pytest.raises(DeclarationError, match="analytics_config-probe"):
         await declare_consumer(js, immutable_change)
 
@@ -197,8 +211,16 @@ async def test_changed_consumer_configuration_is_applied_or_refused_loudly(flow)
 async def test_consumer_killed_between_commit_and_ack_applies_the_event_once(flow, database_url, nats_url):
     sessions, js = flow
     stored = await record(sessions, "vehicle-k", 0, 77)
-    command = [sys.executable, str(PROCESSES / "run_consumer.py"), "--database-url", database_url,
-               "--nats-url", nats_url, "--ack-wait", "1"]
+    command = [
+        sys.executable,
+        str(PROCESSES / "run_consumer.py"),
+        "--database-url",
+        database_url,
+        "--nats-url",
+        nats_url,
+        "--ack-wait",
+        "1",
+    ]
     dying = subprocess.Popen([*command, "--die-after-commit"], env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert await asyncio.to_thread(dying.wait, 60) == -9
     assert await applied_counts(sessions) == {str(stored.event_id): 1}

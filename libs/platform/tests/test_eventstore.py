@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from platform_flow import context, create_tables, reading, record
-from sqlalchemy import func, select
-
+from pitlane_events import DomainEvent
 from pitlane_events.customer_profile import VehicleMileageRecorded
 from pitlane_platform.db import create_engine, session_factory
 from pitlane_platform.errors import ConcurrencyError, NotFoundError
 from pitlane_platform.messaging import eventstore
 from pitlane_platform.messaging.aggregate import Aggregate, load_aggregate, save_aggregate
 from pitlane_platform.schema import events, outbox
+from platform_flow import context, create_tables, reading, record
+from sqlalchemy import func, select
 
 
 @pytest.fixture
@@ -35,9 +35,17 @@ async def test_twenty_concurrent_appends_at_one_version_one_wins_without_gaps(se
     conflicts = [o for o in outcomes if isinstance(o, ConcurrencyError)]
     assert len(winners) == 1 and len(conflicts) == 19, outcomes
     async with sessions() as session:
-        versions = (await session.execute(
-            select(events.c.version).where(events.c.stream_id == "vehicle-1").order_by(events.c.version)
-        )).scalars().all()
+        versions = (
+            (
+                await session.execute(
+                    select(events.c.version)
+                    .where(events.c.stream_id == "vehicle-1")
+                    .order_by(events.c.version)
+                )
+            )
+            .scalars()
+            .all()
+        )
         queued = (await session.execute(select(func.count()).select_from(outbox))).scalar_one()
     assert versions == [1, 2]
     assert queued == 2  # only committed events are queued for publishing
@@ -69,7 +77,8 @@ class Odometer(Aggregate):
         super().__init__(aggregate_id)
         self.km = 0
 
-    def apply(self, event: VehicleMileageRecorded) -> None:
+    def apply(self, event: DomainEvent) -> None:
+        assert isinstance(event, VehicleMileageRecorded)
         self.km = event.mileage_km
 
     def read(self, km: int) -> None:

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from platform_flow import PRODUCER, create_tables, record, stream_messages, unpublished_count, wait_until
-
 from pitlane_platform.db import create_engine, libpq_url, session_factory
 from pitlane_platform.messaging.connection import connect_nats
 from pitlane_platform.messaging.relay import OutboxRelay, RelayConfig
 from pitlane_platform.messaging.streams import declare_stream, service_stream, stream_name
+from platform_flow import PRODUCER, create_tables, record, stream_messages, unpublished_count, wait_until
 
 STREAM = stream_name(PRODUCER)
 PROCESSES = Path(__file__).parent / "processes"
@@ -37,7 +36,9 @@ async def flow(database_url, nats_url):
 @contextlib.asynccontextmanager
 async def running_relay(database_url, js, **options):
     stop = asyncio.Event()
-    relay = OutboxRelay(RelayConfig(service=PRODUCER, database_url=database_url, poll_interval_s=0.2, **options), js)
+    relay = OutboxRelay(
+        RelayConfig(service=PRODUCER, database_url=database_url, poll_interval_s=0.2, **options), js
+    )
     task = asyncio.create_task(relay.run(stop))
     try:
         yield relay
@@ -85,7 +86,9 @@ async def test_rolled_back_transaction_is_never_published(database_url, flow):
 async def test_one_relay_is_active_and_a_standby_takes_over(database_url, flow):
     sessions, js = flow
     first_stop, second_stop = asyncio.Event(), asyncio.Event()
-    config = RelayConfig(service=PRODUCER, database_url=database_url, poll_interval_s=0.2, standby_retry_s=0.2)
+    config = RelayConfig(
+        service=PRODUCER, database_url=database_url, poll_interval_s=0.2, standby_retry_s=0.2
+    )
     first, second = OutboxRelay(config, js), OutboxRelay(config, js)
     first_task = asyncio.create_task(first.run(first_stop))
 
@@ -118,13 +121,23 @@ async def test_one_relay_is_active_and_a_standby_takes_over(database_url, flow):
 
 def start_relay_process(database_url: str, nats_url: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, str(PROCESSES / "run_relay.py"), "--database-url", database_url, "--nats-url", nats_url,
-         "--service", PRODUCER],
+        [
+            sys.executable,
+            str(PROCESSES / "run_relay.py"),
+            "--database-url",
+            database_url,
+            "--nats-url",
+            nats_url,
+            "--service",
+            PRODUCER,
+        ],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
 
-async def test_relay_killed_between_publish_and_mark_leaves_each_event_once_in_the_stream(database_url, nats_url, flow):
+async def test_relay_killed_between_publish_and_mark_leaves_each_event_once_in_the_stream(
+    database_url, nats_url, flow
+):
     sessions, js = flow
     stored = [await record(sessions, f"vehicle-{n}", 0, n) for n in range(10)]
 
@@ -143,7 +156,8 @@ async def test_relay_killed_between_publish_and_mark_leaves_each_event_once_in_t
             cursor = await blocker.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE outbox%%'"
             )
-            return (await cursor.fetchone())[0] == 1
+            row = await cursor.fetchone()
+            return row is not None and row[0] == 1
 
         await wait_until(relay_waits_to_mark)
         relay.send_signal(signal.SIGKILL)

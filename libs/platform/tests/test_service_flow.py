@@ -4,7 +4,6 @@ conflicts change nothing."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -13,18 +12,14 @@ import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, FastAPI
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from platform_flow import PRODUCER, applied_counts, context, create_tables, reading, wait_until
-from pydantic import BaseModel, Field
-from sqlalchemy import func, select
-
 from pitlane_platform.auth import Principal, Role, mint_dev_token, require_branch_access, require_roles
 from pitlane_platform.http import create_app
 from pitlane_platform.messaging import eventstore
@@ -32,6 +27,9 @@ from pitlane_platform.runtime import ServiceRuntime
 from pitlane_platform.schema import events, outbox
 from pitlane_platform.settings import ServiceSettings
 from pitlane_platform.telemetry import instrument_engine, setup_telemetry
+from platform_flow import PRODUCER, applied_counts, context, create_tables, reading, wait_until
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
 
 PROCESSES = Path(__file__).parent / "processes"
 
@@ -41,7 +39,7 @@ class MileageReading(BaseModel):
     expected_version: int = Field(ge=0)
 
 
-def build_service(settings: ServiceSettings) -> tuple[ServiceRuntime, object]:
+def build_service(settings: ServiceSettings) -> tuple[ServiceRuntime, FastAPI]:
     runtime = ServiceRuntime(settings)
     router = APIRouter(prefix="/v1")
 
@@ -59,8 +57,9 @@ def build_service(settings: ServiceSettings) -> tuple[ServiceRuntime, object]:
             )
         return {"version": stored.aggregate_version}
 
-    app = create_app(settings, title="probe", version="test", routers=[router],
-                     readiness_checks=runtime.readiness_checks())
+    app = create_app(
+        settings, title="probe", version="test", routers=[router], readiness_checks=runtime.readiness_checks()
+    )
     return runtime, app
 
 
@@ -68,7 +67,7 @@ class OtlpReceiver:
     """A collector stand-in speaking real OTLP/HTTP: it decodes what exporters send and keeps the spans."""
 
     def __init__(self) -> None:
-        self.spans: list[object] = []
+        self.spans: list[Any] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -96,31 +95,50 @@ class OtlpReceiver:
 @pytest.fixture
 async def service(database_url, nats_url):
     await create_tables(database_url)
-    settings = ServiceSettings(service_name=PRODUCER, database_url=database_url, nats_url=nats_url,
-                               relay_poll_interval_s=0.2)
+    settings = ServiceSettings(
+        service_name=PRODUCER, database_url=database_url, nats_url=nats_url, relay_poll_interval_s=0.2
+    )
     runtime, app = build_service(settings)
     async with runtime.lifespan():
         instrument_engine(runtime.engine)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://probe") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://probe"
+        ) as client:
             yield settings, runtime, client
 
 
-def bearer(settings: ServiceSettings, *, role: str = "advisor", branches: tuple[str, ...] = ("b1",), **kw) -> dict:
-    return {"Authorization": f"Bearer {mint_dev_token(settings, role=role, branches=branches, sub='u1', **kw)}"}
+def bearer(
+    settings: ServiceSettings, *, role: str = "advisor", branches: tuple[str, ...] = ("b1",), **kw
+) -> dict:
+    return {
+        "Authorization": f"Bearer {mint_dev_token(settings, role=role, branches=branches, sub='u1', **kw)}"
+    }
 
 
-async def test_one_trace_spans_request_relay_and_a_consumer_in_another_process(service, database_url, nats_url):
+async def test_one_trace_spans_request_relay_and_a_consumer_in_another_process(
+    service, database_url, nats_url
+):
     settings, runtime, client = service
     exporter = InMemorySpanExporter()
     setup_telemetry(PRODUCER, exporter=exporter)
     receiver = OtlpReceiver()
     consumer = subprocess.Popen(
-        [sys.executable, str(PROCESSES / "run_consumer.py"), "--database-url", database_url, "--nats-url", nats_url],
+        [
+            sys.executable,
+            str(PROCESSES / "run_consumer.py"),
+            "--database-url",
+            database_url,
+            "--nats-url",
+            nats_url,
+        ],
         env={**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100"},
     )
     try:
-        response = await client.post("/v1/branches/b1/vehicles/v-1/mileage", headers=bearer(settings),
-                                     json={"mileage_km": 1234, "expected_version": 0})
+        response = await client.post(
+            "/v1/branches/b1/vehicles/v-1/mileage",
+            headers=bearer(settings),
+            json={"mileage_km": 1234, "expected_version": 0},
+        )
         assert response.status_code == 201, response.text
 
         async def applied_in_the_other_process():
@@ -145,7 +163,9 @@ async def test_one_trace_spans_request_relay_and_a_consumer_in_another_process(s
     assert publish_span.context.trace_id == trace_id
     assert int.from_bytes(consumer_span.trace_id, "big") == trace_id
     assert int.from_bytes(consumer_span.parent_span_id, "big") == publish_span.context.span_id
-    assert any(s.kind == SpanKind.CLIENT and s.context.trace_id == trace_id for s in spans), "no database span"
+    assert any(s.kind == SpanKind.CLIENT and s.context.trace_id == trace_id for s in spans), (
+        "no database span"
+    )
 
 
 async def count_rows(runtime: ServiceRuntime) -> tuple[int, int]:
@@ -168,8 +188,9 @@ async def test_refused_requests_change_nothing(service, case, expected_status):
         "other branch": bearer(settings, branches=("b2",)),
         "technician": bearer(settings, role="technician"),
     }[case]
-    response = await client.post("/v1/branches/b1/vehicles/v-1/mileage", headers=headers,
-                                 json={"mileage_km": 1, "expected_version": 0})
+    response = await client.post(
+        "/v1/branches/b1/vehicles/v-1/mileage", headers=headers, json={"mileage_km": 1, "expected_version": 0}
+    )
     assert response.status_code == expected_status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     assert await count_rows(runtime) == (0, 0)
@@ -178,7 +199,9 @@ async def test_refused_requests_change_nothing(service, case, expected_status):
 async def test_a_concurrent_modification_is_a_409_problem_and_a_bad_field_a_422(service):
     settings, runtime, client = service
     url = "/v1/branches/b1/vehicles/v-2/mileage"
-    assert (await client.post(url, headers=bearer(settings), json={"mileage_km": 5, "expected_version": 0})).status_code == 201
+    assert (
+        await client.post(url, headers=bearer(settings), json={"mileage_km": 5, "expected_version": 0})
+    ).status_code == 201
     conflict = await client.post(url, headers=bearer(settings), json={"mileage_km": 6, "expected_version": 0})
     assert conflict.status_code == 409
     assert "expected at version 0, found 1" in conflict.json()["detail"]

@@ -16,7 +16,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Pitlane: run
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: events a consumer gave up on.")
 app.add_typer(dlq_app, name="dlq")
 
-DataDir = Annotated[Path, typer.Option("--data-dir", envvar="PITLANE_DATA_DIR", help="where NATS and PostgreSQL keep data")]
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", envvar="PITLANE_DATA_DIR", help="where NATS and PostgreSQL keep data")
+]
 
 
 @app.command()
@@ -84,7 +86,8 @@ def token(
 
 
 NatsUrl = Annotated[
-    str | None, typer.Option("--nats-url", envvar="NATS_URL", help="default: the NATS of `pitlane up` in --data-dir")
+    str | None,
+    typer.Option("--nats-url", envvar="NATS_URL", help="default: the NATS of `pitlane up` in --data-dir"),
 ]
 
 
@@ -95,7 +98,9 @@ def _nats_url(nats_url: str | None, data_dir: Path) -> str:
 
     state = read_state(data_dir)
     if state is None:
-        raise typer.BadParameter("no --nats-url and no `pitlane up` state in --data-dir", param_hint="--nats-url")
+        raise typer.BadParameter(
+            "no --nats-url and no `pitlane up` state in --data-dir", param_hint="--nats-url"
+        )
     return str(state["nats"]["url"])
 
 
@@ -112,7 +117,9 @@ def dlq_list(
 
     from pitlane_platform.messaging.deadletter import list_dead_letters
 
-    letters = asyncio.run(_with_jetstream(_nats_url(nats_url, data_dir), lambda js: list_dead_letters(js, consumer=consumer)))
+    letters = asyncio.run(
+        _with_jetstream(_nats_url(nats_url, data_dir), lambda js: list_dead_letters(js, consumer=consumer))
+    )
     for letter in letters:
         summary = letter.summary()
         if as_json:
@@ -142,7 +149,8 @@ def dlq_replay(
         raise typer.BadParameter("say which: --consumer NAME and/or --seq N", param_hint="--consumer")
     replayed = asyncio.run(
         _with_jetstream(
-            _nats_url(nats_url, data_dir), lambda js: replay(js, consumer=consumer, sequences=set(seq) if seq else None)
+            _nats_url(nats_url, data_dir),
+            lambda js: replay(js, consumer=consumer, sequences=set(seq) if seq else None),
         )
     )
     for letter in replayed:

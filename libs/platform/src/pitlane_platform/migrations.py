@@ -33,6 +33,10 @@ def upgrade(database_url: str, script_location: Path, revision: str = "head") ->
 def run_env(target_metadata: MetaData) -> None:
     """The body of every service's Alembic env.py (online mode, async engine)."""
     url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError(
+            "alembic config has no sqlalchemy.url: migrate through pitlane_platform.migrations.upgrade"
+        )
 
     def migrate(connection: Connection) -> None:
         context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)

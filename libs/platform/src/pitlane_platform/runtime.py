@@ -57,7 +57,10 @@ class ServiceRuntime:
             await asyncio.to_thread(upgrade, self.settings.database_url, self.migrations)
         self.nats = await connect_nats(self.settings.nats_url, name=self.service)
         js = self.nats.jetstream()
-        for spec in [service_stream(self.service, replicas=self.stream_replicas), *platform_streams(replicas=self.stream_replicas)]:
+        for spec in [
+            service_stream(self.service, replicas=self.stream_replicas),
+            *platform_streams(replicas=self.stream_replicas),
+        ]:
             await declare_stream(js, spec)
         self.relay = OutboxRelay(
             RelayConfig(
@@ -70,9 +73,17 @@ class ServiceRuntime:
         )
         self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name=f"{self.service} relay"))
         if self.consumers:
-            self.runner = ConsumerRunner(self.consumers, js=js, sessions=self.sessions, clock=self.clock, after_commit=self.after_commit)
+            self.runner = ConsumerRunner(
+                self.consumers,
+                js=js,
+                sessions=self.sessions,
+                clock=self.clock,
+                after_commit=self.after_commit,
+            )
             await self.runner.declare()  # refuse to start on a configuration the server will not keep
-            self._tasks.append(asyncio.create_task(self.runner.run(self._stop), name=f"{self.service} consumers"))
+            self._tasks.append(
+                asyncio.create_task(self.runner.run(self._stop), name=f"{self.service} consumers")
+            )
         for task in self._tasks:
             task.add_done_callback(_log_crash)
 

@@ -12,13 +12,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from platform_flow import probe_consumer  # noqa: E402
-
-from pitlane_platform.clock import SystemClock  # noqa: E402
-from pitlane_platform.db import create_engine, session_factory  # noqa: E402
-from pitlane_platform.messaging.connection import connect_nats  # noqa: E402
-from pitlane_platform.messaging.consumer import ConsumerRunner  # noqa: E402
-from pitlane_platform.telemetry import setup_telemetry  # noqa: E402
+from pitlane_platform.clock import SystemClock
+from pitlane_platform.db import create_engine, session_factory
+from pitlane_platform.messaging.connection import connect_nats
+from pitlane_platform.messaging.consumer import ConsumerRunner
+from pitlane_platform.telemetry import setup_telemetry
+from platform_flow import probe_consumer
 
 
 async def main() -> None:
@@ -31,9 +30,16 @@ async def main() -> None:
     setup_telemetry("analytics")  # exports to OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set by the test
     engine = create_engine(args.database_url)
     nc = await connect_nats(args.nats_url, name="consumer-process")
-    hooks = [lambda _consumer, _envelope: os.kill(os.getpid(), signal.SIGKILL)] if args.die_after_commit else []
-    runner = ConsumerRunner([probe_consumer(ack_wait_s=args.ack_wait)], js=nc.jetstream(), sessions=session_factory(engine),
-                            clock=SystemClock(), after_commit=hooks)
+    hooks = (
+        [lambda _consumer, _envelope: os.kill(os.getpid(), signal.SIGKILL)] if args.die_after_commit else []
+    )
+    runner = ConsumerRunner(
+        [probe_consumer(ack_wait_s=args.ack_wait)],
+        js=nc.jetstream(),
+        sessions=session_factory(engine),
+        clock=SystemClock(),
+        after_commit=hooks,
+    )
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     print("consumer started", flush=True)

@@ -19,7 +19,9 @@ async def main() -> None:
     nc = await connect_nats(args.nats_url, name="relay-process")
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    relay = OutboxRelay(RelayConfig(service=args.service, database_url=args.database_url, poll_interval_s=0.2), nc.jetstream())
+    relay = OutboxRelay(
+        RelayConfig(service=args.service, database_url=args.database_url, poll_interval_s=0.2), nc.jetstream()
+    )
     print("relay started", flush=True)
     await relay.run(stop)
     await nc.drain()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from typing import Any, Self, TypeVar
 
+from pitlane_events import DomainEvent, Envelope
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pitlane_events import DomainEvent, Envelope
 from pitlane_platform.errors import NotFoundError
 from pitlane_platform.messaging import eventstore
 from pitlane_platform.messaging.eventstore import CommandContext
@@ -50,7 +50,9 @@ async def load_aggregate(session: AsyncSession, kind: type[A], aggregate_id: str
     return kind.rehydrate(aggregate_id, history)
 
 
-async def save_aggregate(session: AsyncSession, aggregate: Aggregate, context: CommandContext) -> list[Envelope[Any]]:
+async def save_aggregate(
+    session: AsyncSession, aggregate: Aggregate, context: CommandContext
+) -> list[Envelope[Any]]:
     """Append the aggregate's pending events at the version it was loaded at."""
     stored = await eventstore.append(session, aggregate.id, aggregate.version, aggregate.pending, context)
     aggregate.version += len(aggregate.pending)

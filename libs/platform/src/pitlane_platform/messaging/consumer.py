@@ -19,11 +19,11 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from opentelemetry.trace import Status, StatusCode
+from pitlane_events import Actor, DomainEvent, Envelope, EventError, decode
+from pitlane_events.codec import MSG_ID_HEADER
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pitlane_events import Actor, DomainEvent, Envelope, EventError, decode
-from pitlane_events.codec import MSG_ID_HEADER
 from pitlane_platform.clock import Clock
 from pitlane_platform.messaging.deadletter import dead_letter, original_subject
 from pitlane_platform.messaging.eventstore import CommandContext
@@ -97,12 +97,19 @@ class Consumer:
         return register
 
     def specs(self) -> list[ConsumerSpec]:
-        filters = tuple(sorted(f"{self.source_service}.*.{event_type.split('.', 1)[1]}.*" for event_type in self.handlers))
+        filters = tuple(
+            sorted(f"{self.source_service}.*.{event_type.split('.', 1)[1]}.*" for event_type in self.handlers)
+        )
         if not filters:
             raise ValueError(f"consumer {self.name} handles no event")
         return [
             ConsumerSpec(stream_name(self.source_service), self.durable, filters, ack_wait_s=self.ack_wait_s),
-            ConsumerSpec(REPLAY_STREAM, self.durable, (f"{REPLAY_PREFIX}.{self.durable}.>",), ack_wait_s=self.ack_wait_s),
+            ConsumerSpec(
+                REPLAY_STREAM,
+                self.durable,
+                (f"{REPLAY_PREFIX}.{self.durable}.>",),
+                ack_wait_s=self.ack_wait_s,
+            ),
         ]
 
     def delay_after(self, attempt: int) -> float:
@@ -140,7 +147,9 @@ class ConsumerRunner:
         async with asyncio.TaskGroup() as tasks:
             for consumer in self.consumers:
                 for spec in consumer.specs():
-                    tasks.create_task(self._pull(consumer, spec, stop), name=f"consume {spec.stream}/{spec.durable}")
+                    tasks.create_task(
+                        self._pull(consumer, spec, stop), name=f"consume {spec.stream}/{spec.durable}"
+                    )
 
     async def _pull(self, consumer: Consumer, spec: ConsumerSpec, stop: asyncio.Event) -> None:
         subscription = await self.js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
@@ -179,7 +188,9 @@ class ConsumerRunner:
     async def _handle(self, consumer: Consumer, message: Msg, attempt: int) -> None:
         if attempt > consumer.max_deliver:
             # The process died during the last attempt: give up without running the handler again.
-            await self._dead_letter(consumer, message, f"no outcome after {consumer.max_deliver} attempts", attempt)
+            await self._dead_letter(
+                consumer, message, f"no outcome after {consumer.max_deliver} attempts", attempt
+            )
             return
         try:
             envelope = decode(message.data)
@@ -194,8 +205,13 @@ class ConsumerRunner:
             applied = await self._apply(consumer, handler, envelope)
         except Exception as exc:
             log.warning(
-                "handler %s failed on %s (attempt %d/%d)", consumer.name, envelope.event_type, attempt, consumer.max_deliver,
-                exc_info=True, extra={"event_id": str(envelope.event_id)},
+                "handler %s failed on %s (attempt %d/%d)",
+                consumer.name,
+                envelope.event_type,
+                attempt,
+                consumer.max_deliver,
+                exc_info=True,
+                extra={"event_id": str(envelope.event_id)},
             )
             if attempt >= consumer.max_deliver:
                 await self._dead_letter(consumer, message, f"{type(exc).__name__}: {exc}", attempt)

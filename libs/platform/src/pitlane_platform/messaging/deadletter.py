@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
-
 from pitlane_events.codec import EVENT_TYPE_HEADER, MSG_ID_HEADER
+
 from pitlane_platform.messaging.streams import DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, REPLAY_PREFIX
 
 ORIGINAL_SUBJECT = "Pitlane-Original-Subject"
@@ -36,7 +36,9 @@ def original_subject(message: Msg) -> str:
     return (message.headers or {}).get(ORIGINAL_SUBJECT, message.subject)
 
 
-async def dead_letter(js: JetStreamContext, message: Msg, *, consumer: str, error: str, attempts: int) -> None:
+async def dead_letter(
+    js: JetStreamContext, message: Msg, *, consumer: str, error: str, attempts: int
+) -> None:
     headers = dict(message.headers or {})
     subject = original_subject(message)
     source = f"{message.metadata.stream}:{message.metadata.sequence.stream}"
@@ -90,7 +92,9 @@ async def list_dead_letters(js: JetStreamContext, *, consumer: str | None = None
     return letters
 
 
-async def replay(js: JetStreamContext, *, consumer: str | None = None, sequences: set[int] | None = None) -> list[DeadLetter]:
+async def replay(
+    js: JetStreamContext, *, consumer: str | None = None, sequences: set[int] | None = None
+) -> list[DeadLetter]:
     """Send dead letters back to their consumer; returns those replayed. Safe to run twice."""
     replayed = []
     for letter in await list_dead_letters(js, consumer=consumer):
@@ -98,7 +102,9 @@ async def replay(js: JetStreamContext, *, consumer: str | None = None, sequences
             continue
         headers = {k: v for k, v in letter.headers.items() if k not in _DLQ_HEADERS}
         headers[MSG_ID_HEADER] = f"replay:{letter.sequence}"
-        await js.publish(f"{REPLAY_PREFIX}.{letter.consumer}.{letter.subject}", letter.payload, headers=headers)
+        await js.publish(
+            f"{REPLAY_PREFIX}.{letter.consumer}.{letter.subject}", letter.payload, headers=headers
+        )
         await js.delete_msg(DEAD_LETTER_STREAM, letter.sequence)
         replayed.append(letter)
     return replayed

@@ -13,12 +13,12 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from pitlane_events import Actor, DomainEvent, Envelope, decode_json
 from psycopg.errors import UniqueViolation
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pitlane_events import Actor, DomainEvent, Envelope, decode_json
 from pitlane_platform.errors import ConcurrencyError
 from pitlane_platform.messaging.outbox import enqueue
 from pitlane_platform.schema import events

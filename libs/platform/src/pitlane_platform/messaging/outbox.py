@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pitlane_events import Envelope, encode
+from pitlane_events.codec import TRACEPARENT_HEADER
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pitlane_events import Envelope, encode
-from pitlane_events.codec import TRACEPARENT_HEADER
 from pitlane_platform.schema import OUTBOX_CHANNEL, outbox
 from pitlane_platform.telemetry import inject_trace_headers
 

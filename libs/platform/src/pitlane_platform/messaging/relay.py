@@ -18,8 +18,8 @@ from typing import Any
 
 import psycopg
 from nats.js import JetStreamContext
-
 from pitlane_events.codec import MSG_ID_HEADER
+
 from pitlane_platform.db import libpq_url
 from pitlane_platform.schema import OUTBOX_CHANNEL
 from pitlane_platform.telemetry import context_from_headers, inject_trace_headers, publish_span
@@ -63,7 +63,9 @@ class OutboxRelay:
         self.js = js
         self.status = RelayStatus()
         # Leadership is per service database; the lock key is derived from the service name.
-        self._lock_key = int.from_bytes(hashlib.sha256(f"outbox-relay:{config.service}".encode()).digest()[:8], "big", signed=True)
+        self._lock_key = int.from_bytes(
+            hashlib.sha256(f"outbox-relay:{config.service}".encode()).digest()[:8], "big", signed=True
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stand by until this relay holds the lock, then publish until `stop` is set."""
@@ -96,7 +98,9 @@ class OutboxRelay:
             finally:
                 self.status.active = False
 
-    async def _publish_loop(self, stop: asyncio.Event, listener: psycopg.AsyncConnection, worker: psycopg.AsyncConnection) -> None:
+    async def _publish_loop(
+        self, stop: asyncio.Event, listener: psycopg.AsyncConnection, worker: psycopg.AsyncConnection
+    ) -> None:
         backoff = 0.0
         next_report = 0.0
         loop = asyncio.get_running_loop()
@@ -142,9 +146,13 @@ class OutboxRelay:
         return len(acked), len(rows) == self.config.batch_size
 
     async def _publish(self, row_id: int, subject: str, headers: dict[str, str], payload: bytes) -> None:
-        with publish_span(subject, message_id=headers.get(MSG_ID_HEADER, ""), context=context_from_headers(headers)):
+        with publish_span(
+            subject, message_id=headers.get(MSG_ID_HEADER, ""), context=context_from_headers(headers)
+        ):
             message_headers = {**headers, **inject_trace_headers()}
-            await self.js.publish(subject, bytes(payload), headers=message_headers, timeout=self.config.publish_timeout_s)
+            await self.js.publish(
+                subject, bytes(payload), headers=message_headers, timeout=self.config.publish_timeout_s
+            )
 
     async def _wait_for_notify(self, stop: asyncio.Event, listener: psycopg.AsyncConnection) -> None:
         async for _ in listener.notifies(timeout=self.config.poll_interval_s, stop_after=1):
@@ -158,7 +166,11 @@ class OutboxRelay:
         await worker.execute(_PURGE, (self.config.keep_published,))
         log.info(
             "relay lag",
-            extra={"service": self.config.service, "pending": self.status.pending, "oldest_pending_age_s": round(self.status.oldest_pending_age_s, 3)},
+            extra={
+                "service": self.config.service,
+                "pending": self.status.pending,
+                "oldest_pending_age_s": round(self.status.oldest_pending_age_s, 3),
+            },
         )
 
     def describe(self) -> dict[str, Any]:

@@ -87,7 +87,9 @@ async def declare_stream(js: JetStreamContext, spec: StreamSpec) -> None:
     try:
         info = await js.update_stream(wanted)
     except APIError as exc:
-        raise DeclarationError(f"stream {spec.name}: server refused {differences}: {exc.description}") from exc
+        raise DeclarationError(
+            f"stream {spec.name}: server refused {differences}: {exc.description}"
+        ) from exc
     _check_kept(f"stream {spec.name}", wanted.as_dict(), info.config.as_dict(), _STREAM_FIELDS)
     log.warning("updated stream %s", spec.name, extra={"changes": differences})
 
@@ -123,7 +125,9 @@ async def declare_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
         existing = await js.consumer_info(spec.stream, spec.durable)
     except NotFoundError:
         existing = None
-    if existing is not None and not _differences(wanted.as_dict(), existing.config.as_dict(), _CONSUMER_FIELDS):
+    if existing is not None and not _differences(
+        wanted.as_dict(), existing.config.as_dict(), _CONSUMER_FIELDS
+    ):
         return
     try:
         info = await js.add_consumer(spec.stream, wanted)  # create, or update an existing durable
@@ -131,13 +135,30 @@ async def declare_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
         raise DeclarationError(
             f"consumer {spec.stream}/{spec.durable}: server refused the declared configuration: {exc.description}"
         ) from exc
-    _check_kept(f"consumer {spec.stream}/{spec.durable}", wanted.as_dict(), info.config.as_dict(), _CONSUMER_FIELDS)
+    _check_kept(
+        f"consumer {spec.stream}/{spec.durable}", wanted.as_dict(), info.config.as_dict(), _CONSUMER_FIELDS
+    )
     if existing is not None:
         log.warning("updated consumer %s/%s", spec.stream, spec.durable)
 
 
-_STREAM_FIELDS = ("subjects", "retention", "storage", "discard", "duplicate_window", "num_replicas", "max_age")
-_CONSUMER_FIELDS = ("deliver_policy", "ack_policy", "ack_wait", "max_deliver", "max_ack_pending", "filter_subjects")
+_STREAM_FIELDS = (
+    "subjects",
+    "retention",
+    "storage",
+    "discard",
+    "duplicate_window",
+    "num_replicas",
+    "max_age",
+)
+_CONSUMER_FIELDS = (
+    "deliver_policy",
+    "ack_policy",
+    "ack_wait",
+    "max_deliver",
+    "max_ack_pending",
+    "filter_subjects",
+)
 
 
 def _normalise(key: str, value: Any) -> Any:
