@@ -52,7 +52,7 @@ def port_is_free(port: int) -> bool:
     if port in RESERVED_PORTS:
         return False
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        # As the servers themselves do: connections of a crashed server left in TIME_WAIT don't block its port.
+        # As the servers themselves do: a crashed server's connections left in TIME_WAIT don't block its port.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((LOOPBACK, port))
@@ -225,6 +225,8 @@ class EmbeddedPostgres:
         if postmaster.is_running():
             stop_fast = ["-w", "-m", "fast", "stop"]
             pgserver.pg_ctl(stop_fast, pgdata=self.data_dir, user=server.system_user, timeout=30)
+            # pg_ctl returns once postmaster.pid is gone, a moment before the process itself is.
+            postmaster.process.wait(timeout=30)
         server.cleanup()  # forgets this process's handle; with cleanup_mode=None it stops and deletes nothing
 
     @property
