@@ -19,6 +19,30 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from pitlane_platform.db import sqlalchemy_url
 
 
+def create_platform_tables() -> None:
+    """For a service's first migration: the event store, outbox, inbox and read-model version tables, as
+    `pitlane_platform.schema` defines them, so every service gets the same ones."""
+    from alembic import op
+
+    from pitlane_platform.schema import metadata
+
+    metadata.create_all(op.get_bind(), tables=list(_platform_tables()))
+
+
+def drop_platform_tables() -> None:
+    from alembic import op
+
+    from pitlane_platform.schema import metadata
+
+    metadata.drop_all(op.get_bind(), tables=list(_platform_tables()))
+
+
+def _platform_tables():  # type: ignore[no-untyped-def]
+    from pitlane_platform.schema import events, inbox, outbox, read_model_versions
+
+    return (events, outbox, inbox, read_model_versions)
+
+
 def alembic_config(database_url: str, script_location: Path) -> Config:
     config = Config()
     config.set_main_option("script_location", str(script_location))
