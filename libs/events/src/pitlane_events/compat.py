@@ -128,9 +128,10 @@ class _Comparison:
                 yield self._finding(path, f"enum values added: {', '.join(added)}")
             if removed := _missing_from(old_enum, new_enum):
                 yield self._finding(path, f"enum values removed: {', '.join(removed)}")
-        elif old_enum != new_enum:
-            change = "restricted to" if new_enum is not None else "no longer restricted to"
-            yield self._finding(path, f"type changed: {change} {_values(old_enum or new_enum)}")
+        elif new_enum is not None:
+            yield self._finding(path, f"type changed: restricted to {_values(new_enum)}")
+        elif old_enum is not None:
+            yield self._finding(path, f"type changed: no longer restricted to {_values(old_enum)}")
 
     def _constraints(self, old: Schema, new: Schema, path: str) -> Iterator[Finding]:
         for keyword in sorted(CONSTRAINTS):

@@ -119,7 +119,7 @@ class Envelope(BaseModel, Generic[E]):
         event_id = new_event_id()
         if caused_by is not None:
             correlation_id = caused_by.correlation_id
-        return Envelope[type(data)](  # type: ignore[misc]
+        return Envelope[type(data)](  # type: ignore[misc,operator]
             event_id=event_id,
             event_type=data.event_type,
             schema_version=data.schema_version,
