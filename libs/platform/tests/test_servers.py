@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 async def stream_names(url: str) -> list[str]:
     connection = await nats.connect(url)
     try:
-        return [stream.config.name for stream in await connection.jsm().streams_info()]
+        return [str(stream.config.name) for stream in await connection.jsm().streams_info()]
     finally:
         await connection.close()
 

@@ -9,6 +9,7 @@ Both keep their data in the directory they are given, so starting again on the s
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -226,7 +227,7 @@ class EmbeddedPostgres:
             stop_fast = ["-w", "-m", "fast", "stop"]
             pgserver.pg_ctl(stop_fast, pgdata=self.data_dir, user=server.system_user, timeout=30)
             # pg_ctl returns once postmaster.pid is gone, a moment before the process itself is.
-            postmaster.process.wait(timeout=30)
+            _wait_until_gone(postmaster.pid, timeout=30)
         server.cleanup()  # forgets this process's handle; with cleanup_mode=None it stops and deletes nothing
 
     @property
@@ -269,6 +270,17 @@ class EmbeddedPostgres:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _wait_until_gone(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"process {pid} still exists {timeout}s after it was stopped")
 
 
 def _import_pgserver() -> ModuleType:
