@@ -195,6 +195,8 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 def require_roles(*roles: Role | str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that yields the principal when its role is one of `roles`, else a 403 problem."""
+    if not roles:
+        raise ValueError("require_roles needs at least one role")
     allowed = frozenset(Role(role) for role in roles)  # an unknown role name fails at import, not per request
     allowed_names = ", ".join(sorted(allowed))
 
