@@ -1,0 +1,1 @@
+"""Pitlane customer-profile service."""
