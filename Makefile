@@ -29,7 +29,7 @@ lint: sync
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) lint-imports
-	$(RUN) mypy libs
+	$(RUN) mypy libs services bench
 
 test: lint
 	$(RUN) pytest $(PYTEST_ARGS)
