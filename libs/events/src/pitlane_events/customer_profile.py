@@ -81,7 +81,9 @@ class InsuranceCoverage(StrEnum):
 
 ModelYear = Annotated[int, Field(ge=1950, le=2100)]
 
-CustomerField = Literal["full_name", "gender", "birthday", "custom_fields"]
+CustomerField = Literal[
+    "full_name", "gender", "birthday", "custom_fields", "referrer_customer_id", "preferred_services", "notes"
+]
 VehicleField = Literal[
     "plate", "vin", "brand", "model", "model_year", "energy_type", "purchase_date", "registration_date"
 ]
@@ -107,6 +109,12 @@ class CustomerRegistered(DomainEvent):
     """The branch that registered the customer; null for online or imported customers."""
     custom_fields: dict[Code, NonBlank] = Field(default_factory=dict)
     """Chain-defined extra fields (key → value)."""
+    referrer_customer_id: Id | None = None
+    """The customer who referred this one, if any (source referral)."""
+    preferred_services: tuple[NonBlank, ...] = ()
+    """Services the customer prefers or usually asks for, e.g. 小保养, 精洗."""
+    notes: NonBlank | None = None
+    """Staff notes about the customer."""
 
 
 @event("customer-profile.CustomerUpdated", 1)
@@ -125,6 +133,12 @@ class CustomerUpdated(DomainEvent):
     """New birthday, if changed."""
     custom_fields: dict[Code, NonBlank] | None = None
     """The complete new set of custom fields, if any changed."""
+    referrer_customer_id: Id | None = None
+    """New referrer, if changed."""
+    preferred_services: tuple[NonBlank, ...] | None = None
+    """The complete new list of preferred services, if changed."""
+    notes: NonBlank | None = None
+    """New staff notes, if changed."""
 
 
 @event("customer-profile.CustomerContactAdded", 1)
