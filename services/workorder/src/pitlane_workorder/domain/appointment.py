@@ -1,0 +1,126 @@
+"""The appointment: booked for a slot, then moved, cancelled, missed (no-show) or kept (arrived)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Literal
+
+from pitlane_events import DomainEvent
+from pitlane_events.types import TimeSlot
+from pitlane_events.workorder import (
+    AppointmentArrived,
+    AppointmentBooked,
+    AppointmentCancelled,
+    AppointmentNoShow,
+    AppointmentRescheduled,
+    BookingChannel,
+)
+from pitlane_platform.errors import ConflictError, InvalidInputError
+from pitlane_workorder.domain.aggregate import EventSourcedAggregate
+
+
+class AppointmentStatus(StrEnum):
+    BOOKED = "booked"
+    CANCELLED = "cancelled"
+    NO_SHOW = "no_show"
+    ARRIVED = "arrived"
+
+
+class Appointment(EventSourcedAggregate):
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.status = AppointmentStatus.BOOKED
+        self.customer_id = ""
+        self.vehicle_id: str | None = None
+        self.plate = ""
+        self.slot: TimeSlot | None = None
+        self.channel = BookingChannel.ONLINE
+        self.campaign_id: str | None = None
+        self.work_order_id: str | None = None
+
+    @classmethod
+    def book(cls, event: AppointmentBooked, at: datetime) -> Appointment:
+        if event.slot.start <= at:
+            raise InvalidInputError("slot_start", "the slot has already begun")
+        appointment = cls(event.appointment_id)
+        appointment.record(event, at)
+        return appointment
+
+    def reschedule(self, slot: TimeSlot, reason: str | None, at: datetime) -> None:
+        self._require_booked("reschedule")
+        assert self.slot is not None
+        self.record(
+            AppointmentRescheduled(
+                appointment_id=self.id,
+                customer_id=self.customer_id,
+                previous_slot=self.slot,
+                slot=slot,
+                reason=reason,
+            ),
+            at,
+        )
+
+    def cancel(self, cancelled_by: Literal["customer", "branch"], reason: str, at: datetime) -> None:
+        self._require_booked("cancel")
+        self.record(
+            AppointmentCancelled(
+                appointment_id=self.id, customer_id=self.customer_id, cancelled_by=cancelled_by, reason=reason
+            ),
+            at,
+        )
+
+    def is_missed(self, at: datetime, grace: timedelta) -> bool:
+        return (
+            self.status is AppointmentStatus.BOOKED
+            and self.slot is not None
+            and at >= self.slot.start + grace
+        )
+
+    def mark_no_show(self, at: datetime, grace: timedelta) -> None:
+        self._require_booked("mark as no-show")
+        if not self.is_missed(at, grace):
+            raise ConflictError(
+                f"appointment {self.id} is not missed yet: its grace period of {grace} has not run out"
+            )
+        assert self.slot is not None
+        self.record(
+            AppointmentNoShow(appointment_id=self.id, customer_id=self.customer_id, slot=self.slot), at
+        )
+
+    def arrive(self, work_order_id: str, at: datetime) -> None:
+        self._require_booked("check in")
+        self.record(
+            AppointmentArrived(
+                appointment_id=self.id,
+                customer_id=self.customer_id,
+                work_order_id=work_order_id,
+                arrived_at=at,
+            ),
+            at,
+        )
+
+    def _require_booked(self, action: str) -> None:
+        if self.status is not AppointmentStatus.BOOKED:
+            raise ConflictError(
+                f"appointment {self.id} is {self.status}; only a booked appointment can {action}"
+            )
+
+    def apply(self, event: DomainEvent, occurred_at: datetime) -> None:
+        match event:
+            case AppointmentBooked():
+                self.customer_id = event.customer_id
+                self.vehicle_id = event.vehicle_id
+                self.plate = event.plate
+                self.slot = event.slot
+                self.channel = event.channel
+                self.campaign_id = event.campaign_id
+            case AppointmentRescheduled():
+                self.slot = event.slot
+            case AppointmentCancelled():
+                self.status = AppointmentStatus.CANCELLED
+            case AppointmentNoShow():
+                self.status = AppointmentStatus.NO_SHOW
+            case AppointmentArrived():
+                self.status = AppointmentStatus.ARRIVED
+                self.work_order_id = event.work_order_id

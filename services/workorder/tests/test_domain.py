@@ -1,0 +1,264 @@
+"""The pure domain: the work order's state machine, booking capacity on the slot grid, settlement arithmetic."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from pitlane_events.types import (
+    AddOnDecision,
+    Discount,
+    DiscountKind,
+    LineCategory,
+    LineItem,
+    OpeningHours,
+    Payment,
+    PaymentMethod,
+)
+from pitlane_events.workorder import (
+    AddOnApproved,
+    AddOnProposed,
+    DecidedBy,
+    DecisionMethod,
+    WorkOrderCompleted,
+    WorkOrderOpened,
+)
+from pitlane_platform.errors import ConflictError, InvalidInputError
+from pitlane_workorder.domain.capacity import BookingGrid, SlotFullError
+from pitlane_workorder.domain.settlement import checked_bill, line_total_fen
+from pitlane_workorder.domain.workorder import WorkOrder, WorkOrderState
+
+T0 = datetime(2026, 11, 16, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+PHOTO = "sha256:" + "ab" * 32
+
+
+def opened_order() -> WorkOrder:
+    return WorkOrder.open(
+        WorkOrderOpened(
+            work_order_id="wo-1",
+            customer_id="c-1",
+            vehicle_id="v-1",
+            plate="沪A12345",
+            mileage_km=42_000,
+            complaint="刹车异响",
+            advisor_id="amy",
+        ),
+        T0,
+    )
+
+
+def proposal(add_on_id: str = "ao-1") -> AddOnProposed:
+    return AddOnProposed(
+        work_order_id="wo-1",
+        add_on_id=add_on_id,
+        item="更换前刹车片",
+        category=LineCategory.PARTS,
+        price_fen=48_000,
+        reason="刹车片剩余2mm",
+        photo_hashes=(PHOTO,),
+        estimate_revision=1,
+        proposed_by="tom",
+    )
+
+
+def line(total: int | None = None, *, quantity: str = "1", unit: int = 10_000, add_on_id=None) -> LineItem:
+    return LineItem(
+        item_code="BRK-01",
+        name="更换前刹车片",
+        category=LineCategory.PARTS,
+        quantity=Decimal(quantity),
+        unit_price_fen=unit,
+        line_total_fen=line_total_fen(Decimal(quantity), unit) if total is None else total,
+        add_on_id=add_on_id,
+    )
+
+
+def cash(amount: int) -> Payment:
+    return Payment(method=PaymentMethod.CASH, amount_fen=amount, paid_at=T0)
+
+
+def test_the_whole_state_machine_and_what_completion_carries():
+    order = opened_order()
+    order.assign_technician("tom", "bay-1", T0 + timedelta(minutes=5))
+    assert order.state is WorkOrderState.DISPATCHED
+    order.record_progress("tom", "拆下前轮", (), T0 + timedelta(minutes=20))
+    assert order.state is WorkOrderState.IN_PROGRESS
+    order.propose_add_on(proposal(), T0 + timedelta(minutes=30))
+    assert order.state is WorkOrderState.AWAITING_APPROVAL
+    assert order.add_ons["ao-1"].estimate_revision == 2
+    assert order.decide_add_on(
+        "ao-1",
+        approve=True,
+        estimate_revision_seen=2,
+        decided_by=DecidedBy.CUSTOMER,
+        method=DecisionMethod.SIGNED_LINK,
+        at=T0 + timedelta(minutes=40),
+    )
+    assert order.state is WorkOrderState.IN_PROGRESS
+    order.fail_quality_check("lee", ["左前轮螺栓未紧固"], T0 + timedelta(minutes=60))
+    assert order.state is WorkOrderState.IN_PROGRESS  # a failed check returns the car to work
+    order.pass_quality_check("lee", None, T0 + timedelta(minutes=70))
+    bill = checked_bill(
+        [line(unit=48_000, add_on_id="ao-1")],
+        [],
+        [cash(48_000)],
+        stated_total_fen=48_000,
+        approved_add_on_ids=order.approved_add_on_ids,
+    )
+    order.settle(bill, coupon_code=None, campaign_id=None, settled_by="amy", at=T0 + timedelta(minutes=80))
+    order.complete("b1", T0 + timedelta(minutes=90))
+    assert order.state is WorkOrderState.COMPLETED
+
+    completed = order.pending[-1]
+    assert isinstance(completed, WorkOrderCompleted)
+    assert completed.technician_ids == ("tom",)
+    assert completed.opened_at == T0 and completed.completed_at == T0 + timedelta(minutes=90)
+    assert [(a.add_on_id, a.decision) for a in completed.add_ons] == [("ao-1", AddOnDecision.APPROVED)]
+    assert completed.total_fen == completed.paid_fen == 48_000
+    time_in = order.time_in_states(T0 + timedelta(minutes=90))
+    assert time_in[WorkOrderState.IN_PROGRESS] == timedelta(minutes=10 + 20 + 10)
+    assert time_in[WorkOrderState.AWAITING_APPROVAL] == timedelta(minutes=10)
+
+
+@pytest.mark.parametrize(
+    ("command", "state_named"),
+    [
+        (lambda o: o.record_progress("tom", "x", (), T0), "is opened"),
+        (lambda o: o.pass_quality_check("lee", None, T0), "is opened"),
+        (lambda o: o.complete("b1", T0), "is opened"),
+    ],
+)
+def test_an_invalid_transition_is_a_conflict_naming_the_current_state(command, state_named):
+    order = opened_order()
+    with pytest.raises(ConflictError, match=state_named):
+        command(order)
+    assert len(order.pending) == 1  # only the opening
+
+
+def test_quality_check_waits_for_every_add_on_decision():
+    order = opened_order()
+    order.assign_technician("tom", None, T0)
+    order.propose_add_on(proposal(), T0)
+    with pytest.raises(ConflictError, match="awaiting_approval"):
+        order.pass_quality_check("lee", None, T0)
+
+
+def test_a_decision_twice_records_once_and_a_contrary_one_is_refused():
+    order = opened_order()
+    order.assign_technician("tom", None, T0)
+    order.propose_add_on(proposal(), T0)
+    decide = dict(
+        estimate_revision_seen=2, decided_by=DecidedBy.CUSTOMER, method=DecisionMethod.SIGNED_LINK, at=T0
+    )
+    assert order.decide_add_on("ao-1", approve=True, **decide) is True
+    assert order.decide_add_on("ao-1", approve=True, **decide) is False
+    with pytest.raises(ConflictError, match="already approved"):
+        order.decide_add_on("ao-1", approve=False, **decide)
+    approvals = [e for e in order.pending if isinstance(e, AddOnApproved)]
+    assert len(approvals) == 1
+    assert approvals[0].photo_hashes_seen == (PHOTO,) and approvals[0].estimate_revision_seen == 2
+
+
+def test_a_decision_on_a_stale_estimate_is_refused():
+    order = opened_order()
+    order.assign_technician("tom", None, T0)
+    order.propose_add_on(proposal("ao-1"), T0)
+    order.propose_add_on(proposal("ao-2"), T0)
+    with pytest.raises(ConflictError, match="revision 1 was seen"):
+        order.decide_add_on(
+            "ao-2",
+            approve=True,
+            estimate_revision_seen=1,
+            decided_by=DecidedBy.ADVISOR,
+            method=DecisionMethod.PHONE_CALL,
+            at=T0,
+        )
+
+
+def test_void_refunds_at_most_what_was_paid_and_a_voided_order_takes_no_command():
+    order = opened_order()
+    with pytest.raises(InvalidInputError, match="refunded_fen"):
+        order.void("mgr", "客户取消", 100, T0)
+    order.void("mgr", "客户取消", 0, T0)
+    assert order.state is WorkOrderState.VOIDED
+    with pytest.raises(ConflictError, match="is voided"):
+        order.void("mgr", "again", 0, T0)
+
+
+# Capacity ---------------------------------------------------------------------------------------------------
+
+GRID = BookingGrid(
+    timezone=SHANGHAI,
+    opening_hours=(OpeningHours(weekday=1, opens_at=time(9), closes_at=time(12)),),
+    bays=3,
+    slot_minutes=60,
+)
+
+
+def test_slots_follow_the_grid_inside_opening_hours():
+    slot = GRID.slot_starting_at(T0)
+    assert slot.end - slot.start == timedelta(hours=1)
+    with pytest.raises(InvalidInputError, match="slot_start"):
+        GRID.slot_starting_at(T0 + timedelta(minutes=30))  # off the grid
+    with pytest.raises(InvalidInputError, match="slot_start"):
+        GRID.slot_starting_at(T0 + timedelta(hours=3))  # 12:00: closed
+    with pytest.raises(InvalidInputError, match="slot_start"):
+        GRID.slot_starting_at(T0 + timedelta(days=1))  # Tuesday: closed
+
+
+def test_a_full_slot_suggests_the_next_free_ones():
+    slot = GRID.slot_starting_at(T0)
+    GRID.ensure_room(slot, {T0: 2}, not_before=T0)  # a third car still fits
+    booked = {T0: 3, T0 + timedelta(hours=1): 3}
+    with pytest.raises(SlotFullError) as full:
+        GRID.ensure_room(slot, booked, not_before=T0)
+    assert [s.start for s in full.value.next_free] == [
+        T0 + timedelta(hours=2),  # 11:00 the same Monday
+        T0 + timedelta(days=7),  # next Monday 09:00
+        T0 + timedelta(days=7, hours=1),
+    ]
+
+
+# Settlement -------------------------------------------------------------------------------------------------
+
+
+def test_line_totals_round_half_up_to_the_fen():
+    assert line_total_fen(Decimal("1.5"), 3) == 5  # 4.5 → 5
+    assert line_total_fen(Decimal("0.333"), 100) == 33
+
+
+@pytest.mark.parametrize(
+    ("lines", "discounts", "payments", "stated", "field"),
+    [
+        ([line(9_999)], [], [cash(9_999)], 9_999, "body.line_items.0.line_total_fen"),
+        ([line()], [], [cash(10_000)], 9_000, "body.total_fen"),
+        ([line()], [], [cash(6_000), cash(3_000)], 10_000, "body.payments"),
+        ([line()], [Discount(kind=DiscountKind.MANUAL, amount_fen=20_000)], [], 0, "body.discounts"),
+        ([line(add_on_id="ao-x")], [], [cash(10_000)], 10_000, "body.line_items.0.add_on_id"),
+        ([], [], [], 0, "body.line_items"),
+    ],
+)
+def test_a_bill_that_does_not_add_up_names_the_field(lines, discounts, payments, stated, field):
+    with pytest.raises(InvalidInputError) as refused:
+        checked_bill(lines, discounts, payments, stated_total_fen=stated, approved_add_on_ids=set())
+    assert refused.value.field == field
+
+
+def test_a_bill_with_discounts_and_split_payment_adds_up():
+    bill = checked_bill(
+        [line(quantity="2", unit=15_000), line(quantity="1.5", unit=8_000)],
+        [Discount(kind=DiscountKind.COUPON, amount_fen=2_000, coupon_code="NEW20")],
+        [cash(20_000), Payment(method=PaymentMethod.WECHAT_PAY, amount_fen=20_000, paid_at=T0)],
+        stated_total_fen=40_000,
+        approved_add_on_ids=set(),
+    )
+    assert (bill.subtotal_fen, bill.discount_fen, bill.total_fen, bill.paid_fen) == (
+        42_000,
+        2_000,
+        40_000,
+        40_000,
+    )
