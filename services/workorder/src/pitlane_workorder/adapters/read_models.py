@@ -1,0 +1,106 @@
+"""Read models of the service's own aggregates, kept in the command's transaction: the board per branch
+(orders by state, time in each state) and the order's detail with its full history from the event store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pitlane_platform.schema import events
+from pitlane_workorder.adapters.tables import work_orders
+from pitlane_workorder.domain.workorder import WorkOrder, WorkOrderState
+
+
+async def project_work_order(
+    session: AsyncSession, order: WorkOrder, *, branch_id: str, customer_name: str | None = None
+) -> None:
+    assert order.facts.opened_at is not None
+    row: dict[str, Any] = {
+        "branch_id": branch_id,
+        "state": order.state.value,
+        "plate": order.facts.plate,
+        "customer_id": order.facts.customer_id,
+        "advisor_id": order.facts.advisor_id,
+        "technician_ids": order.technician_ids,
+        "appointment_id": order.facts.appointment_id,
+        "opened_at": order.facts.opened_at,
+        "state_entered_at": order.visits[-1].entered_at,
+        # Only finished visits; the board adds the time of the current one up to the moment it is read.
+        "seconds_in_states": {
+            state.value: spent.total_seconds()
+            for state, spent in order.time_in_states(order.visits[-1].entered_at).items()
+            if spent
+        },
+        "pending_add_ons": len(order.pending_add_ons),
+        "total_fen": order.settlement.event.total_fen if order.settlement else None,
+        "version": order.version,
+    }
+    update = dict(row)
+    if customer_name is not None:
+        row["customer_name"] = update["customer_name"] = customer_name
+    statement = insert(work_orders).values(work_order_id=order.id, **row)
+    await session.execute(
+        statement.on_conflict_do_update(index_elements=[work_orders.c.work_order_id], set_=update)
+    )
+
+
+async def branch_of_work_order(session: AsyncSession, work_order_id: str) -> str | None:
+    result = await session.execute(
+        select(work_orders.c.branch_id).where(work_orders.c.work_order_id == work_order_id)
+    )
+    return result.scalar_one_or_none()
+
+
+async def board(session: AsyncSession, branch_id: str, now: datetime) -> dict[str, Any]:
+    """Open orders by state (finished and voided ones leave the board), oldest first in each column."""
+    finished = (WorkOrderState.COMPLETED.value, WorkOrderState.VOIDED.value)
+    rows = await session.execute(
+        select(work_orders)
+        .where(work_orders.c.branch_id == branch_id, work_orders.c.state.not_in(finished))
+        .order_by(work_orders.c.state_entered_at)
+    )
+    columns: dict[str, list[dict[str, Any]]] = {
+        state.value: [] for state in WorkOrderState if state.value not in finished
+    }
+    for row in rows.mappings():
+        in_state = (now - row["state_entered_at"]).total_seconds()
+        seconds = dict(row["seconds_in_states"])
+        seconds[row["state"]] = seconds.get(row["state"], 0.0) + in_state
+        columns[row["state"]].append(
+            {
+                "work_order_id": row["work_order_id"],
+                "plate": row["plate"],
+                "customer_id": row["customer_id"],
+                "customer_name": row["customer_name"],
+                "advisor_id": row["advisor_id"],
+                "technician_ids": row["technician_ids"],
+                "pending_add_ons": row["pending_add_ons"],
+                "opened_at": row["opened_at"],
+                "in_state_since": row["state_entered_at"],
+                "seconds_in_state": in_state,
+                "seconds_in_states": seconds,
+                "version": row["version"],
+            }
+        )
+    return {"branch_id": branch_id, "as_of": now, "columns": columns}
+
+
+async def history(session: AsyncSession, aggregate_id: str) -> list[dict[str, Any]]:
+    """Every event of the aggregate, in order, as stored: the audit trail."""
+    rows = await session.execute(
+        select(events.c.envelope).where(events.c.stream_id == aggregate_id).order_by(events.c.version)
+    )
+    return [
+        {
+            "version": envelope["aggregate_version"],
+            "event_type": envelope["event_type"],
+            "occurred_at": envelope["occurred_at"],
+            "actor": envelope["actor"],
+            "data": envelope["data"],
+        }
+        for envelope in rows.scalars()
+    ]

@@ -1,0 +1,91 @@
+"""The workorder service's own tables, beside the platform's event store and outbox in the same MetaData.
+
+Appointments and work orders are event-sourced (their truth is the event store); `appointments` and
+`work_orders` here are read models of them, written in the same transaction as the events, so capacity checks
+and the board never lag behind a command.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, Table, Text, func
+from sqlalchemy.dialects.postgresql import JSONB
+
+from pitlane_platform.schema import service_metadata
+
+metadata = service_metadata()
+
+branches = Table(
+    "branches",
+    metadata,
+    Column("branch_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("address", Text, nullable=False),
+    Column("timezone", Text, nullable=False),
+    Column("opening_hours", JSONB, nullable=False),
+    Column("bays", JSONB, nullable=False),
+    Column("slot_minutes", Integer, nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+)
+
+staff = Table(
+    "staff",
+    metadata,
+    Column("branch_id", Text, primary_key=True),
+    Column("staff_id", Text, primary_key=True),
+    Column("display_name", Text, nullable=False),
+    Column("role", Text, nullable=False),
+)
+
+# One row per appointment: its current slot and status. Live bookings per slot are counted here.
+appointments = Table(
+    "appointments",
+    metadata,
+    Column("appointment_id", Text, primary_key=True),
+    Column("branch_id", Text, nullable=False),
+    Column("slot_start", DateTime(timezone=True), nullable=False),
+    Column("slot_end", DateTime(timezone=True), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("campaign_id", Text),
+    Column("customer_id", Text, nullable=False),
+    Column("customer_name", Text, nullable=False),
+    Column("phone", Text, nullable=False),
+    Column("plate", Text, nullable=False),
+    Column("service_requested", Text, nullable=False),
+    Column("work_order_id", Text),
+    Column("version", Integer, nullable=False),
+    Index("ix_appointments_branch_slot", "branch_id", "slot_start"),
+    Index("ix_appointments_status_slot", "status", "slot_start"),
+)
+
+# The board: one row per work order, its state, since when, and the time spent in every earlier state.
+work_orders = Table(
+    "work_orders",
+    metadata,
+    Column("work_order_id", Text, primary_key=True),
+    Column("branch_id", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("plate", Text, nullable=False),
+    Column("customer_id", Text, nullable=False),
+    Column("customer_name", Text),
+    Column("advisor_id", Text, nullable=False),
+    Column("technician_ids", JSONB, nullable=False),
+    Column("appointment_id", Text),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("state_entered_at", DateTime(timezone=True), nullable=False),
+    Column("seconds_in_states", JSONB, nullable=False),
+    Column("pending_add_ons", Integer, nullable=False),
+    Column("total_fen", BigInteger),
+    Column("version", Integer, nullable=False),
+    Index("ix_work_orders_branch_state", "branch_id", "state"),
+)
+
+# What the blob store holds, so files are served with their media type and refused when unknown.
+media = Table(
+    "media",
+    metadata,
+    Column("content_hash", Text, primary_key=True),
+    Column("media_type", Text, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("stored_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

@@ -1,0 +1,1 @@
+"""Command handlers over a unit of work, and the signed customer links."""

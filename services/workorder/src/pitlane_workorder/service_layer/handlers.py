@@ -1,0 +1,533 @@
+"""Command handlers: each loads what it needs in one unit of work, lets the domain decide, appends the
+events (published through the outbox) and updates the read models in the same transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from pitlane_events import Actor
+from pitlane_events.types import Attachment, Bay, OpeningHours, Payment, TimeSlot
+from pitlane_events.workorder import (
+    AddOnProposed,
+    AppointmentBooked,
+    BookingChannel,
+    BranchOpened,
+    DecidedBy,
+    DecisionMethod,
+    StaffMemberAdded,
+    WorkOrderOpened,
+)
+from pitlane_platform.clock import Clock
+from pitlane_platform.errors import ConcurrencyError, ConflictError, InvalidInputError, NotFoundError
+from pitlane_platform.messaging import eventstore
+from pitlane_platform.messaging.eventstore import CommandContext
+from pitlane_workorder.adapters.read_models import branch_of_work_order, project_work_order
+from pitlane_workorder.adapters.tables import appointments, branches, media, staff
+from pitlane_workorder.domain.appointment import Appointment
+from pitlane_workorder.domain.capacity import SUGGESTION_HORIZON, BookingGrid
+from pitlane_workorder.domain.settlement import checked_bill
+from pitlane_workorder.domain.workorder import WorkOrder
+from pitlane_workorder.service_layer import commands
+from pitlane_workorder.service_layer.unit_of_work import UnitOfWork, unit_of_work
+
+WorkOrderChange = Callable[[WorkOrder, UnitOfWork, datetime], Awaitable[Any]]
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class Handlers:
+    sessions: async_sessionmaker[AsyncSession]
+    clock: Clock
+    chain_id: str
+    no_show_grace: timedelta
+
+    def context(self, actor: Actor, branch_id: str, now: datetime) -> CommandContext:
+        return CommandContext(actor=actor, chain_id=self.chain_id, occurred_at=now, branch_id=branch_id)
+
+    # Branches and staff ------------------------------------------------------------------------------------
+
+    async def open_branch(self, command: commands.OpenBranch, actor: Actor) -> None:
+        try:
+            ZoneInfo(command.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidInputError("body.timezone", f"unknown IANA time zone {command.timezone}") from None
+        now = self.clock.now()
+        async with unit_of_work(self.sessions) as uow:
+            statement = (
+                insert(branches)
+                .values(
+                    branch_id=command.branch_id,
+                    name=command.name,
+                    address=command.address,
+                    timezone=command.timezone,
+                    opening_hours=[hours.model_dump(mode="json") for hours in command.opening_hours],
+                    bays=[bay.model_dump(mode="json") for bay in command.bays],
+                    slot_minutes=command.slot_minutes,
+                    opened_at=now,
+                )
+                .on_conflict_do_nothing()
+                .returning(branches.c.branch_id)
+            )
+            if (await uow.session.execute(statement)).first() is None:
+                raise ConflictError(f"branch {command.branch_id} is already open")
+            opened = BranchOpened(
+                branch_id=command.branch_id,
+                branch_name=command.name,
+                address=command.address,
+                timezone=command.timezone,
+                opening_hours=tuple(command.opening_hours),
+                bays=tuple(command.bays),
+            )
+            await eventstore.append(
+                uow.session, command.branch_id, 0, [opened], self.context(actor, command.branch_id, now)
+            )
+
+    async def add_staff_member(self, branch_id: str, command: commands.AddStaffMember, actor: Actor) -> None:
+        now = self.clock.now()
+        async with unit_of_work(self.sessions) as uow:
+            await _branch_grid(uow.session, branch_id, lock=True)
+            statement = (
+                insert(staff)
+                .values(branch_id=branch_id, **command.model_dump(mode="json"))
+                .on_conflict_do_nothing()
+                .returning(staff.c.staff_id)
+            )
+            if (await uow.session.execute(statement)).first() is None:
+                raise ConflictError(f"{command.staff_id} is already on the staff of branch {branch_id}")
+            added = StaffMemberAdded(
+                staff_id=command.staff_id, display_name=command.display_name, role=command.role
+            )
+            version = await eventstore.stream_version(uow.session, branch_id)
+            await eventstore.append(
+                uow.session, branch_id, version, [added], self.context(actor, branch_id, now)
+            )
+
+    # Appointments ------------------------------------------------------------------------------------------
+
+    async def book(
+        self, branch_id: str, command: commands.BookAppointment, channel: BookingChannel, actor: Actor | None
+    ) -> dict[str, Any]:
+        now = self.clock.now()
+        async with unit_of_work(self.sessions) as uow:
+            # The branch row lock serialises bookings of one branch, so two requests cannot both take the
+            # last free bay of a slot.
+            grid = await _branch_grid(uow.session, branch_id, lock=True)
+            slot = grid.slot_starting_at(command.slot_start, field="body.slot_start")
+            grid.ensure_room(slot, await _live_bookings(uow.session, branch_id, slot), not_before=now)
+            customer_id = command.customer_id or await _known_customer(uow.session, command.phone) or new_id()
+            appointment = Appointment.book(
+                AppointmentBooked(
+                    appointment_id=new_id(),
+                    channel=channel,
+                    campaign_id=command.campaign_id,
+                    customer_id=customer_id,
+                    vehicle_id=command.vehicle_id,
+                    plate=command.plate,
+                    slot=slot,
+                    service_requested=command.service_requested,
+                    reminder_id=command.reminder_id,
+                ),
+                now,
+            )
+            actor = actor or Actor(kind="customer", id=customer_id)
+            await uow.save(appointment, self.context(actor, branch_id, now))
+            await uow.session.execute(
+                insert(appointments).values(
+                    appointment_id=appointment.id,
+                    branch_id=branch_id,
+                    slot_start=slot.start,
+                    slot_end=slot.end,
+                    status=appointment.status.value,
+                    channel=channel.value,
+                    campaign_id=command.campaign_id,
+                    customer_id=customer_id,
+                    customer_name=command.customer_name,
+                    phone=command.phone,
+                    plate=command.plate,
+                    service_requested=command.service_requested,
+                    version=appointment.version,
+                )
+            )
+        return {
+            "appointment_id": appointment.id,
+            "customer_id": customer_id,
+            "slot": slot.model_dump(mode="json"),
+        }
+
+    async def reschedule(
+        self, branch_id: str, appointment_id: str, command: commands.RescheduleAppointment, actor: Actor
+    ) -> None:
+        now = self.clock.now()
+        async with unit_of_work(self.sessions) as uow:
+            grid = await _branch_grid(uow.session, branch_id, lock=True)
+            appointment = await self._appointment(uow, branch_id, appointment_id)
+            slot = grid.slot_starting_at(command.slot_start, field="body.slot_start")
+            if slot.start <= now:
+                raise InvalidInputError("body.slot_start", "the slot has already begun")
+            if appointment.slot == slot:
+                raise InvalidInputError("body.slot_start", "the appointment is already in this slot")
+            grid.ensure_room(slot, await _live_bookings(uow.session, branch_id, slot), not_before=now)
+            appointment.reschedule(slot, command.reason, now)
+            await self._save_appointment(uow, appointment, self.context(actor, branch_id, now))
+
+    async def cancel(
+        self, branch_id: str, appointment_id: str, command: commands.CancelAppointment, actor: Actor
+    ) -> None:
+        now = self.clock.now()
+        async with unit_of_work(self.sessions) as uow:
+            appointment = await self._appointment(uow, branch_id, appointment_id)
+            appointment.cancel(command.cancelled_by, command.reason, now)
+            await self._save_appointment(uow, appointment, self.context(actor, branch_id, now))
+
+    async def mark_no_show(self, branch_id: str, appointment_id: str, actor: Actor) -> None:
+        now = self.clock.now()
+        async with unit_of_work(self.sessions) as uow:
+            appointment = await self._appointment(uow, branch_id, appointment_id)
+            appointment.mark_no_show(now, self.no_show_grace)
+            await self._save_appointment(uow, appointment, self.context(actor, branch_id, now))
+
+    async def missed_appointments(self) -> list[tuple[str, str]]:
+        """(branch, appointment) of every booking whose grace period has run out."""
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(appointments.c.branch_id, appointments.c.appointment_id).where(
+                    appointments.c.status == "booked",
+                    appointments.c.slot_start <= self.clock.now() - self.no_show_grace,
+                )
+            )
+            return [(row.branch_id, row.appointment_id) for row in rows]
+
+    async def _appointment(self, uow: UnitOfWork, branch_id: str, appointment_id: str) -> Appointment:
+        owner = await uow.session.scalar(
+            select(appointments.c.branch_id).where(appointments.c.appointment_id == appointment_id)
+        )
+        if owner != branch_id:
+            raise NotFoundError(f"branch {branch_id} has no appointment {appointment_id}")
+        return await uow.load(Appointment, appointment_id)
+
+    async def _save_appointment(
+        self, uow: UnitOfWork, appointment: Appointment, context: CommandContext
+    ) -> None:
+        await uow.save(appointment, context)
+        assert appointment.slot is not None
+        await uow.session.execute(
+            update(appointments)
+            .where(appointments.c.appointment_id == appointment.id)
+            .values(
+                status=appointment.status.value,
+                slot_start=appointment.slot.start,
+                slot_end=appointment.slot.end,
+                work_order_id=appointment.work_order_id,
+                version=appointment.version,
+            )
+        )
+
+    # Work orders -------------------------------------------------------------------------------------------
+
+    async def check_in(
+        self, branch_id: str, command: commands.CheckIn, actor: Actor, appointment_id: str | None = None
+    ) -> str:
+        """Open a work order: on arrival for an appointment (which is marked arrived), or for a walk-in."""
+        now = self.clock.now()
+        async with unit_of_work(self.sessions) as uow:
+            await _branch_grid(uow.session, branch_id, lock=False)
+            await _ensure_media(uow.session, command.photo_hashes, "body.photo_hashes")
+            for index, item in enumerate(command.inspection):
+                await _ensure_media(uow.session, item.photo_hashes, f"body.inspection.{index}.photo_hashes")
+            customer_name = command.customer_name
+            customer_id, plate, vehicle_id = command.customer_id, command.plate, command.vehicle_id
+            appointment: Appointment | None = None
+            if appointment_id is not None:
+                appointment = await self._appointment(uow, branch_id, appointment_id)
+                customer_id = customer_id or appointment.customer_id
+                plate = plate or appointment.plate
+                vehicle_id = vehicle_id or appointment.vehicle_id
+                customer_name = customer_name or await uow.session.scalar(
+                    select(appointments.c.customer_name).where(
+                        appointments.c.appointment_id == appointment_id
+                    )
+                )
+            for field, value in (("customer_id", customer_id), ("plate", plate), ("vehicle_id", vehicle_id)):
+                if value is None:
+                    raise InvalidInputError(f"body.{field}", "is required for a walk-in or unknown vehicle")
+            assert customer_id is not None and plate is not None and vehicle_id is not None
+            order = WorkOrder.open(
+                WorkOrderOpened(
+                    work_order_id=new_id(),
+                    customer_id=customer_id,
+                    vehicle_id=vehicle_id,
+                    plate=plate,
+                    mileage_km=command.mileage_km,
+                    complaint=command.complaint,
+                    inspection=tuple(command.inspection),
+                    photo_hashes=tuple(command.photo_hashes),
+                    advisor_id=command.advisor_id or actor.id,
+                    appointment_id=appointment_id,
+                ),
+                now,
+            )
+            context = self.context(actor, branch_id, now)
+            if appointment is not None:
+                appointment.arrive(order.id, now)
+                await self._save_appointment(uow, appointment, context)
+            await uow.save(order, context)
+            await project_work_order(uow.session, order, branch_id=branch_id, customer_name=customer_name)
+        return order.id
+
+    async def change_work_order(
+        self,
+        branch_id: str,
+        work_order_id: str,
+        actor: Actor,
+        change: WorkOrderChange,
+        *,
+        expected_version: int | None = None,
+    ) -> WorkOrder:
+        """Load, change and save one work order. `expected_version` (the client's If-Match) makes a command
+        based on a stale view a 409 instead of a silent overwrite of someone else's change."""
+        now = self.clock.now()
+        async with unit_of_work(self.sessions) as uow:
+            order = await self.work_order(uow, branch_id, work_order_id)
+            if expected_version is not None and expected_version != order.version:
+                raise ConcurrencyError(work_order_id, expected_version, order.version)
+            await change(order, uow, now)
+            if order.pending:
+                await uow.save(order, self.context(actor, branch_id, now))
+                await project_work_order(uow.session, order, branch_id=branch_id)
+        return order
+
+    async def work_order(self, uow: UnitOfWork, branch_id: str, work_order_id: str) -> WorkOrder:
+        if await branch_of_work_order(uow.session, work_order_id) != branch_id:
+            raise NotFoundError(f"branch {branch_id} has no work order {work_order_id}")
+        return await uow.load(WorkOrder, work_order_id)
+
+    async def assign_technician(
+        self,
+        branch_id: str,
+        work_order_id: str,
+        command: commands.AssignTechnician,
+        actor: Actor,
+        **options: Any,
+    ) -> WorkOrder:
+        async def assign(order: WorkOrder, uow: UnitOfWork, now: datetime) -> None:
+            role = await uow.session.scalar(
+                select(staff.c.role).where(
+                    staff.c.branch_id == branch_id, staff.c.staff_id == command.technician_id
+                )
+            )
+            if role != "technician":
+                raise InvalidInputError(
+                    "body.technician_id", f"no technician {command.technician_id} at {branch_id}"
+                )
+            if command.bay_id is not None:
+                bays = await uow.session.scalar(
+                    select(branches.c.bays).where(branches.c.branch_id == branch_id)
+                )
+                if command.bay_id not in {bay["bay_id"] for bay in bays or []}:
+                    raise InvalidInputError("body.bay_id", f"branch {branch_id} has no bay {command.bay_id}")
+            order.assign_technician(command.technician_id, command.bay_id, now)
+
+        return await self.change_work_order(branch_id, work_order_id, actor, assign, **options)
+
+    async def record_progress(
+        self,
+        branch_id: str,
+        work_order_id: str,
+        command: commands.RecordProgress,
+        actor: Actor,
+        **options: Any,
+    ) -> WorkOrder:
+        async def record(order: WorkOrder, uow: UnitOfWork, now: datetime) -> None:
+            attachments = await _ensure_media(uow.session, command.attachments, "body.attachments")
+            order.record_progress(actor.id, command.text, attachments, now)
+
+        return await self.change_work_order(branch_id, work_order_id, actor, record, **options)
+
+    async def propose_add_on(
+        self, branch_id: str, work_order_id: str, command: commands.ProposeAddOn, actor: Actor, **options: Any
+    ) -> WorkOrder:
+        async def propose(order: WorkOrder, uow: UnitOfWork, now: datetime) -> None:
+            await _ensure_media(uow.session, command.photo_hashes, "body.photo_hashes")
+            proposal = AddOnProposed(
+                work_order_id=order.id,
+                add_on_id=new_id(),
+                item=command.item,
+                item_code=command.item_code,
+                category=command.category,
+                price_fen=command.price_fen,
+                reason=command.reason,
+                photo_hashes=tuple(command.photo_hashes),
+                estimate_revision=order.estimate_revision + 1,
+                proposed_by=actor.id,
+            )
+            order.propose_add_on(proposal, now)
+
+        return await self.change_work_order(branch_id, work_order_id, actor, propose, **options)
+
+    async def decide_add_on(
+        self,
+        branch_id: str,
+        work_order_id: str,
+        add_on_id: str,
+        *,
+        approve: bool,
+        estimate_revision_seen: int,
+        decided_by: DecidedBy,
+        method: DecisionMethod,
+        actor: Actor,
+        reason: str | None = None,
+        expected_version: int | None = None,
+    ) -> bool:
+        """True if the decision was recorded now, False if the same decision was already on record."""
+        recorded = False
+
+        async def decide(order: WorkOrder, uow: UnitOfWork, now: datetime) -> None:
+            nonlocal recorded
+            recorded = order.decide_add_on(
+                add_on_id,
+                approve=approve,
+                estimate_revision_seen=estimate_revision_seen,
+                decided_by=decided_by,
+                method=method,
+                at=now,
+                reason=reason,
+            )
+
+        await self.change_work_order(
+            branch_id, work_order_id, actor, decide, expected_version=expected_version
+        )
+        return recorded
+
+    async def record_quality_check(
+        self,
+        branch_id: str,
+        work_order_id: str,
+        command: commands.RecordQualityCheck,
+        actor: Actor,
+        **options: Any,
+    ) -> WorkOrder:
+        async def check(order: WorkOrder, uow: UnitOfWork, now: datetime) -> None:
+            if command.passed:
+                order.pass_quality_check(actor.id, command.note, now)
+            else:
+                order.fail_quality_check(actor.id, command.reasons, now)
+
+        return await self.change_work_order(branch_id, work_order_id, actor, check, **options)
+
+    async def settle(
+        self,
+        branch_id: str,
+        work_order_id: str,
+        command: commands.SettleWorkOrder,
+        actor: Actor,
+        **options: Any,
+    ) -> WorkOrder:
+        async def settle(order: WorkOrder, uow: UnitOfWork, now: datetime) -> None:
+            bill = checked_bill(
+                command.line_items,
+                command.discounts,
+                [
+                    Payment(
+                        method=payment.method,
+                        amount_fen=payment.amount_fen,
+                        paid_at=payment.paid_at or now,
+                        reference=payment.reference,
+                    )
+                    for payment in command.payments
+                ],
+                stated_total_fen=command.total_fen,
+                approved_add_on_ids=order.approved_add_on_ids,
+            )
+            order.settle(
+                bill,
+                coupon_code=command.coupon_code,
+                campaign_id=command.campaign_id,
+                settled_by=actor.id,
+                at=now,
+            )
+
+        return await self.change_work_order(branch_id, work_order_id, actor, settle, **options)
+
+    async def complete(self, branch_id: str, work_order_id: str, actor: Actor, **options: Any) -> WorkOrder:
+        async def complete(order: WorkOrder, uow: UnitOfWork, now: datetime) -> None:
+            order.complete(branch_id, now)
+
+        return await self.change_work_order(branch_id, work_order_id, actor, complete, **options)
+
+    async def void(
+        self,
+        branch_id: str,
+        work_order_id: str,
+        command: commands.VoidWorkOrder,
+        actor: Actor,
+        **options: Any,
+    ) -> WorkOrder:
+        async def void(order: WorkOrder, uow: UnitOfWork, now: datetime) -> None:
+            order.void(actor.id, command.reason, command.refunded_fen, now)
+
+        return await self.change_work_order(branch_id, work_order_id, actor, void, **options)
+
+
+async def _branch_grid(session: AsyncSession, branch_id: str, *, lock: bool) -> BookingGrid:
+    query = select(branches).where(branches.c.branch_id == branch_id)
+    row = (await session.execute(query.with_for_update() if lock else query)).mappings().first()
+    if row is None:
+        raise NotFoundError(f"branch {branch_id} does not exist")
+    return BookingGrid(
+        timezone=ZoneInfo(row["timezone"]),
+        opening_hours=tuple(OpeningHours.model_validate(hours) for hours in row["opening_hours"]),
+        bays=len([Bay.model_validate(bay) for bay in row["bays"]]),
+        slot_minutes=row["slot_minutes"],
+    )
+
+
+async def _live_bookings(session: AsyncSession, branch_id: str, slot: TimeSlot) -> dict[datetime, int]:
+    """Booked (not cancelled, missed or arrived) appointments per slot start, from `slot` on."""
+    rows = await session.execute(
+        select(appointments.c.slot_start, func.count())
+        .where(
+            appointments.c.branch_id == branch_id,
+            appointments.c.status == "booked",
+            appointments.c.slot_start >= slot.start,
+            appointments.c.slot_start < slot.start + SUGGESTION_HORIZON,
+        )
+        .group_by(appointments.c.slot_start)
+    )
+    return {start: count for start, count in rows.tuples()}
+
+
+async def _known_customer(session: AsyncSession, phone: str) -> str | None:
+    """The customer id an earlier booking with this phone carried, so one person keeps one id."""
+    return await session.scalar(
+        select(appointments.c.customer_id)
+        .where(appointments.c.phone == phone)
+        .order_by(appointments.c.slot_start.desc())
+        .limit(1)
+    )
+
+
+async def _ensure_media(session: AsyncSession, hashes: Sequence[str], field: str) -> list[Attachment]:
+    """The stored files' attachments, or a 422 naming the first hash nothing was uploaded under."""
+    if not hashes:
+        return []
+    rows = await session.execute(select(media).where(media.c.content_hash.in_(hashes)))
+    known = {row.content_hash: row for row in rows}
+    for index, hash_ in enumerate(hashes):
+        if hash_ not in known:
+            raise InvalidInputError(f"{field}.{index}", f"no file was uploaded under {hash_}")
+    return [
+        Attachment(content_hash=hash_, media_type=known[hash_].media_type, size_bytes=known[hash_].size_bytes)
+        for hash_ in hashes
+    ]
