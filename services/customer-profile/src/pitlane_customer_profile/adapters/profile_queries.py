@@ -1,0 +1,290 @@
+"""Reads of the profile tables: finding a customer by plate, phone or VIN, the 360° view, search, the
+access log. Plain SQL Core; the HTTP layer shapes (and masks) what these return."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pitlane_customer_profile.adapters.tables import (
+    customer_phones,
+    customers,
+    declined_add_ons,
+    profile_reads,
+    reminders,
+    vehicle_mileage,
+    vehicles,
+    visits,
+)
+
+LIVE = and_(customers.c.erased_at.is_(None), customers.c.merged_into.is_(None))
+# How many visits the 360° view shows inline (newest first); the figures count them all.
+VISITS_SHOWN = 50
+MILEAGE_READINGS_SHOWN = 20
+
+
+async def customer_id_by_phone(session: AsyncSession, phone: str) -> str | None:
+    return await session.scalar(select(customer_phones.c.customer_id).where(customer_phones.c.phone == phone))
+
+
+async def vehicle_by_plate(session: AsyncSession, plate: str) -> tuple[str, str | None] | None:
+    row = (
+        await session.execute(
+            select(vehicles.c.vehicle_id, vehicles.c.owner_customer_id).where(vehicles.c.plate == plate)
+        )
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+async def vehicle_by_vin(session: AsyncSession, vin: str) -> tuple[str, str | None] | None:
+    row = (
+        await session.execute(
+            select(vehicles.c.vehicle_id, vehicles.c.owner_customer_id).where(vehicles.c.vin == vin)
+        )
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+async def customer_state(session: AsyncSession, customer_id: str) -> dict[str, Any] | None:
+    """The customer's row whatever its state (live, merged, erased)."""
+    row = (
+        (await session.execute(select(customers).where(customers.c.customer_id == customer_id)))
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+async def profile(session: AsyncSession, customer_id: str) -> dict[str, Any] | None:
+    """The 360° view of a live customer: details, phones, vehicles (with mileage history, insurance, open
+    declined add-ons, next reminders), visits with line items, and the figures. None if not live."""
+    customer = (
+        (await session.execute(select(customers).where(customers.c.customer_id == customer_id, LIVE)))
+        .mappings()
+        .first()
+    )
+    if customer is None:
+        return None
+    phones = (
+        await session.execute(
+            select(customer_phones.c.phone, customer_phones.c.is_primary)
+            .where(customer_phones.c.customer_id == customer_id)
+            .order_by(customer_phones.c.is_primary.desc(), customer_phones.c.phone)
+        )
+    ).all()
+    owned = (
+        (
+            await session.execute(
+                select(vehicles).where(vehicles.c.owner_customer_id == customer_id).order_by(vehicles.c.plate)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    vehicle_ids = [v["vehicle_id"] for v in owned]
+    readings = (
+        (
+            await session.execute(
+                select(vehicle_mileage)
+                .where(vehicle_mileage.c.vehicle_id.in_(vehicle_ids))
+                .order_by(vehicle_mileage.c.recorded_at.desc())
+            )
+        )
+        .mappings()
+        .all()
+    )
+    visit_rows = (
+        (
+            await session.execute(
+                select(visits)
+                .where(visits.c.customer_id == customer_id, visits.c.voided.is_(False))
+                .order_by(visits.c.completed_at.desc())
+                .limit(VISITS_SHOWN)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    open_add_ons = (
+        (
+            await session.execute(
+                select(declined_add_ons)
+                .where(
+                    declined_add_ons.c.customer_id == customer_id,
+                    declined_add_ons.c.done_in_work_order_id.is_(None),
+                )
+                .order_by(declined_add_ons.c.declined_at.desc())
+            )
+        )
+        .mappings()
+        .all()
+    )
+    next_reminders = (
+        (
+            await session.execute(
+                select(reminders)
+                .where(reminders.c.customer_id == customer_id, reminders.c.status != "cancelled")
+                .order_by(
+                    reminders.c.due_on.asc().nulls_last(), reminders.c.due_mileage_km.asc().nulls_last()
+                )
+            )
+        )
+        .mappings()
+        .all()
+    )
+    return {
+        "customer": dict(customer),
+        "phones": [{"phone": p.phone, "is_primary": p.is_primary} for p in phones],
+        "vehicles": [
+            {
+                **dict(v),
+                "mileage_history": [dict(r) for r in readings if r["vehicle_id"] == v["vehicle_id"]][
+                    :MILEAGE_READINGS_SHOWN
+                ],
+            }
+            for v in owned
+        ],
+        "visits": [dict(v) for v in visit_rows],
+        "declined_add_ons": [dict(a) for a in open_add_ons],
+        "reminders": [dict(r) for r in next_reminders],
+    }
+
+
+async def search(
+    session: AsyncSession,
+    *,
+    name: str | None,
+    phone_prefix: str | None,
+    plate_fragment: str | None,
+    tag: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[int, list[dict[str, Any]]]:
+    """Live customers matching every given criterion, by name then id; with the total for paging."""
+    conditions = [LIVE]
+    if name:
+        conditions.append(customers.c.full_name.ilike(f"%{_escape_like(name)}%", escape="\\"))
+    if phone_prefix:
+        conditions.append(
+            customers.c.customer_id.in_(
+                select(customer_phones.c.customer_id).where(
+                    customer_phones.c.phone.like(f"{_escape_like(phone_prefix)}%", escape="\\")
+                )
+            )
+        )
+    if plate_fragment:
+        conditions.append(
+            customers.c.customer_id.in_(
+                select(vehicles.c.owner_customer_id).where(
+                    vehicles.c.plate.like(f"%{_escape_like(plate_fragment)}%", escape="\\")
+                )
+            )
+        )
+    if tag:
+        conditions.append(customers.c.tags.contains([tag]))
+    where = and_(*conditions)
+    total = await session.scalar(select(func.count()).select_from(customers).where(where)) or 0
+    plates = (
+        select(func.coalesce(func.array_agg(vehicles.c.plate), []))
+        .where(vehicles.c.owner_customer_id == customers.c.customer_id)
+        .scalar_subquery()
+    )
+    rows = (
+        (
+            await session.execute(
+                select(
+                    customers.c.customer_id,
+                    customers.c.full_name,
+                    customers.c.primary_phone,
+                    customers.c.membership_tier,
+                    customers.c.tags,
+                    customers.c.visit_count,
+                    customers.c.last_service_at,
+                    plates.label("plates"),
+                )
+                .where(where)
+                .order_by(customers.c.full_name, customers.c.customer_id)
+                .limit(limit)
+                .offset(offset)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    return total, [dict(r) for r in rows]
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def log_profile_read(
+    session: AsyncSession, *, customer_id: str, reader_user_id: str, reader_role: str, via: str, at: datetime
+) -> None:
+    await session.execute(
+        insert(profile_reads).values(
+            customer_id=customer_id,
+            reader_user_id=reader_user_id,
+            reader_role=reader_role,
+            via=via,
+            read_at=at,
+        )
+    )
+
+
+async def profile_reads_page(
+    session: AsyncSession,
+    *,
+    customer_id: str | None,
+    reader_user_id: str | None,
+    since: datetime | None,
+    limit: int,
+    offset: int,
+) -> list[dict[str, Any]]:
+    conditions = []
+    if customer_id:
+        conditions.append(profile_reads.c.customer_id == customer_id)
+    if reader_user_id:
+        conditions.append(profile_reads.c.reader_user_id == reader_user_id)
+    if since:
+        conditions.append(profile_reads.c.read_at >= since)
+    rows = (
+        (
+            await session.execute(
+                select(profile_reads)
+                .where(and_(*conditions) if conditions else or_(True))
+                .order_by(profile_reads.c.read_at.desc(), profile_reads.c.id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    return [dict(r) for r in rows]
+
+
+async def vehicle_view(session: AsyncSession, vehicle_id: str) -> dict[str, Any] | None:
+    vehicle = (
+        (await session.execute(select(vehicles).where(vehicles.c.vehicle_id == vehicle_id)))
+        .mappings()
+        .first()
+    )
+    if vehicle is None:
+        return None
+    readings = (
+        (
+            await session.execute(
+                select(vehicle_mileage)
+                .where(vehicle_mileage.c.vehicle_id == vehicle_id)
+                .order_by(vehicle_mileage.c.recorded_at.desc())
+                .limit(MILEAGE_READINGS_SHOWN)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    return {**dict(vehicle), "mileage_history": [dict(r) for r in readings]}

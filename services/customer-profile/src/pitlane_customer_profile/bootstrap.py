@@ -1,0 +1,99 @@
+"""Wiring: settings from the environment, the runtime (database, NATS, relay, consumers) and the HTTP app."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from pydantic import SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from pitlane_customer_profile.adapters.event_store import ProfileEventStore
+from pitlane_customer_profile.adapters.pii_vault import PiiVault
+from pitlane_customer_profile.entrypoints.consumers import build_consumers
+from pitlane_customer_profile.entrypoints.http import Services, build_router
+from pitlane_customer_profile.entrypoints.imports import build_import_router
+from pitlane_customer_profile.service_layer.unit_of_work import UnitOfWorkFactory
+from pitlane_platform.http import create_app as create_http_app
+from pitlane_platform.messaging.connection import connect_nats
+from pitlane_platform.messaging.streams import declare_stream, service_stream
+from pitlane_platform.runtime import ServiceRuntime
+from pitlane_platform.services import ServiceSpec
+from pitlane_platform.settings import ServiceSettings
+
+SERVICE = "customer-profile"
+ENV_PREFIX = "CUSTOMER_PROFILE_"
+MIGRATIONS = Path(__file__).parent / "migrations"
+# 32 bytes, base64. Like the platform's development secrets, refused outside env=dev.
+DEV_PII_MASTER_KEY = base64.b64encode(b"pitlane-dev-pii-key-not-for-prod").decode()
+
+
+class CustomerProfileSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
+
+    service_name: str = SERVICE
+    pii_master_key: SecretStr = SecretStr(DEV_PII_MASTER_KEY)
+    """Wraps every customer's data key (crypto-shredding, ADR 0006); base64 of 32 random bytes."""
+    import_max_rows: int = 100_000
+
+    @model_validator(mode="after")
+    def _no_default_pii_key_outside_dev(self) -> CustomerProfileSettings:
+        if self.env != "dev" and self.pii_master_key.get_secret_value() == DEV_PII_MASTER_KEY:
+            raise ValueError("pii_master_key is the development default; set a key of your own")
+        return self
+
+    def master_key(self) -> bytes:
+        return base64.b64decode(self.pii_master_key.get_secret_value())
+
+
+def build(settings: CustomerProfileSettings) -> tuple[ServiceRuntime, FastAPI]:
+    """The runtime and the app; the app's lifespan starts and stops the runtime."""
+    vault = PiiVault(settings.master_key())
+    store = ProfileEventStore(vault)
+    runtime = ServiceRuntime(settings, migrations=MIGRATIONS)
+    services = Services(
+        chain_id=settings.chain_id,
+        clock=runtime.clock,
+        uow=UnitOfWorkFactory(runtime.sessions, store, runtime.clock),
+        vault=vault,
+    )
+    runtime.consumers.extend(build_consumers(runtime, store))
+    app = create_http_app(
+        settings,
+        title=SERVICE,
+        version="1",
+        routers=[build_router(services), build_import_router(services, max_rows=settings.import_max_rows)],
+        readiness_checks=runtime.readiness_checks(),
+        lifespan=lambda app: _lifespan(runtime),
+    )
+    app.state.runtime = runtime
+    return runtime, app
+
+
+@asynccontextmanager
+async def _lifespan(runtime: ServiceRuntime) -> AsyncIterator[None]:
+    """The runtime's lifespan, after making sure the streams we consume exist: services start in any order,
+    and a durable consumer cannot be declared on a stream its producer has not created yet. The streams are
+    declared exactly as their producers declare them, so whoever comes first, the result is the same."""
+    connection = await connect_nats(runtime.settings.nats_url, name=f"{SERVICE} start-up")
+    try:
+        js = connection.jetstream()
+        for source in sorted({c.source_service for c in runtime.consumers}):
+            await declare_stream(js, service_stream(source, replicas=runtime.stream_replicas))
+    finally:
+        await connection.drain()
+    async with runtime.lifespan():
+        yield
+
+
+def create_app() -> FastAPI:
+    """The ASGI app `pitlane up` and uvicorn start: settings from CUSTOMER_PROFILE_* variables."""
+    return build(CustomerProfileSettings())[1]  # type: ignore[call-arg]
+
+
+SPEC = ServiceSpec(
+    name=SERVICE, env_prefix=ENV_PREFIX, asgi_factory="pitlane_customer_profile.bootstrap:create_app"
+)

@@ -1,0 +1,175 @@
+"""The vehicle: identity (plate, VIN), what it is, its odometer, insurance and owner. Event-sourced."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pitlane_customer_profile.domain.aggregate import AggregateRoot
+from pitlane_events import DomainEvent
+from pitlane_events.customer_profile import (
+    EnergyType,
+    InsuranceCoverage,
+    MileageSource,
+    VehicleInsuranceUpdated,
+    VehicleMileageRecorded,
+    VehicleOwnerChanged,
+    VehicleRegistered,
+    VehicleUpdated,
+)
+from pitlane_platform.errors import InvalidInputError
+
+DETAIL_FIELDS = (
+    "plate",
+    "vin",
+    "brand",
+    "model",
+    "model_year",
+    "energy_type",
+    "purchase_date",
+    "registration_date",
+)
+# A reading from staff or the customer must not go backwards (a typo would break mileage reminders); a
+# reading that comes with a work order is a fact of that visit and is simply not newer when it is lower.
+CHECKED_SOURCES = frozenset({MileageSource.STAFF, MileageSource.CUSTOMER_REPORTED, MileageSource.IMPORT})
+
+
+class Vehicle(AggregateRoot):
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.owner_customer_id = ""
+        self.plate = ""
+        self.vin: str | None = None
+        self.brand = ""
+        self.model = ""
+        self.model_year: int | None = None
+        self.energy_type: EnergyType | None = None
+        self.purchase_date: date | None = None
+        self.registration_date: date | None = None
+        self.mileage_km: int | None = None
+        self.insurance: dict[InsuranceCoverage, VehicleInsuranceUpdated] = {}
+
+    @classmethod
+    def register(
+        cls,
+        vehicle_id: str,
+        *,
+        owner_customer_id: str,
+        plate: str,
+        brand: str,
+        model: str,
+        vin: str | None = None,
+        model_year: int | None = None,
+        energy_type: EnergyType | None = None,
+        purchase_date: date | None = None,
+        registration_date: date | None = None,
+        mileage_km: int | None = None,
+    ) -> Vehicle:
+        vehicle = cls(vehicle_id)
+        vehicle.record(
+            VehicleRegistered(
+                vehicle_id=vehicle_id,
+                owner_customer_id=owner_customer_id,
+                plate=plate,
+                vin=vin,
+                brand=brand,
+                model=model,
+                model_year=model_year,
+                energy_type=energy_type,
+                purchase_date=purchase_date,
+                registration_date=registration_date,
+                mileage_km=mileage_km,
+            )
+        )
+        return vehicle
+
+    def update_details(self, **changes: Any) -> None:
+        unknown = set(changes) - set(DETAIL_FIELDS)
+        if unknown:
+            raise ValueError(f"not vehicle details: {sorted(unknown)}")
+        for required in ("plate", "brand", "model"):
+            if required in changes and not changes[required]:
+                raise InvalidInputError(required, "must not be empty")
+        changed = [name for name in DETAIL_FIELDS if name in changes and changes[name] != getattr(self, name)]
+        if changed:
+            self.record(
+                VehicleUpdated(
+                    vehicle_id=self.id,
+                    changed_fields=tuple(changed),
+                    **{name: changes[name] for name in changed},
+                )
+            )
+
+    def record_mileage(
+        self,
+        mileage_km: int,
+        *,
+        source: MileageSource,
+        recorded_at: datetime,
+        work_order_id: str | None = None,
+    ) -> bool:
+        """Record a reading if it moves the odometer forward; False when it does not (nothing recorded)."""
+        if self.mileage_km is not None and mileage_km < self.mileage_km:
+            if source in CHECKED_SOURCES:
+                raise InvalidInputError(
+                    "mileage_km", f"{mileage_km} km is below the last reading of {self.mileage_km} km"
+                )
+            return False
+        if self.mileage_km == mileage_km:
+            return False
+        self.record(
+            VehicleMileageRecorded(
+                vehicle_id=self.id,
+                mileage_km=mileage_km,
+                source=source,
+                recorded_at=recorded_at,
+                work_order_id=work_order_id,
+            )
+        )
+        return True
+
+    def update_insurance(
+        self, *, coverage: InsuranceCoverage, insurer: str, expires_on: date, policy_number: str | None = None
+    ) -> None:
+        update = VehicleInsuranceUpdated(
+            vehicle_id=self.id,
+            coverage=coverage,
+            insurer=insurer,
+            policy_number=policy_number,
+            expires_on=expires_on,
+        )
+        if self.insurance.get(coverage) != update:
+            self.record(update)
+
+    def change_owner(self, new_owner_customer_id: str) -> None:
+        if new_owner_customer_id != self.owner_customer_id:
+            self.record(
+                VehicleOwnerChanged(
+                    vehicle_id=self.id,
+                    previous_owner_customer_id=self.owner_customer_id,
+                    new_owner_customer_id=new_owner_customer_id,
+                )
+            )
+
+    def apply(self, event: DomainEvent) -> None:
+        match event:
+            case VehicleRegistered():
+                self.owner_customer_id = event.owner_customer_id
+                self.plate = event.plate
+                self.vin = event.vin
+                self.brand = event.brand
+                self.model = event.model
+                self.model_year = event.model_year
+                self.energy_type = event.energy_type
+                self.purchase_date = event.purchase_date
+                self.registration_date = event.registration_date
+                self.mileage_km = event.mileage_km
+            case VehicleUpdated():
+                for name in event.changed_fields:
+                    setattr(self, name, getattr(event, name))
+            case VehicleMileageRecorded():
+                self.mileage_km = event.mileage_km
+            case VehicleInsuranceUpdated():
+                self.insurance[event.coverage] = event
+            case VehicleOwnerChanged():
+                self.owner_customer_id = event.new_owner_customer_id

@@ -1,0 +1,295 @@
+"""What other services tell us, kept in the 360° read model: visits and spend (workorder), the latest NPS
+answer (notification), the next reminders (reminder). Each handler runs in one transaction with its inbox
+row, so a redelivered event has no second effect.
+
+One consumer reads our own stream: after CustomerErased is published, it scrubs the published copies of the
+customer's personal events from the stream (ADR 0006).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pitlane_customer_profile.adapters.erasure import personal_event_ids, scrub_published_copies
+from pitlane_customer_profile.adapters.event_store import ProfileEventStore
+from pitlane_customer_profile.adapters.tables import (
+    customers,
+    declined_add_ons,
+    erasures,
+    reminders,
+    vehicles,
+    visits,
+    work_order_refs,
+)
+from pitlane_customer_profile.service_layer.unit_of_work import UnitOfWork
+from pitlane_events.customer_profile import CustomerErased, MileageSource
+from pitlane_events.notification import NpsAnswered
+from pitlane_events.reminder import ReminderCancelled, ReminderDue, ReminderRescheduled, ReminderScheduled
+from pitlane_events.types import AddOnDecision
+from pitlane_events.workorder import (
+    AddOnDeclined,
+    WorkOrderCompleted,
+    WorkOrderOpened,
+    WorkOrderVoided,
+)
+from pitlane_platform.errors import NotFoundError
+from pitlane_platform.messaging.consumer import Consumer, HandlerContext, advance_read_model
+from pitlane_platform.messaging.streams import stream_name
+from pitlane_platform.runtime import ServiceRuntime
+
+SERVICE = "customer-profile"
+
+
+async def surviving_customer_id(session: AsyncSession, customer_id: str) -> str:
+    """Events about a duplicate that was merged count for the customer it was merged into."""
+    merged_into = await session.scalar(
+        select(customers.c.merged_into).where(customers.c.customer_id == customer_id)
+    )
+    return merged_into or customer_id
+
+
+async def record_mileage(
+    ctx: HandlerContext,
+    store: ProfileEventStore,
+    vehicle_id: str,
+    mileage_km: int,
+    source: MileageSource,
+    work_order_id: str,
+) -> None:
+    """A reading from a work order moves the vehicle's odometer (VehicleMileageRecorded, which reminder
+    schedules by); an older or equal reading records nothing."""
+    uow = UnitOfWork(ctx.session, store, ctx.clock)
+    try:
+        vehicle = await uow.vehicle(vehicle_id)
+    except NotFoundError:
+        return  # not a vehicle of ours (or erased): nothing to move
+    if vehicle.record_mileage(
+        mileage_km, source=source, recorded_at=ctx.envelope.occurred_at, work_order_id=work_order_id
+    ):
+        await uow.commit(ctx.command_context(branch_id=None))
+
+
+def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[Consumer]:
+    work = Consumer(service=SERVICE, purpose="visits", source_service="workorder")
+
+    @work.on(WorkOrderOpened)
+    async def on_opened(ctx: HandlerContext, event: WorkOrderOpened) -> None:
+        await ctx.session.execute(
+            pg_insert(work_order_refs)
+            .values(
+                work_order_id=event.work_order_id, customer_id=event.customer_id, vehicle_id=event.vehicle_id
+            )
+            .on_conflict_do_nothing()
+        )
+        await record_mileage(
+            ctx, store, event.vehicle_id, event.mileage_km, MileageSource.CHECK_IN, event.work_order_id
+        )
+
+    @work.on(WorkOrderCompleted)
+    async def on_completed(ctx: HandlerContext, event: WorkOrderCompleted) -> None:
+        customer_id = await surviving_customer_id(ctx.session, event.customer_id)
+        inserted = await ctx.session.execute(
+            pg_insert(visits)
+            .values(
+                work_order_id=event.work_order_id,
+                customer_id=customer_id,
+                vehicle_id=event.vehicle_id,
+                branch_id=event.branch_id,
+                plate=event.plate,
+                mileage_km=event.mileage_km,
+                opened_at=event.opened_at,
+                completed_at=event.completed_at,
+                total_fen=event.total_fen,
+                paid_fen=event.paid_fen,
+                line_items=[line.model_dump(mode="json") for line in event.line_items],
+            )
+            .on_conflict_do_nothing()  # the same work order completed again (a replay): counted once
+            .returning(visits.c.work_order_id)
+        )
+        if inserted.first() is None:
+            return
+        for table, key, owner in (
+            (customers, customers.c.customer_id, customer_id),
+            (vehicles, vehicles.c.vehicle_id, event.vehicle_id),
+        ):
+            latest = table.c.last_service_at.is_(None) | (table.c.last_service_at <= event.completed_at)
+            await ctx.session.execute(
+                update(table)
+                .where(key == owner)
+                .values(
+                    visit_count=table.c.visit_count + 1,
+                    total_spend_fen=table.c.total_spend_fen + event.total_fen,
+                    # A completion delivered late must not roll the last service back.
+                    last_service_mileage_km=case(
+                        (latest, event.mileage_km), else_=table.c.last_service_mileage_km
+                    ),
+                    last_service_at=func.greatest(table.c.last_service_at, event.completed_at),
+                )
+            )
+        done = {line.name for line in event.line_items} | {line.item_code for line in event.line_items}
+        await ctx.session.execute(
+            update(declined_add_ons)
+            .where(
+                declined_add_ons.c.vehicle_id == event.vehicle_id,
+                declined_add_ons.c.done_in_work_order_id.is_(None),
+                declined_add_ons.c.work_order_id != event.work_order_id,
+                declined_add_ons.c.item.in_(done),
+            )
+            .values(done_in_work_order_id=event.work_order_id)
+        )
+        for add_on in event.add_ons:
+            if add_on.decision is AddOnDecision.DECLINED:
+                await ctx.session.execute(
+                    pg_insert(declined_add_ons)
+                    .values(
+                        add_on_id=add_on.add_on_id,
+                        work_order_id=event.work_order_id,
+                        customer_id=customer_id,
+                        vehicle_id=event.vehicle_id,
+                        item=add_on.item,
+                        category=add_on.category.value,
+                        price_fen=add_on.price_fen,
+                        declined_at=event.completed_at,
+                    )
+                    .on_conflict_do_nothing()
+                )
+        await record_mileage(
+            ctx, store, event.vehicle_id, event.mileage_km, MileageSource.WORK_ORDER, event.work_order_id
+        )
+
+    @work.on(AddOnDeclined)
+    async def on_declined(ctx: HandlerContext, event: AddOnDeclined) -> None:
+        ref = (
+            await ctx.session.execute(
+                select(work_order_refs).where(work_order_refs.c.work_order_id == event.work_order_id)
+            )
+        ).first()
+        if ref is None:
+            return  # opened before we listened; the completion's add-on summary brings it
+        await ctx.session.execute(
+            pg_insert(declined_add_ons)
+            .values(
+                add_on_id=event.add_on_id,
+                work_order_id=event.work_order_id,
+                customer_id=await surviving_customer_id(ctx.session, ref.customer_id),
+                vehicle_id=ref.vehicle_id,
+                item=event.item,
+                category=event.category.value,
+                price_fen=event.price_fen,
+                declined_at=event.decided_at,
+                reason=event.reason,
+            )
+            .on_conflict_do_update(
+                index_elements=[declined_add_ons.c.add_on_id], set_={"reason": event.reason}
+            )
+        )
+
+    @work.on(WorkOrderVoided)
+    async def on_voided(ctx: HandlerContext, event: WorkOrderVoided) -> None:
+        voided = (
+            await ctx.session.execute(
+                update(visits)
+                .where(visits.c.work_order_id == event.work_order_id, visits.c.voided.is_(False))
+                .values(voided=True)
+                .returning(visits.c.customer_id, visits.c.vehicle_id, visits.c.total_fen)
+            )
+        ).first()
+        if voided is None:
+            return
+        for table, key, owner in (
+            (customers, customers.c.customer_id, voided.customer_id),
+            (vehicles, vehicles.c.vehicle_id, voided.vehicle_id),
+        ):
+            await ctx.session.execute(
+                update(table)
+                .where(key == owner)
+                .values(
+                    visit_count=table.c.visit_count - 1,
+                    total_spend_fen=table.c.total_spend_fen - voided.total_fen,
+                )
+            )
+
+    nps = Consumer(service=SERVICE, purpose="nps", source_service="notification")
+
+    @nps.on(NpsAnswered)
+    async def on_nps(ctx: HandlerContext, event: NpsAnswered) -> None:
+        answered_at = ctx.envelope.occurred_at
+        await ctx.session.execute(
+            update(customers)
+            .where(
+                customers.c.customer_id == await surviving_customer_id(ctx.session, event.customer_id),
+                customers.c.erased_at.is_(None),
+                customers.c.latest_nps_at.is_(None) | (customers.c.latest_nps_at < answered_at),
+            )
+            .values(latest_nps_score=event.score, latest_nps_comment=event.comment, latest_nps_at=answered_at)
+        )
+
+    reminder = Consumer(service=SERVICE, purpose="reminders", source_service="reminder")
+
+    async def newer(ctx: HandlerContext, reminder_id: str) -> bool:
+        return await advance_read_model(ctx.session, "reminders", reminder_id, ctx.envelope.aggregate_version)
+
+    @reminder.on(ReminderScheduled)
+    async def on_scheduled(ctx: HandlerContext, event: ReminderScheduled) -> None:
+        if await newer(ctx, event.reminder_id):
+            values = {
+                "customer_id": await surviving_customer_id(ctx.session, event.customer_id),
+                "vehicle_id": event.vehicle_id,
+                "kind": event.kind.value,
+                "due_on": event.due_on,
+                "due_mileage_km": event.due_mileage_km,
+                "status": "scheduled",
+            }
+            await ctx.session.execute(
+                pg_insert(reminders)
+                .values(reminder_id=event.reminder_id, **values)
+                .on_conflict_do_update(index_elements=[reminders.c.reminder_id], set_=values)
+            )
+
+    @reminder.on(ReminderRescheduled)
+    async def on_rescheduled(ctx: HandlerContext, event: ReminderRescheduled) -> None:
+        if await newer(ctx, event.reminder_id):
+            await ctx.session.execute(
+                update(reminders)
+                .where(reminders.c.reminder_id == event.reminder_id)
+                .values(due_on=event.due_on, due_mileage_km=event.due_mileage_km, status="scheduled")
+            )
+
+    @reminder.on(ReminderDue)
+    async def on_due(ctx: HandlerContext, event: ReminderDue) -> None:
+        if await newer(ctx, event.reminder_id):
+            await ctx.session.execute(
+                update(reminders).where(reminders.c.reminder_id == event.reminder_id).values(status="due")
+            )
+
+    @reminder.on(ReminderCancelled)
+    async def on_cancelled(ctx: HandlerContext, event: ReminderCancelled) -> None:
+        if await newer(ctx, event.reminder_id):
+            await ctx.session.execute(
+                update(reminders)
+                .where(reminders.c.reminder_id == event.reminder_id)
+                .values(status="cancelled")
+            )
+
+    scrubber = Consumer(service=SERVICE, purpose="erasure-scrubber", source_service=SERVICE)
+
+    @scrubber.on(CustomerErased)
+    async def on_erased(ctx: HandlerContext, event: CustomerErased) -> None:
+        if runtime.nats is None:
+            raise RuntimeError("not connected to NATS yet")  # retried with back-off
+        merged = (
+            await ctx.session.execute(
+                select(customers.c.customer_id).where(customers.c.merged_into == event.customer_id)
+            )
+        ).scalars()
+        event_ids = await personal_event_ids(ctx.session, [event.customer_id, *merged])
+        await scrub_published_copies(runtime.nats.jetstream(), stream_name(SERVICE), event_ids)
+        await ctx.session.execute(
+            update(erasures)
+            .where(erasures.c.erasure_request_id == event.erasure_request_id)
+            .values(stream_messages_scrubbed_at=ctx.clock.now())
+        )
+
+    return [work, nps, reminder, scrubber]

@@ -1,0 +1,192 @@
+"""Registering, changing and reading customers and vehicles over HTTP; validation at the edge; roles."""
+
+from __future__ import annotations
+
+from profile_testing import Service, make_vin
+from sqlalchemy import func, select
+
+from pitlane_customer_profile.adapters.tables import customers, vehicles
+from pitlane_platform.schema import events, outbox
+
+
+def wang(**extra: object) -> dict:
+    return {
+        "full_name": "王建国",
+        "phone": "138 1234 5678",
+        "other_phones": ["+86 139 0000 1111"],
+        "wechat_id": "wx_wangjg",
+        "gender": "male",
+        "birthday": "1982-04-17",
+        "source": "walk_in",
+        "membership_tier": "gold",
+        "tags": ["价格敏感"],
+        "preferred_services": ["小保养"],
+        "notes": "只在周末来店",
+        "consents": [{"channel": "sms", "purpose": "service", "granted": True}],
+        **extra,
+    }
+
+
+async def register_customer(service: Service, **extra: object) -> str:
+    response = await service.post("/v1/customers", wang(**extra))
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+async def register_vehicle(
+    service: Service, owner: str, plate: str, vin: str | None = None, **extra: object
+) -> str:
+    body = {
+        "owner_customer_id": owner,
+        "plate": plate,
+        "brand": "大众",
+        "model": "帕萨特",
+        "vin": vin,
+        **extra,
+    }
+    response = await service.post("/v1/vehicles", body)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+async def stored_rows(service: Service) -> tuple[int, int, int, int]:
+    async with service.runtime.sessions() as session:
+        counts = [
+            await session.scalar(select(func.count()).select_from(table))
+            for table in (events, outbox, customers, vehicles)
+        ]
+    return tuple(counts)  # type: ignore[return-value]
+
+
+async def test_a_registered_customer_and_vehicle_are_found_by_plate_phone_and_vin(service: Service) -> None:
+    customer_id = await register_customer(service)
+    vin = make_vin(1)
+    vehicle_id = await register_vehicle(
+        service,
+        customer_id,
+        "粤b·d12345",
+        vin,
+        mileage_km=12000,
+        insurance=[{"coverage": "commercial", "insurer": "中国平安", "expires_on": "2027-03-31"}],
+    )
+
+    for params in ({"plate": "粤BD12345"}, {"phone": "13812345678"}, {"vin": vin.lower()}):
+        response = await service.get("/v1/lookup", **params)
+        assert response.status_code == 200, response.text
+        profile = response.json()
+        assert profile["customer"]["customer_id"] == customer_id
+        assert profile["customer"]["full_name"] == "王建国"
+        assert profile["customer"]["primary_phone"] == "+8613812345678"
+        assert {p["phone"] for p in profile["customer"]["phones"]} == {"+8613812345678", "+8613900001111"}
+        assert profile["customer"]["tags"] == ["价格敏感"]
+        assert profile["customer"]["consents"] == {"sms:service": True}
+        [vehicle] = profile["vehicles"]
+        assert vehicle["vehicle_id"] == vehicle_id and vehicle["plate"] == "粤BD12345"
+        assert vehicle["mileage_km"] == 12000
+        assert vehicle["insurance"]["commercial"]["insurer"] == "中国平安"
+
+
+async def test_bad_plate_vin_or_phone_is_a_422_naming_the_field_and_stores_nothing(service: Service) -> None:
+    customer_id = await register_customer(service)
+    before = await stored_rows(service)
+    bad_vin = make_vin(2)[:8] + ("0" if make_vin(2)[8] != "0" else "1") + make_vin(2)[9:]
+
+    cases = [
+        ("/v1/customers", wang(phone="12345"), "phone"),
+        (
+            "/v1/vehicles",
+            {"owner_customer_id": customer_id, "plate": "XX12345", "brand": "大众", "model": "朗逸"},
+            "plate",
+        ),
+        (
+            "/v1/vehicles",
+            {
+                "owner_customer_id": customer_id,
+                "plate": "沪A12345",
+                "vin": bad_vin,
+                "brand": "大众",
+                "model": "朗逸",
+            },
+            "vin",
+        ),
+    ]
+    for path, body, field in cases:
+        response = await service.post(path, body)
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert field in [error["field"].split(".")[-1] for error in response.json()["errors"]], response.text
+    assert (await service.get("/v1/lookup", plate="沪A1234")).status_code == 422
+    assert await stored_rows(service) == before
+
+
+async def test_updates_change_only_what_is_given_and_a_stale_version_is_a_409(service: Service) -> None:
+    customer_id = await register_customer(service)
+    profile = (await service.get(f"/v1/customers/{customer_id}")).json()
+    version = profile["customer"]["version"]
+
+    response = await service.patch(
+        f"/v1/customers/{customer_id}",
+        {"expected_version": version, "full_name": "王建华", "tags": ["注重品质"], "phone": "13900001111"},
+    )
+    assert response.status_code == 200, response.text
+    stale = await service.patch(f"/v1/customers/{customer_id}", {"expected_version": version, "notes": "x"})
+    assert stale.status_code == 409
+
+    customer = (await service.get(f"/v1/customers/{customer_id}")).json()["customer"]
+    assert customer["full_name"] == "王建华"
+    assert customer["tags"] == ["注重品质"]
+    assert customer["primary_phone"] == "+8613900001111"
+    assert {p["phone"] for p in customer["phones"]} == {"+8613900001111", "+8613812345678"}
+    assert customer["notes"] == "只在周末来店"
+
+
+async def test_a_phone_or_plate_of_someone_else_is_a_conflict(service: Service) -> None:
+    first = await register_customer(service)
+    await register_vehicle(service, first, "沪A12345")
+    assert (await service.post("/v1/customers", wang(other_phones=[]))).status_code == 409
+    other = await register_customer(service, phone="13700000000", other_phones=[])
+    response = await service.post(
+        "/v1/vehicles", {"owner_customer_id": other, "plate": "沪a12345", "brand": "大众", "model": "朗逸"}
+    )
+    assert response.status_code == 409 and "plate" in response.json()["detail"]
+
+
+async def test_vehicle_mileage_history_owner_change_and_mileage_going_back(service: Service) -> None:
+    first = await register_customer(service)
+    second = await register_customer(service, phone="13700000000", other_phones=[], full_name="李梅")
+    vehicle_id = await register_vehicle(service, first, "沪A12345", mileage_km=10000)
+
+    assert (await service.patch(f"/v1/vehicles/{vehicle_id}", {"mileage_km": 15000})).status_code == 200
+    backwards = await service.patch(f"/v1/vehicles/{vehicle_id}", {"mileage_km": 9000})
+    assert backwards.status_code == 422 and backwards.json()["errors"][0]["field"] == "mileage_km"
+    assert (
+        await service.patch(f"/v1/vehicles/{vehicle_id}", {"owner_customer_id": second})
+    ).status_code == 200
+
+    vehicle = (await service.get(f"/v1/vehicles/{vehicle_id}")).json()
+    assert vehicle["owner_customer_id"] == second
+    assert [r["mileage_km"] for r in vehicle["mileage_history"]] == [15000, 10000]
+    assert (await service.get("/v1/lookup", plate="沪A12345")).json()["customer"]["customer_id"] == second
+
+
+async def test_custom_fields_are_checked_against_the_chain_schema(service: Service) -> None:
+    schema = [
+        {"key": "company", "label": "单位", "type": "text"},
+        {"key": "fleet_size", "label": "车队规模", "type": "number"},
+    ]
+    assert (
+        await service.client.put("/v1/custom-fields", json=schema, headers=service.headers("advisor"))
+    ).status_code == 403
+    assert (
+        await service.client.put(
+            "/v1/custom-fields", json=schema, headers=service.headers("owner", branches=("*",))
+        )
+    ).status_code == 200
+
+    bad = await service.post("/v1/customers", wang(custom_fields={"fleet_size": "很多"}))
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "custom_fields.fleet_size"
+    unknown = await service.post("/v1/customers", wang(custom_fields={"shoe_size": "42"}))
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "custom_fields.shoe_size"
+    customer_id = await register_customer(service, custom_fields={"company": "张江高科", "fleet_size": "12"})
+    customer = (await service.get(f"/v1/customers/{customer_id}")).json()["customer"]
+    assert customer["custom_fields"] == {"company": "张江高科", "fleet_size": "12"}
