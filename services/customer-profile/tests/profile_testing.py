@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -17,6 +18,8 @@ from fastapi import FastAPI
 from pitlane_customer_profile.bootstrap import CustomerProfileSettings
 from pitlane_events import Actor, DomainEvent, Envelope, encode
 from pitlane_events.identifiers import vin_check_digit
+from pitlane_events.types import AddOnDecision, AddOnSummary, LineCategory, LineItem, Payment, PaymentMethod
+from pitlane_events.workorder import WorkOrderCompleted
 from pitlane_platform.auth import mint_dev_token
 from pitlane_platform.messaging.streams import declare_stream, service_stream
 from pitlane_platform.runtime import ServiceRuntime
@@ -59,26 +62,32 @@ class Producer:
 
     async def publish(
         self,
-        event: DomainEvent,
+        event: DomainEvent | None = None,
         *,
-        aggregate_id: str,
+        aggregate_id: str = "",
         version: int = 1,
         branch_id: str = "b1",
         envelope: Envelope[Any] | None = None,
+        message_id: str | None = None,
     ) -> Envelope[Any]:
+        """Publish `event` in a new envelope, or `envelope` again; `message_id` overrides the Nats-Msg-Id, as
+        a relay republishing after the stream's duplicate window does in effect."""
+        if envelope is None:
+            assert event is not None
+            envelope = Envelope.new(
+                event,
+                chain_id=CHAIN,
+                branch_id=branch_id,
+                aggregate_id=aggregate_id,
+                aggregate_version=version,
+                actor=Actor.service(event.service()),
+                occurred_at=event_time(event),
+            )
         js = self.connection.jetstream()
-        await declare_stream(js, service_stream(event.service()))
-        envelope = envelope or Envelope.new(
-            event,
-            chain_id=CHAIN,
-            branch_id=branch_id,
-            aggregate_id=aggregate_id,
-            aggregate_version=version,
-            actor=Actor.service(event.service()),
-            occurred_at=event_time(event),
-        )
+        await declare_stream(js, service_stream(envelope.event_type.split(".")[0]))
         message = encode(envelope)
-        await js.publish(message.subject, message.payload, headers=message.headers)
+        headers = {**message.headers, **({"Nats-Msg-Id": message_id} if message_id else {})}
+        await js.publish(message.subject, message.payload, headers=headers)
         return envelope
 
 
@@ -102,3 +111,55 @@ def make_vin(serial: int) -> str:
 
 def make_phone(serial: int) -> str:
     return f"+86139{serial:08d}"
+
+
+def completion(
+    *,
+    work_order_id: str,
+    customer_id: str,
+    vehicle_id: str,
+    plate: str,
+    mileage_km: int,
+    completed_at: datetime,
+    total_fen: int = 38_800,
+    declined: tuple[tuple[str, str, int], ...] = (),
+    branch_id: str = "b1",
+) -> WorkOrderCompleted:
+    """A realistic WorkOrderCompleted: one oil-change line of `total_fen`, paid in full, `declined` add-ons
+    as (add_on_id, item, price_fen)."""
+    line = LineItem(
+        item_code="SVC-OIL",
+        name="更换机油机滤",
+        category=LineCategory.PACKAGE,
+        quantity=Decimal(1),
+        unit_price_fen=total_fen,
+        line_total_fen=total_fen,
+    )
+    return WorkOrderCompleted(
+        work_order_id=work_order_id,
+        customer_id=customer_id,
+        line_items=(line,),
+        subtotal_fen=total_fen,
+        discount_fen=0,
+        total_fen=total_fen,
+        paid_fen=total_fen,
+        payments=(Payment(method=PaymentMethod.WECHAT_PAY, amount_fen=total_fen, paid_at=completed_at),),
+        vehicle_id=vehicle_id,
+        plate=plate,
+        mileage_km=mileage_km,
+        branch_id=branch_id,
+        advisor_id="amy",
+        technician_ids=("tom",),
+        add_ons=tuple(
+            AddOnSummary(
+                add_on_id=add_on_id,
+                item=item,
+                category=LineCategory.PARTS,
+                price_fen=price,
+                decision=AddOnDecision.DECLINED,
+            )
+            for add_on_id, item, price in declined
+        ),
+        opened_at=completed_at - timedelta(hours=2),
+        completed_at=completed_at,
+    )

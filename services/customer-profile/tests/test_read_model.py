@@ -1,0 +1,217 @@
+"""The 360° view fed by other services' real events on JetStream: visits, spend, mileage, declined add-ons,
+NPS, reminders; each event counted once however often it is delivered."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from profile_testing import Producer, Service, completion, eventually, make_vin
+from sqlalchemy import select
+from test_profile_api import register_customer, register_vehicle
+
+from pitlane_customer_profile.adapters.tables import customers
+from pitlane_events.customer_profile import VehicleMileageRecorded
+from pitlane_events.notification import NpsAnswered
+from pitlane_events.reminder import ReminderCancelled, ReminderKind, ReminderScheduled
+from pitlane_events.workorder import WorkOrderVoided
+from pitlane_platform.schema import events
+
+START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+async def figures(service: Service, customer_id: str) -> tuple[int, int]:
+    async with service.runtime.sessions() as session:
+        row = (
+            await session.execute(
+                select(customers.c.visit_count, customers.c.total_spend_fen).where(
+                    customers.c.customer_id == customer_id
+                )
+            )
+        ).one()
+    return row.visit_count, row.total_spend_fen
+
+
+async def test_lookup_by_plate_returns_three_vehicles_ten_visits_and_everything_else(
+    service: Service, producer: Producer
+) -> None:
+    customer_id = await register_customer(service)
+    plates = ["沪A12345", "粤BD12345", "京N8888F"]
+    vehicle_ids = [
+        await register_vehicle(service, customer_id, plate, make_vin(10 + i), mileage_km=10_000)
+        for i, plate in enumerate(plates)
+    ]
+    for visit in range(10):
+        which = visit % 3
+        await producer.publish(
+            completion(
+                work_order_id=f"wo-{visit}",
+                customer_id=customer_id,
+                vehicle_id=vehicle_ids[which],
+                plate=plates[which],
+                mileage_km=10_000 + 1_000 * (visit + 1),
+                completed_at=START + timedelta(days=30 * visit),
+                total_fen=10_000 + visit,
+                declined=(("ao-brakes", "更换前刹车片", 68_000),) if visit == 9 else (),
+            ),
+            aggregate_id=f"wo-{visit}",
+            version=5,
+        )
+    await producer.publish(
+        NpsAnswered(
+            survey_id="s-1",
+            work_order_id="wo-9",
+            customer_id=customer_id,
+            advisor_id="amy",
+            technician_ids=("tom",),
+            branch_id="b1",
+            score=9,
+            comment="很专业",
+        ),
+        aggregate_id="s-1",
+    )
+    await producer.publish(
+        ReminderScheduled(
+            reminder_id="r-1",
+            rule_id="oil",
+            kind=ReminderKind.SERVICE_DUE_BY_DATE,
+            vehicle_id=vehicle_ids[0],
+            customer_id=customer_id,
+            due_on=date(2027, 1, 10),
+        ),
+        aggregate_id="r-1",
+    )
+
+    async def all_arrived() -> bool:
+        profile = (await service.get("/v1/lookup", plate="京N8888F")).json()
+        return (
+            len(profile["visits"]) == 10
+            and profile["figures"]["latest_nps_score"] == 9
+            and bool(profile["reminders"])
+        )
+
+    await eventually(all_arrived)
+    profile = (await service.get("/v1/lookup", plate="京N8888F")).json()
+
+    assert profile["customer"]["full_name"] == "王建国"
+    assert sorted(v["plate"] for v in profile["vehicles"]) == sorted(plates)
+    assert [v["work_order_id"] for v in profile["visits"]] == [f"wo-{n}" for n in reversed(range(10))]
+    assert profile["visits"][0]["line_items"][0]["name"] == "更换机油机滤"
+    assert profile["figures"]["visit_count"] == 10
+    assert profile["figures"]["total_spend_fen"] == sum(10_000 + n for n in range(10))
+    assert profile["figures"]["last_service_at"].startswith((START + timedelta(days=270)).date().isoformat())
+    assert profile["figures"]["last_service_mileage_km"] == 20_000
+    assert profile["figures"]["latest_nps_comment"] == "很专业"
+    assert [a["item"] for a in profile["declined_add_ons"]] == ["更换前刹车片"]
+    assert profile["reminders"][0]["due_on"] == "2027-01-10"
+    by_plate = {v["plate"]: v for v in profile["vehicles"]}
+    assert by_plate["沪A12345"]["visit_count"] == 4
+    # Visit 9 (the last) was on the first vehicle: its odometer moved, with a published reading.
+    assert by_plate["沪A12345"]["mileage_km"] == 20_000
+    readings = {(r["work_order_id"], r["mileage_km"]) for r in by_plate["沪A12345"]["mileage_history"]}
+    assert {(None, 10_000), ("wo-9", 20_000)} <= readings
+
+
+async def test_a_completion_delivered_twice_counts_once(service: Service, producer: Producer) -> None:
+    customer_id = await register_customer(service)
+    vehicle_id = await register_vehicle(service, customer_id, "沪A12345", mileage_km=10_000)
+    done = completion(
+        work_order_id="wo-1",
+        customer_id=customer_id,
+        vehicle_id=vehicle_id,
+        plate="沪A12345",
+        mileage_km=15_000,
+        completed_at=START,
+        total_fen=50_000,
+    )
+    first = await producer.publish(done, aggregate_id="wo-1", version=5)
+    # The same envelope again past the duplicate window (a new Nats-Msg-Id: JetStream stores it again), and
+    # the same fact in a new envelope (a producer replaying its history): neither may count.
+    await producer.publish(envelope=first, message_id=f"{first.event_id}-again")
+    await producer.publish(done, aggregate_id="wo-1", version=5)
+    marker = await producer.publish(
+        completion(
+            work_order_id="wo-2",
+            customer_id=customer_id,
+            vehicle_id=vehicle_id,
+            plate="沪A12345",
+            mileage_km=16_000,
+            completed_at=START + timedelta(days=1),
+            total_fen=1,
+        ),
+        aggregate_id="wo-2",
+        version=5,
+    )
+
+    async def marker_applied() -> bool:
+        return (await figures(service, customer_id))[1] >= 50_001
+
+    await eventually(marker_applied)
+    assert marker.event_id
+    assert await figures(service, customer_id) == (2, 50_001)
+    async with service.runtime.sessions() as session:
+        readings = (
+            (
+                await session.execute(
+                    select(events.c.envelope["data"]["mileage_km"].as_integer()).where(
+                        events.c.stream_id == vehicle_id,
+                        events.c.event_type == VehicleMileageRecorded.event_type,
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert readings == [15_000, 16_000]
+    vehicle = (await service.get(f"/v1/vehicles/{vehicle_id}")).json()
+    assert (vehicle["last_service_mileage_km"], vehicle["mileage_km"]) == (16_000, 16_000)
+
+
+async def test_a_voided_work_order_no_longer_counts_and_a_cancelled_reminder_is_not_shown(
+    service: Service, producer: Producer
+) -> None:
+    customer_id = await register_customer(service)
+    vehicle_id = await register_vehicle(service, customer_id, "沪A12345")
+    await producer.publish(
+        completion(
+            work_order_id="wo-1",
+            customer_id=customer_id,
+            vehicle_id=vehicle_id,
+            plate="沪A12345",
+            mileage_km=1_000,
+            completed_at=START,
+            total_fen=9_900,
+        ),
+        aggregate_id="wo-1",
+        version=5,
+    )
+    await producer.publish(
+        WorkOrderVoided(work_order_id="wo-1", customer_id=customer_id, reason="录入错误", manager_id="mia"),
+        aggregate_id="wo-1",
+        version=6,
+    )
+    await producer.publish(
+        ReminderScheduled(
+            reminder_id="r-1",
+            rule_id="ins",
+            kind=ReminderKind.INSURANCE_RENEWAL,
+            vehicle_id=vehicle_id,
+            customer_id=customer_id,
+            due_on=date(2027, 3, 1),
+        ),
+        aggregate_id="r-1",
+        version=1,
+    )
+    await producer.publish(
+        ReminderCancelled(reminder_id="r-1", reason="manual"), aggregate_id="r-1", version=2
+    )
+
+    async def settled() -> bool:
+        profile = (await service.get(f"/v1/customers/{customer_id}")).json()
+        return (
+            profile["figures"]["total_spend_fen"] == 0
+            and not profile["reminders"]
+            and profile["visits"] == []
+            and (await figures(service, customer_id)) == (0, 0)
+        )
+
+    await eventually(settled)
