@@ -98,8 +98,9 @@ async def create_stream_with_a_message(nats_url: str) -> None:
     connection = await nats.connect(nats_url)
     try:
         jetstream = connection.jetstream()
-        await jetstream.add_stream(name="WORKORDER", subjects=["workorder.>"])
-        await jetstream.publish("workorder.b1.WorkOrderOpened.v1", b"opened")
+        # A stream no service declares: installed services declare their own streams at start.
+        await jetstream.add_stream(name="UP_PROBE", subjects=["up-probe.>"])
+        await jetstream.publish("up-probe.b1.Probed.v1", b"opened")
     finally:
         await connection.close()
 
@@ -107,7 +108,7 @@ async def create_stream_with_a_message(nats_url: str) -> None:
 async def read_first_message(nats_url: str) -> bytes:
     connection = await nats.connect(nats_url)
     try:
-        return (await connection.jetstream().get_msg("WORKORDER", 1)).data or b""
+        return (await connection.jetstream().get_msg("UP_PROBE", 1)).data or b""
     finally:
         await connection.close()
 

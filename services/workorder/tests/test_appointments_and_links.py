@@ -1,0 +1,174 @@
+"""Booking against capacity, the no-show sweeper, the signed customer link, the board, and who may do what."""
+
+from __future__ import annotations
+
+from workorder_harness import BRANCH, Harness, advance, local
+
+from pitlane_events.workorder import AppointmentNoShow
+from pitlane_workorder.entrypoints.sweeper import sweep_no_shows
+
+
+async def test_with_three_bays_a_fourth_booking_is_a_409_suggesting_the_next_free_slots(branch: Harness):
+    for n in range(3):
+        booked = await branch.book(10, phone=f"1381234567{n}", plate=f"沪A1234{n}")
+        assert booked.status_code == 201, booked.text
+    await branch.book(11, phone="13900000001", plate="沪C11111")
+    before = await branch.counts()
+
+    full = await branch.book(10, phone="13900000002", plate="沪C22222", online=True)
+    assert full.status_code == 409, full.text
+    problem = full.json()
+    assert problem["title"] == "Slot fully booked" and "all 3 bays" in problem["detail"]
+    assert [slot["start"] for slot in problem["next_free_slots"]] == [
+        "2026-11-16T03:00:00Z",  # 11:00 local still has two bays
+        "2026-11-16T04:00:00Z",
+        "2026-11-16T05:00:00Z",
+    ]
+    assert await branch.counts() == before
+
+    # A cancellation frees the bay.
+    listed = (await branch.get(f"/v1/branches/{BRANCH}/appointments", params={"on": "2026-11-16"})).json()
+    first = next(a for a in listed if a["slot_start"].startswith("2026-11-16T02:00"))
+    cancelled = await branch.post(
+        f"/v1/branches/{BRANCH}/appointments/{first['appointment_id']}/cancel", {"reason": "客户改期"}
+    )
+    assert cancelled.status_code == 204
+    assert (await branch.book(10, phone="13900000002", plate="沪C22222", online=True)).status_code == 201
+
+
+async def test_bookings_off_the_grid_or_in_the_past_are_422_naming_the_field(branch: Harness):
+    off_grid = await branch.client.post(
+        f"/v1/public/branches/{BRANCH}/appointments",
+        json={
+            "slot_start": local(10, 30),
+            "customer_name": "陈",
+            "phone": "13812345678",
+            "plate": "沪A12345",
+            "service_requested": "洗车",
+        },
+    )
+    assert off_grid.status_code == 422 and off_grid.json()["errors"][0]["field"] == "body.slot_start"
+    bad_plate = await branch.book(10, plate="XYZ")
+    assert bad_plate.status_code == 422 and bad_plate.json()["errors"][0]["field"] == "body.plate"
+    advance(branch, hours=3)  # 11:00
+    assert (await branch.book(10)).status_code == 422
+
+
+async def test_a_missed_appointment_becomes_a_no_show_after_the_grace_period(branch: Harness):
+    booked = (await branch.book(9)).json()
+    advance(branch, hours=1, minutes=10)  # 09:10: within the 15 minutes of grace
+    assert await sweep_no_shows(branch.service.handlers) == 0
+    advance(branch, minutes=6)
+    assert await sweep_no_shows(branch.service.handlers) == 1
+    assert await sweep_no_shows(branch.service.handlers) == 0  # already marked
+
+    arrival = await branch.post(
+        f"/v1/branches/{BRANCH}/appointments/{booked['appointment_id']}/arrival",
+        {"vehicle_id": "v-1", "mileage_km": 1, "complaint": "迟到了"},
+    )
+    assert arrival.status_code == 409 and "is no_show" in arrival.json()["detail"]
+    published = await branch.published(at_least=6)
+    [no_show] = [e for e in published if isinstance(e.data, AppointmentNoShow)]
+    assert no_show.actor.kind == "system" and no_show.data.appointment_id == booked["appointment_id"]
+
+
+async def order_awaiting_approval(h: Harness) -> tuple[str, str, str]:
+    order = await h.walk_in()
+    await h.command(order, "technicians", {"technician_id": "tom"})
+    proposed = await h.command(
+        order,
+        "add-ons",
+        {"item": "更换空调滤芯", "category": "parts", "price_fen": 12_000, "reason": "滤芯发黑"},
+    )
+    page = (await h.post(h.order_path(order, "customer-link"))).json()["path"]
+    return order, proposed.json()["add_on_id"], page
+
+
+async def test_an_approval_link_used_twice_changes_nothing_the_second_time(branch: Harness):
+    order, add_on_id, page = await order_awaiting_approval(branch)
+    form = {"estimate_revision_seen": "2"}
+    assert (await branch.client.post(f"{page}/add-ons/{add_on_id}/approve", data=form)).status_code == 303
+    after_first = await branch.counts()
+    again = await branch.client.post(f"{page}/add-ons/{add_on_id}/approve", data=form)
+    assert again.status_code == 303
+    assert await branch.counts() == after_first
+    contrary = await branch.client.post(f"{page}/add-ons/{add_on_id}/decline", data=form)
+    assert contrary.status_code == 409 and "already approved" in contrary.json()["detail"]
+    assert await branch.counts() == after_first
+    history = (await branch.get(branch.order_path(order))).json()["history"]
+    assert [e["event_type"] for e in history].count("workorder.AddOnApproved") == 1
+
+
+async def test_a_forged_or_expired_link_is_a_403(branch: Harness):
+    _, add_on_id, page = await order_awaiting_approval(branch)
+    payload, signature = page.removeprefix("/c/").split(".")
+    forged_signature = f"/c/{payload}.{signature[:-2]}AA"
+    other_payload = f"/c/{payload[:-2]}xx.{signature}"
+    for forged in (forged_signature, other_payload, "/c/not-a-link"):
+        assert (await branch.client.get(forged)).status_code == 403
+        refused = await branch.client.post(
+            f"{forged}/add-ons/{add_on_id}/approve", data={"estimate_revision_seen": "2"}
+        )
+        assert refused.status_code == 403
+
+    advance(branch, hours=73)  # links live 72 hours
+    before = await branch.counts()
+    expired = await branch.client.post(
+        f"{page}/add-ons/{add_on_id}/approve", data={"estimate_revision_seen": "2"}
+    )
+    assert expired.status_code == 403 and "expired" in expired.json()["detail"]
+    assert await branch.counts() == before
+
+
+async def test_an_advisor_records_a_decision_taken_on_the_phone(branch: Harness):
+    order, add_on_id, _ = await order_awaiting_approval(branch)
+    decided = await branch.command(
+        order,
+        f"add-ons/{add_on_id}/decision",
+        {"decision": "declined", "method": "phone_call", "estimate_revision_seen": 2, "reason": "下次再换"},
+    )
+    assert decided.json() == {"add_on_id": add_on_id, "decision": "declined", "recorded": True}
+    [declined] = [
+        e
+        for e in (await branch.get(branch.order_path(order))).json()["history"]
+        if e["event_type"] == "workorder.AddOnDeclined"
+    ]
+    assert declined["actor"] == {"kind": "user", "id": "amy", "role": "advisor"}
+    assert declined["data"]["decided_by"] == "advisor" and declined["data"]["method"] == "phone_call"
+
+
+async def test_the_board_shows_orders_by_state_with_time_in_state(branch: Harness):
+    waiting = await branch.walk_in()
+    working = await branch.walk_in()
+    advance(branch, minutes=20)
+    await branch.command(working, "technicians", {"technician_id": "tom"})
+    advance(branch, minutes=30)
+    board = (await branch.get(f"/v1/branches/{BRANCH}/board", role="technician")).json()
+    columns = board["columns"]
+    assert [o["work_order_id"] for o in columns["opened"]] == [waiting]
+    assert [o["work_order_id"] for o in columns["dispatched"]] == [working]
+    assert columns["opened"][0]["seconds_in_state"] == 50 * 60
+    dispatched = columns["dispatched"][0]
+    assert dispatched["seconds_in_states"] == {"opened": 20 * 60, "dispatched": 30 * 60}
+    assert dispatched["plate"] == "沪B54321" and dispatched["customer_name"] == "刘女士"
+    await branch.command(waiting, "void", {"reason": "客户离店"}, role="manager", sub="max")
+    columns = (await branch.get(f"/v1/branches/{BRANCH}/board")).json()["columns"]
+    assert columns["opened"] == []
+
+
+async def test_roles_and_branches_are_enforced(branch: Harness):
+    order = await branch.walk_in()
+    voided_by_advisor = await branch.command(order, "void", {"reason": "x"})
+    assert voided_by_advisor.status_code == 403
+    other_branch = await branch.client.get(
+        f"/v1/branches/{BRANCH}/board", headers=branch.auth(branches=("b2",))
+    )
+    assert other_branch.status_code == 403
+    assert (await branch.client.get(f"/v1/branches/{BRANCH}/board")).status_code == 401
+    await branch.book(10)
+    listed = (
+        await branch.get(
+            f"/v1/branches/{BRANCH}/appointments", params={"on": "2026-11-16"}, role="technician"
+        )
+    ).json()
+    assert listed[0]["phone"] == "138****5678"
