@@ -13,8 +13,7 @@ from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
-from sqlalchemy import Column, Integer, MetaData, Table, Text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Column, Integer, MetaData, Table, Text, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.common import BenchServers, fresh_database
@@ -44,22 +43,21 @@ vehicle_mileage = Table(
 )
 
 
+# Written once as text: a PostgreSQL INSERT … ON CONFLICT construct would be recompiled on every message.
+PROJECT_MILEAGE = text(
+    "INSERT INTO vehicle_mileage (vehicle_id, mileage_km, readings) VALUES (:vehicle_id, :mileage_km, 1) "
+    "ON CONFLICT (vehicle_id) DO UPDATE SET mileage_km = excluded.mileage_km, "
+    "readings = vehicle_mileage.readings + 1"
+)
+
+
 def mileage_projection() -> Consumer:
     consumer = Consumer(service="bench", purpose="vehicle-mileage", source_service=PRODUCER)
 
     @consumer.on(VehicleMileageRecorded)
     async def project(ctx: HandlerContext, event: VehicleMileageRecorded) -> None:
-        statement = pg_insert(vehicle_mileage).values(
-            vehicle_id=event.vehicle_id, mileage_km=event.mileage_km, readings=1
-        )
         await ctx.session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[vehicle_mileage.c.vehicle_id],
-                set_={
-                    "mileage_km": statement.excluded.mileage_km,
-                    "readings": vehicle_mileage.c.readings + 1,
-                },
-            )
+            PROJECT_MILEAGE, {"vehicle_id": event.vehicle_id, "mileage_km": event.mileage_km}
         )
 
     return consumer

@@ -8,6 +8,11 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Column, Integer, MetaData, Table, Text, text
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from pitlane_events import Actor
 from pitlane_events.customer_profile import MileageSource, VehicleMileageRecorded
 from pitlane_platform.db import create_engine
@@ -15,10 +20,6 @@ from pitlane_platform.messaging import eventstore
 from pitlane_platform.messaging.consumer import Consumer, HandlerContext, advance_read_model
 from pitlane_platform.messaging.eventstore import CommandContext
 from pitlane_platform.schema import metadata as platform_metadata
-from sqlalchemy import Column, Integer, MetaData, Table, Text, text
-from sqlalchemy.dialects.postgresql import UUID
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 PRODUCER = "customer-profile"
 POISON_KM = 1_999_999  # a reading the probe's handler refuses while `POISON.broken` is set

@@ -14,6 +14,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import APIRouter, Depends
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
 from pitlane_platform.auth import (
     Authenticator,
     CurrentPrincipal,
@@ -26,7 +28,6 @@ from pitlane_platform.auth import (
 from pitlane_platform.cli import app as cli_app
 from pitlane_platform.http import create_app
 from pitlane_platform.settings import ServiceSettings
-from typer.testing import CliRunner
 
 SECRET = "test-secret-of-the-auth-tests-32-bytes-or-more"
 

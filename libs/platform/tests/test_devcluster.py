@@ -19,6 +19,7 @@ import httpx
 import nats
 import psycopg
 import pytest
+
 from pitlane_platform.db import libpq_url
 from pitlane_platform.devcluster import DevCluster
 from pitlane_platform.embedded import RESERVED_PORTS, drop_database

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy import func, select
+
 from pitlane_events import DomainEvent
 from pitlane_events.customer_profile import VehicleMileageRecorded
 from pitlane_platform.db import create_engine, session_factory
@@ -13,7 +15,6 @@ from pitlane_platform.messaging import eventstore
 from pitlane_platform.messaging.aggregate import Aggregate, load_aggregate, save_aggregate
 from pitlane_platform.schema import events, outbox
 from platform_flow import context, create_tables, reading, record
-from sqlalchemy import func, select
 
 
 @pytest.fixture

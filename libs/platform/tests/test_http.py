@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
+from pydantic import BaseModel, Field
+
 from pitlane_platform import http
 from pitlane_platform.errors import (
     ConcurrencyError,
@@ -19,7 +21,6 @@ from pitlane_platform.errors import (
 )
 from pitlane_platform.http import create_app
 from pitlane_platform.settings import ServiceSettings
-from pydantic import BaseModel, Field
 
 PROBLEM = "application/problem+json"
 

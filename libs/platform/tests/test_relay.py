@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
 from pitlane_platform.db import create_engine, libpq_url, session_factory
 from pitlane_platform.messaging.connection import connect_nats
 from pitlane_platform.messaging.relay import OutboxRelay, RelayConfig

@@ -12,12 +12,13 @@ from pathlib import Path
 import nats
 import psycopg
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
 from pitlane_platform.db import create_engine, libpq_url
 from pitlane_platform.embedded import RESERVED_PORTS, EmbeddedNats, EmbeddedPostgres
 from pitlane_platform.testing.jetstream import run_in_fresh_loop
 from pitlane_platform.testing.servers import TestServers
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 
 async def stream_names(url: str) -> list[str]:

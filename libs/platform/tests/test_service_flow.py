@@ -20,6 +20,9 @@ from fastapi import APIRouter, Depends, FastAPI
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+
 from pitlane_platform.auth import Principal, Role, mint_dev_token, require_branch_access, require_roles
 from pitlane_platform.http import create_app
 from pitlane_platform.messaging import eventstore
@@ -28,8 +31,6 @@ from pitlane_platform.schema import events, outbox
 from pitlane_platform.settings import ServiceSettings
 from pitlane_platform.telemetry import instrument_engine, setup_telemetry
 from platform_flow import PRODUCER, applied_counts, context, create_tables, reading, wait_until
-from pydantic import BaseModel, Field
-from sqlalchemy import func, select
 
 PROCESSES = Path(__file__).parent / "processes"
 

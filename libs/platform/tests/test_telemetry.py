@@ -14,6 +14,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from sqlalchemy import text
+
 from pitlane_platform.db import create_engine
 from pitlane_platform.http import create_app
 from pitlane_platform.logging import configure_logging
@@ -28,7 +30,6 @@ from pitlane_platform.telemetry import (
     setup_telemetry,
     start_span,
 )
-from sqlalchemy import text
 
 SERVICE = "telemetry-test"
 

@@ -6,9 +6,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any, Self, TypeVar
 
-from pitlane_events import DomainEvent, Envelope
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pitlane_events import DomainEvent, Envelope
 from pitlane_platform.errors import NotFoundError
 from pitlane_platform.messaging import eventstore
 from pitlane_platform.messaging.eventstore import CommandContext

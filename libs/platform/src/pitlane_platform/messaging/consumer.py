@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +20,12 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from opentelemetry.trace import Status, StatusCode
-from pitlane_events import Actor, DomainEvent, Envelope, EventError, decode
-from pitlane_events.codec import MSG_ID_HEADER
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from pitlane_events import Actor, DomainEvent, Envelope, EventError, decode
+from pitlane_events.codec import MSG_ID_HEADER
 from pitlane_platform.clock import Clock
+from pitlane_platform.db import execute_on_driver
 from pitlane_platform.messaging.deadletter import dead_letter, original_subject
 from pitlane_platform.messaging.eventstore import CommandContext
 from pitlane_platform.messaging.streams import (
@@ -34,10 +35,21 @@ from pitlane_platform.messaging.streams import (
     declare_consumer,
     stream_name,
 )
-from pitlane_platform.schema import inbox, read_model_versions
 from pitlane_platform.telemetry import process_span
 
 log = logging.getLogger(__name__)
+
+# Fixed SQL on the per-message path, run on the driver (see db.execute_on_driver for why).
+_CLAIM = (
+    "INSERT INTO inbox (consumer, event_id, event_type) VALUES (%(consumer)s, %(event_id)s, %(event_type)s) "
+    "ON CONFLICT DO NOTHING RETURNING event_id"
+)
+_ADVANCE = (
+    "INSERT INTO read_model_versions AS seen (read_model, aggregate_id, version) "
+    "VALUES (%(read_model)s, %(aggregate_id)s, %(version)s) "
+    "ON CONFLICT (read_model, aggregate_id) DO UPDATE SET version = excluded.version "
+    "WHERE seen.version < excluded.version RETURNING version"
+)
 
 
 @dataclass(frozen=True)
@@ -163,80 +175,136 @@ class ConsumerRunner:
                     log.warning("fetch failed for %s; retrying", spec.durable, extra={"error": str(exc)})
                     await asyncio.sleep(0.5)
                     continue
-                for message in messages:
-                    await self.process(consumer, message)
+                await self.process_batch(consumer, messages)
         finally:
             await subscription.unsubscribe()
 
-    async def process(self, consumer: Consumer, message: Msg) -> None:
-        headers = dict(message.headers or {})
-        attempt = message.metadata.num_delivered
-        with process_span(
-            original_subject(message),
-            message_id=headers.get(MSG_ID_HEADER, ""),
-            headers=headers,
-            consumer_name=consumer.durable,
-        ) as span:
-            span.set_attribute("messaging.message.delivery_count", attempt)
-            try:
-                await self._handle(consumer, message, attempt)
-            except Exception as exc:
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-                raise
+    async def process_batch(self, consumer: Consumer, messages: list[Msg]) -> None:
+        """Apply a fetched batch in one transaction (one commit instead of one per message), in order.
 
-    async def _handle(self, consumer: Consumer, message: Msg, attempt: int) -> None:
+        If a handler fails, the batch's transaction is rolled back; the messages before it are applied one
+        by one, the failing one is settled as this delivery's failed attempt (nak with back-off, or dead
+        letter), and the rest are applied one by one, so a poison message costs the batch nothing but time.
+        """
+        ready = [item for item in [await self._prepare(consumer, message) for message in messages] if item]
+        if len(ready) <= 1:
+            for message, envelope, handler in ready:
+                await self._apply_alone(consumer, message, envelope, handler)
+            return
+        failing = None
+        applied: list[bool] = []
+        try:
+            async with self.sessions() as session, session.begin():
+                for index, (message, envelope, handler) in enumerate(ready):
+                    failing = index
+                    with self._span(consumer, message):
+                        applied.append(await self._claim_and_handle(session, consumer, handler, envelope))
+                failing = None
+        except Exception as exc:
+            if failing is None:  # the commit itself failed: nothing was applied, try each on its own
+                for message, envelope, handler in ready:
+                    await self._apply_alone(consumer, message, envelope, handler)
+                return
+            for message, envelope, handler in ready[:failing]:
+                await self._apply_alone(consumer, message, envelope, handler)
+            await self._failed(consumer, ready[failing][0], ready[failing][1], exc)
+            for message, envelope, handler in ready[failing + 1 :]:
+                await self._apply_alone(consumer, message, envelope, handler)
+            return
+        for (message, envelope, _), was_applied in zip(ready, applied, strict=True):
+            await self._succeeded(consumer, message, envelope, was_applied)
+
+    async def _prepare(self, consumer: Consumer, message: Msg) -> tuple[Msg, Envelope[Any], Handler] | None:
+        """Settle what needs no handler (dead letters, events this consumer ignores); else what to apply."""
+        attempt = message.metadata.num_delivered
         if attempt > consumer.max_deliver:
             # The process died during the last attempt: give up without running the handler again.
             await self._dead_letter(
                 consumer, message, f"no outcome after {consumer.max_deliver} attempts", attempt
             )
-            return
+            return None
         try:
             envelope = decode(message.data)
         except EventError as exc:  # retrying cannot make an unreadable event readable
             await self._dead_letter(consumer, message, str(exc), attempt)
-            return
+            return None
         handler = consumer.handlers.get(envelope.event_type)
         if handler is None:
-            await message.ack()
-            return
+            await _quietly(message.ack())
+            return None
+        return message, envelope, handler
+
+    async def _apply_alone(
+        self, consumer: Consumer, message: Msg, envelope: Envelope[Any], handler: Handler
+    ) -> None:
         try:
-            applied = await self._apply(consumer, handler, envelope)
+            with self._span(consumer, message):
+                async with self.sessions() as session, session.begin():
+                    applied = await self._claim_and_handle(session, consumer, handler, envelope)
         except Exception as exc:
-            log.warning(
-                "handler %s failed on %s (attempt %d/%d)",
-                consumer.name,
-                envelope.event_type,
-                attempt,
-                consumer.max_deliver,
-                exc_info=True,
-                extra={"event_id": str(envelope.event_id)},
-            )
-            if attempt >= consumer.max_deliver:
-                await self._dead_letter(consumer, message, f"{type(exc).__name__}: {exc}", attempt)
-            else:
-                await _quietly(message.nak(delay=consumer.delay_after(attempt)))
+            await self._failed(consumer, message, envelope, exc)
             return
+        await self._succeeded(consumer, message, envelope, applied)
+
+    async def _claim_and_handle(
+        self, session: AsyncSession, consumer: Consumer, handler: Handler, envelope: Envelope[Any]
+    ) -> bool:
+        """Write the inbox row and run the handler in the caller's transaction; False if already applied."""
+        claimed = await execute_on_driver(
+            session,
+            "claim",
+            _CLAIM,
+            {"consumer": consumer.name, "event_id": envelope.event_id, "event_type": envelope.event_type},
+        )
+        if claimed is None:
+            return False
+        await handler(HandlerContext(session, envelope, self.clock, consumer.service), envelope.data)
+        return True
+
+    async def _succeeded(
+        self, consumer: Consumer, message: Msg, envelope: Envelope[Any], applied: bool
+    ) -> None:
         if applied:
             self.applied += 1
             for hook in self.after_commit:
                 hook(consumer, envelope)
         await _quietly(message.ack())
 
-    async def _apply(self, consumer: Consumer, handler: Handler, envelope: Envelope[Any]) -> bool:
-        """Run the handler and write the inbox row in one transaction; False if the event was already applied."""
-        async with self.sessions() as session, session.begin():
-            claimed = await session.execute(
-                pg_insert(inbox)
-                .values(consumer=consumer.name, event_id=envelope.event_id, event_type=envelope.event_type)
-                .on_conflict_do_nothing()
-                .returning(inbox.c.event_id)
-            )
-            if claimed.first() is None:
-                return False
-            await handler(HandlerContext(session, envelope, self.clock, consumer.service), envelope.data)
-        return True
+    async def _failed(
+        self, consumer: Consumer, message: Msg, envelope: Envelope[Any], exc: Exception
+    ) -> None:
+        attempt = message.metadata.num_delivered
+        log.warning(
+            "handler %s failed on %s (attempt %d/%d)",
+            consumer.name,
+            envelope.event_type,
+            attempt,
+            consumer.max_deliver,
+            exc_info=exc,
+            extra={"event_id": str(envelope.event_id)},
+        )
+        if attempt >= consumer.max_deliver:
+            await self._dead_letter(consumer, message, f"{type(exc).__name__}: {exc}", attempt)
+        else:
+            await _quietly(message.nak(delay=consumer.delay_after(attempt)))
+
+    @contextmanager
+    def _span(self, consumer: Consumer, message: Msg) -> Iterator[None]:
+        """The CONSUMER span of one message, continuing the producer's trace; handler errors mark it failed."""
+        headers = dict(message.headers or {})
+        with process_span(
+            original_subject(message),
+            message_id=headers.get(MSG_ID_HEADER, ""),
+            headers=headers,
+            consumer_name=consumer.durable,
+        ) as span:
+            span.set_attribute("messaging.message.delivery_count", message.metadata.num_delivered)
+            try:
+                yield
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                raise
 
     async def _dead_letter(self, consumer: Consumer, message: Msg, error: str, attempt: int) -> None:
         try:
@@ -255,17 +323,13 @@ async def advance_read_model(session: AsyncSession, read_model: str, aggregate_i
     Call it first in a read-model handler and skip the update when it returns False, so a late or replayed
     older event never overwrites newer state.
     """
-    statement = (
-        pg_insert(read_model_versions)
-        .values(read_model=read_model, aggregate_id=aggregate_id, version=version)
-        .on_conflict_do_update(
-            index_elements=[read_model_versions.c.read_model, read_model_versions.c.aggregate_id],
-            set_={"version": version},
-            where=read_model_versions.c.version < version,
-        )
-        .returning(read_model_versions.c.version)
+    advanced = await execute_on_driver(
+        session,
+        "advance_read_model",
+        _ADVANCE,
+        {"read_model": read_model, "aggregate_id": aggregate_id, "version": version},
     )
-    return (await session.execute(statement)).first() is not None
+    return advanced is not None
 
 
 async def _quietly(operation: Awaitable[Any]) -> None:

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
-from pitlane_events.codec import EVENT_TYPE_HEADER, MSG_ID_HEADER
 
+from pitlane_events.codec import EVENT_TYPE_HEADER, MSG_ID_HEADER
 from pitlane_platform.messaging.streams import DEAD_LETTER_PREFIX, DEAD_LETTER_STREAM, REPLAY_PREFIX
 
 ORIGINAL_SUBJECT = "Pitlane-Original-Subject"

@@ -13,15 +13,16 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pitlane_events import Actor, DomainEvent, Envelope, decode_json
 from psycopg.errors import UniqueViolation
-from sqlalchemy import func, insert, select
-from sqlalchemy.exc import IntegrityError
+from psycopg.types.json import Jsonb
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pitlane_events import Actor, DomainEvent, Envelope, decode_json
+from pitlane_platform.db import execute_on_driver
 from pitlane_platform.errors import ConcurrencyError
-from pitlane_platform.messaging.outbox import enqueue
-from pitlane_platform.schema import events
+from pitlane_platform.messaging.outbox import outbox_rows
+from pitlane_platform.schema import OUTBOX_CHANNEL, events
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,32 @@ class CommandContext:
         )
 
 
-async def stream_version(session: AsyncSession, stream_id: str) -> int:
-    result = await session.execute(
-        select(func.coalesce(func.max(events.c.version), 0)).where(events.c.stream_id == stream_id)
+# Append = one statement and one round trip: insert the events only if the stream is at the expected
+# version, queue their outbox rows and NOTIFY the relay; report the version found. Two concurrent appends at
+# the same version both pass the check; the unique (stream_id, version) lets one commit and fails the other.
+APPEND_SQL = f"""
+    WITH current_version AS (
+        SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = %(stream_id)s
+    ), appended AS (
+        INSERT INTO events (stream_id, version, event_id, event_type, schema_version, occurred_at, envelope)
+        SELECT %(stream_id)s, e.version, e.event_id, e.event_type, e.schema_version, e.occurred_at, e.envelope
+        FROM unnest(
+            %(versions)s::integer[], %(event_ids)s::uuid[], %(event_types)s::text[],
+            %(schema_versions)s::integer[], %(occurred_ats)s::timestamptz[], %(envelopes)s::jsonb[]
+        ) AS e(version, event_id, event_type, schema_version, occurred_at, envelope)
+        WHERE (SELECT version FROM current_version) = %(expected_version)s
+        RETURNING event_id
+    ), queued AS (
+        INSERT INTO outbox (event_id, subject, headers, payload, traceparent)
+        SELECT o.* FROM unnest(
+            %(event_ids)s::uuid[], %(subjects)s::text[], %(headers)s::jsonb[],
+            %(payloads)s::bytea[], %(traceparents)s::text[]
+        ) AS o(event_id, subject, headers, payload, traceparent)
+        WHERE o.event_id IN (SELECT event_id FROM appended)
+        RETURNING 1
     )
-    return int(result.scalar_one())
+    SELECT (SELECT version FROM current_version), (SELECT count(*) FROM queued), pg_notify('{OUTBOX_CHANNEL}', '')
+"""
 
 
 async def append(
@@ -68,37 +90,38 @@ async def append(
     Raises ConcurrencyError when the stream is not at `expected_version`, including when another transaction
     appends the same version concurrently (the unique constraint decides; the loser's transaction is dead).
     """
-    current = await stream_version(session, stream_id)
-    if current != expected_version:
-        raise ConcurrencyError(stream_id, expected_version, current)
     envelopes = [
         context.envelope(event, aggregate_id=stream_id, aggregate_version=expected_version + offset)
         for offset, event in enumerate(new_events, start=1)
     ]
     if not envelopes:
         return []
+    parameters = {
+        "stream_id": stream_id,
+        "expected_version": expected_version,
+        "versions": [envelope.aggregate_version for envelope in envelopes],
+        "event_types": [envelope.event_type for envelope in envelopes],
+        "schema_versions": [envelope.schema_version for envelope in envelopes],
+        "occurred_ats": [envelope.occurred_at for envelope in envelopes],
+        "envelopes": [Jsonb(envelope.model_dump(mode="json")) for envelope in envelopes],
+        **outbox_rows(envelopes),
+    }
     try:
-        await session.execute(
-            insert(events),
-            [
-                {
-                    "stream_id": stream_id,
-                    "version": envelope.aggregate_version,
-                    "event_id": envelope.event_id,
-                    "event_type": envelope.event_type,
-                    "schema_version": envelope.schema_version,
-                    "occurred_at": envelope.occurred_at,
-                    "envelope": envelope.model_dump(mode="json"),
-                }
-                for envelope in envelopes
-            ],
-        )
-    except IntegrityError as exc:
-        if isinstance(exc.orig, UniqueViolation):
-            raise ConcurrencyError(stream_id, expected_version) from None
-        raise
-    await enqueue(session, envelopes)
+        row = await execute_on_driver(session, "append", APPEND_SQL, parameters)
+    except UniqueViolation:
+        raise ConcurrencyError(stream_id, expected_version) from None
+    assert row is not None
+    current, _queued, _ = row
+    if current != expected_version:
+        raise ConcurrencyError(stream_id, expected_version, current)
     return envelopes
+
+
+async def stream_version(session: AsyncSession, stream_id: str) -> int:
+    result = await session.execute(
+        select(func.coalesce(func.max(events.c.version), 0)).where(events.c.stream_id == stream_id)
+    )
+    return int(result.scalar_one())
 
 
 async def load(session: AsyncSession, stream_id: str, *, after_version: int = 0) -> list[Envelope[Any]]:

@@ -18,8 +18,8 @@ from typing import Any
 
 import psycopg
 from nats.js import JetStreamContext
-from pitlane_events.codec import MSG_ID_HEADER
 
+from pitlane_events.codec import MSG_ID_HEADER
 from pitlane_platform.db import libpq_url
 from pitlane_platform.schema import OUTBOX_CHANNEL
 from pitlane_platform.telemetry import context_from_headers, inject_trace_headers, publish_span
