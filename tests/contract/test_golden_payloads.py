@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from pitlane_events import REGISTRY, decode, decode_json, encode
 from pitlane_events.schemas import schema_file
 

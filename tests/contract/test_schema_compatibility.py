@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 
-import pitlane_events  # noqa: F401  (registers every event)
 import pytest
+
+import pitlane_events  # noqa: F401  (registers every event)
 from pitlane_events.compat import breaking
 from pitlane_events.schemas import (
     SCHEMA_DIR,

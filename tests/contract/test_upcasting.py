@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from pitlane_events import DomainEvent, EventRegistry, MalformedEvent, decode_json, event
 
 registry = EventRegistry()

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from pitlane_events.compat import Finding, breaking, compare
 from pitlane_events.schemas import SCHEMA_DIR
 

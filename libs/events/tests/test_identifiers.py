@@ -1,4 +1,6 @@
 import pytest
+from pydantic import BaseModel, ValidationError
+
 from pitlane_events.identifiers import (
     MobileInput,
     PlateInput,
@@ -10,7 +12,6 @@ from pitlane_events.identifiers import (
     normalise_vin,
     vin_check_digit,
 )
-from pydantic import BaseModel, ValidationError
 
 
 @pytest.mark.parametrize(

@@ -6,14 +6,15 @@ import inspect
 from datetime import UTC, datetime
 from typing import Any
 
-import pitlane_events
 import pytest
+from pydantic import BaseModel, ValidationError
+
+import pitlane_events
 from pitlane_events import REGISTRY, DomainEvent
 from pitlane_events.customer_profile import CustomerErased, VehicleRegistered
 from pitlane_events.notification import NpsAnswered
 from pitlane_events.reminder import ReminderScheduled
 from pitlane_events.workorder import WorkOrderSettled
-from pydantic import BaseModel, ValidationError
 
 MODULE_OF_SERVICE = {
     "customer-profile": pitlane_events.customer_profile,
