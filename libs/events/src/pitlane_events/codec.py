@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pitlane_events.envelope import Envelope
+from pitlane_events.envelope import Envelope, envelope_of
 from pitlane_events.errors import EventError, MalformedEvent
 from pitlane_events.model import DomainEvent
 from pitlane_events.registry import REGISTRY, EventRegistry
@@ -64,7 +64,7 @@ def decode_json(body: Mapping[str, Any], *, registry: EventRegistry = REGISTRY) 
     latest_version, upcast = _upcast(registry, event_type, version, data)
     model = registry.model(event_type, latest_version)
     try:
-        return Envelope[model].model_validate({**body, "schema_version": latest_version, "data": upcast})  # type: ignore[valid-type]
+        return envelope_of(model).model_validate({**body, "schema_version": latest_version, "data": upcast})
     except ValidationError as exc:
         raise MalformedEvent(event_type, _describe(exc)) from None
 

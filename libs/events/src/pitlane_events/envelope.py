@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Generic, Literal, TypeVar
+from functools import cache
+from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, SerializeAsAny, field_validator, model_validator
@@ -119,7 +120,7 @@ class Envelope(BaseModel, Generic[E]):
         event_id = new_event_id()
         if caused_by is not None:
             correlation_id = caused_by.correlation_id
-        return Envelope[type(data)](  # type: ignore[misc,operator]
+        return envelope_of(type(data))(  # type: ignore[call-arg]
             event_id=event_id,
             event_type=data.event_type,
             schema_version=data.schema_version,
@@ -147,3 +148,12 @@ def subject_for(event_type: str, schema_version: int, branch_id: str | None) -> 
 
 def stream_subjects(service: str) -> list[str]:
     return [f"{service}.>"]
+
+
+@cache
+def envelope_of(model: type[DomainEvent]) -> type[Envelope[Any]]:
+    """`Envelope[model]`, built once per event model for the life of the process.
+
+    pydantic keeps parametrised generic classes only weakly, so without this every `Envelope.new` and every
+    decode could build the class again (milliseconds each, the largest cost of a command)."""
+    return Envelope[model]  # type: ignore[valid-type]
