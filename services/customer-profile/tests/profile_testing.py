@@ -42,6 +42,9 @@ class Service:
         )
         return {"Authorization": f"Bearer {token}"}
 
+    def owner_headers(self) -> dict[str, str]:
+        return self.headers("owner", sub="olivia", branches=("*",))
+
     async def post(self, path: str, body: Any, role: str = "advisor", **kw: Any) -> httpx.Response:
         return await self.client.post(path, json=body, headers=self.headers(role, **kw))
 

@@ -18,7 +18,6 @@ from pitlane_customer_profile.adapters.tables import customers, erasures
 from pitlane_events.customer_profile import CustomerErased
 from pitlane_platform.messaging.streams import stream_name
 
-OWNER = {"role": "owner", "branches": ("*",)}
 SECRETS = (
     "王建国",
     "王建华",
@@ -82,7 +81,7 @@ async def test_after_erasure_nothing_yields_the_name_or_phone(service: Service, 
 
     assert (await service.post(f"/v1/customers/{customer_id}/erasure", {}, role="advisor")).status_code == 403
     response = await service.client.post(
-        f"/v1/customers/{customer_id}/erasure", headers=service.headers(**OWNER)
+        f"/v1/customers/{customer_id}/erasure", headers=service.owner_headers()
     )
     assert response.status_code == 200, response.text
     request_id = response.json()["erasure_request_id"]
@@ -93,7 +92,7 @@ async def test_after_erasure_nothing_yields_the_name_or_phone(service: Service, 
         assert (await service.get("/v1/lookup", **params)).status_code == 404
     assert (await service.get("/v1/customers", name="王")).json()["total"] == 0
     assert (
-        await service.client.post(f"/v1/customers/{customer_id}/erasure", headers=service.headers(**OWNER))
+        await service.client.post(f"/v1/customers/{customer_id}/erasure", headers=service.owner_headers())
     ).status_code == 404
     assert (
         await service.post("/v1/customers", {"full_name": "赵六", "phone": "13600000000"})

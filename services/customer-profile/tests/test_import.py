@@ -28,7 +28,6 @@ HEADER = [
     "保险公司",
     "保险到期",
 ]
-OWNER = {"role": "owner", "branches": ("*",)}
 
 
 def good_row(n: int, phone_of: int | None = None) -> list[str]:
@@ -86,7 +85,7 @@ async def upload(service: Service, content: bytes, *, dry_run: bool, filename: s
         "/v1/imports",
         params={"dry_run": str(dry_run).lower()},
         files={"file": (filename, content)},
-        headers=service.headers(**OWNER),
+        headers=service.owner_headers(),
         timeout=120,
     )
     assert response.status_code == 200, response.text
@@ -159,7 +158,7 @@ async def test_a_file_without_the_needed_columns_is_refused_naming_them(service:
     response = await service.client.post(
         "/v1/imports",
         files={"file": ("x.csv", "车牌\n沪A12345\n".encode())},
-        headers=service.headers(**OWNER),
+        headers=service.owner_headers(),
     )
     assert response.status_code == 422 and "full_name" in response.text
     advisor = await service.client.post(

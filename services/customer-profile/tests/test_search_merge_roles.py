@@ -9,8 +9,6 @@ from profile_testing import Producer, Service, completion, eventually
 from test_profile_api import register_customer, register_vehicle
 from test_read_model import figures
 
-OWNER = {"role": "owner", "branches": ("*",)}
-
 
 async def test_search_by_name_phone_prefix_plate_fragment_and_tag_with_paging(service: Service) -> None:
     ids = []
@@ -130,7 +128,7 @@ async def test_every_full_profile_read_is_logged_and_only_owners_query_the_log(s
     assert (await service.get("/v1/profile-reads", "manager")).status_code == 403
     log = (
         await service.client.get(
-            "/v1/profile-reads", params={"customer_id": customer_id}, headers=service.headers(**OWNER)
+            "/v1/profile-reads", params={"customer_id": customer_id}, headers=service.owner_headers()
         )
     ).json()
     assert [(r["reader_user_id"], r["reader_role"], r["via"]) for r in log] == [
@@ -139,7 +137,7 @@ async def test_every_full_profile_read_is_logged_and_only_owners_query_the_log(s
     ]
     by_reader = (
         await service.client.get(
-            "/v1/profile-reads", params={"reader_user_id": "tom"}, headers=service.headers(**OWNER)
+            "/v1/profile-reads", params={"reader_user_id": "tom"}, headers=service.owner_headers()
         )
     ).json()
     assert [r["customer_id"] for r in by_reader] == [customer_id]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import and_, func, insert, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pitlane_customer_profile.adapters.tables import (
@@ -244,7 +244,7 @@ async def profile_reads_page(
     limit: int,
     offset: int,
 ) -> list[dict[str, Any]]:
-    conditions = []
+    conditions: list[Any] = [true()]
     if customer_id:
         conditions.append(profile_reads.c.customer_id == customer_id)
     if reader_user_id:
@@ -255,7 +255,7 @@ async def profile_reads_page(
         (
             await session.execute(
                 select(profile_reads)
-                .where(and_(*conditions) if conditions else or_(True))
+                .where(and_(*conditions))
                 .order_by(profile_reads.c.read_at.desc(), profile_reads.c.id.desc())
                 .limit(limit)
                 .offset(offset)

@@ -4,6 +4,7 @@ concurrent writer is a ConcurrencyError (409); nothing is stored unless everythi
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import insert, select
 
@@ -72,7 +73,7 @@ async def update_customer(uow: UnitOfWork, customer_id: str, command: UpdateCust
     customer = await uow.customer(customer_id)
     _check_version(customer.id, command.expected_version, customer.version)
     given = command.model_fields_set
-    details = {
+    details: dict[str, Any] = {
         name: getattr(command, name)
         for name in ("full_name", "gender", "birthday", "referrer_customer_id", "preferred_services", "notes")
         if name in given

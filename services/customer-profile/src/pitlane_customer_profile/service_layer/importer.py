@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from pitlane_customer_profile.adapters.custom_field_store import load_schema
 from pitlane_customer_profile.adapters.tables import customer_phones, vehicles
@@ -271,28 +272,19 @@ async def _apply(
     work, which the caller commits (or not, in a dry run)."""
     session = unit.session
     phones = {row.customer.phone for row in parsed} | {p for row in parsed for p in row.customer.other_phones}
-    phone_owner = dict(
-        (
-            await session.execute(
-                select(customer_phones.c.phone, customer_phones.c.customer_id).where(
-                    customer_phones.c.phone.in_(phones)
-                )
-            )
-        ).all()
-    )
     plates = {row.vehicle.plate for row in parsed if row.vehicle}
-    existing_plates = dict(
-        (
-            await session.execute(
-                select(vehicles.c.plate, vehicles.c.owner_customer_id).where(vehicles.c.plate.in_(plates))
-            )
-        ).all()
-    )
     vins = {row.vehicle.vin for row in parsed if row.vehicle and row.vehicle.vin}
-    existing_vins = dict(
-        (
-            await session.execute(select(vehicles.c.vin, vehicles.c.plate).where(vehicles.c.vin.in_(vins)))
-        ).all()
+    phone_owner = await _pairs(
+        session,
+        select(customer_phones.c.phone, customer_phones.c.customer_id).where(
+            customer_phones.c.phone.in_(phones)
+        ),
+    )
+    existing_plates = await _pairs(
+        session, select(vehicles.c.plate, vehicles.c.owner_customer_id).where(vehicles.c.plate.in_(plates))
+    )
+    existing_vins = await _pairs(
+        session, select(vehicles.c.vin, vehicles.c.plate).where(vehicles.c.vin.in_(vins))
     )
 
     for row in parsed:
@@ -366,6 +358,10 @@ async def _apply(
         if vehicle.vin:
             existing_vins[vehicle.vin] = vehicle.plate
         report.vehicles_created += 1
+
+
+async def _pairs(session: AsyncSession, statement: Select[Any]) -> dict[str, str]:
+    return {str(key): str(value) for key, value in (await session.execute(statement)).tuples()}
 
 
 def _batches(rows: Iterable[tuple[int, list[str]]], size: int) -> Iterator[list[tuple[int, list[str]]]]:
