@@ -1,0 +1,234 @@
+"""Profile bench: the front desk's lookup by plate (`GET /v1/lookup?plate=`, the whole 360° view in one
+response) against a read model of N customers, each with a vehicle and three visits.
+
+Measured twice in one run on the same database: through the real service (uvicorn process started the way
+`pitlane up` starts it, JWT auth, the access-log write, JSON shaping) and as the raw SQL baseline of the
+same lookup (`baseline.py`). Same plates, same number of concurrent clients.
+Run `python -m bench.profile [--customers 100000] [--quick]`; the last line of output is the result as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import psycopg
+
+from bench.common import bench_servers, fresh_database, percentile, print_json_line, print_table
+from bench.profile.baseline import lookup_by_plate
+from bench.profile.seed import plate_of, seed
+from pitlane_customer_profile.bootstrap import ENV_PREFIX, MIGRATIONS, CustomerProfileSettings
+from pitlane_platform.auth import mint_dev_token
+from pitlane_platform.db import libpq_url, sqlalchemy_url
+from pitlane_platform.embedded import free_port
+from pitlane_platform.migrations import upgrade
+
+# The service may cost more than bare SQL (HTTP, auth, validation, ORM, JSON), but not without bound.
+P50_RATIO_MAX = 6.0
+THROUGHPUT_RATIO_MIN = 0.15
+
+
+@dataclass(frozen=True)
+class Settings:
+    customers: int
+    requests: int
+    concurrency: int
+
+
+@dataclass(frozen=True)
+class Figures:
+    requests: int
+    per_second: float
+    p50_ms: float
+    p99_ms: float
+
+
+def parse_settings(argv: list[str]) -> Settings:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--customers", type=int, default=100_000, help="customers in the read model (default 100000)"
+    )
+    parser.add_argument("--requests", type=int, default=5_000, help="lookups per path (default 5000)")
+    parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients (default 16)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 10,000 customers, 500 lookups")
+    options, _others = parser.parse_known_args(argv)  # `python -m bench` passes every bench the same options
+    if options.quick:
+        options.customers, options.requests = 10_000, 500
+    return Settings(customers=options.customers, requests=options.requests, concurrency=options.concurrency)
+
+
+async def measure(
+    lookup: Callable[[int, str], Awaitable[None]], plates: list[str], concurrency: int
+) -> Figures:
+    """Run every plate through `lookup(client_index, plate)` with `concurrency` clients; latency per lookup."""
+    latencies: list[float] = []
+    queue = iter(plates)
+
+    async def client(index: int) -> None:
+        for plate in queue:
+            started = time.perf_counter()
+            await lookup(index, plate)
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return Figures(
+        requests=len(latencies),
+        per_second=round(len(latencies) / elapsed, 1),
+        p50_ms=round(percentile(latencies, 0.50) * 1000, 2),
+        p99_ms=round(percentile(latencies, 0.99) * 1000, 2),
+    )
+
+
+@contextmanager
+def running_service(env: dict[str, str]) -> Iterator[str]:
+    """The service as `pitlane up` runs it: `uvicorn --factory ...create_app` in its own process."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "pitlane_customer_profile.bootstrap:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env={**os.environ, **env},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the service did not become ready")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+async def run(settings: Settings) -> dict[str, Any]:
+    with (
+        bench_servers() as servers,
+        fresh_database(servers.postgres_admin_url, "profile_bench") as database_url,
+    ):
+        print(f"servers: {servers.description}", flush=True)
+        await asyncio.to_thread(upgrade, sqlalchemy_url(database_url), MIGRATIONS)
+        started = time.perf_counter()
+        await asyncio.to_thread(seed, database_url, settings.customers)
+        seeding_s = time.perf_counter() - started
+        print(f"seeded {settings.customers} customers in {seeding_s:.1f} s", flush=True)
+
+        random.seed(4)
+        plates = [plate_of(random.randrange(settings.customers)) for _ in range(settings.requests)]
+        warm_up = plates[: max(settings.concurrency * 10, len(plates) // 10)]
+
+        connections = [
+            await psycopg.AsyncConnection.connect(libpq_url(database_url))
+            for _ in range(settings.concurrency)
+        ]
+        try:
+
+            async def raw(index: int, plate: str) -> None:
+                await lookup_by_plate(connections[index], plate)
+
+            await measure(raw, warm_up, settings.concurrency)
+            baseline = await measure(raw, plates, settings.concurrency)
+        finally:
+            for connection in connections:
+                await connection.close()
+
+        env = {
+            f"{ENV_PREFIX}DATABASE_URL": sqlalchemy_url(database_url),
+            f"{ENV_PREFIX}NATS_URL": servers.nats_url,
+            f"{ENV_PREFIX}ENV": "dev",
+            f"{ENV_PREFIX}LOG_LEVEL": "WARNING",
+        }
+        service_settings = CustomerProfileSettings(database_url=database_url, nats_url=servers.nats_url)  # type: ignore[call-arg]
+        token = mint_dev_token(
+            service_settings, role="advisor", branches=["b1"], sub="bench", ttl=timedelta(hours=2)
+        )
+        with running_service(env) as url:
+            limits = httpx.Limits(
+                max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
+            )
+            async with httpx.AsyncClient(
+                base_url=url, limits=limits, headers={"Authorization": f"Bearer {token}"}
+            ) as client:
+
+                async def http(_index: int, plate: str) -> None:
+                    response = await client.get("/v1/lookup", params={"plate": plate})
+                    if response.status_code != 200 or not response.json()["visits"]:
+                        raise RuntimeError(f"lookup of {plate}: {response.status_code} {response.text[:200]}")
+
+                await measure(http, warm_up, settings.concurrency)
+                service = await measure(http, plates, settings.concurrency)
+
+    p50_ratio = service.p50_ms / baseline.p50_ms
+    throughput_ratio = service.per_second / baseline.per_second
+    return {
+        "bench": "profile",
+        "customers": settings.customers,
+        "concurrency": settings.concurrency,
+        "seeding_s": round(seeding_s, 1),
+        "servers": servers.description,
+        "baseline": asdict(baseline),
+        "service": asdict(service),
+        "p50_ratio": round(p50_ratio, 2),
+        "throughput_ratio": round(throughput_ratio, 2),
+        "met": {
+            f"p50 within {P50_RATIO_MAX}x baseline": p50_ratio <= P50_RATIO_MAX,
+            f"throughput at least {THROUGHPUT_RATIO_MIN}x baseline": throughput_ratio >= THROUGHPUT_RATIO_MIN,
+        },
+    }
+
+
+def print_result(result: dict[str, Any]) -> None:
+    print()
+    print(f"lookup by plate, {result['customers']} customers, {result['concurrency']} concurrent clients")
+    print_table(
+        ["path", "lookups", "lookups/s", "p50 ms", "p99 ms"],
+        [
+            [name, f["requests"], f["per_second"], f["p50_ms"], f["p99_ms"]]
+            for name, f in (
+                ("raw SQL baseline", result["baseline"]),
+                ("service over HTTP", result["service"]),
+            )
+        ],
+    )
+    for target, met in result["met"].items():
+        print(f"{'met' if met else 'MISSED'}: {target}")
+    print_json_line(result)
+
+
+def main(argv: list[str]) -> int:
+    """Run the bench; the exit status is 1 when the service misses a target."""
+    logging.getLogger("pitlane_platform.messaging.connection").setLevel(logging.ERROR)
+    result = asyncio.run(run(parse_settings(argv)))
+    print_result(result)
+    return 0 if all(result["met"].values()) else 1
