@@ -1,7 +1,6 @@
 """The raw SQL baseline: the same lookup the service does for `GET /v1/lookup?plate=` — plate → owner, the
-customer row, phones, vehicles, their mileage readings, visits, open declined add-ons, reminders, and the
-access-log row — in hand-written SQL on plain psycopg, one connection per concurrent client, no HTTP, no
-ORM, no validation, no JSON shaping beyond what the driver returns."""
+360° view assembled by PostgreSQL (the service's own statement), the access-log row — on plain psycopg, one
+connection per concurrent client: no HTTP, no auth, no ORM, no validation, no JSON shaping in Python."""
 
 from __future__ import annotations
 
@@ -10,20 +9,10 @@ from typing import Any
 
 import psycopg
 
-LOOKUP = (
-    "SELECT vehicle_id, owner_customer_id FROM vehicles WHERE plate = %(plate)s",
-    "SELECT * FROM customers WHERE customer_id = %(customer_id)s AND erased_at IS NULL AND merged_into IS NULL",
-    "SELECT phone, is_primary FROM customer_phones WHERE customer_id = %(customer_id)s"
-    " ORDER BY is_primary DESC, phone",
-    "SELECT * FROM vehicles WHERE owner_customer_id = %(customer_id)s ORDER BY plate",
-    "SELECT m.* FROM vehicle_mileage m JOIN vehicles v USING (vehicle_id)"
-    " WHERE v.owner_customer_id = %(customer_id)s ORDER BY m.recorded_at DESC",
-    "SELECT * FROM visits WHERE customer_id = %(customer_id)s AND NOT voided ORDER BY completed_at DESC LIMIT 50",
-    "SELECT * FROM declined_add_ons WHERE customer_id = %(customer_id)s AND done_in_work_order_id IS NULL"
-    " ORDER BY declined_at DESC",
-    "SELECT * FROM reminders WHERE customer_id = %(customer_id)s AND status <> 'cancelled'"
-    " ORDER BY due_on NULLS LAST, due_mileage_km NULLS LAST",
-)
+from pitlane_customer_profile.adapters.profile_queries import PROFILE_SQL
+
+OWNER_OF_PLATE = "SELECT owner_customer_id FROM vehicles WHERE plate = %(plate)s"
+PROFILE = PROFILE_SQL.replace(":customer_id", "%(customer_id)s")
 LOG_READ = (
     "INSERT INTO profile_reads (read_at, reader_user_id, reader_role, customer_id, via)"
     " VALUES (%(at)s, 'bench', 'advisor', %(customer_id)s, 'plate')"
@@ -32,14 +21,14 @@ LOG_READ = (
 
 async def lookup_by_plate(connection: psycopg.AsyncConnection[Any], plate: str) -> dict[str, Any]:
     async with connection.transaction(), connection.cursor() as cursor:
-        await cursor.execute(LOOKUP[0], {"plate": plate})
-        vehicle = await cursor.fetchone()
-        if vehicle is None:
+        await cursor.execute(OWNER_OF_PLATE, {"plate": plate})
+        owner = await cursor.fetchone()
+        if owner is None:
             raise LookupError(plate)
-        parameters = {"customer_id": vehicle[1], "at": datetime.now(UTC)}
-        found: list[Any] = []
-        for statement in LOOKUP[1:]:
-            await cursor.execute(statement, parameters)
-            found.append(await cursor.fetchall())
+        parameters = {"customer_id": owner[0], "at": datetime.now(UTC)}
+        await cursor.execute(PROFILE, parameters)
+        found = await cursor.fetchone()
         await cursor.execute(LOG_READ, parameters)
-    return {"customer": found[0], "vehicles": found[2], "visits": found[4]}
+    if found is None or not found[0]["visits"]:
+        raise LookupError(plate)
+    return dict(found[0])
