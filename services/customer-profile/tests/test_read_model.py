@@ -152,16 +152,21 @@ async def test_a_completion_delivered_twice_counts_once(service: Service, produc
         readings = (
             (
                 await session.execute(
-                    select(events.c.envelope["data"]["mileage_km"].as_integer()).where(
+                    select(events.c.envelope)
+                    .where(
                         events.c.stream_id == vehicle_id,
                         events.c.event_type == VehicleMileageRecorded.event_type,
                     )
+                    .order_by(events.c.version)
                 )
             )
             .scalars()
             .all()
         )
-    assert readings == [15_000, 16_000]
+    assert [r["data"]["mileage_km"] for r in readings] == [15_000, 16_000]
+    # A chain-wide vehicle's event, caused by the completion it came from.
+    assert {r["branch_id"] for r in readings} == {None}
+    assert readings[0]["causation_id"] == str(first.event_id)
     vehicle = (await service.get(f"/v1/vehicles/{vehicle_id}")).json()
     assert (vehicle["last_service_mileage_km"], vehicle["mileage_km"]) == (16_000, 16_000)
 

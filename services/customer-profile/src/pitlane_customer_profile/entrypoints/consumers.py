@@ -24,6 +24,7 @@ from pitlane_customer_profile.adapters.tables import (
     work_order_refs,
 )
 from pitlane_customer_profile.service_layer.unit_of_work import UnitOfWork
+from pitlane_events import Actor
 from pitlane_events.customer_profile import CustomerErased, MileageSource
 from pitlane_events.notification import NpsAnswered
 from pitlane_events.reminder import ReminderCancelled, ReminderDue, ReminderRescheduled, ReminderScheduled
@@ -36,6 +37,7 @@ from pitlane_events.workorder import (
 )
 from pitlane_platform.errors import NotFoundError
 from pitlane_platform.messaging.consumer import Consumer, HandlerContext, advance_read_model
+from pitlane_platform.messaging.eventstore import CommandContext
 from pitlane_platform.messaging.streams import stream_name
 from pitlane_platform.runtime import ServiceRuntime
 
@@ -68,7 +70,15 @@ async def record_mileage(
     if vehicle.record_mileage(
         mileage_km, source=source, recorded_at=ctx.envelope.occurred_at, work_order_id=work_order_id
     ):
-        await uow.commit(ctx.command_context(branch_id=None))
+        # Vehicles are chain-wide: the reading is not the work order's branch's event (no branch id).
+        await uow.commit(
+            CommandContext(
+                actor=Actor.service(SERVICE),
+                chain_id=ctx.envelope.chain_id,
+                occurred_at=ctx.clock.now(),
+                caused_by=ctx.envelope,
+            )
+        )
 
 
 def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[Consumer]:
