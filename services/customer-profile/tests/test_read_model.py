@@ -10,9 +10,10 @@ from sqlalchemy import select
 from test_profile_api import register_customer, register_vehicle
 
 from pitlane_customer_profile.adapters.tables import customers
-from pitlane_events.customer_profile import VehicleMileageRecorded
-from pitlane_events.notification import NpsAnswered
+from pitlane_events.customer_profile import ConsentChanged, VehicleMileageRecorded
+from pitlane_events.notification import CustomerUnsubscribed, NpsAnswered, UnsubscribeSource
 from pitlane_events.reminder import ReminderCancelled, ReminderKind, ReminderScheduled
+from pitlane_events.types import Channel, Purpose
 from pitlane_events.workorder import WorkOrderVoided
 from pitlane_platform.schema import events
 
@@ -220,3 +221,35 @@ async def test_a_voided_work_order_no_longer_counts_and_a_cancelled_reminder_is_
         )
 
     await eventually(settled)
+
+
+async def test_an_unsubscribe_withdraws_consent_on_the_customer(service: Service, producer: Producer) -> None:
+    customer_id = await register_customer(
+        service, consents=[{"channel": "sms", "purpose": "marketing", "granted": True}]
+    )
+    await producer.publish(
+        CustomerUnsubscribed(
+            customer_id=customer_id,
+            channel=Channel.SMS,
+            purpose=Purpose.MARKETING,
+            source=UnsubscribeSource.LINK,
+        ),
+        aggregate_id="n-1",
+    )
+
+    async def withdrawn() -> bool:
+        consents = (await service.get(f"/v1/customers/{customer_id}")).json()["customer"]["consents"]
+        return consents.get("sms:marketing") is False
+
+    await eventually(withdrawn)
+    async with service.runtime.sessions() as session:
+        [change] = (
+            await session.execute(
+                select(events.c.envelope).where(
+                    events.c.stream_id == customer_id,
+                    events.c.event_type == ConsentChanged.event_type,
+                    events.c.envelope["data"]["granted"].as_boolean().is_(False),
+                )
+            )
+        ).scalars()
+    assert change["data"]["source"] == "unsubscribe_link" and change["branch_id"] is None

@@ -1,5 +1,5 @@
 """What other services tell us, kept in the 360° read model: visits and spend (workorder), the latest NPS
-answer (notification), the next reminders (reminder). Each handler runs in one transaction with its inbox
+answer and unsubscribes, which withdraw consent (notification), the next reminders (reminder). Each handler runs in one transaction with its inbox
 row, so a redelivered event has no second effect.
 
 One consumer reads our own stream: after CustomerErased is published, it scrubs the published copies of the
@@ -23,10 +23,11 @@ from pitlane_customer_profile.adapters.tables import (
     visits,
     work_order_refs,
 )
+from pitlane_customer_profile.domain.customer import ConsentDecision
 from pitlane_customer_profile.service_layer.unit_of_work import UnitOfWork
 from pitlane_events import Actor
-from pitlane_events.customer_profile import CustomerErased, MileageSource
-from pitlane_events.notification import NpsAnswered
+from pitlane_events.customer_profile import ConsentSource, CustomerErased, MileageSource
+from pitlane_events.notification import CustomerUnsubscribed, NpsAnswered, UnsubscribeSource
 from pitlane_events.reminder import ReminderCancelled, ReminderDue, ReminderRescheduled, ReminderScheduled
 from pitlane_events.types import AddOnDecision
 from pitlane_events.workorder import (
@@ -42,6 +43,12 @@ from pitlane_platform.messaging.streams import stream_name
 from pitlane_platform.runtime import ServiceRuntime
 
 SERVICE = "customer-profile"
+UNSUBSCRIBE_SOURCES = {
+    UnsubscribeSource.LINK: ConsentSource.UNSUBSCRIBE_LINK,
+    UnsubscribeSource.SMS_REPLY: ConsentSource.SMS_REPLY,
+    UnsubscribeSource.WECHAT_MENU: ConsentSource.UNSUBSCRIBE_LINK,  # the customer's own action, like the link
+    UnsubscribeSource.STAFF: ConsentSource.STAFF,
+}
 
 
 async def surviving_customer_id(session: AsyncSession, customer_id: str) -> str:
@@ -50,6 +57,17 @@ async def surviving_customer_id(session: AsyncSession, customer_id: str) -> str:
         select(customers.c.merged_into).where(customers.c.customer_id == customer_id)
     )
     return merged_into or customer_id
+
+
+def chain_wide(ctx: HandlerContext) -> CommandContext:
+    """For our events caused by another service's: customers and vehicles are chain-wide, so the event
+    carries no branch id even when its cause (a work order, a survey) belongs to a branch."""
+    return CommandContext(
+        actor=Actor.service(SERVICE),
+        chain_id=ctx.envelope.chain_id,
+        occurred_at=ctx.clock.now(),
+        caused_by=ctx.envelope,
+    )
 
 
 async def record_mileage(
@@ -70,15 +88,7 @@ async def record_mileage(
     if vehicle.record_mileage(
         mileage_km, source=source, recorded_at=ctx.envelope.occurred_at, work_order_id=work_order_id
     ):
-        # Vehicles are chain-wide: the reading is not the work order's branch's event (no branch id).
-        await uow.commit(
-            CommandContext(
-                actor=Actor.service(SERVICE),
-                chain_id=ctx.envelope.chain_id,
-                occurred_at=ctx.clock.now(),
-                caused_by=ctx.envelope,
-            )
-        )
+        await uow.commit(chain_wide(ctx))
 
 
 def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[Consumer]:
@@ -221,7 +231,7 @@ def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[C
                 )
             )
 
-    nps = Consumer(service=SERVICE, purpose="nps", source_service="notification")
+    nps = Consumer(service=SERVICE, purpose="nps-and-consent", source_service="notification")
 
     @nps.on(NpsAnswered)
     async def on_nps(ctx: HandlerContext, event: NpsAnswered) -> None:
@@ -235,6 +245,19 @@ def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[C
             )
             .values(latest_nps_score=event.score, latest_nps_comment=event.comment, latest_nps_at=answered_at)
         )
+
+    @nps.on(CustomerUnsubscribed)
+    async def on_unsubscribed(ctx: HandlerContext, event: CustomerUnsubscribed) -> None:
+        """Consent is ours: an unsubscribe taken by notification becomes a withdrawn consent here."""
+        uow = UnitOfWork(ctx.session, store, ctx.clock)
+        try:
+            customer = await uow.customer(await surviving_customer_id(ctx.session, event.customer_id))
+        except NotFoundError:
+            return  # erased meanwhile: nothing left to withdraw
+        customer.decide_consent(
+            ConsentDecision(event.channel, event.purpose, granted=False), UNSUBSCRIBE_SOURCES[event.source]
+        )
+        await uow.commit(chain_wide(ctx))
 
     reminder = Consumer(service=SERVICE, purpose="reminders", source_service="reminder")
 
