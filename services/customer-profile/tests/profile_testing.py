@@ -14,7 +14,9 @@ from typing import Any
 import httpx
 import nats
 from fastapi import FastAPI
+from sqlalchemy import select
 
+from pitlane_customer_profile.adapters.tables import customers
 from pitlane_customer_profile.bootstrap import CustomerProfileSettings
 from pitlane_events import Actor, DomainEvent, Envelope, encode
 from pitlane_events.identifiers import vin_check_digit
@@ -166,3 +168,55 @@ def completion(
         opened_at=completed_at - timedelta(hours=2),
         completed_at=completed_at,
     )
+
+
+def wang(**extra: object) -> dict:
+    return {
+        "full_name": "王建国",
+        "phone": "138 1234 5678",
+        "other_phones": ["+86 139 0000 1111"],
+        "wechat_id": "wx_wangjg",
+        "gender": "male",
+        "birthday": "1982-04-17",
+        "source": "walk_in",
+        "membership_tier": "gold",
+        "tags": ["价格敏感"],
+        "preferred_services": ["小保养"],
+        "notes": "只在周末来店",
+        "consents": [{"channel": "sms", "purpose": "service", "granted": True}],
+        **extra,
+    }
+
+
+async def register_customer(service: Service, **extra: object) -> str:
+    response = await service.post("/v1/customers", wang(**extra))
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+async def register_vehicle(
+    service: Service, owner: str, plate: str, vin: str | None = None, **extra: object
+) -> str:
+    body = {
+        "owner_customer_id": owner,
+        "plate": plate,
+        "brand": "大众",
+        "model": "帕萨特",
+        "vin": vin,
+        **extra,
+    }
+    response = await service.post("/v1/vehicles", body)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+async def figures(service: Service, customer_id: str) -> tuple[int, int]:
+    async with service.runtime.sessions() as session:
+        row = (
+            await session.execute(
+                select(customers.c.visit_count, customers.c.total_spend_fen).where(
+                    customers.c.customer_id == customer_id
+                )
+            )
+        ).one()
+    return row.visit_count, row.total_spend_fen

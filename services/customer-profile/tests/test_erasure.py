@@ -7,10 +7,16 @@ import json
 from datetime import UTC, datetime
 
 from nats.js.errors import NotFoundError as JsNotFoundError
-from profile_testing import Producer, Service, completion, eventually
+from profile_testing import (
+    Producer,
+    Service,
+    completion,
+    eventually,
+    figures,
+    register_customer,
+    register_vehicle,
+)
 from sqlalchemy import select, text
-from test_profile_api import register_customer, register_vehicle
-from test_read_model import figures
 
 from pitlane_customer_profile.adapters.event_store import ProfileEventStore
 from pitlane_customer_profile.adapters.pii_vault import PiiVault

@@ -2,51 +2,11 @@
 
 from __future__ import annotations
 
-from profile_testing import Service, make_vin
+from profile_testing import Service, make_vin, register_customer, register_vehicle, wang
 from sqlalchemy import func, select
 
 from pitlane_customer_profile.adapters.tables import customers, vehicles
 from pitlane_platform.schema import events, outbox
-
-
-def wang(**extra: object) -> dict:
-    return {
-        "full_name": "王建国",
-        "phone": "138 1234 5678",
-        "other_phones": ["+86 139 0000 1111"],
-        "wechat_id": "wx_wangjg",
-        "gender": "male",
-        "birthday": "1982-04-17",
-        "source": "walk_in",
-        "membership_tier": "gold",
-        "tags": ["价格敏感"],
-        "preferred_services": ["小保养"],
-        "notes": "只在周末来店",
-        "consents": [{"channel": "sms", "purpose": "service", "granted": True}],
-        **extra,
-    }
-
-
-async def register_customer(service: Service, **extra: object) -> str:
-    response = await service.post("/v1/customers", wang(**extra))
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
-async def register_vehicle(
-    service: Service, owner: str, plate: str, vin: str | None = None, **extra: object
-) -> str:
-    body = {
-        "owner_customer_id": owner,
-        "plate": plate,
-        "brand": "大众",
-        "model": "帕萨特",
-        "vin": vin,
-        **extra,
-    }
-    response = await service.post("/v1/vehicles", body)
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
 
 
 async def stored_rows(service: Service) -> tuple[int, int, int, int]:

@@ -5,11 +5,18 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from profile_testing import Producer, Service, completion, eventually, make_vin
+from profile_testing import (
+    Producer,
+    Service,
+    completion,
+    eventually,
+    figures,
+    make_vin,
+    register_customer,
+    register_vehicle,
+)
 from sqlalchemy import select
-from test_profile_api import register_customer, register_vehicle
 
-from pitlane_customer_profile.adapters.tables import customers
 from pitlane_events.customer_profile import ConsentChanged, VehicleMileageRecorded
 from pitlane_events.notification import CustomerUnsubscribed, NpsAnswered, UnsubscribeSource
 from pitlane_events.reminder import ReminderCancelled, ReminderKind, ReminderScheduled
@@ -18,18 +25,6 @@ from pitlane_events.workorder import WorkOrderVoided
 from pitlane_platform.schema import events
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-
-
-async def figures(service: Service, customer_id: str) -> tuple[int, int]:
-    async with service.runtime.sessions() as session:
-        row = (
-            await session.execute(
-                select(customers.c.visit_count, customers.c.total_spend_fen).where(
-                    customers.c.customer_id == customer_id
-                )
-            )
-        ).one()
-    return row.visit_count, row.total_spend_fen
 
 
 async def test_lookup_by_plate_returns_three_vehicles_ten_visits_and_everything_else(

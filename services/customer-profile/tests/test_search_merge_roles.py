@@ -5,9 +5,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from profile_testing import Producer, Service, completion, eventually
-from test_profile_api import register_customer, register_vehicle
-from test_read_model import figures
+from profile_testing import (
+    Producer,
+    Service,
+    completion,
+    eventually,
+    figures,
+    register_customer,
+    register_vehicle,
+)
 
 
 async def test_search_by_name_phone_prefix_plate_fragment_and_tag_with_paging(service: Service) -> None:
