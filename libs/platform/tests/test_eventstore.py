@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
 
 from pitlane_events import DomainEvent
 from pitlane_events.customer_profile import VehicleMileageRecorded
+from pitlane_platform.aggregate import Aggregate
 from pitlane_platform.db import create_engine, session_factory
 from pitlane_platform.errors import ConcurrencyError, NotFoundError
 from pitlane_platform.messaging import eventstore
-from pitlane_platform.messaging.aggregate import Aggregate, load_aggregate, save_aggregate
+from pitlane_platform.messaging.aggregate import load_aggregate, save_aggregate
 from pitlane_platform.schema import events, outbox
 from platform_flow import context, create_tables, reading, record
 
@@ -78,14 +80,14 @@ class Odometer(Aggregate):
         super().__init__(aggregate_id)
         self.km = 0
 
-    def apply(self, event: DomainEvent) -> None:
+    def apply(self, event: DomainEvent, occurred_at: datetime) -> None:
         assert isinstance(event, VehicleMileageRecorded)
         self.km = event.mileage_km
 
     def read(self, km: int) -> None:
         if km < self.km:
             raise ValueError(f"odometer cannot go back from {self.km} to {km}")
-        self.record(reading(self.id, km))
+        self.record(reading(self.id, km), datetime.now(UTC))
 
 
 async def test_aggregate_is_rebuilt_from_its_stream_and_saved_at_its_version(sessions):

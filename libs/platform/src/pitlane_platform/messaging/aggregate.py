@@ -1,44 +1,16 @@
-"""The base of event-sourced aggregates: state is rebuilt from events; commands record new ones."""
+"""Loading and saving event-sourced aggregates (the pure base is `pitlane_platform.aggregate`)."""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Iterable
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pitlane_events import DomainEvent, Envelope
+from pitlane_events import Envelope
+from pitlane_platform.aggregate import Aggregate
 from pitlane_platform.errors import NotFoundError
 from pitlane_platform.messaging import eventstore
 from pitlane_platform.messaging.eventstore import CommandContext
-
-
-class Aggregate(ABC):
-    """Subclasses implement `apply(event)` (pure state change, no checks) and commands that check rules and
-    call `record(event)`. `version` is the version of the last stored event; pending events come after it."""
-
-    def __init__(self, aggregate_id: str) -> None:
-        self.id = aggregate_id
-        self.version = 0
-        self.pending: list[DomainEvent] = []
-
-    @abstractmethod
-    def apply(self, event: DomainEvent) -> None:
-        """Change state for one event; never check rules here (history is already true)."""
-
-    def record(self, event: DomainEvent) -> None:
-        self.apply(event)
-        self.pending.append(event)
-
-    @classmethod
-    def rehydrate(cls, aggregate_id: str, history: Iterable[Envelope[Any]]) -> Self:
-        aggregate = cls(aggregate_id)
-        for envelope in history:
-            aggregate.apply(envelope.data)
-            aggregate.version = envelope.aggregate_version
-        return aggregate
-
 
 A = TypeVar("A", bound=Aggregate)
 

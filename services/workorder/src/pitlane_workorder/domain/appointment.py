@@ -16,8 +16,8 @@ from pitlane_events.workorder import (
     AppointmentRescheduled,
     BookingChannel,
 )
+from pitlane_platform.aggregate import Aggregate
 from pitlane_platform.errors import ConflictError, InvalidInputError
-from pitlane_workorder.domain.aggregate import EventSourcedAggregate
 
 
 class AppointmentStatus(StrEnum):
@@ -27,7 +27,7 @@ class AppointmentStatus(StrEnum):
     ARRIVED = "arrived"
 
 
-class Appointment(EventSourcedAggregate):
+class Appointment(Aggregate):
     def __init__(self, aggregate_id: str) -> None:
         super().__init__(aggregate_id)
         self.status = AppointmentStatus.BOOKED

@@ -32,8 +32,8 @@ from pitlane_events.workorder import (
     WorkOrderSettled,
     WorkOrderVoided,
 )
+from pitlane_platform.aggregate import Aggregate
 from pitlane_platform.errors import ConflictError, InvalidInputError, NotFoundError
-from pitlane_workorder.domain.aggregate import EventSourcedAggregate
 from pitlane_workorder.domain.settlement import Bill
 
 
@@ -111,7 +111,7 @@ class Settlement:
     settled_at: datetime
 
 
-class WorkOrder(EventSourcedAggregate):
+class WorkOrder(Aggregate):
     def __init__(self, aggregate_id: str) -> None:
         super().__init__(aggregate_id)
         self.state = S.OPENED

@@ -10,12 +10,11 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pitlane_events import Envelope
-from pitlane_platform.errors import NotFoundError
-from pitlane_platform.messaging import eventstore
+from pitlane_platform.aggregate import Aggregate
+from pitlane_platform.messaging.aggregate import load_aggregate, save_aggregate
 from pitlane_platform.messaging.eventstore import CommandContext
-from pitlane_workorder.domain.aggregate import EventSourcedAggregate
 
-A = TypeVar("A", bound=EventSourcedAggregate)
+A = TypeVar("A", bound=Aggregate)
 
 
 class UnitOfWork:
@@ -23,22 +22,11 @@ class UnitOfWork:
         self.session = session
 
     async def load(self, kind: type[A], aggregate_id: str) -> A:
-        history = await eventstore.load(self.session, aggregate_id)
-        if not history:
-            raise NotFoundError(f"{kind.__name__} {aggregate_id} does not exist")
-        return kind.rehydrate(
-            aggregate_id,
-            ((envelope.data, envelope.occurred_at, envelope.aggregate_version) for envelope in history),
-        )
+        return await load_aggregate(self.session, kind, aggregate_id)
 
-    async def save(self, aggregate: EventSourcedAggregate, context: CommandContext) -> list[Envelope[Any]]:
+    async def save(self, aggregate: Aggregate, context: CommandContext) -> list[Envelope[Any]]:
         """Append the pending events at the version the aggregate was loaded at (ConcurrencyError → 409)."""
-        stored = await eventstore.append(
-            self.session, aggregate.id, aggregate.version, aggregate.pending, context
-        )
-        aggregate.version += len(aggregate.pending)
-        aggregate.pending = []
-        return stored
+        return await save_aggregate(self.session, aggregate, context)
 
 
 @asynccontextmanager
