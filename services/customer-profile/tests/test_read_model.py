@@ -20,8 +20,14 @@ from sqlalchemy import select
 from pitlane_events.customer_profile import ConsentChanged, VehicleMileageRecorded
 from pitlane_events.notification import CustomerUnsubscribed, NpsAnswered, UnsubscribeSource
 from pitlane_events.reminder import ReminderCancelled, ReminderKind, ReminderScheduled
-from pitlane_events.types import Channel, Purpose
-from pitlane_events.workorder import WorkOrderVoided
+from pitlane_events.types import Channel, LineCategory, Purpose
+from pitlane_events.workorder import (
+    AddOnDeclined,
+    DecidedBy,
+    DecisionMethod,
+    WorkOrderOpened,
+    WorkOrderVoided,
+)
 from pitlane_platform.schema import events
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -248,3 +254,71 @@ async def test_an_unsubscribe_withdraws_consent_on_the_customer(service: Service
             )
         ).scalars()
     assert change["data"]["source"] == "unsubscribe_link" and change["branch_id"] is None
+
+
+async def test_a_declined_add_on_stays_open_until_a_later_visit_does_the_work(
+    service: Service, producer: Producer
+) -> None:
+    customer_id = await register_customer(service)
+    vehicle_id = await register_vehicle(service, customer_id, "沪A12345", mileage_km=10_000)
+    await producer.publish(
+        WorkOrderOpened(
+            work_order_id="wo-1",
+            customer_id=customer_id,
+            vehicle_id=vehicle_id,
+            plate="沪A12345",
+            mileage_km=12_000,
+            complaint="保养",
+            advisor_id="amy",
+        ),
+        aggregate_id="wo-1",
+        version=1,
+    )
+    await producer.publish(
+        AddOnDeclined(
+            work_order_id="wo-1",
+            add_on_id="ao-1",
+            item="更换机油机滤",
+            category=LineCategory.PARTS,
+            price_fen=38_800,
+            estimate_revision_seen=2,
+            decided_by=DecidedBy.CUSTOMER,
+            method=DecisionMethod.SIGNED_LINK,
+            decided_at=START,
+            reason="下次再换",
+        ),
+        aggregate_id="wo-1",
+        version=4,
+    )
+
+    async def declined_and_checked_in() -> bool:
+        profile = (await service.get(f"/v1/customers/{customer_id}")).json()
+        return bool(profile["declined_add_ons"]) and profile["vehicles"][0]["mileage_km"] == 12_000
+
+    await eventually(declined_and_checked_in)
+    [declined] = (await service.get(f"/v1/customers/{customer_id}")).json()["declined_add_ons"]
+    assert (declined["item"], declined["reason"], declined["vehicle_id"]) == (
+        "更换机油机滤",
+        "下次再换",
+        vehicle_id,
+    )
+
+    # The next visit's line 更换机油机滤 does the declined work: it is no longer open.
+    await producer.publish(
+        completion(
+            work_order_id="wo-2",
+            customer_id=customer_id,
+            vehicle_id=vehicle_id,
+            plate="沪A12345",
+            mileage_km=15_000,
+            completed_at=START + timedelta(days=60),
+        ),
+        aggregate_id="wo-2",
+        version=5,
+    )
+
+    async def closed() -> bool:
+        profile = (await service.get(f"/v1/customers/{customer_id}")).json()
+        return profile["figures"]["visit_count"] == 1 and profile["declined_add_ons"] == []
+
+    await eventually(closed)
