@@ -80,7 +80,7 @@ async def save_customers(session: AsyncSession, saved: Sequence[Customer], *, no
         for c in saved
         for phone in [c.phone, *c.other_phones]
     ]
-    await _insert_unique(session, customer_phones, phone_rows, "phone", "phone")
+    await _insert_phones(session, phone_rows)
 
 
 async def save_vehicles(
@@ -138,28 +138,27 @@ async def save_vehicles(
         await session.execute(vehicle_mileage.insert(), readings)
 
 
-async def _insert_unique(
-    session: AsyncSession, table: Any, rows: list[dict[str, Any]], field: str, column: str
-) -> None:
+async def _insert_phones(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """The handlers check phones first; the unique key is the backstop against a concurrent command."""
     if not rows:
         return
     try:
         async with session.begin_nested():
-            await session.execute(table.insert(), rows)
+            await session.execute(customer_phones.insert(), rows)
     except IntegrityError as exc:
         if not isinstance(exc.orig, UniqueViolation):
             raise
-        taken = (
+        holder = (
             await session.execute(
-                select(table.c[column], table.c.customer_id).where(
-                    table.c[column].in_([r[column] for r in rows])
+                select(customer_phones.c.phone, customer_phones.c.customer_id).where(
+                    customer_phones.c.phone.in_([r["phone"] for r in rows])
                 )
             )
         ).first()
-        owner = f" (customer {taken[1]})" if taken else ""
-        raise ConflictError(
-            f"{field}: {taken[0] if taken else 'a value'} already belongs to another customer{owner}"
-        ) from None
+        taken = (
+            f"{holder.phone} already belongs to customer {holder.customer_id}" if holder else "already taken"
+        )
+        raise ConflictError(f"phone: {taken}") from None
 
 
 def _taken(exc: IntegrityError, rows: list[dict[str, Any]]) -> Exception:
