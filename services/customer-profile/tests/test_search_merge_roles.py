@@ -112,6 +112,7 @@ async def test_technicians_see_masked_phones_and_cannot_write(service: Service) 
 
     profile = (await service.get("/v1/lookup", "technician", plate="沪A00000")).json()
     assert profile["customer"]["primary_phone"] == "138****5678"
+    assert profile["customer"]["wechat_id"] is None
     assert {p["phone"] for p in profile["customer"]["phones"]} == {"138****5678", "139****1111"}
     hits = (await service.get("/v1/customers", "technician", name="王")).json()["items"]
     assert hits[0]["primary_phone"] == "138****5678"
@@ -122,6 +123,7 @@ async def test_technicians_see_masked_phones_and_cannot_write(service: Service) 
     assert (await service.get(f"/v1/customers/{customer_id}", "analyst")).status_code == 403
     full = (await service.get(f"/v1/customers/{customer_id}", "advisor")).json()
     assert full["customer"]["primary_phone"] == "+8613812345678"
+    assert full["customer"]["wechat_id"] == "wx_wangjg"
 
 
 async def test_every_full_profile_read_is_logged_and_only_owners_query_the_log(service: Service) -> None:

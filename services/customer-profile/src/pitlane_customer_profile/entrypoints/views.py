@@ -11,13 +11,19 @@ from pitlane_events.identifiers import mask_mobile
 
 
 class Masking:
-    def __init__(self, full_phone_numbers: bool) -> None:
-        self.full = full_phone_numbers
+    """What a role may see of a customer's contact details: technicians get masked phone numbers and no
+    WeChat id (they work on the car; the front desk contacts the customer)."""
+
+    def __init__(self, full_contact_details: bool) -> None:
+        self.full = full_contact_details
 
     def phone(self, e164: str | None) -> str | None:
         if e164 is None or self.full:
             return e164
         return mask_mobile(e164)
+
+    def wechat_id(self, wechat_id: str | None) -> str | None:
+        return wechat_id if self.full else None
 
 
 class Phone(BaseModel):
@@ -135,7 +141,12 @@ class Profile(BaseModel):
         ]
         return cls(
             customer=CustomerDetails.model_validate(
-                {**row, "primary_phone": masking.phone(row["primary_phone"]), "phones": phones}
+                {
+                    **row,
+                    "primary_phone": masking.phone(row["primary_phone"]),
+                    "wechat_id": masking.wechat_id(row["wechat_id"]),
+                    "phones": phones,
+                }
             ),
             figures=Figures.model_validate(row),
             vehicles=[Vehicle.model_validate(v) for v in found["vehicles"]],
