@@ -26,11 +26,20 @@ from sqlalchemy import func, select
 from pitlane_platform.auth import Principal, Role, mint_dev_token, require_branch_access, require_roles
 from pitlane_platform.http import create_app
 from pitlane_platform.messaging import eventstore
+from pitlane_platform.messaging.streams import stream_name
 from pitlane_platform.runtime import ServiceRuntime
 from pitlane_platform.schema import events, outbox
 from pitlane_platform.settings import ServiceSettings
 from pitlane_platform.telemetry import instrument_engine, setup_telemetry
-from platform_flow import PRODUCER, applied_counts, context, create_tables, reading, wait_until
+from platform_flow import (
+    PRODUCER,
+    applied_counts,
+    context,
+    create_tables,
+    probe_consumer,
+    reading,
+    wait_until,
+)
 
 PROCESSES = Path(__file__).parent / "processes"
 
@@ -211,3 +220,16 @@ async def test_a_concurrent_modification_is_a_409_problem_and_a_bad_field_a_422(
     assert invalid.status_code == 422
     assert "body.mileage_km" in invalid.text
     assert await count_rows(runtime) == (1, 1)
+
+
+async def test_a_consumer_starts_before_its_producer_ever_ran(database_url, nats_url):
+    """Services start in any order: the runtime declares the streams it consumes, as their producers would."""
+    await create_tables(database_url)
+    settings = ServiceSettings(service_name="analytics", database_url=database_url, nats_url=nats_url)
+    runtime = ServiceRuntime(settings, consumers=[probe_consumer()])
+    async with runtime.lifespan():
+        assert runtime.nats is not None
+        js = runtime.nats.jetstream()
+        consumed = await js.stream_info(stream_name(PRODUCER))
+        assert consumed.config.subjects == [f"{PRODUCER}.>"]
+        assert (await js.consumer_info(stream_name(PRODUCER), "analytics_mileage-probe")).config.durable_name

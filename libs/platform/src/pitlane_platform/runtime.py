@@ -57,8 +57,11 @@ class ServiceRuntime:
             await asyncio.to_thread(upgrade, self.settings.database_url, self.migrations)
         self.nats = await connect_nats(self.settings.nats_url, name=self.service)
         js = self.nats.jetstream()
+        # The streams this service consumes are declared too, exactly as their producers declare them:
+        # services start in any order, and a durable consumer cannot exist before its stream.
+        producers = sorted({self.service, *(consumer.source_service for consumer in self.consumers)})
         for spec in [
-            service_stream(self.service, replicas=self.stream_replicas),
+            *(service_stream(producer, replicas=self.stream_replicas) for producer in producers),
             *platform_streams(replicas=self.stream_replicas),
         ]:
             await declare_stream(js, spec)
