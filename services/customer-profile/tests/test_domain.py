@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from pitlane_customer_profile.domain.custom_fields import (
 )
 from pitlane_customer_profile.domain.customer import ConsentDecision, Customer
 from pitlane_customer_profile.domain.vehicle import Vehicle
+from pitlane_events import Actor, Envelope
 from pitlane_events.customer_profile import (
     ConsentSource,
     CustomerContactAdded,
@@ -27,9 +29,11 @@ from pitlane_events.customer_profile import (
     VehicleMileageRecorded,
 )
 from pitlane_events.types import Channel, Purpose
+from pitlane_platform.aggregate import Aggregate
 from pitlane_platform.errors import ConflictError, InvalidInputError
 
 FORBIDDEN = {"sqlalchemy", "fastapi", "nats", "httpx", "psycopg", "starlette", "openpyxl", "cryptography"}
+AT = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 
 
 def customer(**extra: object) -> Customer:
@@ -38,12 +42,30 @@ def customer(**extra: object) -> Customer:
         full_name="王建国",
         phone="+8613812345678",
         source=CustomerSource.WALK_IN,
+        at=AT,
         **extra,  # type: ignore[arg-type]
     )
 
 
+def history(aggregate: Aggregate) -> list[Envelope[Any]]:
+    """The aggregate's pending events as the stored stream would hold them (a new aggregate: versions 1…)."""
+    return [
+        Envelope.new(
+            event,
+            chain_id="chain-test",
+            aggregate_id=aggregate.id,
+            aggregate_version=version,
+            actor=Actor.service("customer-profile"),
+            occurred_at=AT,
+        )
+        for version, event in enumerate(aggregate.pending, start=aggregate.version + 1)
+    ]
+
+
 def replayed(aggregate: Customer) -> Customer:
-    return Customer.rehydrate(aggregate.id, enumerate(aggregate.pending, start=1))
+    again = Customer.rehydrate(aggregate.id, history(aggregate))
+    assert again.version == len(aggregate.pending) and again.pending == []
+    return again
 
 
 def test_the_domain_imports_no_database_broker_or_web_code() -> None:
@@ -81,17 +103,17 @@ def test_registration_records_everything_and_replays_to_the_same_state() -> None
 
 def test_an_update_records_only_what_changed_and_nothing_when_nothing_did() -> None:
     c = replayed(customer(notes="周末来"))
-    c.update_details(full_name="王建国", notes="工作日来", birthday=date(1982, 4, 17))
+    c.update_details(full_name="王建国", notes="工作日来", birthday=date(1982, 4, 17), at=AT)
     [event] = c.pending
     assert isinstance(event, CustomerUpdated) and set(event.changed_fields) == {"notes", "birthday"}
     c.pending.clear()
-    c.update_details(notes="工作日来")
+    c.update_details(notes="工作日来", at=AT)
     assert c.pending == []
 
 
 def test_a_new_primary_phone_keeps_the_old_one_as_another_phone() -> None:
     c = replayed(customer())
-    c.change_primary_phone("+8613900001111")
+    c.change_primary_phone("+8613900001111", at=AT)
     assert isinstance(c.pending[0], CustomerContactAdded)
     assert (c.phone, c.other_phones) == ("+8613900001111", ["+8613812345678"])
 
@@ -102,47 +124,49 @@ def test_a_customer_cannot_refer_or_absorb_themselves_and_an_erased_one_takes_no
     assert refused.value.field == "referrer_customer_id"
     c = replayed(customer())
     with pytest.raises(InvalidInputError):
-        c.absorb([c], None)
-    c.erase("er-1", ())
+        c.absorb([c], None, at=AT)
+    c.erase("er-1", (), at=AT)
     with pytest.raises(ConflictError):
-        c.set_tags(("VIP",))
+        c.set_tags(("VIP",), at=AT)
     with pytest.raises(ConflictError):
-        c.erase("er-2", ())
+        c.erase("er-2", (), at=AT)
 
 
 def test_absorbing_a_duplicate_takes_its_phones_and_tags() -> None:
     survivor = replayed(customer(tags=("VIP",)))
-    duplicate = Customer.rehydrate(
+    registered = Customer.register(
         "c-2",
-        enumerate(
-            Customer.register(
-                "c-2",
-                full_name="王建国",
-                phone="+8613700000000",
-                source=CustomerSource.IMPORT,
-                tags=("老客户",),
-            ).pending,
-            start=1,
-        ),
+        full_name="王建国",
+        phone="+8613700000000",
+        source=CustomerSource.IMPORT,
+        tags=("老客户",),
+        at=AT,
     )
-    survivor.absorb([duplicate], "同一人")
+    duplicate = Customer.rehydrate("c-2", history(registered))
+    survivor.absorb([duplicate], "同一人", at=AT)
     assert isinstance(survivor.pending[-1], CustomersMerged)
     assert survivor.other_phones == ["+8613700000000"] and survivor.tags == {"VIP", "老客户"}
 
 
 def test_mileage_only_moves_forward() -> None:
     vehicle = Vehicle.register(
-        "v-1", owner_customer_id="c-1", plate="沪A12345", brand="大众", model="朗逸", mileage_km=10_000
+        "v-1",
+        owner_customer_id="c-1",
+        plate="沪A12345",
+        brand="大众",
+        model="朗逸",
+        mileage_km=10_000,
+        at=AT,
     )
-    at = datetime(2026, 1, 1, tzinfo=UTC)
+    read = datetime(2025, 12, 31, tzinfo=UTC)
     assert vehicle.record_mileage(
-        12_000, source=MileageSource.WORK_ORDER, recorded_at=at, work_order_id="wo-1"
+        12_000, source=MileageSource.WORK_ORDER, recorded_at=read, work_order_id="wo-1", at=AT
     )
     assert isinstance(vehicle.pending[-1], VehicleMileageRecorded)
     # A late work order's lower reading is history, not news; a person typing a lower one made a mistake.
-    assert not vehicle.record_mileage(11_000, source=MileageSource.WORK_ORDER, recorded_at=at)
+    assert not vehicle.record_mileage(11_000, source=MileageSource.WORK_ORDER, recorded_at=read, at=AT)
     with pytest.raises(InvalidInputError) as refused:
-        vehicle.record_mileage(11_000, source=MileageSource.STAFF, recorded_at=at)
+        vehicle.record_mileage(11_000, source=MileageSource.STAFF, recorded_at=read, at=AT)
     assert refused.value.field == "mileage_km"
     assert vehicle.mileage_km == 12_000
 

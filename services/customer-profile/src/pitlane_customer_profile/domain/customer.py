@@ -4,10 +4,9 @@ the published customer-profile events, so its stream is the audit trail."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
-from pitlane_customer_profile.domain.aggregate import AggregateRoot
 from pitlane_events import DomainEvent
 from pitlane_events.customer_profile import (
     ConsentChanged,
@@ -26,6 +25,7 @@ from pitlane_events.customer_profile import (
     Gender,
 )
 from pitlane_events.types import Channel, Purpose
+from pitlane_platform.aggregate import Aggregate
 from pitlane_platform.errors import ConflictError, InvalidInputError
 
 # The details CustomerUpdated carries; each maps to the attribute of the same name.
@@ -47,7 +47,9 @@ class ConsentDecision:
     granted: bool
 
 
-class Customer(AggregateRoot):
+class Customer(Aggregate):
+    """Commands take `at`, the command's time (aware, UTC): the time of the events they record."""
+
     def __init__(self, aggregate_id: str) -> None:
         super().__init__(aggregate_id)
         self.full_name = ""
@@ -91,6 +93,7 @@ class Customer(AggregateRoot):
         membership_tier: str | None = None,
         consents: tuple[ConsentDecision, ...] = (),
         consent_source: ConsentSource = ConsentSource.REGISTRATION_FORM,
+        at: datetime,
     ) -> Customer:
         if referrer_customer_id == customer_id:
             raise InvalidInputError("referrer_customer_id", "a customer cannot refer themselves")
@@ -108,17 +111,18 @@ class Customer(AggregateRoot):
                 referrer_customer_id=referrer_customer_id,
                 preferred_services=preferred_services,
                 notes=notes,
-            )
+            ),
+            at,
         )
-        customer.set_other_phones(other_phones)
-        customer.set_wechat_id(wechat_id)
-        customer.set_tags(tags)
-        customer.change_membership(membership_tier)
+        customer.set_other_phones(other_phones, at=at)
+        customer.set_wechat_id(wechat_id, at=at)
+        customer.set_tags(tags, at=at)
+        customer.change_membership(membership_tier, at=at)
         for decision in consents:
-            customer.decide_consent(decision, consent_source)
+            customer.decide_consent(decision, consent_source, at=at)
         return customer
 
-    def update_details(self, **changes: Any) -> None:
+    def update_details(self, *, at: datetime, **changes: Any) -> None:
         """Record the given details (names from DETAIL_FIELDS) that differ from the current ones."""
         self._refuse_if_gone()
         unknown = set(changes) - set(DETAIL_FIELDS)
@@ -137,64 +141,71 @@ class Customer(AggregateRoot):
                 values["custom_fields"] = None  # cleared: the event says so with a listed null
             if values.get("preferred_services") == ():
                 values["preferred_services"] = None
-            self.record(CustomerUpdated(customer_id=self.id, changed_fields=tuple(changed), **values))
+            self.record(CustomerUpdated(customer_id=self.id, changed_fields=tuple(changed), **values), at)
 
-    def change_primary_phone(self, phone: str) -> None:
+    def change_primary_phone(self, phone: str, *, at: datetime) -> None:
         self._refuse_if_gone()
         if phone != self.phone:
             self.record(
                 CustomerContactAdded(
                     customer_id=self.id, kind=ContactKind.PHONE, value=phone, is_primary=True
-                )
+                ),
+                at,
             )
 
-    def set_other_phones(self, phones: tuple[str, ...]) -> None:
+    def set_other_phones(self, phones: tuple[str, ...], *, at: datetime) -> None:
         self._refuse_if_gone()
         wanted = [phone for phone in dict.fromkeys(phones) if phone != self.phone]
         for phone in self.other_phones:
             if phone not in wanted:
-                self.record(CustomerContactRemoved(customer_id=self.id, kind=ContactKind.PHONE, value=phone))
+                self.record(
+                    CustomerContactRemoved(customer_id=self.id, kind=ContactKind.PHONE, value=phone), at
+                )
         for phone in wanted:
             if phone not in self.other_phones:
                 self.record(
                     CustomerContactAdded(
                         customer_id=self.id, kind=ContactKind.PHONE, value=phone, is_primary=False
-                    )
+                    ),
+                    at,
                 )
 
-    def set_wechat_id(self, wechat_id: str | None) -> None:
+    def set_wechat_id(self, wechat_id: str | None, *, at: datetime) -> None:
         self._refuse_if_gone()
         if wechat_id == self.wechat_id:
             return
         if self.wechat_id is not None:
             self.record(
-                CustomerContactRemoved(customer_id=self.id, kind=ContactKind.WECHAT, value=self.wechat_id)
+                CustomerContactRemoved(customer_id=self.id, kind=ContactKind.WECHAT, value=self.wechat_id),
+                at,
             )
         if wechat_id is not None:
             self.record(
                 CustomerContactAdded(
                     customer_id=self.id, kind=ContactKind.WECHAT, value=wechat_id, is_primary=True
-                )
+                ),
+                at,
             )
 
-    def set_tags(self, tags: tuple[str, ...]) -> None:
+    def set_tags(self, tags: tuple[str, ...], *, at: datetime) -> None:
         self._refuse_if_gone()
         wanted = set(tags)
         for tag in sorted(self.tags - wanted):
-            self.record(CustomerUntagged(customer_id=self.id, tag=tag))
+            self.record(CustomerUntagged(customer_id=self.id, tag=tag), at)
         for tag in sorted(wanted - self.tags):
-            self.record(CustomerTagged(customer_id=self.id, tag=tag))
+            self.record(CustomerTagged(customer_id=self.id, tag=tag), at)
 
-    def change_membership(self, tier: str | None, *, reason: str | None = None) -> None:
+    def change_membership(self, tier: str | None, *, reason: str | None = None, at: datetime) -> None:
         self._refuse_if_gone()
         if tier != self.membership_tier:
             self.record(
                 CustomerMembershipChanged(
                     customer_id=self.id, previous_tier=self.membership_tier, tier=tier, reason=reason
-                )
+                ),
+                at,
             )
 
-    def decide_consent(self, decision: ConsentDecision, source: ConsentSource) -> None:
+    def decide_consent(self, decision: ConsentDecision, source: ConsentSource, *, at: datetime) -> None:
         self._refuse_if_gone()
         if self.consents.get((decision.channel, decision.purpose)) != decision.granted:
             self.record(
@@ -204,10 +215,11 @@ class Customer(AggregateRoot):
                     purpose=decision.purpose,
                     granted=decision.granted,
                     source=source,
-                )
+                ),
+                at,
             )
 
-    def absorb(self, duplicates: list[Customer], reason: str | None) -> None:
+    def absorb(self, duplicates: list[Customer], reason: str | None, *, at: datetime) -> None:
         """Merge duplicate records into this one: their phones, WeChat id and tags join it; what this record
         already says wins. The duplicates' own streams stay as they were (history)."""
         self._refuse_if_gone()
@@ -220,25 +232,27 @@ class Customer(AggregateRoot):
         phones = list(self.other_phones)
         for duplicate in duplicates:
             phones += [duplicate.phone, *duplicate.other_phones]
-        self.set_other_phones(tuple(phones))
+        self.set_other_phones(tuple(phones), at=at)
         if self.wechat_id is None:
-            self.set_wechat_id(next((d.wechat_id for d in duplicates if d.wechat_id), None))
-        self.set_tags(tuple(self.tags.union(*(d.tags for d in duplicates))))
+            self.set_wechat_id(next((d.wechat_id for d in duplicates if d.wechat_id), None), at=at)
+        self.set_tags(tuple(self.tags.union(*(d.tags for d in duplicates))), at=at)
         self.record(
             CustomersMerged(
                 surviving_customer_id=self.id,
                 merged_customer_ids=tuple(d.id for d in duplicates),
                 reason=reason,
-            )
+            ),
+            at,
         )
 
-    def erase(self, erasure_request_id: str, vehicle_ids: tuple[str, ...]) -> None:
+    def erase(self, erasure_request_id: str, vehicle_ids: tuple[str, ...], *, at: datetime) -> None:
         if self.erased:
             raise ConflictError(f"customer {self.id} is already erased")
         self.record(
             CustomerErased(
                 customer_id=self.id, vehicle_ids=vehicle_ids, erasure_request_id=erasure_request_id
-            )
+            ),
+            at,
         )
 
     def _refuse_if_gone(self) -> None:
@@ -247,7 +261,7 @@ class Customer(AggregateRoot):
 
     # -- state ----------------------------------------------------------------------------------------
 
-    def apply(self, event: DomainEvent) -> None:
+    def apply(self, event: DomainEvent, occurred_at: datetime) -> None:
         match event:
             case CustomerRegistered():
                 self.full_name = event.full_name

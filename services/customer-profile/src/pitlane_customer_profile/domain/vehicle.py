@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from pitlane_customer_profile.domain.aggregate import AggregateRoot
 from pitlane_events import DomainEvent
 from pitlane_events.customer_profile import (
     EnergyType,
@@ -17,6 +16,7 @@ from pitlane_events.customer_profile import (
     VehicleRegistered,
     VehicleUpdated,
 )
+from pitlane_platform.aggregate import Aggregate
 from pitlane_platform.errors import InvalidInputError
 
 DETAIL_FIELDS = (
@@ -34,7 +34,9 @@ DETAIL_FIELDS = (
 CHECKED_SOURCES = frozenset({MileageSource.STAFF, MileageSource.CUSTOMER_REPORTED, MileageSource.IMPORT})
 
 
-class Vehicle(AggregateRoot):
+class Vehicle(Aggregate):
+    """Commands take `at`, the command's time (aware, UTC): the time of the events they record."""
+
     def __init__(self, aggregate_id: str) -> None:
         super().__init__(aggregate_id)
         self.owner_customer_id = ""
@@ -64,6 +66,7 @@ class Vehicle(AggregateRoot):
         purchase_date: date | None = None,
         registration_date: date | None = None,
         mileage_km: int | None = None,
+        at: datetime,
     ) -> Vehicle:
         vehicle = cls(vehicle_id)
         vehicle.record(
@@ -79,11 +82,12 @@ class Vehicle(AggregateRoot):
                 purchase_date=purchase_date,
                 registration_date=registration_date,
                 mileage_km=mileage_km,
-            )
+            ),
+            at,
         )
         return vehicle
 
-    def update_details(self, **changes: Any) -> None:
+    def update_details(self, *, at: datetime, **changes: Any) -> None:
         unknown = set(changes) - set(DETAIL_FIELDS)
         if unknown:
             raise ValueError(f"not vehicle details: {sorted(unknown)}")
@@ -97,7 +101,8 @@ class Vehicle(AggregateRoot):
                     vehicle_id=self.id,
                     changed_fields=tuple(changed),
                     **{name: changes[name] for name in changed},
-                )
+                ),
+                at,
             )
 
     def record_mileage(
@@ -107,8 +112,10 @@ class Vehicle(AggregateRoot):
         source: MileageSource,
         recorded_at: datetime,
         work_order_id: str | None = None,
+        at: datetime,
     ) -> bool:
-        """Record a reading if it moves the odometer forward; False when it does not (nothing recorded)."""
+        """Record a reading if it moves the odometer forward; False when it does not (nothing recorded).
+        `recorded_at` is when the reading was taken (a work order's may be earlier); `at` is the command's time."""
         if self.mileage_km is not None and mileage_km < self.mileage_km:
             if source in CHECKED_SOURCES:
                 raise InvalidInputError(
@@ -124,12 +131,19 @@ class Vehicle(AggregateRoot):
                 source=source,
                 recorded_at=recorded_at,
                 work_order_id=work_order_id,
-            )
+            ),
+            at,
         )
         return True
 
     def update_insurance(
-        self, *, coverage: InsuranceCoverage, insurer: str, expires_on: date, policy_number: str | None = None
+        self,
+        *,
+        coverage: InsuranceCoverage,
+        insurer: str,
+        expires_on: date,
+        policy_number: str | None = None,
+        at: datetime,
     ) -> None:
         update = VehicleInsuranceUpdated(
             vehicle_id=self.id,
@@ -139,19 +153,20 @@ class Vehicle(AggregateRoot):
             expires_on=expires_on,
         )
         if self.insurance.get(coverage) != update:
-            self.record(update)
+            self.record(update, at)
 
-    def change_owner(self, new_owner_customer_id: str) -> None:
+    def change_owner(self, new_owner_customer_id: str, *, at: datetime) -> None:
         if new_owner_customer_id != self.owner_customer_id:
             self.record(
                 VehicleOwnerChanged(
                     vehicle_id=self.id,
                     previous_owner_customer_id=self.owner_customer_id,
                     new_owner_customer_id=new_owner_customer_id,
-                )
+                ),
+                at,
             )
 
-    def apply(self, event: DomainEvent) -> None:
+    def apply(self, event: DomainEvent, occurred_at: datetime) -> None:
         match event:
             case VehicleRegistered():
                 self.owner_customer_id = event.owner_customer_id

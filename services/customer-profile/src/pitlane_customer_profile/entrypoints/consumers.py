@@ -85,10 +85,15 @@ async def record_mileage(
         vehicle = await uow.vehicle(vehicle_id)
     except NotFoundError:
         return  # not a vehicle of ours (or erased): nothing to move
+    context = chain_wide(ctx)
     if vehicle.record_mileage(
-        mileage_km, source=source, recorded_at=ctx.envelope.occurred_at, work_order_id=work_order_id
+        mileage_km,
+        source=source,
+        recorded_at=ctx.envelope.occurred_at,
+        work_order_id=work_order_id,
+        at=context.occurred_at,
     ):
-        await uow.commit(chain_wide(ctx))
+        await uow.commit(context)
 
 
 def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[Consumer]:
@@ -254,10 +259,13 @@ def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[C
             customer = await uow.customer(await surviving_customer_id(ctx.session, event.customer_id))
         except NotFoundError:
             return  # erased meanwhile: nothing left to withdraw
+        context = chain_wide(ctx)
         customer.decide_consent(
-            ConsentDecision(event.channel, event.purpose, granted=False), UNSUBSCRIBE_SOURCES[event.source]
+            ConsentDecision(event.channel, event.purpose, granted=False),
+            UNSUBSCRIBE_SOURCES[event.source],
+            at=context.occurred_at,
         )
-        await uow.commit(chain_wide(ctx))
+        await uow.commit(context)
 
     reminder = Consumer(service=SERVICE, purpose="reminders", source_service="reminder")
 

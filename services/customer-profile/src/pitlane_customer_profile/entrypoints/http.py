@@ -53,6 +53,7 @@ class Services:
     vault: PiiVault
 
     def context(self, principal: Principal) -> CommandContext:
+        """Build it before the handler runs: its `occurred_at` is the handler's `at`."""
         return CommandContext(
             actor=Actor(kind="user", id=principal.user_id, role=principal.role),
             chain_id=self.chain_id,
@@ -88,9 +89,10 @@ def build_router(services: Services) -> APIRouter:
 
     @router.post("/customers", status_code=201, summary="Register a customer")
     async def register_customer(command: RegisterCustomer, principal: Writer) -> views.Saved:
+        context = services.context(principal)
         async with services.uow() as uow:
-            customer = await handlers.register_customer(uow, command)
-            await uow.commit(services.context(principal))
+            customer = await handlers.register_customer(uow, command, at=context.occurred_at)
+            await uow.commit(context)
         return views.Saved(id=customer.id, version=customer.version)
 
     @router.get("/customers/{customer_id}", summary="A customer's 360° profile (the read is logged)")
@@ -100,25 +102,28 @@ def build_router(services: Services) -> APIRouter:
 
     @router.patch("/customers/{customer_id}", summary="Change a customer's details, phones, tags, consent")
     async def update_customer(customer_id: str, command: UpdateCustomer, principal: Writer) -> views.Saved:
+        context = services.context(principal)
         async with services.uow() as uow:
-            customer = await handlers.update_customer(uow, customer_id, command)
-            await uow.commit(services.context(principal))
+            customer = await handlers.update_customer(uow, customer_id, command, at=context.occurred_at)
+            await uow.commit(context)
         return views.Saved(id=customer.id, version=customer.version)
 
     @router.post("/customers/{customer_id}/merge", summary="Fold duplicate customers into this one")
     async def merge_customers(customer_id: str, command: MergeCustomers, principal: Writer) -> views.Saved:
+        context = services.context(principal)
         async with services.uow() as uow:
-            customer = await handlers.merge_customers(uow, customer_id, command)
-            await uow.commit(services.context(principal))
+            customer = await handlers.merge_customers(uow, customer_id, command, at=context.occurred_at)
+            await uow.commit(context)
         return views.Saved(id=customer.id, version=customer.version)
 
     @router.post("/customers/{customer_id}/erasure", summary="Erase a customer's personal data (PIPL)")
     async def erase_customer(customer_id: str, principal: Owner) -> views.Erasure:
+        context = services.context(principal)
         async with services.uow() as uow:
             request_id = await handlers.erase_customer(
-                uow, services.vault, customer_id, requested_by=principal.user_id
+                uow, services.vault, customer_id, requested_by=principal.user_id, at=context.occurred_at
             )
-            await uow.commit(services.context(principal))
+            await uow.commit(context)
         return views.Erasure(erasure_request_id=request_id, customer_id=customer_id)
 
     @router.get("/customers", summary="Search customers by name, phone prefix, plate fragment or tag")
@@ -182,9 +187,10 @@ def build_router(services: Services) -> APIRouter:
 
     @router.post("/vehicles", status_code=201, summary="Register a vehicle with its owner")
     async def register_vehicle(command: RegisterVehicle, principal: Writer) -> views.Saved:
+        context = services.context(principal)
         async with services.uow() as uow:
-            vehicle = await handlers.register_vehicle(uow, command)
-            await uow.commit(services.context(principal))
+            vehicle = await handlers.register_vehicle(uow, command, at=context.occurred_at)
+            await uow.commit(context)
         return views.Saved(id=vehicle.id, version=vehicle.version)
 
     @router.get("/vehicles/{vehicle_id}", summary="A vehicle with its mileage history and insurance")
@@ -197,9 +203,10 @@ def build_router(services: Services) -> APIRouter:
 
     @router.patch("/vehicles/{vehicle_id}", summary="Change a vehicle's details, mileage, insurance or owner")
     async def update_vehicle(vehicle_id: str, command: UpdateVehicle, principal: Writer) -> views.Saved:
+        context = services.context(principal)
         async with services.uow() as uow:
-            vehicle = await handlers.update_vehicle(uow, vehicle_id, command)
-            await uow.commit(services.context(principal))
+            vehicle = await handlers.update_vehicle(uow, vehicle_id, command, at=context.occurred_at)
+            await uow.commit(context)
         return views.Saved(id=vehicle.id, version=vehicle.version)
 
     @router.get("/profile-reads", summary="Who read whose full profile, newest first (owners only)")

@@ -1,9 +1,13 @@
 """Command handlers: load → check → record → save, inside one unit of work. A stale `expected_version` or a
-concurrent writer is a ConcurrencyError (409); nothing is stored unless everything is."""
+concurrent writer is a ConcurrencyError (409); nothing is stored unless everything is.
+
+`at` is the command's time from the injected clock, the `occurred_at` of the CommandContext the caller
+commits with, so the aggregates record their events at the time their envelopes carry."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -39,6 +43,7 @@ async def register_customer(
     *,
     customer_id: str | None = None,
     consent_source: ConsentSource = ConsentSource.REGISTRATION_FORM,
+    at: datetime,
 ) -> Customer:
     for field, phone in [("phone", command.phone), *(("other_phones", p) for p in command.other_phones)]:
         await _phone_is_free(uow, field, phone, customer_id=None)
@@ -63,12 +68,15 @@ async def register_customer(
         membership_tier=command.membership_tier,
         consents=tuple(ConsentDecision(c.channel, c.purpose, c.granted) for c in command.consents),
         consent_source=consent_source,
+        at=at,
     )
     uow.add(customer)
     return customer
 
 
-async def update_customer(uow: UnitOfWork, customer_id: str, command: UpdateCustomer) -> Customer:
+async def update_customer(
+    uow: UnitOfWork, customer_id: str, command: UpdateCustomer, *, at: datetime
+) -> Customer:
     await _refuse_merged(uow, customer_id)
     customer = await uow.customer(customer_id)
     _check_version(customer.id, command.expected_version, customer.version)
@@ -83,30 +91,30 @@ async def update_customer(uow: UnitOfWork, customer_id: str, command: UpdateCust
         details["custom_fields"] = schema.validate(command.custom_fields or {})
     if details.get("referrer_customer_id"):
         await _live_customer(uow, details["referrer_customer_id"], field="referrer_customer_id")
-    customer.update_details(**details)
+    customer.update_details(**details, at=at)
     if command.phone is not None:
         if command.phone not in customer.other_phones:
             await _phone_is_free(uow, "phone", command.phone, customer_id=customer.id)
-        customer.change_primary_phone(command.phone)
+        customer.change_primary_phone(command.phone, at=at)
     if command.other_phones is not None:
         for phone in command.other_phones:
             await _phone_is_free(uow, "other_phones", phone, customer_id=customer.id)
-        customer.set_other_phones(command.other_phones)
+        customer.set_other_phones(command.other_phones, at=at)
     if "wechat_id" in given:
-        customer.set_wechat_id(command.wechat_id)
+        customer.set_wechat_id(command.wechat_id, at=at)
     if command.tags is not None:
-        customer.set_tags(command.tags)
+        customer.set_tags(command.tags, at=at)
     if "membership_tier" in given:
-        customer.change_membership(command.membership_tier)
+        customer.change_membership(command.membership_tier, at=at)
     for consent in command.consents or ():
         customer.decide_consent(
-            ConsentDecision(consent.channel, consent.purpose, consent.granted), ConsentSource.STAFF
+            ConsentDecision(consent.channel, consent.purpose, consent.granted), ConsentSource.STAFF, at=at
         )
     return customer
 
 
 async def register_vehicle(
-    uow: UnitOfWork, command: RegisterVehicle, *, vehicle_id: str | None = None
+    uow: UnitOfWork, command: RegisterVehicle, *, vehicle_id: str | None = None, at: datetime
 ) -> Vehicle:
     await _live_customer(uow, command.owner_customer_id, field="owner_customer_id")
     await _plate_and_vin_are_free(uow, command.plate, command.vin, vehicle_id=None)
@@ -122,13 +130,16 @@ async def register_vehicle(
         purchase_date=command.purchase_date,
         registration_date=command.registration_date,
         mileage_km=command.mileage_km,
+        at=at,
     )
-    _record_insurance(vehicle, command.insurance)
+    _record_insurance(vehicle, command.insurance, at=at)
     uow.add(vehicle)
     return vehicle
 
 
-async def update_vehicle(uow: UnitOfWork, vehicle_id: str, command: UpdateVehicle) -> Vehicle:
+async def update_vehicle(
+    uow: UnitOfWork, vehicle_id: str, command: UpdateVehicle, *, at: datetime
+) -> Vehicle:
     vehicle = await uow.vehicle(vehicle_id)
     _check_version(vehicle.id, command.expected_version, vehicle.version)
     given = command.model_fields_set
@@ -150,18 +161,21 @@ async def update_vehicle(uow: UnitOfWork, vehicle_id: str, command: UpdateVehicl
                 "registration_date",
             )
             if name in given
-        }
+        },
+        at=at,
     )
     if command.mileage_km is not None:
-        vehicle.record_mileage(command.mileage_km, source=MileageSource.STAFF, recorded_at=uow.clock.now())
-    _record_insurance(vehicle, command.insurance or ())
+        vehicle.record_mileage(command.mileage_km, source=MileageSource.STAFF, recorded_at=at, at=at)
+    _record_insurance(vehicle, command.insurance or (), at=at)
     if command.owner_customer_id is not None:
         await _live_customer(uow, command.owner_customer_id, field="owner_customer_id")
-        vehicle.change_owner(command.owner_customer_id)
+        vehicle.change_owner(command.owner_customer_id, at=at)
     return vehicle
 
 
-async def merge_customers(uow: UnitOfWork, surviving_id: str, command: MergeCustomers) -> Customer:
+async def merge_customers(
+    uow: UnitOfWork, surviving_id: str, command: MergeCustomers, *, at: datetime
+) -> Customer:
     """The duplicates' phones, tags and vehicles move to the survivor; their visits, spend, declined add-ons
     and reminders are re-keyed onto it, so the history follows."""
     await _refuse_merged(uow, surviving_id)
@@ -171,7 +185,7 @@ async def merge_customers(uow: UnitOfWork, surviving_id: str, command: MergeCust
     for merged_id in dict.fromkeys(command.merged_customer_ids):
         await _refuse_merged(uow, merged_id, field="merged_customer_ids")
         duplicates.append(await uow.customer(merged_id))
-    survivor.absorb(duplicates, command.reason)
+    survivor.absorb(duplicates, command.reason, at=at)
     await fold_merged_customers(uow.session, survivor.id, [d.id for d in duplicates])
     for duplicate in duplicates:
         owned = (
@@ -180,17 +194,18 @@ async def merge_customers(uow: UnitOfWork, surviving_id: str, command: MergeCust
             )
         ).scalars()
         for vehicle_id in owned:
-            (await uow.vehicle(vehicle_id)).change_owner(survivor.id)
+            (await uow.vehicle(vehicle_id)).change_owner(survivor.id, at=at)
     return survivor
 
 
-def _record_insurance(vehicle: Vehicle, policies: tuple[InsuranceInput, ...]) -> None:
+def _record_insurance(vehicle: Vehicle, policies: tuple[InsuranceInput, ...], *, at: datetime) -> None:
     for policy in policies:
         vehicle.update_insurance(
             coverage=policy.coverage,
             insurer=policy.insurer,
             expires_on=policy.expires_on,
             policy_number=policy.policy_number,
+            at=at,
         )
 
 
@@ -235,7 +250,9 @@ async def _refuse_merged(uow: UnitOfWork, customer_id: str, *, field: str | None
         raise InvalidInputError(field, message) if field else NotFoundError(message)
 
 
-async def erase_customer(uow: UnitOfWork, vault: PiiVault, customer_id: str, *, requested_by: str) -> str:
+async def erase_customer(
+    uow: UnitOfWork, vault: PiiVault, customer_id: str, *, requested_by: str, at: datetime
+) -> str:
     """Erase a customer and the duplicates merged into them; the erasure request's id. The CustomerErased
     event it records names ids only."""
     await _refuse_merged(uow, customer_id)
@@ -257,16 +274,15 @@ async def erase_customer(uow: UnitOfWork, vault: PiiVault, customer_id: str, *, 
         ).scalars()
     )
     erasure_request_id = new_id()
-    now = uow.clock.now()
     # Before the CustomerErased event is appended: its outbox row must survive the clean-up of the others.
-    await forget_customers(uow.session, vault, [customer_id, *merged_ids], at=now)
+    await forget_customers(uow.session, vault, [customer_id, *merged_ids], at=at)
     await uow.session.execute(
         insert(erasures).values(
             erasure_request_id=erasure_request_id,
             customer_id=customer_id,
             requested_by=requested_by,
-            erased_at=now,
+            erased_at=at,
         )
     )
-    customer.erase(erasure_request_id, vehicle_ids)
+    customer.erase(erasure_request_id, vehicle_ids, at=at)
     return erasure_request_id

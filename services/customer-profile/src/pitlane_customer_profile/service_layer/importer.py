@@ -255,7 +255,7 @@ async def run_import(
                     continue
             parsed.append(row)
         async with uow() as unit:
-            await _apply(unit, parsed, report, file_customers, context.chain_id)
+            await _apply(unit, parsed, report, file_customers, context)
             if not dry_run:
                 await unit.commit(context)
     return report
@@ -266,10 +266,11 @@ async def _apply(
     parsed: list[ParsedRow],
     report: ImportReport,
     file_customers: dict[str, str],
-    chain_id: str,
+    context: CommandContext,
 ) -> None:
     """Decide each row against what is stored and what earlier rows create; new aggregates join the unit of
-    work, which the caller commits (or not, in a dry run)."""
+    work, which the caller commits with `context` (or not, in a dry run); they record at its time."""
+    chain_id, at = context.chain_id, context.occurred_at
     session = unit.session
     phones = {row.customer.phone for row in parsed} | {p for row in parsed for p in row.customer.other_phones}
     plates = {row.vehicle.plate for row in parsed if row.vehicle}
@@ -322,6 +323,7 @@ async def _apply(
                 tags=command.tags,
                 membership_tier=command.membership_tier,
                 consent_source=ConsentSource.IMPORT,
+                at=at,
             )
             unit.add(customer)
             file_customers[command.phone] = customer.id
@@ -348,10 +350,11 @@ async def _apply(
             purchase_date=vehicle.purchase_date,
             registration_date=vehicle.registration_date,
             mileage_km=vehicle.mileage_km,
+            at=at,
         )
         for policy in vehicle.insurance:
             registered.update_insurance(
-                coverage=policy.coverage, insurer=policy.insurer, expires_on=policy.expires_on
+                coverage=policy.coverage, insurer=policy.insurer, expires_on=policy.expires_on, at=at
             )
         unit.add(registered)
         existing_plates[vehicle.plate] = customer_id

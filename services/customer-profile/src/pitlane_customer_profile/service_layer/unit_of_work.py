@@ -1,5 +1,9 @@
 """One command, one transaction: aggregates loaded through it are saved through it, their events appended
-(personal data sealed), the outbox filled and the profile tables updated — all or nothing."""
+(personal data sealed), the outbox filled and the profile tables updated — all or nothing.
+
+The aggregates are the platform's (`pitlane_platform.aggregate`); loading and saving are this service's own,
+not `pitlane_platform.messaging.aggregate`'s, because the stream is read through `ProfileEventStore` (sealed
+fields opened, a shredded key is "erased") and written several streams per append."""
 
 from __future__ import annotations
 
@@ -12,15 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from pitlane_customer_profile.adapters.event_store import PendingStream, ProfileEventStore
 from pitlane_customer_profile.adapters.pii_vault import ShreddedError
 from pitlane_customer_profile.adapters.profile_writer import save_customers, save_vehicles
-from pitlane_customer_profile.domain.aggregate import AggregateRoot
 from pitlane_customer_profile.domain.customer import Customer
 from pitlane_customer_profile.domain.vehicle import Vehicle
 from pitlane_events import Envelope
+from pitlane_platform.aggregate import Aggregate
 from pitlane_platform.clock import Clock
 from pitlane_platform.errors import NotFoundError
 from pitlane_platform.messaging.eventstore import CommandContext
 
-A = TypeVar("A", bound=AggregateRoot)
+A = TypeVar("A", bound=Aggregate)
 
 
 class UnitOfWork:
@@ -28,7 +32,7 @@ class UnitOfWork:
         self.session = session
         self.store = store
         self.clock = clock
-        self._tracked: dict[str, AggregateRoot] = {}
+        self._tracked: dict[str, Aggregate] = {}
 
     async def customer(self, customer_id: str) -> Customer:
         return await self._load(Customer, customer_id)
@@ -46,11 +50,11 @@ class UnitOfWork:
             raise NotFoundError(f"{kind.__name__.lower()} {aggregate_id} was erased") from None
         if not history or history[0].event_type.split(".")[1] not in _FIRST_EVENT[kind]:
             raise NotFoundError(f"{kind.__name__.lower()} {aggregate_id} does not exist")
-        aggregate = kind.rehydrate(aggregate_id, ((e.aggregate_version, e.data) for e in history))
+        aggregate = kind.rehydrate(aggregate_id, history)
         self._tracked[aggregate_id] = aggregate
         return aggregate
 
-    def add(self, aggregate: AggregateRoot) -> None:
+    def add(self, aggregate: Aggregate) -> None:
         """Track a new aggregate, so `commit` saves it."""
         self._tracked[aggregate.id] = aggregate
 
@@ -69,7 +73,7 @@ class UnitOfWork:
         return envelopes
 
 
-_FIRST_EVENT: dict[type[AggregateRoot], tuple[str, ...]] = {
+_FIRST_EVENT: dict[type[Aggregate], tuple[str, ...]] = {
     Customer: ("CustomerRegistered",),
     Vehicle: ("VehicleRegistered",),
 }
