@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -18,8 +16,6 @@ from pitlane_customer_profile.entrypoints.http import Services, build_router
 from pitlane_customer_profile.entrypoints.imports import build_import_router
 from pitlane_customer_profile.service_layer.unit_of_work import UnitOfWorkFactory
 from pitlane_platform.http import create_app as create_http_app
-from pitlane_platform.messaging.connection import connect_nats
-from pitlane_platform.messaging.streams import declare_stream, service_stream
 from pitlane_platform.runtime import ServiceRuntime
 from pitlane_platform.services import ServiceSpec
 from pitlane_platform.settings import ServiceSettings
@@ -57,7 +53,7 @@ def build(settings: CustomerProfileSettings) -> tuple[ServiceRuntime, FastAPI]:
     services = Services(
         chain_id=settings.chain_id,
         clock=runtime.clock,
-        uow=UnitOfWorkFactory(runtime.sessions, store, runtime.clock),
+        uow=UnitOfWorkFactory(runtime.sessions, store),
         vault=vault,
     )
     runtime.consumers.extend(build_consumers(runtime, store))
@@ -67,26 +63,10 @@ def build(settings: CustomerProfileSettings) -> tuple[ServiceRuntime, FastAPI]:
         version="1",
         routers=[build_router(services), build_import_router(services, max_rows=settings.import_max_rows)],
         readiness_checks=runtime.readiness_checks(),
-        lifespan=lambda app: _lifespan(runtime),
+        lifespan=runtime.lifespan,
     )
     app.state.runtime = runtime
     return runtime, app
-
-
-@asynccontextmanager
-async def _lifespan(runtime: ServiceRuntime) -> AsyncIterator[None]:
-    """The runtime's lifespan, after making sure the streams we consume exist: services start in any order,
-    and a durable consumer cannot be declared on a stream its producer has not created yet. The streams are
-    declared exactly as their producers declare them, so whoever comes first, the result is the same."""
-    connection = await connect_nats(runtime.settings.nats_url, name=f"{SERVICE} start-up")
-    try:
-        js = connection.jetstream()
-        for source in sorted({c.source_service for c in runtime.consumers}):
-            await declare_stream(js, service_stream(source, replicas=runtime.stream_replicas))
-    finally:
-        await connection.drain()
-    async with runtime.lifespan():
-        yield
 
 
 def create_app() -> FastAPI:

@@ -80,7 +80,7 @@ async def record_mileage(
 ) -> None:
     """A reading from a work order moves the vehicle's odometer (VehicleMileageRecorded, which reminder
     schedules by); an older or equal reading records nothing."""
-    uow = UnitOfWork(ctx.session, store, ctx.clock)
+    uow = UnitOfWork(ctx.session, store)
     try:
         vehicle = await uow.vehicle(vehicle_id)
     except NotFoundError:
@@ -254,7 +254,7 @@ def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[C
     @nps.on(CustomerUnsubscribed)
     async def on_unsubscribed(ctx: HandlerContext, event: CustomerUnsubscribed) -> None:
         """Consent is ours: an unsubscribe taken by notification becomes a withdrawn consent here."""
-        uow = UnitOfWork(ctx.session, store, ctx.clock)
+        uow = UnitOfWork(ctx.session, store)
         try:
             customer = await uow.customer(await surviving_customer_id(ctx.session, event.customer_id))
         except NotFoundError:

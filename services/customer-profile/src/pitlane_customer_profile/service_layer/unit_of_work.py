@@ -20,7 +20,6 @@ from pitlane_customer_profile.domain.customer import Customer
 from pitlane_customer_profile.domain.vehicle import Vehicle
 from pitlane_events import Envelope
 from pitlane_platform.aggregate import Aggregate
-from pitlane_platform.clock import Clock
 from pitlane_platform.errors import NotFoundError
 from pitlane_platform.messaging.eventstore import CommandContext
 
@@ -28,10 +27,9 @@ A = TypeVar("A", bound=Aggregate)
 
 
 class UnitOfWork:
-    def __init__(self, session: AsyncSession, store: ProfileEventStore, clock: Clock) -> None:
+    def __init__(self, session: AsyncSession, store: ProfileEventStore) -> None:
         self.session = session
         self.store = store
-        self.clock = clock
         self._tracked: dict[str, Aggregate] = {}
 
     async def customer(self, customer_id: str) -> Customer:
@@ -82,14 +80,11 @@ _FIRST_EVENT: dict[type[Aggregate], tuple[str, ...]] = {
 class UnitOfWorkFactory:
     """`async with uow_factory() as uow:` opens a session and its transaction; leaving commits it."""
 
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], store: ProfileEventStore, clock: Clock
-    ) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], store: ProfileEventStore) -> None:
         self.sessions = sessions
         self.store = store
-        self.clock = clock
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[UnitOfWork]:
         async with self.sessions() as session, session.begin():
-            yield UnitOfWork(session, self.store, self.clock)
+            yield UnitOfWork(session, self.store)
