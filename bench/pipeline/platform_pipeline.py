@@ -103,7 +103,7 @@ async def running_platform(servers: BenchServers, *, writers: int) -> AsyncItera
         await _recreate_streams(relay_nats.jetstream(), streams)
         stack.push_async_callback(_delete_streams, relay_nats.jetstream(), streams)
 
-        relay = OutboxRelay(RelayConfig(service=PRODUCER, database_url=url), relay_nats.jetstream())
+        relay = OutboxRelay(RelayConfig(service=PRODUCER, database_url=url), relay_nats)
         runner = ConsumerRunner(
             [mileage_projection()],
             js=consumer_nats.jetstream(),

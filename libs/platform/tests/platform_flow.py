@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Column, Integer, MetaData, Table, Text, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from pitlane_events import Actor
-from pitlane_events.customer_profile import MileageSource, VehicleMileageRecorded
+from pitlane_events import Actor, DomainEvent
+from pitlane_events.customer_profile import (
+    CustomerRegistered,
+    CustomerSource,
+    CustomerUpdated,
+    MileageSource,
+    VehicleMileageRecorded,
+)
 from pitlane_platform.db import create_engine
 from pitlane_platform.messaging import eventstore
 from pitlane_platform.messaging.consumer import Consumer, HandlerContext, advance_read_model
@@ -106,6 +112,11 @@ def probe_consumer(**options: Any) -> Consumer:
     return consumer
 
 
+def probe_durable() -> str:
+    """The probe's durable on the producer's stream (named after its subjects)."""
+    return probe_consumer().subscription_durable
+
+
 async def applied_counts(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:
     async with sessions() as session:
         rows = await session.execute(text("SELECT event_id::text, times_applied FROM probe_effects"))
@@ -144,3 +155,112 @@ async def unpublished_count(sessions: async_sessionmaker[AsyncSession]) -> int:
                 await session.execute(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
             ).scalar_one()
         )
+
+
+# The ordering probe: customers registered and updated (padded to any size), and a consumer
+# "analytics.order-probe" that logs every event it applies, so a test can read each aggregate's applied order.
+applied_log = Table(
+    "probe_applied_log",
+    probe_metadata,
+    Column("position", Integer, primary_key=True, autoincrement=True),
+    Column("aggregate_id", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+)
+
+
+class Faults:
+    """Failures the ordering probe's handler injects, by event id: each set entry fails once."""
+
+    handler_once: ClassVar[set[str]] = set()
+    database_once: ClassVar[set[str]] = set()
+    poison: ClassVar[set[str]] = set()
+    handler_runs: ClassVar[dict[str, int]] = {}
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.handler_once, cls.database_once, cls.poison, cls.handler_runs = set(), set(), set(), {}
+
+
+async def register_customer(
+    sessions: async_sessionmaker[AsyncSession], customer_id: str, *, padding_bytes: int = 100
+) -> Any:
+    event = CustomerRegistered(
+        customer_id=customer_id,
+        full_name="王建国",
+        phone="+8613800138000",
+        source=CustomerSource.WALK_IN,
+        preferred_services=_padding(padding_bytes),
+    )
+    async with sessions() as session, session.begin():
+        [stored] = await eventstore.append(session, customer_id, 0, [event], context())
+    return stored
+
+
+async def update_customer(
+    sessions: async_sessionmaker[AsyncSession], customer_id: str, version: int, *, padding_bytes: int = 100
+) -> Any:
+    event = CustomerUpdated(
+        customer_id=customer_id,
+        changed_fields=("preferred_services",),
+        preferred_services=_padding(padding_bytes),
+    )
+    async with sessions() as session, session.begin():
+        [stored] = await eventstore.append(session, customer_id, version, [event], context())
+    return stored
+
+
+def _padding(size: int) -> tuple[str, ...]:
+    """Preferred services adding up to about `size` bytes (each entry at most 1,000 characters)."""
+    return tuple("p" * min(1000, size - offset) for offset in range(0, size, 1000))
+
+
+def order_probe(*event_types: type[DomainEvent], **options: Any) -> Consumer:
+    consumer = Consumer(service="analytics", purpose="order-probe", source_service=PRODUCER, **options)
+
+    async def apply(ctx: HandlerContext, event: Any) -> None:
+        event_id = str(ctx.envelope.event_id)
+        Faults.handler_runs[event_id] = Faults.handler_runs.get(event_id, 0) + 1
+        if event_id in Faults.poison:
+            raise ValueError("a field this probe refuses")
+        if event_id in Faults.handler_once:
+            Faults.handler_once.discard(event_id)
+            raise ValueError("failing once")
+        if event_id in Faults.database_once:
+            Faults.database_once.discard(event_id)
+            # A real fault: the server ends this very connection, as a restart or failover would.
+            await ctx.session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        await ctx.session.execute(
+            applied_log.insert().values(
+                aggregate_id=ctx.envelope.aggregate_id,
+                version=ctx.envelope.aggregate_version,
+                event_id=ctx.envelope.event_id,
+            )
+        )
+
+    for event_type in event_types or (CustomerRegistered, CustomerUpdated):
+        consumer.on(event_type)(apply)
+    return consumer
+
+
+async def applied_order(sessions: async_sessionmaker[AsyncSession]) -> dict[str, list[int]]:
+    """Per aggregate, the versions the order probe applied, in the order it applied them."""
+    async with sessions() as session:
+        rows = await session.execute(
+            text("SELECT aggregate_id, version FROM probe_applied_log ORDER BY position")
+        )
+        order: dict[str, list[int]] = {}
+        for aggregate_id, version in rows:
+            order.setdefault(aggregate_id, []).append(version)
+        return order
+
+
+async def stored_order(js: Any, stream: str) -> dict[str, list[int]]:
+    """Per aggregate, the versions in the order the stream stores them."""
+    import json
+
+    order: dict[str, list[int]] = {}
+    for message in await stream_messages(js, stream):
+        envelope = json.loads(message.data)
+        order.setdefault(envelope["aggregate_id"], []).append(envelope["aggregate_version"])
+    return order

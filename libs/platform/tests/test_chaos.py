@@ -44,7 +44,7 @@ async def test_nats_crash_under_load_loses_nothing_and_applies_nothing_twice(
 
     stop = asyncio.Event()
     relay = OutboxRelay(
-        RelayConfig(service=PRODUCER, database_url=database_url, poll_interval_s=0.2, max_backoff_s=0.5), js
+        RelayConfig(service=PRODUCER, database_url=database_url, poll_interval_s=0.2, max_backoff_s=0.5), nc
     )
     runner = ConsumerRunner(
         [probe_consumer(ack_wait_s=2, backoff_s=(0.2,))], js=js, sessions=sessions, clock=SystemClock()

@@ -38,6 +38,7 @@ from platform_flow import (
     create_tables,
     latest_mileage,
     probe_consumer,
+    probe_durable,
     record,
     wait_until,
 )
@@ -54,7 +55,7 @@ async def flow(database_url, nats_url):
     for spec in [service_stream(PRODUCER), *platform_streams()]:
         await declare_stream(js, spec)
     stop = asyncio.Event()
-    relay = OutboxRelay(RelayConfig(service=PRODUCER, database_url=database_url, poll_interval_s=0.2), js)
+    relay = OutboxRelay(RelayConfig(service=PRODUCER, database_url=database_url, poll_interval_s=0.2), nc)
     relay_task = asyncio.create_task(relay.run(stop))
     Poison.broken, Poison.attempts = True, 0
     yield session_factory(engine), js
@@ -90,7 +91,7 @@ async def test_an_event_delivered_twice_has_its_effect_once(flow):
     async with running(runner):
 
         async def both_seen():
-            info = await js.consumer_info(stream_name(PRODUCER), "analytics_mileage-probe")
+            info = await js.consumer_info(stream_name(PRODUCER), probe_durable())
             return info.num_ack_pending == 0 and info.delivered.stream_seq >= 2
 
         await wait_until(both_seen)
@@ -227,14 +228,14 @@ async def test_consumer_killed_between_commit_and_ack_applies_the_event_once(flo
     dying = subprocess.Popen([*command, "--die-after-commit"], env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert await asyncio.to_thread(dying.wait, 60) == -9
     assert await applied_counts(sessions) == {str(stored.event_id): 1}
-    info = await js.consumer_info(stream_name(PRODUCER), "analytics_mileage-probe")
+    info = await js.consumer_info(stream_name(PRODUCER), probe_durable())
     assert info.num_ack_pending == 1  # committed, never acked
 
     survivor = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
 
         async def acked_after_redelivery():
-            info = await js.consumer_info(stream_name(PRODUCER), "analytics_mileage-probe")
+            info = await js.consumer_info(stream_name(PRODUCER), probe_durable())
             return info.num_ack_pending == 0 and info.num_redelivered == 0 and info.ack_floor.stream_seq == 1
 
         await wait_until(acked_after_redelivery)

@@ -29,16 +29,16 @@ async def flow(database_url, nats_url):
     engine = create_engine(database_url)
     nc = await connect_nats(nats_url, name="test")
     await declare_stream(nc.jetstream(), service_stream(PRODUCER))
-    yield session_factory(engine), nc.jetstream()
+    yield session_factory(engine), nc
     await nc.close()
     await engine.dispose()
 
 
 @contextlib.asynccontextmanager
-async def running_relay(database_url, js, **options):
+async def running_relay(database_url, nc, **options):
     stop = asyncio.Event()
     relay = OutboxRelay(
-        RelayConfig(service=PRODUCER, database_url=database_url, poll_interval_s=0.2, **options), js
+        RelayConfig(service=PRODUCER, database_url=database_url, poll_interval_s=0.2, **options), nc
     )
     task = asyncio.create_task(relay.run(stop))
     try:
@@ -49,9 +49,10 @@ async def running_relay(database_url, js, **options):
 
 
 async def test_relay_publishes_in_commit_order_with_the_event_id_as_msg_id(database_url, flow):
-    sessions, js = flow
+    sessions, nc = flow
+    js = nc.jetstream()
     stored = [await record(sessions, "vehicle-1", version, 1000 * version) for version in range(5)]
-    async with running_relay(database_url, js) as relay:
+    async with running_relay(database_url, nc) as relay:
 
         async def all_marked():
             return await unpublished_count(sessions) == 0
@@ -64,7 +65,8 @@ async def test_relay_publishes_in_commit_order_with_the_event_id_as_msg_id(datab
 
 
 async def test_rolled_back_transaction_is_never_published(database_url, flow):
-    sessions, js = flow
+    sessions, nc = flow
+    js = nc.jetstream()
     with pytest.raises(RuntimeError):
         async with sessions() as session, session.begin():
             from pitlane_platform.messaging import eventstore
@@ -73,7 +75,7 @@ async def test_rolled_back_transaction_is_never_published(database_url, flow):
             await eventstore.append(session, "vehicle-9", 0, [reading("vehicle-9", 1)], context())
             raise RuntimeError("rolled back")
     committed = await record(sessions, "vehicle-9", 0, 2)
-    async with running_relay(database_url, js):
+    async with running_relay(database_url, nc):
 
         async def published():
             return await unpublished_count(sessions) == 0
@@ -85,12 +87,13 @@ async def test_rolled_back_transaction_is_never_published(database_url, flow):
 
 
 async def test_one_relay_is_active_and_a_standby_takes_over(database_url, flow):
-    sessions, js = flow
+    sessions, nc = flow
+    js = nc.jetstream()
     first_stop, second_stop = asyncio.Event(), asyncio.Event()
     config = RelayConfig(
         service=PRODUCER, database_url=database_url, poll_interval_s=0.2, standby_retry_s=0.2
     )
-    first, second = OutboxRelay(config, js), OutboxRelay(config, js)
+    first, second = OutboxRelay(config, nc), OutboxRelay(config, nc)
     first_task = asyncio.create_task(first.run(first_stop))
 
     async def first_active():
@@ -139,7 +142,8 @@ def start_relay_process(database_url: str, nats_url: str) -> subprocess.Popen[by
 async def test_relay_killed_between_publish_and_mark_leaves_each_event_once_in_the_stream(
     database_url, nats_url, flow
 ):
-    sessions, js = flow
+    sessions, nc = flow
+    js = nc.jetstream()
     stored = [await record(sessions, f"vehicle-{n}", 0, n) for n in range(10)]
 
     # Hold the outbox rows locked: the relay can read and publish them, but its UPDATE marking them waits.

@@ -37,6 +37,7 @@ from platform_flow import (
     context,
     create_tables,
     probe_consumer,
+    probe_durable,
     reading,
     wait_until,
 )
@@ -232,4 +233,4 @@ async def test_a_consumer_starts_before_its_producer_ever_ran(database_url, nats
         js = runtime.nats.jetstream()
         consumed = await js.stream_info(stream_name(PRODUCER))
         assert consumed.config.subjects == [f"{PRODUCER}.>"]
-        assert (await js.consumer_info(stream_name(PRODUCER), "analytics_mileage-probe")).config.durable_name
+        assert (await js.consumer_info(stream_name(PRODUCER), probe_durable())).config.durable_name

@@ -6,6 +6,7 @@ from profile_testing import Service, make_vin, register_customer, register_vehic
 from sqlalchemy import func, select
 
 from pitlane_customer_profile.adapters.tables import customers, vehicles
+from pitlane_customer_profile.service_layer import limits
 from pitlane_platform.schema import events, outbox
 
 
@@ -77,6 +78,24 @@ async def test_bad_plate_vin_or_phone_is_a_422_naming_the_field_and_stores_nothi
         assert field in [error["field"].split(".")[-1] for error in response.json()["errors"]], response.text
     assert (await service.get("/v1/lookup", plate="沪A1234")).status_code == 422
     assert await stored_rows(service) == before
+
+
+async def test_a_registration_with_1800_preferred_services_is_a_422_naming_the_field_and_stores_nothing(
+    service: Service,
+) -> None:
+    before = await stored_rows(service)
+    services = [f"{n}号保养套餐".ljust(limits.PREFERRED_SERVICE_LENGTH, "精") for n in range(1800)]
+
+    response = await service.post("/v1/customers", wang(preferred_services=services))
+
+    assert response.status_code == 422, response.text[:500]
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert [error["field"] for error in problem["errors"]] == ["body.preferred_services"]
+    assert "at most 50" in problem["errors"][0]["message"]
+    assert (await service.get("/v1/lookup", phone="13812345678")).status_code == 404
+    assert (await service.get("/v1/customers", name="王建国")).json()["total"] == 0
+    assert await stored_rows(service) == before  # no event, no outbox row, no customer
 
 
 async def test_updates_change_only_what_is_given_and_a_stale_version_is_a_409(service: Service) -> None:

@@ -9,6 +9,7 @@ import re
 from workorder_harness import BRANCH, Harness, advance
 
 from pitlane_events.workorder import WorkOrderCompleted
+from pitlane_workorder.service_layer import limits
 
 PHOTO = b"\xff\xd8\xff\xe0" + b"brake pad, 2 mm left" * 50
 
@@ -241,3 +242,35 @@ async def test_a_settlement_that_does_not_add_up_is_a_422_and_stores_nothing(bra
     assert response.json()["errors"][0]["field"] == "body.payments"
     assert await branch.counts() == before
     assert (await branch.get(branch.order_path(order))).json()["state"] == "quality_passed"
+
+
+async def test_a_bill_with_too_many_lines_is_a_422_naming_the_field_and_stores_nothing(branch: Harness):
+    order = await branch.walk_in()
+    await branch.command(order, "technicians", {"technician_id": "tom"})
+    await branch.command(order, "progress", {"text": "完成"}, role="technician", sub="tom")
+    await branch.command(order, "quality-check", {"passed": True}, role="manager")
+    before = await branch.counts()
+    lines = [
+        {
+            "item_code": f"P-{n:04d}",
+            "name": f"配件{n}",
+            "category": "parts",
+            "quantity": "1",
+            "unit_price_fen": 100,
+            "line_total_fen": 100,
+        }
+        for n in range(limits.MAX_LINE_ITEMS + 1)
+    ]
+    total = 100 * len(lines)  # a bill that adds up: only its size is wrong
+    response = await branch.command(
+        order,
+        "settlement",
+        {"line_items": lines, "payments": [{"method": "cash", "amount_fen": total}], "total_fen": total},
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert [error["field"] for error in response.json()["errors"]] == ["body.line_items"]
+    assert await branch.counts() == before  # no event, no outbox row
+    detail = (await branch.get(branch.order_path(order))).json()
+    assert detail["state"] == "quality_passed"
+    assert "workorder.WorkOrderSettled" not in [entry["event_type"] for entry in detail["history"]]

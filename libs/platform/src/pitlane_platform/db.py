@@ -41,7 +41,7 @@ async def execute_on_driver(
     session: AsyncSession, operation: str, sql: str, parameters: Mapping[str, Any]
 ) -> tuple[Any, ...] | None:
     """Run one fixed statement of the platform's hot path on the session's own psycopg connection, in its
-    transaction, and return its first row.
+    transaction, and return its first row (None if it returns none, or no rows at all).
 
     Why: going through SQLAlchemy costs several times the CPU of the statement itself (parameter processing,
     and PostgreSQL INSERT … ON CONFLICT constructs are recompiled on every call), and these statements run for
@@ -57,4 +57,4 @@ async def execute_on_driver(
         attributes={"db.system.name": "postgresql", "db.operation.name": operation},
     ):
         cursor = await driver.execute(sql, parameters)
-        return await cursor.fetchone()
+        return await cursor.fetchone() if cursor.description is not None else None

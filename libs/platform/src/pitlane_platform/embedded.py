@@ -79,13 +79,21 @@ class EmbeddedNats:
     reconnect find the server again; `kill()` simulates a crash.
     """
 
-    def __init__(self, data_dir: Path, port: int | None = None, *, server_name: str = "pitlane") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        server_name: str = "pitlane",
+        max_payload: int | None = None,
+    ) -> None:
         if port in RESERVED_PORTS:
             raise ValueError(f"port {port} is a default port another server on this machine may own")
         self.data_dir = Path(data_dir).resolve()
         self.port = port
         self.http_port: int | None = None
         self.server_name = server_name
+        self.max_payload = max_payload  # None: the server's default (1 MiB)
         self.version: str | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -127,6 +135,10 @@ class EmbeddedNats:
             "--jetstream",
             "--store_dir", str(self.data_dir / "jetstream"),
         ]  # fmt: skip
+        if self.max_payload is not None:  # no command-line flag for it: a config file of one line
+            config = self.data_dir / "nats-server.conf"
+            config.write_text(f"max_payload: {self.max_payload}\n")
+            command += ["--config", str(config)]
         with self.log_file.open("ab") as log:
             # Its own session: a Ctrl-C in the terminal reaches only our process, which stops it in order.
             self._process = subprocess.Popen(

@@ -53,3 +53,19 @@ class InvalidInputError(PitlaneError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class MessageTooLargeError(PitlaneError):
+    """The command would produce an event larger than the broker accepts: refused before anything is stored,
+    so nothing is ever accepted that cannot be published."""
+
+    status = 413
+    title = "Content too large"
+
+    def __init__(self, event_type: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"the {event_type} event this command produces is {size} bytes; the broker accepts at most {limit}"
+        )
+        self.event_type = event_type
+        self.size = size
+        self.limit = limit

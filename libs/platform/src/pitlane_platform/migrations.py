@@ -20,27 +20,44 @@ from pitlane_platform.db import sqlalchemy_url
 
 
 def create_platform_tables() -> None:
-    """For a service's first migration: the event store, outbox, inbox and read-model version tables, as
-    `pitlane_platform.schema` defines them, so every service gets the same ones."""
+    """For a service's first migration: the event store, outbox, inbox, read-model version and consumer
+    hold tables, as `pitlane_platform.schema` defines them, so every service gets the same ones."""
     from alembic import op
 
-    from pitlane_platform.schema import metadata
+    from pitlane_platform.schema import PLATFORM_TABLES, metadata
 
-    metadata.create_all(op.get_bind(), tables=list(_platform_tables()))
+    metadata.create_all(op.get_bind(), tables=list(PLATFORM_TABLES))
+
+
+# What the platform's tables gained since a service's first migration, written so that it does nothing on a
+# database whose first migration already created the current tables (create_platform_tables uses the
+# current schema). Each service's migration history calls upgrade_platform_tables() once per platform change.
+_PLATFORM_UPGRADES = """
+    ALTER TABLE outbox ADD COLUMN IF NOT EXISTS aggregate_id text NOT NULL DEFAULT '';
+    ALTER TABLE outbox ADD COLUMN IF NOT EXISTS parked_at timestamptz;
+    ALTER TABLE outbox ADD COLUMN IF NOT EXISTS park_reason text;
+    CREATE INDEX IF NOT EXISTS ix_outbox_parked ON outbox (aggregate_id)
+        WHERE published_at IS NULL AND parked_at IS NOT NULL;
+"""
+
+
+def upgrade_platform_tables() -> None:
+    """Bring the platform's tables of an existing service database to the current schema (idempotent)."""
+    from alembic import op
+
+    from pitlane_platform.schema import PLATFORM_TABLES, metadata
+
+    bind = op.get_bind()
+    bind.exec_driver_sql(_PLATFORM_UPGRADES)
+    metadata.create_all(bind, tables=list(PLATFORM_TABLES), checkfirst=True)
 
 
 def drop_platform_tables() -> None:
     from alembic import op
 
-    from pitlane_platform.schema import metadata
+    from pitlane_platform.schema import PLATFORM_TABLES, metadata
 
-    metadata.drop_all(op.get_bind(), tables=list(_platform_tables()))
-
-
-def _platform_tables():  # type: ignore[no-untyped-def]
-    from pitlane_platform.schema import events, inbox, outbox, read_model_versions
-
-    return (events, outbox, inbox, read_model_versions)
+    metadata.drop_all(op.get_bind(), tables=list(PLATFORM_TABLES))
 
 
 def alembic_config(database_url: str, script_location: Path) -> Config:

@@ -19,7 +19,8 @@ from sqlalchemy import text
 from pitlane_platform.db import create_engine, session_factory
 from pitlane_platform.messaging.connection import connect_nats
 from pitlane_platform.messaging.consumer import AfterCommit, Consumer, ConsumerRunner
-from pitlane_platform.messaging.relay import OutboxRelay, RelayConfig
+from pitlane_platform.messaging.outbox import set_max_payload
+from pitlane_platform.messaging.relay import OutboxRelay, RelayConfig, outbox_health
 from pitlane_platform.messaging.streams import declare_stream, platform_streams, service_stream
 from pitlane_platform.migrations import upgrade
 from pitlane_platform.settings import ServiceSettings
@@ -56,6 +57,7 @@ class ServiceRuntime:
         if self.migrations is not None and self.settings.migrate_at_start:
             await asyncio.to_thread(upgrade, self.settings.database_url, self.migrations)
         self.nats = await connect_nats(self.settings.nats_url, name=self.service)
+        set_max_payload(self.nats.max_payload)  # commands that would produce larger events are refused
         js = self.nats.jetstream()
         # The streams this service consumes are declared too, exactly as their producers declare them:
         # services start in any order, and a durable consumer cannot exist before its stream.
@@ -72,7 +74,7 @@ class ServiceRuntime:
                 batch_size=self.settings.relay_batch_size,
                 poll_interval_s=self.settings.relay_poll_interval_s,
             ),
-            js,
+            self.nats,
         )
         self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name=f"{self.service} relay"))
         if self.consumers:
@@ -120,7 +122,20 @@ class ServiceRuntime:
             if self.nats is None or not self.nats.is_connected:
                 raise ConnectionError("not connected to NATS")
 
-        return [database, nats]
+        async def outbox() -> None:
+            """Events not reaching the broker: a backlog older than allowed, or rows parked for good."""
+            async with self.engine.connect() as connection:
+                raw = await connection.get_raw_connection()
+                health = await outbox_health(raw.driver_connection)  # type: ignore[arg-type]
+            problems = health.problems(max_lag_s=self.settings.relay_max_lag_s)
+            if problems:
+                raise OutboxNotDraining("; ".join(problems))
+
+        return [database, nats, outbox]
+
+
+class OutboxNotDraining(RuntimeError):
+    """The relay's backlog is too old, or it parked events the broker will never accept."""
 
 
 def _log_crash(task: asyncio.Task[Any]) -> None:

@@ -1,4 +1,5 @@
-"""The tables every service has: its event store, its outbox, its inbox and read-model version marks.
+"""The tables every service has: its event store, its outbox, its inbox, read-model version marks, and the
+consumers' held-back aggregates.
 
 A service's own tables live in the same MetaData (`service_metadata()`), so one Alembic history per service
 creates both; nothing is shared between services' databases.
@@ -51,19 +52,29 @@ events = Table(
 
 # Rows to publish, written in the same transaction as the events and the state change. The relay marks
 # `published_at` after JetStream acknowledged the message; unpublished rows are found through a partial
-# index, never by tailing `id` (ids commit out of order).
+# index, never by tailing `id` (ids commit out of order). Rows of one aggregate are published in id order
+# (= version order: an aggregate's appends are serialised by the version check), one at a time. A row the
+# broker will never accept is parked (`parked_at`, `park_reason`) and holds back its aggregate's later rows.
 outbox = Table(
     "outbox",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Column("aggregate_id", Text, nullable=False, server_default=""),
     Column("subject", Text, nullable=False),
     Column("headers", JSONB, nullable=False),
     Column("payload", LargeBinary, nullable=False),
     Column("traceparent", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("published_at", DateTime(timezone=True)),
+    Column("parked_at", DateTime(timezone=True)),
+    Column("park_reason", Text),
     Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+    Index(
+        "ix_outbox_parked",
+        "aggregate_id",
+        postgresql_where=text("published_at IS NULL AND parked_at IS NOT NULL"),
+    ),
 )
 
 # One row per (consumer, event) handled, written in the handler's transaction: an event has its effect once.
@@ -84,6 +95,44 @@ read_model_versions = Table(
     Column("aggregate_id", Text, primary_key=True),
     Column("version", Integer, nullable=False),
 )
+
+# An aggregate a consumer holds back: its head message failed (and is retried by the runner on its own
+# back-off schedule) or was dead-lettered (and waits for a replay). While the hold exists, the aggregate's
+# later messages are parked in `consumer_parked_messages` instead of applied; they are applied in order
+# after the head, then the hold is released. Both tables are the consumer's durable memory of the order.
+consumer_holds = Table(
+    "consumer_holds",
+    metadata,
+    Column("consumer", Text, primary_key=True),
+    Column("aggregate_id", Text, primary_key=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),  # failed attempts of the head
+    # Attempts begun: more begun than failed means the process died during them (see ConsumerRunner).
+    Column("attempts_started", Integer, nullable=False, server_default="0"),
+    Column("replays", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_error", Text),
+    Column("dead_lettered_at", DateTime(timezone=True)),
+    Column("held_since", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+consumer_parked_messages = Table(
+    "consumer_parked_messages",
+    metadata,
+    Column("position", BigInteger, primary_key=True, autoincrement=True),
+    Column("consumer", Text, nullable=False),
+    Column("aggregate_id", Text, nullable=False),
+    Column("aggregate_version", Integer, nullable=False),
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("headers", JSONB, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("parked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("consumer", "event_id", name="uq_consumer_parked_messages_consumer_event"),
+    Index("ix_consumer_parked_messages_order", "consumer", "aggregate_id", "aggregate_version", "position"),
+)
+
+PLATFORM_TABLES = (events, outbox, inbox, read_model_versions, consumer_holds, consumer_parked_messages)
 
 OUTBOX_CHANNEL = "pitlane_outbox"
 

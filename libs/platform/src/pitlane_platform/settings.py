@@ -46,6 +46,9 @@ class ServiceSettings(BaseSettings):
 
     relay_poll_interval_s: float = 1.0
     relay_batch_size: int = 256
+    relay_max_lag_s: float = Field(
+        default=60.0, description="readiness fails when the oldest unpublished event is older than this"
+    )
 
     clock_fixed_at: datetime | None = None
     clock_offset: timedelta | None = None

@@ -20,7 +20,7 @@ async def main() -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     relay = OutboxRelay(
-        RelayConfig(service=args.service, database_url=args.database_url, poll_interval_s=0.2), nc.jetstream()
+        RelayConfig(service=args.service, database_url=args.database_url, poll_interval_s=0.2), nc
     )
     print("relay started", flush=True)
     await relay.run(stop)

@@ -1,4 +1,10 @@
-"""Connecting to NATS the way every Pitlane process does: reconnect forever, never give up silently."""
+"""Connecting to NATS the way every Pitlane process does: reconnect forever, never give up silently, and
+never buffer publishes while disconnected.
+
+nats-py keeps publishes made during a reconnect in a buffer (2 MiB by default) and refuses one that does
+not fit while keeping a later, smaller one: the later message reaches the server first. With no buffer a
+publish made while disconnected fails at once, and the caller (the relay) retries it in order.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ async def connect_nats(url: str, *, name: str, first_connect_timeout_s: float = 
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.25,
+                pending_size=0,
                 connect_timeout=2,
                 disconnected_cb=disconnected,
                 reconnected_cb=reconnected,

@@ -1,17 +1,34 @@
-"""Consumers: durable pull consumers whose handlers have each event's effect exactly once.
+"""Consumers: durable pull consumers whose handlers see each aggregate's events in order, each once.
 
-Each message is handled in one database transaction together with an inbox row for its event id; the
-message is acked only after that commit. A duplicate delivery finds the inbox row and is acked without
-effect. A failing handler is nak'ed with a delay; after `max_deliver` attempts the message goes to the
-dead-letter stream with its error and original headers and the consumer moves on. Dead letters replayed by
-an operator come back through the consumer's replay subscription, on the same path.
+Guarantees a handler gets (docs/platform.md says the same for service authors):
+- **Once:** each event is handled in one database transaction together with an inbox row for its event id;
+  the message is acked only after that commit. A duplicate delivery finds the inbox row and has no effect.
+- **In order per aggregate:** the relay stores an aggregate's events in version order, and a consumer never
+  applies an event of an aggregate while an earlier one of it is still failing. When a handler fails, its
+  aggregate is put on hold (`consumer_holds`): the failed message and every later message of that aggregate
+  are parked in the database (`consumer_parked_messages`) and acked, and the runner retries the head on the
+  consumer's back-off schedule, then applies the parked ones in order and releases the hold. Messages of
+  other aggregates flow on.
+- **Dead letters:** after `max_deliver` failed attempts the head goes to the dead-letter stream; its
+  aggregate stays on hold with its later messages waiting, and a replay (`pitlane dlq replay`) applies the
+  head and then them, in order.
+- **Outages are not attempts:** an infrastructure error (database unreachable, connection lost,
+  serialization failure, deadlock, lock timeout; see faults.py) counts as no attempt: the batch is kept,
+  its messages kept alive with in-progress acks, and retried once the database answers; nothing is fetched
+  meanwhile. Long handlers keep their messages alive the same way instead of being redelivered.
+- **New subscriptions see the past:** the durable's name carries a hash of its subjects, so a consumer
+  whose handlers change gets a new durable that starts at the stream's beginning; the inbox skips what was
+  already applied, and the old durable is deleted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,15 +36,19 @@ from typing import Any
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from opentelemetry.trace import Status, StatusCode
+from psycopg.types.json import Jsonb
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pitlane_events import Actor, DomainEvent, Envelope, EventError, decode
 from pitlane_events.codec import MSG_ID_HEADER
 from pitlane_platform.clock import Clock
 from pitlane_platform.db import execute_on_driver
-from pitlane_platform.messaging.deadletter import dead_letter, original_subject
+from pitlane_platform.messaging.deadletter import dead_letter, delivery_source, original_subject
 from pitlane_platform.messaging.eventstore import CommandContext
+from pitlane_platform.messaging.faults import InfrastructureError, is_infrastructure_error
 from pitlane_platform.messaging.streams import (
     REPLAY_PREFIX,
     REPLAY_STREAM,
@@ -50,6 +71,65 @@ _ADVANCE = (
     "ON CONFLICT (read_model, aggregate_id) DO UPDATE SET version = excluded.version "
     "WHERE seen.version < excluded.version RETURNING version"
 )
+# First statement of every consumer transaction: its time limits, and which of the batch's aggregates are
+# on hold (share-locked, so a hold cannot be released while this transaction parks a message behind it).
+_BEGIN = (
+    "SELECT set_config('statement_timeout', %(statement_timeout)s, true), "
+    "set_config('lock_timeout', %(lock_timeout)s, true), "
+    "ARRAY(SELECT aggregate_id FROM consumer_holds "
+    "WHERE consumer = %(consumer)s AND aggregate_id = ANY(%(aggregate_ids)s::text[]) FOR SHARE)"
+)
+_PARK = (
+    "INSERT INTO consumer_parked_messages "
+    "(consumer, aggregate_id, aggregate_version, event_id, event_type, subject, headers, payload) "
+    "VALUES (%(consumer)s, %(aggregate_id)s, %(aggregate_version)s, %(event_id)s, %(event_type)s, "
+    "%(subject)s, %(headers)s, %(payload)s) ON CONFLICT (consumer, event_id) DO NOTHING"
+)
+_HOLD = (
+    "INSERT INTO consumer_holds (consumer, aggregate_id, attempts, attempts_started, next_attempt_at, "
+    "last_error, dead_lettered_at) VALUES (%(consumer)s, %(aggregate_id)s, %(attempts)s, %(attempts)s, "
+    "now() + make_interval(secs => %(delay_s)s), %(error)s, CASE WHEN %(dead)s THEN now() END) "
+    "ON CONFLICT (consumer, aggregate_id) DO NOTHING"
+)
+_DUE_HOLDS = text(
+    "SELECT aggregate_id FROM consumer_holds WHERE consumer = :consumer AND dead_lettered_at IS NULL "
+    "AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT 100"
+)
+_LOCK_HOLD = (
+    "SELECT dead_lettered_at IS NOT NULL FROM consumer_holds "
+    "WHERE consumer = %(consumer)s AND aggregate_id = %(aggregate_id)s FOR UPDATE"
+)
+_HEAD = (
+    "SELECT position, event_id, subject, headers, payload FROM consumer_parked_messages "
+    "WHERE consumer = %(consumer)s AND aggregate_id = %(aggregate_id)s "
+    "ORDER BY aggregate_version, position LIMIT 1"
+)
+_START_ATTEMPT = (
+    "UPDATE consumer_holds SET attempts_started = attempts_started + 1 "
+    "WHERE consumer = %(consumer)s AND aggregate_id = %(aggregate_id)s "
+    "RETURNING attempts, attempts_started, replays"
+)
+_APPLIED_HEAD = (
+    "WITH applied AS (DELETE FROM consumer_parked_messages WHERE position = %(position)s) "
+    "UPDATE consumer_holds SET attempts = 0, attempts_started = 0, last_error = NULL "
+    "WHERE consumer = %(consumer)s AND aggregate_id = %(aggregate_id)s"
+)
+_RELEASE = "DELETE FROM consumer_holds WHERE consumer = %(consumer)s AND aggregate_id = %(aggregate_id)s"
+_FAILED_HEAD = (
+    "UPDATE consumer_holds SET attempts = %(attempts)s, last_error = %(error)s, "
+    "next_attempt_at = now() + make_interval(secs => %(delay_s)s), "
+    "dead_lettered_at = CASE WHEN %(dead)s THEN now() END "
+    "WHERE consumer = %(consumer)s AND aggregate_id = %(aggregate_id)s"
+)
+_RETRY_REPLAYED = (
+    "UPDATE consumer_holds SET dead_lettered_at = NULL, attempts = 0, attempts_started = 0, next_attempt_at = now(), "
+    "replays = replays + 1 "
+    "WHERE consumer = %(consumer)s AND aggregate_id = %(aggregate_id)s AND dead_lettered_at IS NOT NULL"
+)
+
+_DURABLE_WITH_HASH = re.compile(r"_[0-9a-f]{8}$")
+_HOLD_POLL_S = 1.0
+_DATABASE_PROBE_MAX_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -86,6 +166,8 @@ class Consumer:
     backoff_s: Sequence[float] = (1.0, 5.0, 30.0, 120.0)
     ack_wait_s: float = 30.0
     batch_size: int = 64
+    statement_timeout_s: float = 30.0
+    lock_timeout_s: float = 10.0
     handlers: dict[str, Handler] = field(default_factory=dict)
 
     @property
@@ -94,8 +176,23 @@ class Consumer:
 
     @property
     def durable(self) -> str:
-        # JetStream names cannot contain dots.
+        """The consumer's stable id in JetStream names and dead letters (JetStream names have no dots)."""
         return f"{self.service}_{self.purpose}".replace(".", "_")
+
+    def filter_subjects(self) -> tuple[str, ...]:
+        filters = tuple(
+            sorted(f"{self.source_service}.*.{event_type.split('.', 1)[1]}.*" for event_type in self.handlers)
+        )
+        if not filters:
+            raise ValueError(f"consumer {self.name} handles no event")
+        return filters
+
+    @property
+    def subscription_durable(self) -> str:
+        """The durable on the source stream: named after its subjects, so new subjects mean a new durable
+        that reads the stream from its start (a durable widened in place would skip their history)."""
+        digest = hashlib.sha256("\n".join(self.filter_subjects()).encode()).hexdigest()[:8]
+        return f"{self.durable}_{digest}"
 
     def on(self, model: type[DomainEvent]) -> Callable[[Handler], Handler]:
         """Register the handler of one event type; it receives the newest version's model."""
@@ -109,13 +206,13 @@ class Consumer:
         return register
 
     def specs(self) -> list[ConsumerSpec]:
-        filters = tuple(
-            sorted(f"{self.source_service}.*.{event_type.split('.', 1)[1]}.*" for event_type in self.handlers)
-        )
-        if not filters:
-            raise ValueError(f"consumer {self.name} handles no event")
         return [
-            ConsumerSpec(stream_name(self.source_service), self.durable, filters, ack_wait_s=self.ack_wait_s),
+            ConsumerSpec(
+                stream_name(self.source_service),
+                self.subscription_durable,
+                self.filter_subjects(),
+                ack_wait_s=self.ack_wait_s,
+            ),
             ConsumerSpec(
                 REPLAY_STREAM,
                 self.durable,
@@ -125,10 +222,44 @@ class Consumer:
         ]
 
     def delay_after(self, attempt: int) -> float:
-        return self.backoff_s[min(attempt, len(self.backoff_s)) - 1]
+        return self.backoff_s[min(max(attempt, 1), len(self.backoff_s)) - 1]
 
 
 AfterCommit = Callable[[Consumer, Envelope[Any]], None]
+
+
+@dataclass
+class _Delivery:
+    """One fetched message on its way to being settled (acked after its effect or park committed)."""
+
+    message: Msg
+    envelope: Envelope[Any]
+    handler: Handler
+    replayed: bool
+    settled: bool = False
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.envelope.aggregate_id
+
+
+@dataclass(frozen=True)
+class _HeldMessage:
+    """The head of a hold, as parked in the database."""
+
+    position: int
+    event_id: Any
+    subject: str
+    headers: dict[str, str]
+    payload: bytes
+    replays: int
+
+
+class _HandlerFailed(Exception):
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
 
 
 class ConsumerRunner:
@@ -148,11 +279,39 @@ class ConsumerRunner:
         self.after_commit = list(after_commit)
         self.applied = 0
         self.dead_lettered = 0
+        self.infrastructure_failures = 0
+        self._holds_changed = {consumer.name: asyncio.Event() for consumer in consumers}
 
     async def declare(self) -> None:
         for consumer in self.consumers:
             for spec in consumer.specs():
                 await declare_consumer(self.js, spec)
+            await self._delete_outdated_durables(consumer)
+
+    async def _delete_outdated_durables(self, consumer: Consumer) -> None:
+        """Durables of this consumer for subjects it no longer has: its new durable re-reads the stream."""
+        stream = stream_name(consumer.source_service)
+        current = consumer.subscription_durable
+        with contextlib.suppress(NotFoundError):
+            for info in await self.js.consumers_info(stream):
+                name = info.name
+                if name == current or not (
+                    name == consumer.durable
+                    or (
+                        name.startswith(consumer.durable)
+                        and _DURABLE_WITH_HASH.fullmatch(name[len(consumer.durable) :])
+                    )
+                ):
+                    continue
+                await self.js.delete_consumer(stream, name)
+                log.warning(
+                    "consumer %s subscribes to other subjects now: durable %s replaces %s and reads %s from "
+                    "its start (the inbox skips what was already applied)",
+                    consumer.name,
+                    current,
+                    name,
+                    stream,
+                )
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.declare()
@@ -162,6 +321,9 @@ class ConsumerRunner:
                     tasks.create_task(
                         self._pull(consumer, spec, stop), name=f"consume {spec.stream}/{spec.durable}"
                     )
+                tasks.create_task(self._retry_holds(consumer, stop), name=f"holds of {consumer.name}")
+
+    # Intake: fetched messages, applied in batches.
 
     async def _pull(self, consumer: Consumer, spec: ConsumerSpec, stop: asyncio.Event) -> None:
         subscription = await self.js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
@@ -173,78 +335,166 @@ class ConsumerRunner:
                     continue
                 except Exception as exc:  # broker away: the client reconnects; wait and fetch again
                     log.warning("fetch failed for %s; retrying", spec.durable, extra={"error": str(exc)})
-                    await asyncio.sleep(0.5)
+                    await _sleep_unless(stop, 0.5)
                     continue
-                await self.process_batch(consumer, messages)
+                await self._settle_through_outages(consumer, messages, stop)
         finally:
-            await subscription.unsubscribe()
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
 
-    async def process_batch(self, consumer: Consumer, messages: list[Msg]) -> None:
-        """Apply a fetched batch in one transaction (one commit instead of one per message), in order.
+    async def _settle_through_outages(
+        self, consumer: Consumer, messages: list[Msg], stop: asyncio.Event
+    ) -> None:
+        """Process the batch; while the database is away, keep its messages alive and try again."""
+        async with _kept_alive(messages, consumer.ack_wait_s):
+            deliveries: list[_Delivery] | None = None
+            probe_delay = 0.1
+            while True:
+                try:
+                    if deliveries is None:
+                        deliveries = await self._prepare(consumer, messages)
+                    await self.process_batch(consumer, deliveries)
+                    return
+                except InfrastructureError as exc:
+                    self.infrastructure_failures += 1
+                    log.warning(
+                        "consumer %s paused: infrastructure error (not counted as an attempt): %s",
+                        consumer.name,
+                        exc,
+                    )
+                    if not await self._wait_for_database(stop, probe_delay):
+                        return  # stopping: the unsettled messages are redelivered to the next run
+                    probe_delay = min(_DATABASE_PROBE_MAX_S, probe_delay * 2)
 
-        If a handler fails, the batch's transaction is rolled back; the messages before it are applied one
-        by one, the failing one is settled as this delivery's failed attempt (nak with back-off, or dead
-        letter), and the rest are applied one by one, so a poison message costs the batch nothing but time.
+    async def _wait_for_database(self, stop: asyncio.Event, delay: float) -> bool:
+        while not stop.is_set():
+            await _sleep_unless(stop, delay)
+            try:
+                async with self.sessions() as session:
+                    await session.execute(text("SELECT 1"))
+                return True
+            except Exception as exc:
+                if not is_infrastructure_error(exc):
+                    raise
+                delay = min(_DATABASE_PROBE_MAX_S, delay * 2)
+        return False
+
+    async def _prepare(self, consumer: Consumer, messages: list[Msg]) -> list[_Delivery]:
+        """Settle what needs no handler (unreadable messages, events this consumer ignores, deliveries past
+        max_deliver after a crash); the rest are deliveries to apply, in order."""
+        deliveries = []
+        for message in messages:
+            replayed = message.metadata.stream == REPLAY_STREAM
+            try:
+                envelope = decode(message.data)
+            except EventError as exc:  # retrying cannot make an unreadable event readable
+                await self._dead_letter_unreadable(consumer, message, str(exc))
+                continue
+            handler = consumer.handlers.get(envelope.event_type)
+            if handler is None:
+                await _quietly(message.ack())
+                continue
+            delivery = _Delivery(message, envelope, handler, replayed)
+            attempt = message.metadata.num_delivered
+            if attempt > consumer.max_deliver and not replayed:
+                # The process died during each of its attempts: give up without running the handler again.
+                await self._hold(
+                    consumer, delivery, f"no outcome after {consumer.max_deliver} attempts", attempt
+                )
+                continue
+            deliveries.append(delivery)
+        return deliveries
+
+    async def process_batch(self, consumer: Consumer, deliveries: list[_Delivery]) -> None:
+        """Apply the unsettled deliveries in one transaction (one commit for the batch), in order.
+
+        If a handler fails, the transaction is rolled back; the deliveries before it are applied again
+        together, the failing one puts its aggregate on hold (this run was its attempt), and the rest are
+        applied (or, for that aggregate, parked) after it, so a failing message costs its neighbours nothing
+        but time and its handler runs once per attempt.
         """
-        ready = [item for item in [await self._prepare(consumer, message) for message in messages] if item]
-        if len(ready) <= 1:
-            for message, envelope, handler in ready:
-                await self._apply_alone(consumer, message, envelope, handler)
+        pending = [delivery for delivery in deliveries if not delivery.settled]
+        if not pending:
             return
-        failing = None
+        try:
+            applied = await self._apply(consumer, pending)
+        except _HandlerFailed as failure:
+            await self.process_batch(consumer, pending[: failure.index])
+            failing = pending[failure.index]
+            await self._hold(
+                consumer, failing, _describe(failure.error), failing.message.metadata.num_delivered
+            )
+            await self.process_batch(consumer, pending[failure.index + 1 :])
+            return
+        await self._settle(consumer, pending, applied)
+
+    async def _apply(self, consumer: Consumer, deliveries: list[_Delivery]) -> list[bool]:
+        """In one transaction: park the deliveries of held aggregates, apply the others; True per applied."""
         applied: list[bool] = []
+        held: set[str] = set()
+        index = 0
         try:
             async with self.sessions() as session, session.begin():
-                for index, (message, envelope, handler) in enumerate(ready):
-                    failing = index
-                    with self._span(consumer, message):
-                        applied.append(await self._claim_and_handle(session, consumer, handler, envelope))
-                failing = None
+                held = set(await self._begin(session, consumer, [d.aggregate_id for d in deliveries]))
+                for index, delivery in enumerate(deliveries):  # noqa: B007 (the except reads it)
+                    if delivery.aggregate_id in held:
+                        await self._park(session, consumer, delivery.message, delivery.envelope)
+                        applied.append(False)
+                        if delivery.replayed:
+                            await execute_on_driver(
+                                session,
+                                "retry replayed",
+                                _RETRY_REPLAYED,
+                                {"consumer": consumer.name, "aggregate_id": delivery.aggregate_id},
+                            )
+                        continue
+                    with self._span(consumer, delivery.message):
+                        applied.append(
+                            await self._claim_and_handle(
+                                session, consumer, delivery.handler, delivery.envelope
+                            )
+                        )
         except Exception as exc:
-            if failing is None:  # the commit itself failed: nothing was applied, try each on its own
-                for message, envelope, handler in ready:
-                    await self._apply_alone(consumer, message, envelope, handler)
-                return
-            for message, envelope, handler in ready[:failing]:
-                await self._apply_alone(consumer, message, envelope, handler)
-            await self._failed(consumer, ready[failing][0], ready[failing][1], exc)
-            for message, envelope, handler in ready[failing + 1 :]:
-                await self._apply_alone(consumer, message, envelope, handler)
-            return
-        for (message, envelope, _), was_applied in zip(ready, applied, strict=True):
-            await self._succeeded(consumer, message, envelope, was_applied)
+            if is_infrastructure_error(exc):
+                raise InfrastructureError(_describe(exc)) from exc
+            raise _HandlerFailed(index, exc) from exc
+        if any(d.replayed and d.aggregate_id in held for d in deliveries):
+            self._holds_changed[consumer.name].set()
+        return applied
 
-    async def _prepare(self, consumer: Consumer, message: Msg) -> tuple[Msg, Envelope[Any], Handler] | None:
-        """Settle what needs no handler (dead letters, events this consumer ignores); else what to apply."""
-        attempt = message.metadata.num_delivered
-        if attempt > consumer.max_deliver:
-            # The process died during the last attempt: give up without running the handler again.
-            await self._dead_letter(
-                consumer, message, f"no outcome after {consumer.max_deliver} attempts", attempt
-            )
-            return None
-        try:
-            envelope = decode(message.data)
-        except EventError as exc:  # retrying cannot make an unreadable event readable
-            await self._dead_letter(consumer, message, str(exc), attempt)
-            return None
-        handler = consumer.handlers.get(envelope.event_type)
-        if handler is None:
-            await _quietly(message.ack())
-            return None
-        return message, envelope, handler
+    async def _begin(self, session: AsyncSession, consumer: Consumer, aggregate_ids: list[str]) -> list[str]:
+        row = await execute_on_driver(
+            session,
+            "begin consumer transaction",
+            _BEGIN,
+            {
+                "statement_timeout": f"{int(consumer.statement_timeout_s * 1000)}ms",
+                "lock_timeout": f"{int(consumer.lock_timeout_s * 1000)}ms",
+                "consumer": consumer.name,
+                "aggregate_ids": aggregate_ids,
+            },
+        )
+        assert row is not None
+        return list(row[2])
 
-    async def _apply_alone(
-        self, consumer: Consumer, message: Msg, envelope: Envelope[Any], handler: Handler
+    async def _park(
+        self, session: AsyncSession, consumer: Consumer, message: Msg, envelope: Envelope[Any]
     ) -> None:
-        try:
-            with self._span(consumer, message):
-                async with self.sessions() as session, session.begin():
-                    applied = await self._claim_and_handle(session, consumer, handler, envelope)
-        except Exception as exc:
-            await self._failed(consumer, message, envelope, exc)
-            return
-        await self._succeeded(consumer, message, envelope, applied)
+        await execute_on_driver(
+            session,
+            "park",
+            _PARK,
+            {
+                "consumer": consumer.name,
+                "aggregate_id": envelope.aggregate_id,
+                "aggregate_version": envelope.aggregate_version,
+                "event_id": envelope.event_id,
+                "event_type": envelope.event_type,
+                "subject": original_subject(message),
+                "headers": Jsonb(dict(message.headers or {})),
+                "payload": message.data,
+            },
+        )
 
     async def _claim_and_handle(
         self, session: AsyncSession, consumer: Consumer, handler: Handler, envelope: Envelope[Any]
@@ -261,32 +511,206 @@ class ConsumerRunner:
         await handler(HandlerContext(session, envelope, self.clock, consumer.service), envelope.data)
         return True
 
-    async def _succeeded(
-        self, consumer: Consumer, message: Msg, envelope: Envelope[Any], applied: bool
-    ) -> None:
-        if applied:
-            self.applied += 1
-            for hook in self.after_commit:
-                hook(consumer, envelope)
-        await _quietly(message.ack())
+    async def _settle(self, consumer: Consumer, deliveries: list[_Delivery], applied: list[bool]) -> None:
+        for delivery, was_applied in zip(deliveries, applied, strict=True):
+            if was_applied:
+                self._applied(consumer, delivery.envelope)
+            delivery.settled = True
+            await _quietly(delivery.message.ack())
 
-    async def _failed(
-        self, consumer: Consumer, message: Msg, envelope: Envelope[Any], exc: Exception
-    ) -> None:
-        attempt = message.metadata.num_delivered
+    def _applied(self, consumer: Consumer, envelope: Envelope[Any]) -> None:
+        self.applied += 1
+        for hook in self.after_commit:
+            hook(consumer, envelope)
+
+    async def _hold(self, consumer: Consumer, delivery: _Delivery, error: str, attempt: int) -> None:
+        """The delivery failed (attempt `attempt`): park it as the head of its aggregate's hold, to be
+        retried by the runner after the back-off delay, or dead-lettered if that was the last attempt."""
+        dead = attempt >= consumer.max_deliver
         log.warning(
-            "handler %s failed on %s (attempt %d/%d)",
+            "handler %s failed on %s (attempt %d/%d); its aggregate is held back",
             consumer.name,
-            envelope.event_type,
+            delivery.envelope.event_type,
             attempt,
             consumer.max_deliver,
-            exc_info=exc,
-            extra={"event_id": str(envelope.event_id)},
+            extra={"event_id": str(delivery.envelope.event_id), "error": error},
         )
-        if attempt >= consumer.max_deliver:
-            await self._dead_letter(consumer, message, f"{type(exc).__name__}: {exc}", attempt)
-        else:
-            await _quietly(message.nak(delay=consumer.delay_after(attempt)))
+        if dead:
+            await self._publish_dead_letter(
+                consumer,
+                subject=original_subject(delivery.message),
+                headers=dict(delivery.message.headers or {}),
+                payload=delivery.message.data,
+                error=error,
+                attempts=attempt,
+                source=delivery_source(delivery.message),
+            )
+        try:
+            async with self.sessions() as session, session.begin():
+                await self._begin(session, consumer, [])
+                await self._park(session, consumer, delivery.message, delivery.envelope)
+                await execute_on_driver(
+                    session,
+                    "hold",
+                    _HOLD,
+                    {
+                        "consumer": consumer.name,
+                        "aggregate_id": delivery.aggregate_id,
+                        "attempts": attempt,
+                        "delay_s": consumer.delay_after(attempt),
+                        "error": error[:2000],
+                        "dead": dead,
+                    },
+                )
+        except Exception as exc:
+            if is_infrastructure_error(exc):
+                raise InfrastructureError(_describe(exc)) from exc
+            raise
+        delivery.settled = True
+        await _quietly(delivery.message.ack())
+        self._holds_changed[consumer.name].set()
+
+    async def _dead_letter_unreadable(self, consumer: Consumer, message: Msg, error: str) -> None:
+        """An unreadable message (not JSON, no known type) cannot be applied by any retry: dead-lettered at
+        once. Without a readable envelope there is no aggregate to hold back."""
+        await self._publish_dead_letter(
+            consumer,
+            subject=original_subject(message),
+            headers=dict(message.headers or {}),
+            payload=message.data,
+            error=error,
+            attempts=message.metadata.num_delivered,
+            source=delivery_source(message),
+        )
+        await _quietly(message.term())
+
+    async def _publish_dead_letter(self, consumer: Consumer, **letter: Any) -> None:
+        try:
+            await dead_letter(self.js, consumer=consumer.durable, **letter)
+        except Exception as exc:
+            # Not dead-lettered and not settled: retried like any outage, never dropped.
+            raise InfrastructureError(f"could not publish a dead letter: {exc}") from exc
+        self.dead_lettered += 1
+
+    # Holds: a held aggregate's head retried on the back-off schedule, then its parked messages in order.
+
+    async def _retry_holds(self, consumer: Consumer, stop: asyncio.Event) -> None:
+        changed = self._holds_changed[consumer.name]
+        while not stop.is_set():
+            changed.clear()
+            try:
+                async with self.sessions() as session:
+                    due = list((await session.execute(_DUE_HOLDS, {"consumer": consumer.name})).scalars())
+                for aggregate_id in due:
+                    await self._drain_hold(consumer, aggregate_id)
+            except Exception as exc:
+                if not is_infrastructure_error(exc):
+                    raise
+                log.warning("retrying held aggregates of %s paused: %s", consumer.name, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_first_of(stop, changed), _HOLD_POLL_S)
+
+    async def _drain_hold(self, consumer: Consumer, aggregate_id: str) -> None:
+        """Apply the held aggregate's parked messages in order, each in its own transaction, until one fails
+        (its retry is scheduled, or it is dead-lettered) or none is left (the hold is released)."""
+        keys = {"consumer": consumer.name, "aggregate_id": aggregate_id}
+        while True:
+            async with self.sessions() as session, session.begin():
+                await self._begin(session, consumer, [])
+                hold = await execute_on_driver(session, "lock hold", _LOCK_HOLD, keys)
+                if hold is None or hold[0]:
+                    return  # released meanwhile, or dead-lettered: waits for a replay
+                head = await execute_on_driver(session, "held head", _HEAD, keys)
+                if head is None:
+                    await execute_on_driver(session, "release hold", _RELEASE, keys)
+                    log.info("consumer %s released a held aggregate", consumer.name)
+                    return
+                counts = await execute_on_driver(session, "start attempt", _START_ATTEMPT, keys)
+            assert counts is not None
+            attempts, started, replays = counts
+            position, event_id, subject, headers, payload = head
+            held = _HeldMessage(position, event_id, subject, headers, payload, replays)
+            if started - attempts > consumer.max_deliver:
+                # Attempts begun and never finished: the process died during them. Give up on running it.
+                await self._dead_letter_head(
+                    consumer, keys, held, f"no outcome after {started - 1} attempts", attempts
+                )
+                return
+            if not await self._apply_head(consumer, keys, held, attempts + 1):
+                return
+
+    async def _apply_head(
+        self, consumer: Consumer, keys: dict[str, str], held: _HeldMessage, attempt: int
+    ) -> bool:
+        """One attempt at the hold's head; True if it was applied (or needs no handler any more)."""
+        try:
+            envelope = decode(held.payload)
+        except EventError as exc:
+            await self._dead_letter_head(consumer, keys, held, str(exc), attempt)
+            return False
+        handler = consumer.handlers.get(envelope.event_type)
+        applied = False
+        try:
+            async with self.sessions() as session, session.begin():
+                await self._begin(session, consumer, [])
+                if handler is not None:
+                    with process_span(
+                        held.subject,
+                        message_id=str(held.event_id),
+                        headers=held.headers,
+                        consumer_name=consumer.durable,
+                    ):
+                        applied = await self._claim_and_handle(session, consumer, handler, envelope)
+                await execute_on_driver(
+                    session, "applied head", _APPLIED_HEAD, {**keys, "position": held.position}
+                )
+        except Exception as exc:
+            if is_infrastructure_error(exc):
+                raise
+            error = _describe(exc)
+            log.warning(
+                "handler %s failed on held %s (attempt %d/%d)",
+                consumer.name,
+                envelope.event_type,
+                attempt,
+                consumer.max_deliver,
+                extra={"event_id": str(held.event_id), "error": error},
+            )
+            if attempt >= consumer.max_deliver:
+                await self._dead_letter_head(consumer, keys, held, error, attempt)
+            else:
+                await self._record_failure(
+                    keys, error, attempt, delay_s=consumer.delay_after(attempt), dead=False
+                )
+            return False
+        if applied:
+            self._applied(consumer, envelope)
+        return True
+
+    async def _dead_letter_head(
+        self, consumer: Consumer, keys: dict[str, str], held: _HeldMessage, error: str, attempts: int
+    ) -> None:
+        await self._publish_dead_letter(
+            consumer,
+            subject=held.subject,
+            headers=dict(held.headers),
+            payload=bytes(held.payload),
+            error=error,
+            attempts=attempts,
+            source=f"held:{held.event_id}:{held.replays}",  # once per hold and replay, however often retried
+        )
+        await self._record_failure(keys, error, attempts, delay_s=0, dead=True)
+
+    async def _record_failure(
+        self, keys: dict[str, str], error: str, attempts: int, *, delay_s: float, dead: bool
+    ) -> None:
+        async with self.sessions() as session, session.begin():
+            await execute_on_driver(
+                session,
+                "failed head",
+                _FAILED_HEAD,
+                {**keys, "attempts": attempts, "error": error[:2000], "delay_s": delay_s, "dead": dead},
+            )
 
     @contextmanager
     def _span(self, consumer: Consumer, message: Msg) -> Iterator[None]:
@@ -306,22 +730,16 @@ class ConsumerRunner:
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 raise
 
-    async def _dead_letter(self, consumer: Consumer, message: Msg, error: str, attempt: int) -> None:
-        try:
-            await dead_letter(self.js, message, consumer=consumer.durable, error=error, attempts=attempt)
-        except Exception:
-            log.exception("could not dead-letter a message of %s; it will be redelivered", consumer.name)
-            await _quietly(message.nak(delay=consumer.delay_after(consumer.max_deliver)))
-            return
-        self.dead_lettered += 1
-        await _quietly(message.term())
-
 
 async def advance_read_model(session: AsyncSession, read_model: str, aggregate_id: str, version: int) -> bool:
     """Record that `read_model` applied `aggregate_id` at `version`; False if it already saw that or newer.
 
-    Call it first in a read-model handler and skip the update when it returns False, so a late or replayed
-    older event never overwrites newer state.
+    Contract: the platform hands each consumer an aggregate's events in version order, so a False here means
+    the event was already applied or superseded — a copy published under another message id, or an event of
+    a type that the read model's consumer subscribed to only later (its history arrives after newer events
+    were applied: read models gated by this call should be fed by one consumer that subscribes to every event
+    type that changes them from the start, or be rebuilt under a new `read_model` name when a type is added).
+    Call it first in a read-model handler and skip the update when it returns False.
     """
     advanced = await execute_on_driver(
         session,
@@ -330,6 +748,43 @@ async def advance_read_model(session: AsyncSession, read_model: str, aggregate_i
         {"read_model": read_model, "aggregate_id": aggregate_id, "version": version},
     )
     return advanced is not None
+
+
+@contextlib.asynccontextmanager
+async def _kept_alive(messages: list[Msg], ack_wait_s: float) -> AsyncIterator[None]:
+    """While the block runs, tell JetStream every third of ack_wait that the messages are still in progress,
+    so a long handler or a database outage does not get them redelivered behind our back."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(ack_wait_s / 3)
+            for message in messages:
+                if not message.is_acked:
+                    await _quietly(message.in_progress())
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
 async def _quietly(operation: Awaitable[Any]) -> None:

@@ -2,8 +2,11 @@
 
 A dead letter is the original message (payload and headers) published to `dlq.<consumer>.<subject>` in the
 dead-letter stream, with `Pitlane-Dlq-*` headers saying who gave up, why, after how many attempts, and where
-it came from. Replaying publishes it to `replay.<consumer>.<subject>`, which only that consumer reads, then
-removes it from the dead-letter stream; the consumer's inbox keeps a replay from having its effect twice.
+it came from. The consumer keeps the dead-lettered aggregate on hold: its later messages wait in the
+consumer's database (`consumer_parked_messages`, counted by `pitlane dlq list`). Replaying publishes the dead
+letter to `replay.<consumer>.<subject>`, which only that consumer reads, then removes it from the dead-letter
+stream; the consumer then applies it and the aggregate's waiting messages in order, and its inbox keeps a
+replay from having its effect twice.
 """
 
 from __future__ import annotations
@@ -37,16 +40,23 @@ def original_subject(message: Msg) -> str:
 
 
 async def dead_letter(
-    js: JetStreamContext, message: Msg, *, consumer: str, error: str, attempts: int
+    js: JetStreamContext,
+    *,
+    subject: str,
+    headers: dict[str, str],
+    payload: bytes,
+    consumer: str,
+    error: str,
+    attempts: int,
+    source: str,
 ) -> None:
-    headers = dict(message.headers or {})
-    subject = original_subject(message)
-    source = f"{message.metadata.stream}:{message.metadata.sequence.stream}"
+    """Publish one message a consumer gave up on to the dead letters. `source` says where it was delivered
+    from; one dead letter is kept per (consumer, source), so a retried publish is not stored twice."""
+    headers = dict(headers)
     headers.setdefault(ORIGINAL_MSG_ID, headers.get(MSG_ID_HEADER, ""))
     headers.update(
         {
             ORIGINAL_SUBJECT: subject,
-            # One dead letter per delivery source, so the same event dead-lettered again after a replay is kept.
             MSG_ID_HEADER: f"dlq:{consumer}:{source}",
             DLQ_CONSUMER: consumer,
             DLQ_ERROR: _one_line(error)[:_MAX_ERROR_LENGTH],
@@ -55,7 +65,12 @@ async def dead_letter(
             DLQ_AT: datetime.now(UTC).isoformat(),
         }
     )
-    await js.publish(f"{DEAD_LETTER_PREFIX}.{consumer}.{subject}", message.data, headers=headers)
+    await js.publish(f"{DEAD_LETTER_PREFIX}.{consumer}.{subject}", payload, headers=headers)
+
+
+def delivery_source(message: Msg) -> str:
+    """Where a message was delivered from: `<stream>:<sequence>`."""
+    return f"{message.metadata.stream}:{message.metadata.sequence.stream}"
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,13 @@ from typing import Any
 from uuid import UUID
 
 from psycopg.errors import UniqueViolation
-from psycopg.types.json import Jsonb
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pitlane_events import Actor, DomainEvent, Envelope, decode_json
 from pitlane_platform.db import execute_on_driver
 from pitlane_platform.errors import ConcurrencyError
-from pitlane_platform.messaging.outbox import outbox_rows
+from pitlane_platform.messaging.outbox import encode_for_outbox, outbox_rows
 from pitlane_platform.schema import OUTBOX_CHANNEL, events
 
 
@@ -51,26 +50,28 @@ class CommandContext:
 
 
 # Append = one statement and one round trip: insert the events only if the stream is at the expected
-# version, queue their outbox rows and NOTIFY the relay; report the version found. Two concurrent appends at
+# version, queue their outbox rows and NOTIFY the relay; report the version found. The stored envelope is
+# the published payload (one JSON encoding per event, parsed once by PostgreSQL). Two concurrent appends at
 # the same version both pass the check; the unique (stream_id, version) lets one commit and fails the other.
 APPEND_SQL = f"""
     WITH current_version AS (
         SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = %(stream_id)s
     ), appended AS (
         INSERT INTO events (stream_id, version, event_id, event_type, schema_version, occurred_at, envelope)
-        SELECT %(stream_id)s, e.version, e.event_id, e.event_type, e.schema_version, e.occurred_at, e.envelope
+        SELECT %(stream_id)s, e.version, e.event_id, e.event_type, e.schema_version, e.occurred_at,
+               convert_from(e.payload, 'UTF8')::jsonb
         FROM unnest(
             %(versions)s::integer[], %(event_ids)s::uuid[], %(event_types)s::text[],
-            %(schema_versions)s::integer[], %(occurred_ats)s::timestamptz[], %(envelopes)s::jsonb[]
-        ) AS e(version, event_id, event_type, schema_version, occurred_at, envelope)
+            %(schema_versions)s::integer[], %(occurred_ats)s::timestamptz[], %(payloads)s::bytea[]
+        ) AS e(version, event_id, event_type, schema_version, occurred_at, payload)
         WHERE (SELECT version FROM current_version) = %(expected_version)s
         RETURNING event_id
     ), queued AS (
-        INSERT INTO outbox (event_id, subject, headers, payload, traceparent)
+        INSERT INTO outbox (event_id, aggregate_id, subject, headers, payload, traceparent)
         SELECT o.* FROM unnest(
-            %(event_ids)s::uuid[], %(subjects)s::text[], %(headers)s::jsonb[],
+            %(event_ids)s::uuid[], %(aggregate_ids)s::text[], %(subjects)s::text[], %(headers)s::jsonb[],
             %(payloads)s::bytea[], %(traceparents)s::text[]
-        ) AS o(event_id, subject, headers, payload, traceparent)
+        ) AS o(event_id, aggregate_id, subject, headers, payload, traceparent)
         WHERE o.event_id IN (SELECT event_id FROM appended)
         RETURNING 1
     )
@@ -88,7 +89,8 @@ async def append(
     """Append `new_events` after `expected_version` (0 for a new stream) and queue them for publishing.
 
     Raises ConcurrencyError when the stream is not at `expected_version`, including when another transaction
-    appends the same version concurrently (the unique constraint decides; the loser's transaction is dead).
+    appends the same version concurrently (the unique constraint decides; the loser's transaction is dead),
+    and MessageTooLargeError, before anything is written, when an event is larger than the broker accepts.
     """
     envelopes = [
         context.envelope(event, aggregate_id=stream_id, aggregate_version=expected_version + offset)
@@ -96,6 +98,7 @@ async def append(
     ]
     if not envelopes:
         return []
+    messages = encode_for_outbox(envelopes)
     parameters = {
         "stream_id": stream_id,
         "expected_version": expected_version,
@@ -103,8 +106,7 @@ async def append(
         "event_types": [envelope.event_type for envelope in envelopes],
         "schema_versions": [envelope.schema_version for envelope in envelopes],
         "occurred_ats": [envelope.occurred_at for envelope in envelopes],
-        "envelopes": [Jsonb(envelope.model_dump(mode="json")) for envelope in envelopes],
-        **outbox_rows(envelopes),
+        **outbox_rows(envelopes, messages),
     }
     try:
         row = await execute_on_driver(session, "append", APPEND_SQL, parameters)

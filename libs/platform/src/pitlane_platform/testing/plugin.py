@@ -7,7 +7,10 @@ Fixtures:
 - `database_url`: a `postgresql+psycopg://` URL of a new, empty database of this test, dropped afterwards.
 - `make_database`: `make_database("workorder")` → the URL of another new database, dropped after the test.
 - `embedded_nats_factory`: `embedded_nats_factory()` → a started EmbeddedNats of this test alone, to kill
-  and restart; stopped after the test.
+  and restart (options such as `max_payload=65536` go to EmbeddedNats); stopped after the test.
+- `database_proxy` (async): a started DatabaseProxy in front of `database_url`; give the code under test
+  `database_proxy.url`, then `await database_proxy.cut()` / `restore()`; closed after the test. See
+  testing/dbproxy.py.
 """
 
 from __future__ import annotations
@@ -16,14 +19,17 @@ import contextlib
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from pitlane_platform.db import sqlalchemy_url
 from pitlane_platform.embedded import EmbeddedNats, create_database, drop_database
 from pitlane_platform.embedded import database_url as url_of_database
+from pitlane_platform.testing.dbproxy import DatabaseProxy
 from pitlane_platform.testing.jetstream import delete_all_streams, run_in_fresh_loop
 from pitlane_platform.testing.servers import TestServers
 
@@ -81,17 +87,25 @@ def database_url(make_database: Callable[[str], str], request: pytest.FixtureReq
 
 
 @pytest.fixture
-def embedded_nats_factory(tmp_path: Path) -> Iterator[Callable[[], EmbeddedNats]]:
+def embedded_nats_factory(tmp_path: Path) -> Iterator[Callable[..., EmbeddedNats]]:
     started: list[EmbeddedNats] = []
 
-    def start() -> EmbeddedNats:
-        server = EmbeddedNats(tmp_path / f"nats-{len(started)}").start()
+    def start(**options: Any) -> EmbeddedNats:
+        server = EmbeddedNats(tmp_path / f"nats-{len(started)}", **options).start()
         started.append(server)
         return server
 
     yield start
     for server in started:
         server.stop()
+
+
+@pytest_asyncio.fixture
+async def database_proxy(database_url: str) -> AsyncIterator[DatabaseProxy]:
+    # pytest_asyncio.fixture, not pytest.fixture: works in strict mode too. It runs on the default fixture
+    # loop (this repo: the session loop, as the tests), and the proxy forwards only while that loop runs.
+    async with DatabaseProxy(database_url) as proxy:
+        yield proxy
 
 
 def unique_database_name(purpose: str) -> str:

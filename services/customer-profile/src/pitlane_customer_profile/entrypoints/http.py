@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, StringConstraints
 
 from pitlane_customer_profile.adapters import profile_queries
 from pitlane_customer_profile.adapters.custom_field_store import load_schema, save_schema
@@ -18,7 +18,7 @@ from pitlane_customer_profile.domain.custom_fields import (
     CustomFieldType,
 )
 from pitlane_customer_profile.entrypoints import views
-from pitlane_customer_profile.service_layer import handlers
+from pitlane_customer_profile.service_layer import handlers, limits
 from pitlane_customer_profile.service_layer.commands import (
     MergeCustomers,
     RegisterCustomer,
@@ -61,13 +61,30 @@ class Services:
         )
 
 
-class CustomFieldInput(BaseModel):
+class CustomField(BaseModel):
+    """A field of the chain's custom-field schema, as stored."""
+
     key: str
     label: str
     type: CustomFieldType = CustomFieldType.TEXT
     required: bool = False
     choices: tuple[str, ...] = ()
     max_length: int = 200
+
+
+class CustomFieldInput(CustomField):
+    """A field as an owner defines it: bounded, so the values it allows fit a customer's events."""
+
+    key: Annotated[str, StringConstraints(max_length=limits.CUSTOM_FIELD_KEY_LENGTH)]
+    label: Annotated[str, StringConstraints(max_length=limits.CUSTOM_FIELD_LABEL_LENGTH)]
+    choices: Annotated[
+        tuple[Annotated[str, StringConstraints(max_length=limits.CUSTOM_FIELD_VALUE_LENGTH)], ...],
+        Field(max_length=limits.MAX_CUSTOM_FIELD_CHOICES),
+    ] = ()
+    max_length: Annotated[int, Field(ge=1, le=limits.CUSTOM_FIELD_VALUE_LENGTH)] = 200
+
+
+CustomFieldSchemaInput = Annotated[list[CustomFieldInput], Field(max_length=limits.MAX_CUSTOM_FIELDS)]
 
 
 def build_router(services: Services) -> APIRouter:
@@ -230,13 +247,13 @@ def build_router(services: Services) -> APIRouter:
         return [views.ProfileRead.model_validate(r) for r in rows]
 
     @router.get("/custom-fields", summary="The chain's custom-field schema")
-    async def get_custom_fields(principal: Reader) -> list[CustomFieldInput]:
+    async def get_custom_fields(principal: Reader) -> list[CustomField]:
         async with services.uow() as uow:
             schema = await load_schema(uow.session)
-        return [CustomFieldInput.model_validate(d, from_attributes=True) for d in schema.fields]
+        return [CustomField.model_validate(d, from_attributes=True) for d in schema.fields]
 
     @router.put("/custom-fields", summary="Replace the chain's custom-field schema (owners only)")
-    async def put_custom_fields(fields: list[CustomFieldInput], principal: Owner) -> list[CustomFieldInput]:
+    async def put_custom_fields(fields: CustomFieldSchemaInput, principal: Owner) -> list[CustomFieldInput]:
         schema = CustomFieldSchema(tuple(CustomFieldDefinition(**f.model_dump()) for f in fields))
         async with services.uow() as uow:
             await save_schema(uow.session, schema, at=services.clock.now())

@@ -28,7 +28,7 @@ from pitlane_workorder.adapters.blobstore import BlobStore
 from pitlane_workorder.adapters.tables import appointments, branches, media, staff
 from pitlane_workorder.domain.capacity import SlotFullError
 from pitlane_workorder.domain.workorder import WorkOrder
-from pitlane_workorder.service_layer import commands
+from pitlane_workorder.service_layer import commands, limits
 from pitlane_workorder.service_layer.handlers import Handlers
 from pitlane_workorder.service_layer.links import CustomerLink, sign_link, verify_link
 from pitlane_workorder.service_layer.unit_of_work import unit_of_work
@@ -37,7 +37,7 @@ BRANCH_ADMINS = (Role.OWNER, Role.MANAGER)
 FRONT_DESK = (Role.OWNER, Role.MANAGER, Role.ADVISOR)
 WORKSHOP = (Role.OWNER, Role.MANAGER, Role.ADVISOR, Role.TECHNICIAN)
 COUNTER = (Role.OWNER, Role.MANAGER, Role.ADVISOR, Role.FINANCE)
-ACCEPTED_MEDIA = re.compile(r"^(image|video)/[a-z0-9.+-]+$")
+ACCEPTED_MEDIA = re.compile(r"^(image|video)/[a-z0-9.+-]{1,64}$")
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"])
 )
@@ -631,7 +631,7 @@ async def customer_declines(
     add_on_id: str,
     service: Service,
     estimate_revision_seen: Revision,
-    reason: Annotated[str | None, Form(max_length=2000)] = None,
+    reason: Annotated[str | None, Form(max_length=limits.TEXT_LENGTH)] = None,
     lang: Annotated[Language, Form()] = "zh-CN",
 ) -> RedirectResponse:
     return await _customer_decision(

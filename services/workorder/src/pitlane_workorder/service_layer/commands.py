@@ -1,12 +1,14 @@
 """The commands the service accepts, as validated input: each is one intention (`SettleWorkOrder`), and a field
-that breaks its schema is a 422 naming it before any handler runs."""
+that breaks its schema is a 422 naming it before any handler runs. Lists and texts are bounded
+(service_layer/limits.py), so no command is too big for the events it becomes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import time
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from pitlane_events.identifiers import MobileInput, PlateInput
 from pitlane_events.types import (
@@ -14,21 +16,67 @@ from pitlane_events.types import (
     Code,
     ContentHash,
     Discount,
-    Fen,
     Id,
     InspectionItem,
     Kilometres,
     LineCategory,
     LineItem,
-    NonBlank,
     OpeningHours,
     PaymentMethod,
-    PositiveFen,
     StaffRole,
 )
 from pitlane_events.workorder import TimeZoneName
+from pitlane_workorder.service_layer import limits
 
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+def _text(max_length: int) -> StringConstraints:
+    return StringConstraints(min_length=1, max_length=max_length)
+
+
+Name = Annotated[str, _text(limits.NAME_LENGTH)]
+Text = Annotated[str, _text(limits.TEXT_LENGTH)]
+ItemCode = Annotated[str, _text(limits.CODE_LENGTH)]
+ItemName = Annotated[str, _text(limits.ITEM_NAME_LENGTH)]
+Fen = Annotated[int, Field(ge=0, le=limits.MAX_FEN)]
+PositiveFen = Annotated[int, Field(gt=0, le=limits.MAX_FEN)]
+Photos = Annotated[list[ContentHash], Field(max_length=limits.MAX_PHOTOS)]
+
+
+# The shared value types, with their texts and lists bounded for input. The handlers pass on the plain value
+# types (`plain`), so events and aggregates never hold these subclasses.
+
+
+class BayInput(Bay):
+    name: Annotated[str, _text(limits.BAY_NAME_LENGTH)]
+
+
+class InspectionPoint(InspectionItem):
+    item: ItemName
+    note: Annotated[str, _text(limits.INSPECTION_NOTE_LENGTH)] | None = None
+    photo_hashes: Annotated[
+        tuple[ContentHash, ...], Field(max_length=limits.MAX_PHOTOS_PER_INSPECTION_POINT)
+    ] = ()
+
+
+class LineInput(LineItem):
+    item_code: ItemCode
+    name: ItemName
+    unit_price_fen: Fen
+    cost_fen: Fen | None = None
+    line_total_fen: Fen
+
+
+class DiscountInput(Discount):
+    amount_fen: PositiveFen
+    description: Annotated[str, _text(limits.DISCOUNT_DESCRIPTION_LENGTH)] | None = None
+
+
+Value = TypeVar("Value", bound=BaseModel)
+
+
+def plain(value_type: type[Value], values: Sequence[Value]) -> tuple[Value, ...]:
+    """`values` (input subclasses of `value_type`) as `value_type` itself, as events carry it."""
+    return tuple(value_type.model_validate(value.model_dump()) for value in values)
 
 
 class Command(BaseModel):
@@ -38,14 +86,14 @@ class Command(BaseModel):
 class OpenBranch(Command):
     branch_id: Id
     name: Name
-    address: NonBlank
+    address: Annotated[str, _text(limits.ADDRESS_LENGTH)]
     timezone: TimeZoneName = "Asia/Shanghai"
-    opening_hours: list[OpeningHours] = Field(
+    opening_hours: Annotated[list[OpeningHours], Field(max_length=limits.MAX_OPENING_PERIODS)] = Field(
         default_factory=lambda: [
             OpeningHours(weekday=d, opens_at=time(9), closes_at=time(18)) for d in range(1, 8)
         ]
     )
-    bays: Annotated[list[Bay], Field(min_length=1)]
+    bays: Annotated[list[BayInput], Field(min_length=1, max_length=limits.MAX_BAYS)]
     slot_minutes: Annotated[int, Field(ge=15, le=480)] = 60
 
 
@@ -60,7 +108,7 @@ class BookAppointment(Command):
     customer_name: Name
     phone: MobileInput
     plate: PlateInput
-    service_requested: NonBlank
+    service_requested: Text
     customer_id: Id | None = None
     vehicle_id: Id | None = None
     campaign_id: Id | None = None
@@ -73,11 +121,11 @@ class BookByStaff(BookAppointment):
 
 class RescheduleAppointment(Command):
     slot_start: AwareDatetime
-    reason: NonBlank | None = None
+    reason: Text | None = None
 
 
 class CancelAppointment(Command):
-    reason: NonBlank
+    reason: Text
     cancelled_by: Literal["customer", "branch"] = "branch"
 
 
@@ -89,9 +137,11 @@ class CheckIn(Command):
     customer_name: Name | None = None
     plate: PlateInput | None = None
     mileage_km: Kilometres
-    complaint: NonBlank
-    inspection: list[InspectionItem] = Field(default_factory=list)
-    photo_hashes: list[ContentHash] = Field(default_factory=list)
+    complaint: Text
+    inspection: Annotated[list[InspectionPoint], Field(max_length=limits.MAX_INSPECTION_POINTS)] = Field(
+        default_factory=list
+    )
+    photo_hashes: Photos = Field(default_factory=list)
     advisor_id: Id | None = None
 
 
@@ -101,17 +151,17 @@ class AssignTechnician(Command):
 
 
 class RecordProgress(Command):
-    text: NonBlank
-    attachments: list[ContentHash] = Field(default_factory=list)
+    text: Text
+    attachments: Photos = Field(default_factory=list)
 
 
 class ProposeAddOn(Command):
-    item: NonBlank
-    item_code: Code | None = None
+    item: ItemName
+    item_code: ItemCode | None = None
     category: LineCategory
     price_fen: Fen
-    reason: NonBlank
-    photo_hashes: list[ContentHash] = Field(default_factory=list)
+    reason: Text
+    photo_hashes: Photos = Field(default_factory=list)
 
 
 class RecordDecision(Command):
@@ -120,13 +170,16 @@ class RecordDecision(Command):
     decision: Literal["approved", "declined"]
     method: Literal["phone_call", "in_person"]
     estimate_revision_seen: Annotated[int, Field(ge=1)]
-    reason: NonBlank | None = None
+    reason: Text | None = None
 
 
 class RecordQualityCheck(Command):
     passed: bool
-    note: NonBlank | None = None
-    reasons: list[NonBlank] = Field(default_factory=list)
+    note: Text | None = None
+    reasons: Annotated[
+        list[Annotated[str, _text(limits.QUALITY_CHECK_REASON_LENGTH)]],
+        Field(max_length=limits.MAX_QUALITY_CHECK_REASONS),
+    ] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _failure_has_reasons(self) -> RecordQualityCheck:
@@ -143,14 +196,18 @@ class PaymentReceived(Command):
 
 
 class SettleWorkOrder(Command):
-    line_items: list[LineItem]
-    discounts: list[Discount] = Field(default_factory=list)
+    line_items: Annotated[list[LineInput], Field(max_length=limits.MAX_LINE_ITEMS)]
+    discounts: Annotated[list[DiscountInput], Field(max_length=limits.MAX_DISCOUNTS)] = Field(
+        default_factory=list
+    )
     coupon_code: Code | None = None
     campaign_id: Id | None = None
-    payments: list[PaymentReceived] = Field(default_factory=list)
+    payments: Annotated[list[PaymentReceived], Field(max_length=limits.MAX_PAYMENTS)] = Field(
+        default_factory=list
+    )
     total_fen: Fen
 
 
 class VoidWorkOrder(Command):
-    reason: NonBlank
+    reason: Text
     refunded_fen: Fen = 0

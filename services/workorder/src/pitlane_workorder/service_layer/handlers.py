@@ -15,7 +15,16 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pitlane_events import Actor
-from pitlane_events.types import Attachment, Bay, OpeningHours, Payment, TimeSlot
+from pitlane_events.types import (
+    Attachment,
+    Bay,
+    Discount,
+    InspectionItem,
+    LineItem,
+    OpeningHours,
+    Payment,
+    TimeSlot,
+)
 from pitlane_events.workorder import (
     AddOnProposed,
     AppointmentBooked,
@@ -37,6 +46,7 @@ from pitlane_workorder.domain.capacity import SUGGESTION_HORIZON, BookingGrid
 from pitlane_workorder.domain.settlement import checked_bill
 from pitlane_workorder.domain.workorder import WorkOrder
 from pitlane_workorder.service_layer import commands
+from pitlane_workorder.service_layer.commands import plain
 from pitlane_workorder.service_layer.unit_of_work import UnitOfWork, unit_of_work
 
 WorkOrderChange = Callable[[WorkOrder, UnitOfWork, datetime], Awaitable[Any]]
@@ -88,7 +98,7 @@ class Handlers:
                 address=command.address,
                 timezone=command.timezone,
                 opening_hours=tuple(command.opening_hours),
-                bays=tuple(command.bays),
+                bays=plain(Bay, command.bays),
             )
             await eventstore.append(
                 uow.session, command.branch_id, 0, [opened], self.context(actor, command.branch_id, now)
@@ -271,7 +281,7 @@ class Handlers:
                     plate=plate,
                     mileage_km=command.mileage_km,
                     complaint=command.complaint,
-                    inspection=tuple(command.inspection),
+                    inspection=plain(InspectionItem, command.inspection),
                     photo_hashes=tuple(command.photo_hashes),
                     advisor_id=command.advisor_id or actor.id,
                     appointment_id=appointment_id,
@@ -436,8 +446,8 @@ class Handlers:
     ) -> WorkOrder:
         async def settle(order: WorkOrder, uow: UnitOfWork, now: datetime) -> None:
             bill = checked_bill(
-                command.line_items,
-                command.discounts,
+                plain(LineItem, command.line_items),
+                plain(Discount, command.discounts),
                 [
                     Payment(
                         method=payment.method,

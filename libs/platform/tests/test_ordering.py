@@ -1,0 +1,274 @@
+"""Per-aggregate order and nothing lost, under the faults that happen in production, against real servers:
+the broker killed while large and small events of one aggregate are committed, a handler or the database
+failing once while the next event of the aggregate arrives, PostgreSQL gone for longer than the back-off
+schedule, a poison event with its aggregate's later events behind it, a handler added to a consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from nats.aio.client import Client
+from sqlalchemy import text
+
+from pitlane_events.customer_profile import CustomerRegistered, CustomerUpdated
+from pitlane_platform.clock import SystemClock
+from pitlane_platform.db import create_engine, session_factory
+from pitlane_platform.messaging import deadletter
+from pitlane_platform.messaging.connection import connect_nats
+from pitlane_platform.messaging.consumer import Consumer, ConsumerRunner
+from pitlane_platform.messaging.relay import OutboxRelay, RelayConfig
+from pitlane_platform.messaging.streams import declare_stream, platform_streams, service_stream, stream_name
+from platform_flow import (
+    PRODUCER,
+    Faults,
+    applied_order,
+    create_tables,
+    order_probe,
+    register_customer,
+    stored_order,
+    unpublished_count,
+    update_customer,
+    wait_until,
+)
+
+STREAM = stream_name(PRODUCER)
+PROBE = "analytics.order-probe"
+
+
+@contextlib.asynccontextmanager
+async def pipeline(
+    database_url: str, nats_url: str, consumer: Consumer, *, consumer_database_url: str | None = None
+) -> AsyncIterator[tuple[Any, Client, ConsumerRunner]]:
+    """Writer sessions, a relay and a runner of `consumer` (on `consumer_database_url` if given: a proxy)."""
+    await create_tables(database_url)
+    engine = create_engine(database_url)
+    consumer_engine = create_engine(consumer_database_url or database_url)
+    nc = await connect_nats(nats_url, name="ordering")
+    js = nc.jetstream()
+    for spec in [service_stream(PRODUCER), *platform_streams()]:
+        await declare_stream(js, spec)
+    stop = asyncio.Event()
+    relay = OutboxRelay(
+        RelayConfig(service=PRODUCER, database_url=database_url, poll_interval_s=0.2, max_backoff_s=0.5), nc
+    )
+    runner = ConsumerRunner([consumer], js=js, sessions=session_factory(consumer_engine), clock=SystemClock())
+    await runner.declare()
+    Faults.reset()
+    tasks = [asyncio.create_task(relay.run(stop)), asyncio.create_task(runner.run(stop))]
+    try:
+        yield session_factory(engine), nc, runner
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 20)
+        await nc.close()
+        await engine.dispose()
+        await consumer_engine.dispose()
+
+
+async def holds(sessions: Any) -> list[tuple[str, int, bool]]:
+    async with sessions() as session:
+        rows = await session.execute(
+            text("SELECT aggregate_id, attempts, dead_lettered_at IS NOT NULL FROM consumer_holds")
+        )
+        return [tuple(row) for row in rows]
+
+
+async def parked_versions(sessions: Any, aggregate_id: str) -> list[int]:
+    async with sessions() as session:
+        rows = await session.execute(
+            text(
+                "SELECT aggregate_version FROM consumer_parked_messages WHERE aggregate_id = :a "
+                "ORDER BY aggregate_version"
+            ),
+            {"a": aggregate_id},
+        )
+        return list(rows.scalars())
+
+
+async def inbox_count(sessions: Any) -> int:
+    async with sessions() as session:
+        return int((await session.execute(text("SELECT count(*) FROM inbox"))).scalar_one())
+
+
+async def test_nats_killed_while_large_and_small_events_are_committed_keeps_every_aggregate_in_order(
+    database_url, embedded_nats_factory
+):
+    nats_server = embedded_nats_factory()
+    async with pipeline(database_url, nats_server.url, order_probe(ack_wait_s=2)) as (sessions, nc, _):
+        await register_customer(sessions, "warm-up")
+
+        async def warmed_up():
+            return "warm-up" in await applied_order(sessions)
+
+        await wait_until(warmed_up)
+        nats_server.kill()
+        # 240 events of 8 KB (60 customers, 4 versions each: more than the client's 2 MiB reconnect buffer)
+        # and the pair that once overtook itself: v1 of 8 KB, then v2 of 0.5 KB.
+        expected: dict[str, list[int]] = {"warm-up": [1]}
+        for customer in range(60):
+            customer_id = f"customer-{customer}"
+            await register_customer(sessions, customer_id, padding_bytes=8 * 1024)
+            for version in range(1, 4):
+                await update_customer(sessions, customer_id, version, padding_bytes=8 * 1024)
+            expected[customer_id] = [1, 2, 3, 4]
+        await register_customer(sessions, "customer-pair", padding_bytes=8 * 1024)
+        await update_customer(sessions, "customer-pair", 1, padding_bytes=512)
+        expected["customer-pair"] = [1, 2]
+        await asyncio.sleep(1.0)  # the relay tries, and fails, while the broker is gone
+        await asyncio.to_thread(nats_server.restart)
+
+        async def everything_applied():
+            return await applied_order(sessions) == expected and await unpublished_count(sessions) == 0
+
+        await wait_until(everything_applied, timeout=90)
+        assert await stored_order(nc.jetstream(), STREAM) == expected
+        assert await inbox_count(sessions) == sum(len(versions) for versions in expected.values())
+
+
+async def test_a_handler_failing_once_holds_back_the_next_event_of_its_aggregate(database_url, nats_url):
+    consumer = order_probe(backoff_s=(0.2,), max_deliver=3)
+    async with pipeline(database_url, nats_url, consumer) as (sessions, nc, _):
+        first = await register_customer(sessions, "customer-a")
+        Faults.handler_once.add(str(first.event_id))
+        await update_customer(sessions, "customer-a", 1)
+        await register_customer(sessions, "customer-b")
+
+        async def both_applied():
+            return (await applied_order(sessions)).get("customer-a") == [1, 2]
+
+        await wait_until(both_applied)
+        assert (await applied_order(sessions))["customer-b"] == [1]
+        assert Faults.handler_runs[str(first.event_id)] == 2  # the failure, then the retry
+        assert await holds(sessions) == []
+        assert await deadletter.list_dead_letters(nc.jetstream()) == []
+
+
+async def test_a_transient_database_error_on_v1_is_retried_before_v2_without_counting_an_attempt(
+    database_url, nats_url
+):
+    consumer = order_probe(backoff_s=(0.2,), max_deliver=1)  # one counted failure would dead-letter it
+    async with pipeline(database_url, nats_url, consumer) as (sessions, nc, runner):
+        first = await register_customer(sessions, "customer-a")
+        Faults.database_once.add(str(first.event_id))
+        await update_customer(sessions, "customer-a", 1)
+
+        async def both_applied():
+            return (await applied_order(sessions)).get("customer-a") == [1, 2]
+
+        await wait_until(both_applied)
+        assert runner.infrastructure_failures >= 1
+        assert await holds(sessions) == []
+        assert await deadletter.list_dead_letters(nc.jetstream()) == []
+
+
+async def test_postgres_unreachable_longer_than_the_back_off_schedule_dead_letters_nothing(
+    database_url, nats_url, database_proxy
+):
+    consumer = order_probe(backoff_s=(0.1, 0.2), max_deliver=2, ack_wait_s=1)
+    async with pipeline(database_url, nats_url, consumer, consumer_database_url=database_proxy.url) as (
+        sessions,
+        nc,
+        runner,
+    ):
+        await register_customer(sessions, "before")
+
+        async def first_applied():
+            return "before" in await applied_order(sessions)
+
+        await wait_until(first_applied)
+        await database_proxy.cut()
+        expected = {"before": [1]}
+        for customer in range(20):
+            customer_id = f"during-{customer}"
+            await register_customer(sessions, customer_id)
+            await update_customer(sessions, customer_id, 1)
+            expected[customer_id] = [1, 2]
+
+        async def consumer_hit_the_outage():
+            return runner.infrastructure_failures > 0
+
+        await wait_until(consumer_hit_the_outage)
+        # Five times the whole schedule (0.1 + 0.2 s) and past ack_wait: redeliveries would count attempts.
+        await asyncio.sleep(3.0)
+        assert "during-0" not in await applied_order(sessions)
+        await database_proxy.restore()
+
+        async def everything_applied():
+            return await applied_order(sessions) == expected
+
+        await wait_until(everything_applied, timeout=60)
+        assert await deadletter.list_dead_letters(nc.jetstream()) == []
+        assert await holds(sessions) == []
+        assert await inbox_count(sessions) == 41
+
+
+async def test_a_poison_event_holds_its_aggregate_until_replayed_while_others_flow(database_url, nats_url):
+    consumer = order_probe(backoff_s=(0.1,), max_deliver=2)
+    async with pipeline(database_url, nats_url, consumer) as (sessions, nc, runner):
+        js = nc.jetstream()
+        poison = await register_customer(sessions, "customer-a")
+        Faults.poison.add(str(poison.event_id))
+        for version in range(1, 4):
+            await update_customer(sessions, "customer-a", version)
+        for customer in range(10):
+            await register_customer(sessions, f"other-{customer}")
+
+        async def others_applied_and_a_dead_lettered():
+            order = await applied_order(sessions)
+            return (
+                all(order.get(f"other-{n}") == [1] for n in range(10))
+                and runner.dead_lettered == 1
+                and await parked_versions(sessions, "customer-a") == [1, 2, 3, 4]
+            )
+
+        await wait_until(others_applied_and_a_dead_lettered)
+        assert "customer-a" not in await applied_order(sessions)
+        assert await holds(sessions) == [("customer-a", 2, True)]
+        [letter] = await deadletter.list_dead_letters(js)
+        assert letter.event_id == str(poison.event_id)
+        assert Faults.handler_runs[str(poison.event_id)] == 2  # max_deliver attempts, no more
+
+        Faults.poison.clear()  # the fix is deployed
+        await deadletter.replay(js, consumer=consumer.durable)
+
+        async def a_applied():
+            return (await applied_order(sessions)).get("customer-a") == [1, 2, 3, 4]
+
+        await wait_until(a_applied)
+        assert await holds(sessions) == []
+        assert await parked_versions(sessions, "customer-a") == []
+        assert await deadletter.list_dead_letters(js) == []
+        assert await inbox_count(sessions) == 14
+
+
+async def test_a_handler_added_on_restart_applies_the_events_published_before_it_existed(
+    database_url, nats_url
+):
+    async with pipeline(database_url, nats_url, order_probe(CustomerRegistered)) as (sessions, _, _):
+        for customer in range(3):
+            await register_customer(sessions, f"customer-{customer}")
+            await update_customer(sessions, f"customer-{customer}", 1)
+
+        async def registrations_applied():
+            return await applied_order(sessions) == {f"customer-{n}": [1] for n in range(3)}
+
+        await wait_until(registrations_applied)
+        assert await unpublished_count(sessions) == 0
+        old_durable = order_probe(CustomerRegistered).subscription_durable
+
+    widened = order_probe(CustomerRegistered, CustomerUpdated)
+    assert widened.subscription_durable != old_durable
+    async with pipeline(database_url, nats_url, widened) as (sessions, nc, _):
+
+        async def updates_applied():
+            return await applied_order(sessions) == {f"customer-{n}": [1, 2] for n in range(3)}
+
+        await wait_until(updates_applied)
+        names = [info.name for info in await nc.jetstream().consumers_info(STREAM)]
+        assert names == [widened.subscription_durable]
+    async with sessions() as session:
+        applied = await session.execute(text("SELECT count(*) FROM probe_applied_log"))
+        assert applied.scalar_one() == 6  # the registrations were not applied a second time
