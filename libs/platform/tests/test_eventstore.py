@@ -12,11 +12,12 @@ from pitlane_events import DomainEvent
 from pitlane_events.customer_profile import VehicleMileageRecorded
 from pitlane_platform.aggregate import Aggregate
 from pitlane_platform.db import create_engine, session_factory
-from pitlane_platform.errors import ConcurrencyError, NotFoundError
+from pitlane_platform.errors import ConcurrencyError, MessageTooLargeError, NotFoundError
 from pitlane_platform.messaging import eventstore
 from pitlane_platform.messaging.aggregate import load_aggregate, save_aggregate
+from pitlane_platform.messaging.outbox import max_payload
 from pitlane_platform.schema import events, outbox
-from platform_flow import context, create_tables, reading, record
+from platform_flow import context, create_tables, reading, record, register_customer
 
 
 @pytest.fixture
@@ -115,3 +116,14 @@ async def test_loading_a_missing_aggregate_is_not_found(sessions):
     async with sessions() as session:
         with pytest.raises(NotFoundError, match="Odometer nobody does not exist"):
             await load_aggregate(session, Odometer, "nobody")
+
+
+async def test_an_event_larger_than_the_broker_accepts_is_refused_and_nothing_is_stored(sessions):
+    with pytest.raises(MessageTooLargeError, match="CustomerRegistered event") as refused:
+        await register_customer(sessions, "customer-huge", padding_bytes=max_payload())
+    assert refused.value.status == 413 and refused.value.size > refused.value.limit
+    await register_customer(sessions, "customer-fits", padding_bytes=max_payload() - 16384)
+    async with sessions() as session:
+        stored = (await session.execute(select(events.c.stream_id))).scalars().all()
+        queued = (await session.execute(select(func.count()).select_from(outbox))).scalar_one()
+    assert stored == ["customer-fits"] and queued == 1

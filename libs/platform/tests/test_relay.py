@@ -10,14 +10,28 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
+from sqlalchemy import text
 
 from pitlane_platform.db import create_engine, libpq_url, session_factory
+from pitlane_platform.http import create_app
 from pitlane_platform.messaging.connection import connect_nats
 from pitlane_platform.messaging.relay import OutboxRelay, RelayConfig
 from pitlane_platform.messaging.streams import declare_stream, service_stream, stream_name
-from platform_flow import PRODUCER, create_tables, record, stream_messages, unpublished_count, wait_until
+from pitlane_platform.runtime import ServiceRuntime
+from pitlane_platform.settings import ServiceSettings
+from platform_flow import (
+    PRODUCER,
+    create_tables,
+    record,
+    register_customer,
+    stream_messages,
+    unpublished_count,
+    update_customer,
+    wait_until,
+)
 
 STREAM = stream_name(PRODUCER)
 PROCESSES = Path(__file__).parent / "processes"
@@ -191,3 +205,56 @@ async def test_relay_killed_between_publish_and_mark_leaves_each_event_once_in_t
 
     messages = await stream_messages(js, STREAM)
     assert sorted(m.headers["Nats-Msg-Id"] for m in messages) == sorted(str(e.event_id) for e in stored)
+
+
+async def test_an_event_over_the_servers_max_payload_is_parked_while_others_flow_and_readiness_reports_it(
+    database_url, embedded_nats_factory
+):
+    # The writer allows 1 MiB (NATS's default); this server was configured for 64 KiB: the row gets in.
+    nats_server = embedded_nats_factory(max_payload=64 * 1024)
+    await create_tables(database_url)
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    nc = await connect_nats(nats_server.url, name="test")
+    js = nc.jetstream()
+    await declare_stream(js, service_stream(PRODUCER))
+    big = await register_customer(sessions, "customer-big", padding_bytes=100 * 1024)
+    behind_it = await update_customer(sessions, "customer-big", 1)
+    others = [await record(sessions, f"vehicle-{n}", 0, n) for n in range(150)]
+    settings = ServiceSettings(service_name=PRODUCER, database_url=database_url, nats_url=nats_server.url)
+    runtime = ServiceRuntime(settings)
+    app = create_app(
+        settings, title="probe", version="test", routers=[], readiness_checks=runtime.readiness_checks()
+    )
+    async with running_relay(database_url, nc) as relay:
+
+        async def others_published():
+            return (await js.stream_info(STREAM)).state.messages == 150
+
+        await wait_until(others_published)
+
+        async def parked():
+            return relay.status.parked == 1
+
+        await wait_until(parked)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://probe") as client:
+            ready = await client.get("/ready")
+    await runtime.engine.dispose()
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT event_id::text, parked_at IS NOT NULL, park_reason, published_at IS NOT NULL FROM outbox"
+                )
+            )
+        ).all()
+    state = {event_id: (is_parked, reason, published) for event_id, is_parked, reason, published in rows}
+    assert state[str(big.event_id)][0] and "max_payload of 65536" in state[str(big.event_id)][1]
+    assert state[str(behind_it.event_id)] == (False, None, False)  # waits behind its aggregate's parked row
+    assert all(state[str(event.event_id)][2] for event in others)
+    assert {m.headers["Nats-Msg-Id"] for m in await stream_messages(js, STREAM)} == {
+        str(event.event_id) for event in others
+    }
+    assert ready.status_code == 503 and "outbox" in ready.json()["failing_checks"]
+    await nc.close()
+    await engine.dispose()

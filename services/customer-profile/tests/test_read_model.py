@@ -15,7 +15,7 @@ from profile_testing import (
     register_customer,
     register_vehicle,
 )
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from pitlane_events.customer_profile import ConsentChanged, VehicleMileageRecorded
 from pitlane_events.notification import CustomerUnsubscribed, NpsAnswered, UnsubscribeSource
@@ -322,3 +322,66 @@ async def test_a_declined_add_on_stays_open_until_a_later_visit_does_the_work(
         return profile["figures"]["visit_count"] == 1 and profile["declined_add_ons"] == []
 
     await eventually(closed)
+
+
+async def test_a_completion_that_fails_once_then_its_void_ends_with_the_visit_voided(
+    service: Service, producer: Producer
+) -> None:
+    """The completion's first attempt fails (a database error the handler cannot avoid, once); its void
+    arrives meanwhile and must wait for it, or the voided visit would count for good."""
+    customer_id = await register_customer(service)
+    vehicle_id = await register_vehicle(service, customer_id, "沪A12345")
+    async with service.runtime.engine.begin() as connection:
+        # nextval is not rolled back with the failing transaction: exactly the first insert fails.
+        await connection.execute(text("CREATE SEQUENCE visit_insert_attempts"))
+        await connection.execute(
+            text(
+                "CREATE FUNCTION fail_first_visit_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF nextval('visit_insert_attempts') = 1 THEN RAISE EXCEPTION 'injected failure'; END IF; "
+                "RETURN NEW; END $$"
+            )
+        )
+        await connection.execute(
+            text(
+                "CREATE TRIGGER fail_first_visit_insert BEFORE INSERT ON visits "
+                "FOR EACH ROW EXECUTE FUNCTION fail_first_visit_insert()"
+            )
+        )
+    completed = await producer.publish(
+        completion(
+            work_order_id="wo-1",
+            customer_id=customer_id,
+            vehicle_id=vehicle_id,
+            plate="沪A12345",
+            mileage_km=1_000,
+            completed_at=START,
+            total_fen=9_900,
+        ),
+        aggregate_id="wo-1",
+        version=5,
+    )
+    voided = await producer.publish(
+        WorkOrderVoided(work_order_id="wo-1", customer_id=customer_id, reason="录入错误", manager_id="mia"),
+        aggregate_id="wo-1",
+        version=6,
+    )
+
+    async def both_applied() -> bool:
+        async with service.runtime.engine.connect() as connection:
+            handled = await connection.execute(
+                text("SELECT count(*) FROM inbox WHERE event_id IN (:completed, :voided)"),
+                {"completed": completed.event_id, "voided": voided.event_id},
+            )
+            return handled.scalar_one() == 2
+
+    await eventually(both_applied)
+    async with service.runtime.engine.connect() as connection:
+        attempts = (
+            await connection.execute(text("SELECT last_value FROM visit_insert_attempts"))
+        ).scalar_one()
+        visit = (
+            await connection.execute(text("SELECT voided FROM visits WHERE work_order_id = 'wo-1'"))
+        ).one()
+    assert attempts == 2  # it did fail once, and was retried
+    assert visit.voided is True
+    assert await figures(service, customer_id) == (0, 0)
