@@ -264,3 +264,17 @@ async def stored_order(js: Any, stream: str) -> dict[str, list[int]]:
         envelope = json.loads(message.data)
         order.setdefault(envelope["aggregate_id"], []).append(envelope["aggregate_version"])
     return order
+
+
+async def pitlane_cli(*args: str) -> str:
+    """Run the `pitlane` command line as an operator does; fails the test on a non-zero exit."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pitlane = Path(sys.executable).parent / "pitlane"
+    done = await asyncio.to_thread(
+        subprocess.run, [str(pitlane), *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout

@@ -37,6 +37,7 @@ from platform_flow import (
     applied_counts,
     create_tables,
     latest_mileage,
+    pitlane_cli,
     probe_consumer,
     probe_durable,
     record,
@@ -97,15 +98,6 @@ async def test_an_event_delivered_twice_has_its_effect_once(flow):
         await wait_until(both_seen)
     assert await applied_counts(sessions) == {str(stored.event_id): 1}
     assert runner.applied == 1
-
-
-async def pitlane_cli(*args: str) -> str:
-    pitlane = Path(sys.executable).parent / "pitlane"
-    done = await asyncio.to_thread(
-        subprocess.run, [str(pitlane), *args], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 async def test_poison_message_is_dead_lettered_after_max_deliver_and_replay_applies_it(flow, nats_url):

@@ -131,6 +131,9 @@ def test_up_runs_servers_that_keep_their_data_across_restarts(tmp_path: Path) ->
         running = pitlane_status(data_dir)
         assert running.returncode == 0, running.stdout
         assert urls["nats"] in running.stdout and "answers" in running.stdout
+        # Each service's relay backlog and its consumers' pending, held-back and dead-lettered counts.
+        assert "customer-profile: relay lag" in running.stdout and "0 parked" in running.stdout
+        assert "consumer customer-profile_visits: 0 pending" in running.stdout
 
         second = subprocess.run(
             [PITLANE, "up", "--data-dir", str(data_dir)],

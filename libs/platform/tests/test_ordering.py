@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +28,7 @@ from platform_flow import (
     applied_order,
     create_tables,
     order_probe,
+    pitlane_cli,
     register_customer,
     stored_order,
     unpublished_count,
@@ -230,6 +232,11 @@ async def test_a_poison_event_holds_its_aggregate_until_replayed_while_others_fl
         [letter] = await deadletter.list_dead_letters(js)
         assert letter.event_id == str(poison.event_id)
         assert Faults.handler_runs[str(poison.event_id)] == 2  # max_deliver attempts, no more
+        listed = await pitlane_cli(
+            "dlq", "list", "--json", "--nats-url", nats_url, "--database-url", database_url
+        )
+        [summary] = [json.loads(line) for line in listed.splitlines()]
+        assert (summary["event_id"], summary["held_back"]) == (str(poison.event_id), 4)
 
         Faults.poison.clear()  # the fix is deployed
         await deadletter.replay(js, consumer=consumer.durable)

@@ -104,14 +104,26 @@ def _nats_url(nats_url: str | None, data_dir: Path) -> str:
     return str(state["nats"]["url"])
 
 
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="PITLANE_CONSUMER_DATABASE_URL",
+        help="the consuming service's database, to count held-back messages; default: from `pitlane up`",
+    ),
+]
+
+
 @dlq_app.command("list")
 def dlq_list(
     consumer: Annotated[str | None, typer.Option(help="only this consumer's, e.g. analytics_kpi")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
     nats_url: NatsUrl = None,
+    database_url: DatabaseUrl = None,
     data_dir: DataDir = Path(".pitlane"),
 ) -> None:
-    """List dead letters: which consumer gave up on which event, after how many attempts, and why."""
+    """List dead letters: which consumer gave up on which event, after how many attempts, and why, and how
+    many later messages of its aggregate wait behind it (a replay applies them in order)."""
     import asyncio
     import json
 
@@ -120,14 +132,16 @@ def dlq_list(
     letters = asyncio.run(
         _with_jetstream(_nats_url(nats_url, data_dir), lambda js: list_dead_letters(js, consumer=consumer))
     )
-    for letter in letters:
-        summary = letter.summary()
+    held = asyncio.run(_held_behind(letters, database_url, data_dir))
+    for letter, waiting in zip(letters, held, strict=True):
+        summary = {**letter.summary(), "held_back": waiting}
         if as_json:
             typer.echo(json.dumps(summary, ensure_ascii=False))
         else:
             typer.echo(
                 f"#{summary['seq']} {summary['consumer']} {summary['event_type']} {summary['event_id']} "
                 f"after {summary['attempts']} attempts at {summary['at']}: {summary['error']}"
+                + (f" ({waiting} message(s) of its aggregate held back)" if waiting is not None else "")
             )
     if not as_json:
         typer.echo(f"{len(letters)} dead letter(s)")
@@ -156,6 +170,27 @@ def dlq_replay(
     for letter in replayed:
         typer.echo(f"replayed #{letter.sequence} {letter.event_type} {letter.event_id} to {letter.consumer}")
     typer.echo(f"{len(replayed)} dead letter(s) replayed")
+
+
+async def _held_behind(letters, database_url: str | None, data_dir: Path) -> list[int | None]:  # type: ignore[no-untyped-def]
+    """Per dead letter, the messages its consumer holds back behind it; None where no database is known."""
+    import psycopg
+
+    from pitlane_platform.db import libpq_url
+    from pitlane_platform.devcluster import read_state, service_database_urls
+    from pitlane_platform.messaging.health import messages_held_behind, service_of
+
+    state = read_state(data_dir) if database_url is None else None
+    databases = service_database_urls(state) if state is not None else {}
+    counts: list[int | None] = []
+    for letter in letters:
+        url = database_url or databases.get(service_of(letter.consumer))
+        if url is None:
+            counts.append(None)
+            continue
+        async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as connection:
+            counts.append(await messages_held_behind(connection, letter))
+    return counts
 
 
 async def _with_jetstream(url: str, action):  # type: ignore[no-untyped-def]

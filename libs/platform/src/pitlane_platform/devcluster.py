@@ -15,6 +15,7 @@ Data directory layout:
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
@@ -240,7 +241,48 @@ def print_status(data_dir: Path) -> int:
         )
     print(f"pitlane in {data_dir}:")
     print(_table(rows))
+    if nats_ok and postgres_ok:
+        print(asyncio.run(_messaging_report(state)))
     return 0 if nats_ok and postgres_ok else 1
+
+
+def service_database_urls(state: dict[str, Any]) -> dict[str, str]:
+    """Each installed service's database on the PostgreSQL of a `pitlane up` state."""
+    return {spec.name: database_url(state["postgres"]["url"], spec.database) for spec in installed_services()}
+
+
+async def _messaging_report(state: dict[str, Any]) -> str:
+    """Per service: the relay's backlog and parked rows; per consumer: pending, held back, dead-lettered."""
+    import nats
+
+    from pitlane_platform.messaging.health import consumer_health
+    from pitlane_platform.messaging.relay import outbox_health
+
+    lines = ["messaging:"]
+    client = await nats.connect(state["nats"]["url"], connect_timeout=5, max_reconnect_attempts=0)
+    try:
+        for service, url in service_database_urls(state).items():
+            async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as connection:
+                outbox = await outbox_health(connection)
+                consumers = await consumer_health(client.jetstream(), service, connection)
+            lines.append(
+                f"  {service}: relay lag {outbox.oldest_pending_age_s:.1f}s, {outbox.pending} unpublished, "
+                f"{outbox.parked} parked" + ("  <- ALERT" if outbox.parked else "")
+            )
+            for row in outbox.parked_rows:
+                lines.append(
+                    f"    parked #{row['id']} {row['subject']} ({row['bytes']} bytes): {row['reason']}"
+                )
+            for consumer in consumers:
+                lines.append(
+                    f"    consumer {consumer.consumer}: {consumer.pending} pending, "
+                    f"{consumer.held_aggregates} aggregate(s) retrying, "
+                    f"{consumer.dead_lettered_aggregates} dead-lettered with {consumer.held_messages} "
+                    f"message(s) held back, {consumer.dead_letters} dead letter(s)"
+                )
+    finally:
+        await client.close()
+    return "\n".join(lines)
 
 
 def read_state(data_dir: Path) -> dict[str, Any] | None:
