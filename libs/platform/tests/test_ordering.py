@@ -279,3 +279,50 @@ async def test_a_handler_added_on_restart_applies_the_events_published_before_it
     async with sessions() as session:
         applied = await session.execute(text("SELECT count(*) FROM probe_applied_log"))
         assert applied.scalar_one() == 6  # the registrations were not applied a second time
+
+
+async def test_one_runner_per_service_consumes_and_a_standby_takes_over(database_url, nats_url):
+    engine = create_engine(database_url)
+    own_nats = await connect_nats(nats_url, name="standby")
+    second = ConsumerRunner(
+        [order_probe()], js=own_nats.jetstream(), sessions=session_factory(engine), clock=SystemClock()
+    )
+    stop_second = asyncio.Event()
+    background = [asyncio.create_task(second.run(stop_second))]
+    try:
+        async with pipeline(database_url, nats_url, order_probe()) as (sessions, _, first):
+
+            async def first_leads():
+                return first.leading
+
+            await wait_until(first_leads)
+            await register_customer(sessions, "customer-a")
+
+            async def applied():
+                return "customer-a" in await applied_order(sessions)
+
+            await wait_until(applied)
+            assert not second.leading and second.applied == 0
+        # The pipeline stopped the first runner: the standby takes the lock and the events that follow.
+        writer = session_factory(engine)
+
+        async def second_leads():
+            return second.leading
+
+        await wait_until(second_leads, timeout=15)
+        relay = OutboxRelay(
+            RelayConfig(service=PRODUCER, database_url=database_url, poll_interval_s=0.2), own_nats
+        )
+        background.append(asyncio.create_task(relay.run(stop_second)))
+        await update_customer(writer, "customer-a", 1)
+
+        async def applied_by_the_standby():
+            return (await applied_order(writer)).get("customer-a") == [1, 2]
+
+        await wait_until(applied_by_the_standby)
+        assert second.applied == 1
+    finally:
+        stop_second.set()
+        await asyncio.wait_for(asyncio.gather(*background), 10)
+        await own_nats.close()
+        await engine.dispose()

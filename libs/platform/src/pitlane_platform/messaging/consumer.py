@@ -129,6 +129,7 @@ _RETRY_REPLAYED = (
 
 _DURABLE_WITH_HASH = re.compile(r"_[0-9a-f]{8}$")
 _HOLD_POLL_S = 1.0
+_STANDBY_RETRY_S = 2.0
 _DATABASE_PROBE_MAX_S = 2.0
 
 
@@ -255,6 +256,10 @@ class _HeldMessage:
     replays: int
 
 
+class _LeadershipLost(Exception):
+    pass
+
+
 class _HandlerFailed(Exception):
     def __init__(self, index: int, error: Exception) -> None:
         super().__init__(str(error))
@@ -280,6 +285,8 @@ class ConsumerRunner:
         self.applied = 0
         self.dead_lettered = 0
         self.infrastructure_failures = 0
+        self.leading = False
+        self._service = consumers[0].service if consumers else ""
         self._holds_changed = {consumer.name: asyncio.Event() for consumer in consumers}
 
     async def declare(self) -> None:
@@ -314,14 +321,86 @@ class ConsumerRunner:
                 )
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Stand by until this process leads its service's consumers, then consume until `stop` is set.
+
+        One runner per service consumes at a time (a PostgreSQL advisory lock held on a session of its own,
+        as the relay does): two replicas pulling the same durable would apply one aggregate's events
+        concurrently, out of order.
+        """
         await self.declare()
-        async with asyncio.TaskGroup() as tasks:
-            for consumer in self.consumers:
-                for spec in consumer.specs():
-                    tasks.create_task(
-                        self._pull(consumer, spec, stop), name=f"consume {spec.stream}/{spec.durable}"
-                    )
-                tasks.create_task(self._retry_holds(consumer, stop), name=f"holds of {consumer.name}")
+        while not stop.is_set():
+            try:
+                await self._lead(stop)
+            except* _LeadershipLost:
+                log.warning("consumers of %s lost their leadership; standing by", self._service)
+            except* Exception as errors:
+                if not all(is_infrastructure_error(error) for error in errors.exceptions):
+                    raise
+                log.warning("consumers of %s: database unreachable; standing by", self._service)
+                await _sleep_unless(stop, _DATABASE_PROBE_MAX_S)
+
+    async def _lead(self, stop: asyncio.Event) -> None:
+        lock_key = int.from_bytes(
+            hashlib.sha256(f"consumer-runner:{self._service}".encode()).digest()[:8], "big", signed=True
+        )
+        leadership = self.sessions()
+        try:
+            while not await self._try_lock(leadership, lock_key):
+                if stop.is_set():
+                    return
+                await _sleep_unless(stop, _STANDBY_RETRY_S)
+            self.leading = True
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(
+                    self._keep_leadership(leadership, lock_key, stop), name="consumer leadership"
+                )
+                for consumer in self.consumers:
+                    for spec in consumer.specs():
+                        tasks.create_task(
+                            self._pull(consumer, spec, stop), name=f"consume {spec.stream}/{spec.durable}"
+                        )
+                    tasks.create_task(self._retry_holds(consumer, stop), name=f"holds of {consumer.name}")
+        finally:
+            self.leading = False
+            with contextlib.suppress(Exception):  # a pooled connection keeps session locks: release it
+                await leadership.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": lock_key})
+                await leadership.commit()
+            await leadership.close()
+
+    @staticmethod
+    async def _try_lock(session: AsyncSession, lock_key: int) -> bool:
+        locked = (
+            await session.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": lock_key})
+        ).scalar_one()
+        await session.commit()
+        return bool(locked)
+
+    async def _keep_leadership(self, leadership: AsyncSession, lock_key: int, stop: asyncio.Event) -> None:
+        """The lock lives on one connection. If that connection breaks (the database went away), the lock is
+        taken again on a new one once the database answers; only if another process took it meanwhile does
+        this one stop consuming. The batches in flight meanwhile wait for the database like any outage."""
+        while not stop.is_set():
+            await _sleep_unless(stop, _STANDBY_RETRY_S)
+            try:
+                await leadership.execute(text("SELECT 1"))
+                await leadership.commit()
+                continue
+            except Exception as exc:
+                if not is_infrastructure_error(exc):
+                    raise
+            while not stop.is_set():
+                with contextlib.suppress(Exception):
+                    await leadership.invalidate()  # the broken connection must not go back to the pool
+                try:
+                    if not await self._try_lock(leadership, lock_key):
+                        raise _LeadershipLost()
+                    break
+                except _LeadershipLost:
+                    raise
+                except Exception as exc:
+                    if not is_infrastructure_error(exc):
+                        raise
+                    await _sleep_unless(stop, _STANDBY_RETRY_S)
 
     # Intake: fetched messages, applied in batches.
 
