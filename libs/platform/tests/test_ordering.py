@@ -288,7 +288,7 @@ async def test_one_runner_per_service_consumes_and_a_standby_takes_over(database
         [order_probe()], js=own_nats.jetstream(), sessions=session_factory(engine), clock=SystemClock()
     )
     stop_second = asyncio.Event()
-    background = [asyncio.create_task(second.run(stop_second))]
+    background: list[asyncio.Task[None]] = []
     try:
         async with pipeline(database_url, nats_url, order_probe()) as (sessions, _, first):
 
@@ -296,6 +296,7 @@ async def test_one_runner_per_service_consumes_and_a_standby_takes_over(database
                 return first.leading
 
             await wait_until(first_leads)
+            background.append(asyncio.create_task(second.run(stop_second)))
             await register_customer(sessions, "customer-a")
 
             async def applied():
