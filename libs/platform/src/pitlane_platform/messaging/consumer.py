@@ -683,9 +683,15 @@ class ConsumerRunner:
                 for aggregate_id in due:
                     await self._drain_hold(consumer, aggregate_id)
             except Exception as exc:
-                if not is_infrastructure_error(exc):
-                    raise
-                log.warning("retrying held aggregates of %s paused: %s", consumer.name, exc)
+                # Never let one bad hold stop the consumer: the next round tries again (and says so).
+                infrastructure = is_infrastructure_error(exc)
+                log.log(
+                    logging.WARNING if infrastructure else logging.ERROR,
+                    "retrying held aggregates of %s failed: %s",
+                    consumer.name,
+                    exc,
+                    exc_info=not infrastructure,
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first_of(stop, changed), _HOLD_POLL_S)
 
