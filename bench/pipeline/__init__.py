@@ -29,7 +29,7 @@ from bench.pipeline.measure import (
 )
 from bench.pipeline.platform_pipeline import running_platform
 
-THROUGHPUT_RATIO_MIN = 0.7
+THROUGHPUT_RATIO_MIN = 0.8
 P99_RATIO_MAX = 2.0
 PATHS: dict[str, Callable[..., contextlib.AbstractAsyncContextManager[Pipeline]]] = {
     "baseline": running_baseline,

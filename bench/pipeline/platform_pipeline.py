@@ -1,5 +1,6 @@
-"""The same flow through libs/platform: `eventstore.append` in a session transaction, `OutboxRelay`, and a
-`ConsumerRunner` whose consumer upserts the projection (the runner writes the inbox row in that transaction).
+"""The same flow through libs/platform: `eventstore.append` in a `DriverPool` transaction (the platform's unit
+of work for fixed SQL), `OutboxRelay`, and a `ConsumerRunner` whose consumer upserts the projection with
+`execute_on_driver` (the runner writes the inbox row in that transaction).
 Effect-commit times come from the runner's `after_commit` hook, which runs right after the commit, before the ack.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
-from sqlalchemy import Column, Integer, MetaData, Table, Text, text
+from sqlalchemy import Column, Integer, MetaData, Table, Text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.common import BenchServers, fresh_database
@@ -21,7 +22,7 @@ from bench.pipeline.timeline import Timeline
 from pitlane_events import Actor, Envelope
 from pitlane_events.customer_profile import MileageSource, VehicleMileageRecorded
 from pitlane_platform.clock import SystemClock
-from pitlane_platform.db import create_engine, session_factory
+from pitlane_platform.db import DriverPool, create_engine, execute_on_driver, session_factory
 from pitlane_platform.messaging import eventstore
 from pitlane_platform.messaging.connection import connect_nats
 from pitlane_platform.messaging.consumer import Consumer, ConsumerRunner, HandlerContext
@@ -43,9 +44,9 @@ vehicle_mileage = Table(
 )
 
 
-# Written once as text: a PostgreSQL INSERT … ON CONFLICT construct would be recompiled on every message.
-PROJECT_MILEAGE = text(
-    "INSERT INTO vehicle_mileage (vehicle_id, mileage_km, readings) VALUES (:vehicle_id, :mileage_km, 1) "
+# A read model's fixed statement on the driver, as the platform's own hot-path statements run.
+PROJECT_MILEAGE = (
+    "INSERT INTO vehicle_mileage (vehicle_id, mileage_km, readings) VALUES (%(vehicle_id)s, %(mileage_km)s, 1) "
     "ON CONFLICT (vehicle_id) DO UPDATE SET mileage_km = excluded.mileage_km, "
     "readings = vehicle_mileage.readings + 1"
 )
@@ -56,17 +57,20 @@ def mileage_projection() -> Consumer:
 
     @consumer.on(VehicleMileageRecorded)
     async def project(ctx: HandlerContext, event: VehicleMileageRecorded) -> None:
-        await ctx.session.execute(
-            PROJECT_MILEAGE, {"vehicle_id": event.vehicle_id, "mileage_km": event.mileage_km}
+        await execute_on_driver(
+            ctx.session,
+            "project mileage",
+            PROJECT_MILEAGE,
+            {"vehicle_id": event.vehicle_id, "mileage_km": event.mileage_km},
         )
 
     return consumer
 
 
 class PlatformPipeline:
-    def __init__(self, timeline: Timeline, writer_engine: AsyncEngine) -> None:
+    def __init__(self, timeline: Timeline, writers: DriverPool) -> None:
         self.timeline = timeline
-        self._sessions = session_factory(writer_engine)
+        self._writers = writers
 
     async def record_mileage(self, vehicle_id: str, mileage_km: int) -> None:
         now = datetime.now(UTC)
@@ -74,8 +78,8 @@ class PlatformPipeline:
             vehicle_id=vehicle_id, mileage_km=mileage_km, source=MileageSource.CHECK_IN, recorded_at=now
         )
         context = CommandContext(actor=ADVISOR, chain_id="bench-chain", occurred_at=now)
-        async with self._sessions() as session, session.begin():
-            [stored] = await eventstore.append(session, vehicle_id, 0, [reading], context)
+        async with self._writers.transaction() as transaction:
+            [stored] = await eventstore.append(transaction, vehicle_id, 0, [reading], context)
         self.timeline.command_committed(str(stored.event_id))
 
 
@@ -90,11 +94,13 @@ async def running_platform(servers: BenchServers, *, writers: int) -> AsyncItera
 
     async with contextlib.AsyncExitStack() as stack:
         url = stack.enter_context(fresh_database(servers.postgres_admin_url, "bench_platform"))
-        writer_engine = _engine(stack, url, pool_size=writers)
         consumer_engine = _engine(stack, url)
-        async with writer_engine.begin() as setup:
+        async with consumer_engine.begin() as setup:
             await setup.run_sync(platform_metadata.create_all)
             await setup.run_sync(projection_metadata.create_all)
+        writer_pool = DriverPool(url, max_size=writers)
+        await writer_pool.open()
+        stack.push_async_callback(writer_pool.close)
         relay_nats = await connect_nats(servers.nats_url, name="bench-relay")
         stack.push_async_callback(relay_nats.close)
         consumer_nats = await connect_nats(servers.nats_url, name="bench-consumer")
@@ -116,7 +122,7 @@ async def running_platform(servers: BenchServers, *, writers: int) -> AsyncItera
             tasks.create_task(relay.run(stop))
             tasks.create_task(runner.run(stop))
             try:
-                yield PlatformPipeline(timeline, writer_engine)
+                yield PlatformPipeline(timeline, writer_pool)
             finally:
                 stop.set()
 

@@ -20,7 +20,7 @@ from pitlane_platform.http import create_app
 from pitlane_platform.messaging.connection import connect_nats
 from pitlane_platform.messaging.relay import OutboxRelay, RelayConfig
 from pitlane_platform.messaging.streams import declare_stream, service_stream, stream_name
-from pitlane_platform.runtime import ServiceRuntime
+from pitlane_platform.runtime import OutboxNotDraining, ServiceRuntime
 from pitlane_platform.settings import ServiceSettings
 from platform_flow import (
     PRODUCER,
@@ -237,8 +237,13 @@ async def test_an_event_over_the_servers_max_payload_is_parked_while_others_flow
             return relay.status.parked == 1
 
         await wait_until(parked)
+        await runtime.driver.open()
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://probe") as client:
             ready = await client.get("/ready")
+        [outbox_check] = [check for check in runtime.readiness_checks() if check.__name__ == "outbox"]
+        with pytest.raises(OutboxNotDraining, match="1 event\\(s\\) parked"):
+            await outbox_check()
+    await runtime.driver.close()
     await runtime.engine.dispose()
     async with sessions() as session:
         rows = (

@@ -1,12 +1,17 @@
-"""Async SQLAlchemy on psycopg 3: one engine per service, sessions for units of work."""
+"""The database, two ways: async SQLAlchemy on psycopg 3 (one engine per service, sessions for units of work
+that use SQLAlchemy's queries), and a pool of plain psycopg connections for the platform's hot paths, whose
+transactions cost what their statements cost (`DriverPool`). Both run the platform's fixed statements on
+the driver (`execute_on_driver`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
 from opentelemetry.trace import SpanKind
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -28,19 +33,70 @@ def libpq_url(url: str) -> str:
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(
-        sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-    )
+    # No pool_pre_ping: it costs a round trip per checkout. A connection the server dropped (a restart) fails
+    # its next use once and is discarded by the pool; consumers retry that as an outage (messaging/faults.py).
+    return create_async_engine(sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+class DriverTransaction:
+    """One transaction on a plain psycopg connection of a DriverPool: what `eventstore.append`,
+    `outbox.enqueue` and `execute_on_driver` take where they take a session."""
+
+    def __init__(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        self.connection = connection
+
+
+class DriverPool:
+    """Plain psycopg connections for units of work on fixed SQL (no ORM session, no greenlet bridge): an
+    SQLAlchemy session costs about a millisecond of CPU per transaction on these machines, several times the
+    statements of a command like an append (docs/benchmarks.md)."""
+
+    def __init__(self, url: str, *, max_size: int = 10) -> None:
+        self._pool = AsyncConnectionPool(libpq_url(url), min_size=1, max_size=max_size, open=False)
+
+    async def open(self) -> None:
+        await self._pool.open(wait=True)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[DriverTransaction]:
+        """Commits when the block ends, rolls back if it raises; the connection goes back to the pool."""
+        async with self._pool.connection() as connection:
+            yield DriverTransaction(connection)
+
+
+Unit = AsyncSession | DriverTransaction
+"""A unit of work the platform's statements run in: an SQLAlchemy session's transaction, or a driver one."""
+
+_DRIVER = "pitlane.driver_connection"
+
+
+async def driver_connection(unit: Unit) -> psycopg.AsyncConnection[Any]:
+    """The psycopg connection under the unit's current transaction (for a session, looked up once per
+    transaction)."""
+    if isinstance(unit, DriverTransaction):
+        return unit.connection
+    session = unit
+    transaction = session.sync_session.get_transaction()
+    cached = session.info.get(_DRIVER)
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        return cached[1]  # type: ignore[no-any-return]
+    raw = await (await session.connection()).get_raw_connection()
+    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    session.info[_DRIVER] = (session.sync_session.get_transaction(), driver)
+    return driver
+
+
 async def execute_on_driver(
-    session: AsyncSession, operation: str, sql: str, parameters: Mapping[str, Any]
+    unit: Unit, operation: str, sql: str, parameters: Mapping[str, Any]
 ) -> tuple[Any, ...] | None:
-    """Run one fixed statement of the platform's hot path on the session's own psycopg connection, in its
+    """Run one fixed statement of the platform's hot path on the unit's psycopg connection, in its
     transaction, and return its first row (None if it returns none, or no rows at all).
 
     Why: going through SQLAlchemy costs several times the CPU of the statement itself (parameter processing,
@@ -48,9 +104,7 @@ async def execute_on_driver(
     every event written and every message consumed. psycopg prepares them on the server after a few calls.
     The SQL uses psycopg's `%(name)s` placeholders. A span keeps the statement visible in traces.
     """
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    driver = await driver_connection(unit)
     with start_span(
         f"{operation} postgresql",
         SpanKind.CLIENT,

@@ -16,7 +16,7 @@ from typing import Any
 from nats.aio.client import Client
 from sqlalchemy import text
 
-from pitlane_platform.db import create_engine, session_factory
+from pitlane_platform.db import DriverPool, create_engine, session_factory
 from pitlane_platform.messaging.connection import connect_nats
 from pitlane_platform.messaging.consumer import AfterCommit, Consumer, ConsumerRunner
 from pitlane_platform.messaging.outbox import set_max_payload
@@ -43,6 +43,8 @@ class ServiceRuntime:
         self.clock = settings.clock()
         self.engine = create_engine(settings.database_url)
         self.sessions = session_factory(self.engine)
+        # Units of work on fixed SQL only (appends, the outbox, health): no ORM session to pay for.
+        self.driver = DriverPool(settings.database_url)
         self.consumers = list(consumers)
         self.migrations = migrations
         self.after_commit = list(after_commit)
@@ -56,6 +58,7 @@ class ServiceRuntime:
     async def start(self) -> None:
         if self.migrations is not None and self.settings.migrate_at_start:
             await asyncio.to_thread(upgrade, self.settings.database_url, self.migrations)
+        await self.driver.open()
         self.nats = await connect_nats(self.settings.nats_url, name=self.service)
         set_max_payload(self.nats.max_payload)  # commands that would produce larger events are refused
         js = self.nats.jetstream()
@@ -103,6 +106,7 @@ class ServiceRuntime:
                 log.exception("background task failed while stopping")
         if self.nats is not None:
             await self.nats.drain()
+        await self.driver.close()
         await self.engine.dispose()
 
     @asynccontextmanager
@@ -124,9 +128,8 @@ class ServiceRuntime:
 
         async def outbox() -> None:
             """Events not reaching the broker: a backlog older than allowed, or rows parked for good."""
-            async with self.engine.connect() as connection:
-                raw = await connection.get_raw_connection()
-                health = await outbox_health(raw.driver_connection)  # type: ignore[arg-type]
+            async with self.driver.transaction() as transaction:
+                health = await outbox_health(transaction.connection)
             problems = health.problems(max_lag_s=self.settings.relay_max_lag_s)
             if problems:
                 raise OutboxNotDraining("; ".join(problems))

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from fastapi import FastAPI
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -39,6 +40,7 @@ OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_
 OTLP_FROM_ENVIRONMENT = "<environment>"
 
 _provider: TracerProvider | None = None
+_adopted_provider = False  # an SDK provider registered before ours (opentelemetry-instrument): it exports
 _otlp_endpoints: set[str] = set()
 _exporters: weakref.WeakSet[SpanExporter] = weakref.WeakSet()
 _instrumented_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -81,11 +83,18 @@ def setup_telemetry(
     return _provider
 
 
+def spans_are_exported() -> bool:
+    """True once setup_telemetry attached an exporter, or adopted a provider someone else configured."""
+    return bool(_otlp_endpoints or _exporters or _adopted_provider)
+
+
 def _adopt_or_register_provider(service_name: str) -> TracerProvider:
     # Under `opentelemetry-instrument` an SDK provider is already global; adding to it beats a replacement
     # that OpenTelemetry would refuse.
+    global _adopted_provider
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):
+        _adopted_provider = True
         return existing
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
     trace.set_tracer_provider(provider)
@@ -147,7 +156,21 @@ def start_span(
     context: Context | None = None,
     attributes: Attributes = None,
 ) -> Iterator[Span]:
-    """A span made current for the block; an exception escaping the block is recorded and marks it failed."""
+    """A span made current for the block; an exception escaping the block is recorded and marks it failed.
+
+    While nothing exports spans, none is built (it would cost the hot paths for nothing); a given `context`
+    is still made current, so the trace carried by a message flows on to the events its handler emits.
+    """
+    if not spans_are_exported():
+        if context is None:
+            yield trace.INVALID_SPAN
+            return
+        token = otel_context.attach(context)
+        try:
+            yield trace.INVALID_SPAN
+        finally:
+            otel_context.detach(token)
+        return
     tracer = trace.get_tracer(TRACER_NAME)
     with tracer.start_as_current_span(name, context=context, kind=kind, attributes=attributes) as span:
         yield span

@@ -71,8 +71,17 @@ _ADVANCE = (
     "ON CONFLICT (read_model, aggregate_id) DO UPDATE SET version = excluded.version "
     "WHERE seen.version < excluded.version RETURNING version"
 )
-# First statement of every consumer transaction: its time limits, and which of the batch's aggregates are
-# on hold (share-locked, so a hold cannot be released while this transaction parks a message behind it).
+# The first claim of a batch's transaction also sets the transaction's time limits (one round trip less).
+_CLAIM_SETTING_LIMITS = (
+    "WITH limits AS MATERIALIZED (SELECT set_config('statement_timeout', %(statement_timeout)s, true), "
+    "set_config('lock_timeout', %(lock_timeout)s, true)) "
+    "INSERT INTO inbox (consumer, event_id, event_type) "
+    "SELECT %(consumer)s, %(event_id)s, %(event_type)s FROM limits "
+    "ON CONFLICT DO NOTHING RETURNING event_id"
+)
+# First statement of a consumer transaction that may meet a hold: its time limits, and which of the given
+# aggregates are on hold (share-locked, so a hold cannot be released while this transaction parks a message
+# behind it).
 _BEGIN = (
     "SELECT set_config('statement_timeout', %(statement_timeout)s, true), "
     "set_config('lock_timeout', %(lock_timeout)s, true), "
@@ -288,6 +297,9 @@ class ConsumerRunner:
         self.leading = False
         self._service = consumers[0].service if consumers else ""
         self._holds_changed = {consumer.name: asyncio.Event() for consumer in consumers}
+        # The aggregates each consumer holds. Only the leading runner creates and releases holds, so this
+        # set (loaded when it starts leading) says which batches need to read the holds table at all.
+        self._held: dict[str, set[str]] = {consumer.name: set() for consumer in consumers}
 
     async def declare(self) -> None:
         for consumer in self.consumers:
@@ -349,6 +361,7 @@ class ConsumerRunner:
                 if stop.is_set():
                     return
                 await _sleep_unless(stop, _STANDBY_RETRY_S)
+            await self._load_holds()
             self.leading = True
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(
@@ -366,6 +379,14 @@ class ConsumerRunner:
                 await leadership.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": lock_key})
                 await leadership.commit()
             await leadership.close()
+
+    async def _load_holds(self) -> None:
+        async with self.sessions() as session:
+            rows = await session.execute(text("SELECT consumer, aggregate_id FROM consumer_holds"))
+            for held in self._held.values():
+                held.clear()
+            for consumer_name, aggregate_id in rows:
+                self._held.setdefault(consumer_name, set()).add(aggregate_id)
 
     @staticmethod
     async def _try_lock(session: AsyncSession, lock_key: int) -> bool:
@@ -514,7 +535,12 @@ class ConsumerRunner:
         index = 0
         try:
             async with self.sessions() as session, session.begin():
-                held = set(await self._begin(session, consumer, [d.aggregate_id for d in deliveries]))
+                maybe_held = [
+                    d.aggregate_id for d in deliveries if d.aggregate_id in self._held[consumer.name]
+                ]
+                limits_set = bool(maybe_held)
+                if maybe_held:
+                    held = set(await self._begin(session, consumer, maybe_held))
                 for index, delivery in enumerate(deliveries):  # noqa: B007 (the except reads it)
                     if delivery.aggregate_id in held:
                         await self._park(session, consumer, delivery.message, delivery.envelope)
@@ -530,9 +556,14 @@ class ConsumerRunner:
                     with self._span(consumer, delivery.message):
                         applied.append(
                             await self._claim_and_handle(
-                                session, consumer, delivery.handler, delivery.envelope
+                                session,
+                                consumer,
+                                delivery.handler,
+                                delivery.envelope,
+                                set_limits=not limits_set,
                             )
                         )
+                    limits_set = True
         except Exception as exc:
             if is_infrastructure_error(exc):
                 raise InfrastructureError(_describe(exc)) from exc
@@ -546,12 +577,7 @@ class ConsumerRunner:
             session,
             "begin consumer transaction",
             _BEGIN,
-            {
-                "statement_timeout": f"{int(consumer.statement_timeout_s * 1000)}ms",
-                "lock_timeout": f"{int(consumer.lock_timeout_s * 1000)}ms",
-                "consumer": consumer.name,
-                "aggregate_ids": aggregate_ids,
-            },
+            {**_limits(consumer), "consumer": consumer.name, "aggregate_ids": aggregate_ids},
         )
         assert row is not None
         return list(row[2])
@@ -576,15 +602,23 @@ class ConsumerRunner:
         )
 
     async def _claim_and_handle(
-        self, session: AsyncSession, consumer: Consumer, handler: Handler, envelope: Envelope[Any]
+        self,
+        session: AsyncSession,
+        consumer: Consumer,
+        handler: Handler,
+        envelope: Envelope[Any],
+        *,
+        set_limits: bool = False,
     ) -> bool:
-        """Write the inbox row and run the handler in the caller's transaction; False if already applied."""
-        claimed = await execute_on_driver(
-            session,
-            "claim",
-            _CLAIM,
-            {"consumer": consumer.name, "event_id": envelope.event_id, "event_type": envelope.event_type},
-        )
+        """Write the inbox row and run the handler in the caller's transaction; False if already applied.
+        `set_limits`: this claim opens the transaction and sets its time limits."""
+        keys = {"consumer": consumer.name, "event_id": envelope.event_id, "event_type": envelope.event_type}
+        if set_limits:
+            claimed = await execute_on_driver(
+                session, "claim", _CLAIM_SETTING_LIMITS, {**keys, **_limits(consumer)}
+            )
+        else:
+            claimed = await execute_on_driver(session, "claim", _CLAIM, keys)
         if claimed is None:
             return False
         await handler(HandlerContext(session, envelope, self.clock, consumer.service), envelope.data)
@@ -624,6 +658,8 @@ class ConsumerRunner:
                 attempts=attempt,
                 source=delivery_source(delivery.message),
             )
+        # Known as held before the hold commits: a batch meanwhile reads the holds table and waits for it.
+        self._held[consumer.name].add(delivery.aggregate_id)
         try:
             async with self.sessions() as session, session.begin():
                 await self._begin(session, consumer, [])
@@ -708,9 +744,12 @@ class ConsumerRunner:
                 head = await execute_on_driver(session, "held head", _HEAD, keys)
                 if head is None:
                     await execute_on_driver(session, "release hold", _RELEASE, keys)
-                    log.info("consumer %s released a held aggregate", consumer.name)
-                    return
-                counts = await execute_on_driver(session, "start attempt", _START_ATTEMPT, keys)
+                else:
+                    counts = await execute_on_driver(session, "start attempt", _START_ATTEMPT, keys)
+            if head is None:  # released, and committed: its aggregate's messages are applied directly again
+                self._held[consumer.name].discard(aggregate_id)
+                log.info("consumer %s released a held aggregate", consumer.name)
+                return
             assert counts is not None
             attempts, started, replays = counts
             position, event_id, subject, headers, payload = head
@@ -852,6 +891,13 @@ async def _kept_alive(messages: list[Msg], ack_wait_s: float) -> AsyncIterator[N
         yield
     finally:
         task.cancel()
+
+
+def _limits(consumer: Consumer) -> dict[str, str]:
+    return {
+        "statement_timeout": f"{int(consumer.statement_timeout_s * 1000)}ms",
+        "lock_timeout": f"{int(consumer.lock_timeout_s * 1000)}ms",
+    }
 
 
 def _describe(error: BaseException) -> str:

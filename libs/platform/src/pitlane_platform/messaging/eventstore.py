@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pitlane_events import Actor, DomainEvent, Envelope, decode_json
-from pitlane_platform.db import execute_on_driver
+from pitlane_platform.db import Unit, execute_on_driver
 from pitlane_platform.errors import ConcurrencyError
 from pitlane_platform.messaging.outbox import encode_for_outbox, outbox_rows
 from pitlane_platform.schema import OUTBOX_CHANNEL, events
@@ -80,13 +80,14 @@ APPEND_SQL = f"""
 
 
 async def append(
-    session: AsyncSession,
+    unit: Unit,
     stream_id: str,
     expected_version: int,
     new_events: Sequence[DomainEvent],
     context: CommandContext,
 ) -> list[Envelope[Any]]:
-    """Append `new_events` after `expected_version` (0 for a new stream) and queue them for publishing.
+    """Append `new_events` after `expected_version` (0 for a new stream) and queue them for publishing, in
+    the unit's transaction (a session's, or a DriverPool transaction's).
 
     Raises ConcurrencyError when the stream is not at `expected_version`, including when another transaction
     appends the same version concurrently (the unique constraint decides; the loser's transaction is dead),
@@ -109,7 +110,7 @@ async def append(
         **outbox_rows(envelopes, messages),
     }
     try:
-        row = await execute_on_driver(session, "append", APPEND_SQL, parameters)
+        row = await execute_on_driver(unit, "append", APPEND_SQL, parameters)
     except UniqueViolation:
         raise ConcurrencyError(stream_id, expected_version) from None
     assert row is not None

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from pitlane_events import Envelope, encode
 from pitlane_events.codec import TRACEPARENT_HEADER, NatsMessage
-from pitlane_platform.db import execute_on_driver
+from pitlane_platform.db import Unit, execute_on_driver
 from pitlane_platform.errors import MessageTooLargeError
 from pitlane_platform.schema import OUTBOX_CHANNEL
 from pitlane_platform.telemetry import inject_trace_headers
@@ -94,8 +93,8 @@ def outbox_rows(envelopes: Sequence[Envelope[Any]], messages: Sequence[NatsMessa
     }
 
 
-async def enqueue(session: AsyncSession, envelopes: Sequence[Envelope[Any]]) -> None:
-    """Queue envelopes for publishing in the session's transaction, and wake the relay when it commits."""
+async def enqueue(unit: Unit, envelopes: Sequence[Envelope[Any]]) -> None:
+    """Queue envelopes for publishing in the unit's transaction, and wake the relay when it commits."""
     if envelopes:
         rows = outbox_rows(envelopes, encode_for_outbox(envelopes))
-        await execute_on_driver(session, "enqueue", ENQUEUE_SQL, rows)
+        await execute_on_driver(unit, "enqueue", ENQUEUE_SQL, rows)
