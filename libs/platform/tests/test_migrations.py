@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from sqlalchemy import inspect
@@ -45,3 +46,34 @@ async def test_migrations_are_left_to_the_deployment_in_production(database_url,
     async with runtime.lifespan():
         pass
     assert "events" not in await table_names(database_url)
+
+
+async def test_a_database_created_before_the_order_and_holds_tables_is_brought_up_to_date(database_url):
+    from sqlalchemy import text
+
+    from pitlane_platform.migrations import upgrade
+
+    await asyncio.to_thread(upgrade, database_url, PROBE_MIGRATIONS, "0001")
+    engine = create_engine(database_url)
+    async with engine.begin() as connection:  # what 0001 created before the platform gained them
+        await connection.execute(text("DROP TABLE consumer_holds, consumer_parked_messages"))
+        await connection.execute(
+            text(
+                "ALTER TABLE outbox DROP COLUMN aggregate_id, DROP COLUMN parked_at, DROP COLUMN park_reason"
+            )
+        )
+        await connection.execute(
+            text(
+                "INSERT INTO outbox (event_id, subject, headers, payload) VALUES (gen_random_uuid(), 's', '{}', '')"
+            )
+        )
+    await asyncio.to_thread(upgrade, database_url, PROBE_MIGRATIONS)
+    async with engine.connect() as connection:
+        columns = await connection.run_sync(
+            lambda sync: {column["name"] for column in inspect(sync).get_columns("outbox")}
+        )
+        kept = (await connection.execute(text("SELECT aggregate_id FROM outbox"))).scalars().all()
+    await engine.dispose()
+    assert {"aggregate_id", "parked_at", "park_reason"} <= columns
+    assert kept == [""]  # the row queued before the upgrade is still there to publish
+    assert {"consumer_holds", "consumer_parked_messages"} <= await table_names(database_url)
