@@ -1,6 +1,6 @@
 """The same flow through libs/platform: `eventstore.append` in a `DriverPool` transaction (the platform's unit
-of work for fixed SQL), `OutboxRelay`, and a `ConsumerRunner` whose consumer upserts the projection with
-`execute_on_driver` (the runner writes the inbox row in that transaction).
+of work for fixed SQL), `OutboxRelay`, and a `ConsumerRunner` whose consumer (`on_driver`) upserts the
+projection with `execute_on_driver` in a DriverPool transaction (the runner writes the inbox row in it).
 Effect-commit times come from the runner's `after_commit` hook, which runs right after the commit, before the ack.
 """
 
@@ -53,12 +53,12 @@ PROJECT_MILEAGE = (
 
 
 def mileage_projection() -> Consumer:
-    consumer = Consumer(service="bench", purpose="vehicle-mileage", source_service=PRODUCER)
+    consumer = Consumer(service="bench", purpose="vehicle-mileage", source_service=PRODUCER, on_driver=True)
 
     @consumer.on(VehicleMileageRecorded)
     async def project(ctx: HandlerContext, event: VehicleMileageRecorded) -> None:
         await execute_on_driver(
-            ctx.session,
+            ctx.unit,
             "project mileage",
             PROJECT_MILEAGE,
             {"vehicle_id": event.vehicle_id, "mileage_km": event.mileage_km},
@@ -99,8 +99,10 @@ async def running_platform(servers: BenchServers, *, writers: int) -> AsyncItera
             await setup.run_sync(platform_metadata.create_all)
             await setup.run_sync(projection_metadata.create_all)
         writer_pool = DriverPool(url, max_size=writers)
-        await writer_pool.open()
-        stack.push_async_callback(writer_pool.close)
+        consumer_pool = DriverPool(url)
+        for pool in (writer_pool, consumer_pool):
+            await pool.open()
+            stack.push_async_callback(pool.close)
         relay_nats = await connect_nats(servers.nats_url, name="bench-relay")
         stack.push_async_callback(relay_nats.close)
         consumer_nats = await connect_nats(servers.nats_url, name="bench-consumer")
@@ -116,6 +118,7 @@ async def running_platform(servers: BenchServers, *, writers: int) -> AsyncItera
             sessions=session_factory(consumer_engine),
             clock=SystemClock(),
             after_commit=[note_effect],
+            driver=consumer_pool,
         )
         await runner.declare()
         async with asyncio.TaskGroup() as tasks:

@@ -21,7 +21,7 @@ from pitlane_events.customer_profile import (
     MileageSource,
     VehicleMileageRecorded,
 )
-from pitlane_platform.db import create_engine
+from pitlane_platform.db import create_engine, execute_on_driver
 from pitlane_platform.messaging import eventstore
 from pitlane_platform.messaging.consumer import Consumer, HandlerContext, advance_read_model
 from pitlane_platform.messaging.eventstore import CommandContext
@@ -216,6 +216,7 @@ def _padding(size: int) -> tuple[str, ...]:
 
 
 def order_probe(*event_types: type[DomainEvent], **options: Any) -> Consumer:
+    """With `on_driver=True` its handler writes through the driver (the DriverPool transaction)."""
     consumer = Consumer(service="analytics", purpose="order-probe", source_service=PRODUCER, **options)
 
     async def apply(ctx: HandlerContext, event: Any) -> None:
@@ -229,13 +230,17 @@ def order_probe(*event_types: type[DomainEvent], **options: Any) -> Consumer:
         if event_id in Faults.database_once:
             Faults.database_once.discard(event_id)
             # A real fault: the server ends this very connection, as a restart or failover would.
-            await ctx.session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
-        await ctx.session.execute(
-            applied_log.insert().values(
-                aggregate_id=ctx.envelope.aggregate_id,
-                version=ctx.envelope.aggregate_version,
-                event_id=ctx.envelope.event_id,
-            )
+            await execute_on_driver(ctx.unit, "fault", "SELECT pg_terminate_backend(pg_backend_pid())", {})
+        await execute_on_driver(
+            ctx.unit,
+            "log applied",
+            "INSERT INTO probe_applied_log (aggregate_id, version, event_id) "
+            "VALUES (%(aggregate_id)s, %(version)s, %(event_id)s)",
+            {
+                "aggregate_id": ctx.envelope.aggregate_id,
+                "version": ctx.envelope.aggregate_version,
+                "event_id": ctx.envelope.event_id,
+            },
         )
 
     for event_type in event_types or (CustomerRegistered, CustomerUpdated):

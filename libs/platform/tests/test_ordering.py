@@ -11,12 +11,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from nats.aio.client import Client
 from sqlalchemy import text
 
 from pitlane_events.customer_profile import CustomerRegistered, CustomerUpdated
 from pitlane_platform.clock import SystemClock
-from pitlane_platform.db import create_engine, session_factory
+from pitlane_platform.db import DriverPool, create_engine, session_factory
 from pitlane_platform.messaging import deadletter
 from pitlane_platform.messaging.connection import connect_nats
 from pitlane_platform.messaging.consumer import Consumer, ConsumerRunner
@@ -56,7 +57,11 @@ async def pipeline(
     relay = OutboxRelay(
         RelayConfig(service=PRODUCER, database_url=database_url, poll_interval_s=0.2, max_backoff_s=0.5), nc
     )
-    runner = ConsumerRunner([consumer], js=js, sessions=session_factory(consumer_engine), clock=SystemClock())
+    driver = DriverPool(consumer_database_url or database_url)
+    await driver.open()
+    runner = ConsumerRunner(
+        [consumer], js=js, sessions=session_factory(consumer_engine), clock=SystemClock(), driver=driver
+    )
     await runner.declare()
     Faults.reset()
     tasks = [asyncio.create_task(relay.run(stop)), asyncio.create_task(runner.run(stop))]
@@ -66,6 +71,7 @@ async def pipeline(
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 20)
         await nc.close()
+        await driver.close()
         await engine.dispose()
         await consumer_engine.dispose()
 
@@ -130,8 +136,14 @@ async def test_nats_killed_while_large_and_small_events_are_committed_keeps_ever
         assert await inbox_count(sessions) == sum(len(versions) for versions in expected.values())
 
 
-async def test_a_handler_failing_once_holds_back_the_next_event_of_its_aggregate(database_url, nats_url):
-    consumer = order_probe(backoff_s=(0.2,), max_deliver=3)
+ON_DRIVER = pytest.mark.parametrize("on_driver", [False, True], ids=["session", "driver"])
+
+
+@ON_DRIVER
+async def test_a_handler_failing_once_holds_back_the_next_event_of_its_aggregate(
+    database_url, nats_url, on_driver
+):
+    consumer = order_probe(backoff_s=(0.2,), max_deliver=3, on_driver=on_driver)
     async with pipeline(database_url, nats_url, consumer) as (sessions, nc, _):
         first = await register_customer(sessions, "customer-a")
         Faults.handler_once.add(str(first.event_id))
@@ -148,10 +160,13 @@ async def test_a_handler_failing_once_holds_back_the_next_event_of_its_aggregate
         assert await deadletter.list_dead_letters(nc.jetstream()) == []
 
 
+@ON_DRIVER
 async def test_a_transient_database_error_on_v1_is_retried_before_v2_without_counting_an_attempt(
-    database_url, nats_url
+    database_url, nats_url, on_driver
 ):
-    consumer = order_probe(backoff_s=(0.2,), max_deliver=1)  # one counted failure would dead-letter it
+    consumer = order_probe(
+        backoff_s=(0.2,), max_deliver=1, on_driver=on_driver
+    )  # one counted failure would dead-letter it
     async with pipeline(database_url, nats_url, consumer) as (sessions, nc, runner):
         first = await register_customer(sessions, "customer-a")
         Faults.database_once.add(str(first.event_id))
@@ -166,10 +181,11 @@ async def test_a_transient_database_error_on_v1_is_retried_before_v2_without_cou
         assert await deadletter.list_dead_letters(nc.jetstream()) == []
 
 
+@ON_DRIVER
 async def test_postgres_unreachable_longer_than_the_back_off_schedule_dead_letters_nothing(
-    database_url, nats_url, database_proxy
+    database_url, nats_url, database_proxy, on_driver
 ):
-    consumer = order_probe(backoff_s=(0.1, 0.2), max_deliver=2, ack_wait_s=1)
+    consumer = order_probe(backoff_s=(0.1, 0.2), max_deliver=2, ack_wait_s=1, on_driver=on_driver)
     async with pipeline(database_url, nats_url, consumer, consumer_database_url=database_proxy.url) as (
         sessions,
         nc,
@@ -207,8 +223,11 @@ async def test_postgres_unreachable_longer_than_the_back_off_schedule_dead_lette
         assert await inbox_count(sessions) == 41
 
 
-async def test_a_poison_event_holds_its_aggregate_until_replayed_while_others_flow(database_url, nats_url):
-    consumer = order_probe(backoff_s=(0.1,), max_deliver=2)
+@ON_DRIVER
+async def test_a_poison_event_holds_its_aggregate_until_replayed_while_others_flow(
+    database_url, nats_url, on_driver
+):
+    consumer = order_probe(backoff_s=(0.1,), max_deliver=2, on_driver=on_driver)
     async with pipeline(database_url, nats_url, consumer) as (sessions, nc, runner):
         js = nc.jetstream()
         poison = await register_customer(sessions, "customer-a")

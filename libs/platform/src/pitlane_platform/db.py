@@ -56,7 +56,10 @@ class DriverPool:
     statements of a command like an append (docs/benchmarks.md)."""
 
     def __init__(self, url: str, *, max_size: int = 10) -> None:
-        self._pool = AsyncConnectionPool(libpq_url(url), min_size=1, max_size=max_size, open=False)
+        # A checkout waits at most 10 s: an unreachable database is an error to retry, not a hang.
+        self._pool = AsyncConnectionPool(
+            libpq_url(url), min_size=1, max_size=max_size, timeout=10.0, open=False
+        )
 
     async def open(self) -> None:
         await self._pool.open(wait=True)

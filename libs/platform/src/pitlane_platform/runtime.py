@@ -87,6 +87,7 @@ class ServiceRuntime:
                 sessions=self.sessions,
                 clock=self.clock,
                 after_commit=self.after_commit,
+                driver=self.driver,
             )
             await self.runner.declare()  # refuse to start on a configuration the server will not keep
             self._tasks.append(

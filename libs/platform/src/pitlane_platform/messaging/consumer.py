@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from pitlane_events import Actor, DomainEvent, Envelope, EventError, decode
 from pitlane_events.codec import MSG_ID_HEADER
 from pitlane_platform.clock import Clock
-from pitlane_platform.db import execute_on_driver
+from pitlane_platform.db import DriverPool, Unit, execute_on_driver
 from pitlane_platform.messaging.deadletter import dead_letter, delivery_source, original_subject
 from pitlane_platform.messaging.eventstore import CommandContext
 from pitlane_platform.messaging.faults import InfrastructureError, is_infrastructure_error
@@ -146,10 +146,17 @@ _DATABASE_PROBE_MAX_S = 2.0
 class HandlerContext:
     """What a handler gets besides the event: the transaction its effect must be written in, and time."""
 
-    session: AsyncSession
+    unit: Unit  # the transaction: a session's, or (consumers `on_driver`) a DriverPool one
     envelope: Envelope[Any]
     clock: Clock
     service: str
+
+    @property
+    def session(self) -> AsyncSession:
+        """The SQLAlchemy session of the transaction (not for consumers `on_driver`: use `unit`)."""
+        if not isinstance(self.unit, AsyncSession):
+            raise TypeError("this consumer runs on the driver: write with execute_on_driver(ctx.unit, ...)")
+        return self.unit
 
     def command_context(self, *, branch_id: str | None = None) -> CommandContext:
         """For events the handler emits: caused by this event, in its correlation, by this service."""
@@ -178,6 +185,9 @@ class Consumer:
     batch_size: int = 64
     statement_timeout_s: float = 30.0
     lock_timeout_s: float = 10.0
+    # Handlers that write only fixed SQL (`execute_on_driver(ctx.unit, ...)`) can run their batches in a
+    # DriverPool transaction instead of a session's: about a millisecond of CPU less per batch.
+    on_driver: bool = False
     handlers: dict[str, Handler] = field(default_factory=dict)
 
     @property
@@ -285,10 +295,14 @@ class ConsumerRunner:
         sessions: async_sessionmaker[AsyncSession],
         clock: Clock,
         after_commit: Sequence[AfterCommit] = (),
+        driver: DriverPool | None = None,
     ) -> None:
+        if driver is None and any(consumer.on_driver for consumer in consumers):
+            raise ValueError("consumers on_driver need the runner's DriverPool")
         self.consumers = consumers
         self.js = js
         self.sessions = sessions
+        self.driver = driver
         self.clock = clock
         self.after_commit = list(after_commit)
         self.applied = 0
@@ -528,13 +542,24 @@ class ConsumerRunner:
             return
         await self._settle(consumer, pending, applied)
 
+    @contextlib.asynccontextmanager
+    async def _handler_transaction(self, consumer: Consumer) -> AsyncIterator[Unit]:
+        """The transaction handlers write their effects in, with the inbox rows; commits when the block ends."""
+        if consumer.on_driver:
+            assert self.driver is not None
+            async with self.driver.transaction() as transaction:
+                yield transaction
+        else:
+            async with self.sessions() as session, session.begin():
+                yield session
+
     async def _apply(self, consumer: Consumer, deliveries: list[_Delivery]) -> list[bool]:
         """In one transaction: park the deliveries of held aggregates, apply the others; True per applied."""
         applied: list[bool] = []
         held: set[str] = set()
         index = 0
         try:
-            async with self.sessions() as session, session.begin():
+            async with self._handler_transaction(consumer) as session:
                 maybe_held = [
                     d.aggregate_id for d in deliveries if d.aggregate_id in self._held[consumer.name]
                 ]
@@ -572,7 +597,7 @@ class ConsumerRunner:
             self._holds_changed[consumer.name].set()
         return applied
 
-    async def _begin(self, session: AsyncSession, consumer: Consumer, aggregate_ids: list[str]) -> list[str]:
+    async def _begin(self, session: Unit, consumer: Consumer, aggregate_ids: list[str]) -> list[str]:
         row = await execute_on_driver(
             session,
             "begin consumer transaction",
@@ -582,9 +607,7 @@ class ConsumerRunner:
         assert row is not None
         return list(row[2])
 
-    async def _park(
-        self, session: AsyncSession, consumer: Consumer, message: Msg, envelope: Envelope[Any]
-    ) -> None:
+    async def _park(self, session: Unit, consumer: Consumer, message: Msg, envelope: Envelope[Any]) -> None:
         await execute_on_driver(
             session,
             "park",
@@ -603,7 +626,7 @@ class ConsumerRunner:
 
     async def _claim_and_handle(
         self,
-        session: AsyncSession,
+        session: Unit,
         consumer: Consumer,
         handler: Handler,
         envelope: Envelope[Any],
@@ -775,7 +798,7 @@ class ConsumerRunner:
         handler = consumer.handlers.get(envelope.event_type)
         applied = False
         try:
-            async with self.sessions() as session, session.begin():
+            async with self._handler_transaction(consumer) as session:
                 await self._begin(session, consumer, [])
                 if handler is not None:
                     with process_span(

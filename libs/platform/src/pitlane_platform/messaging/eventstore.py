@@ -61,16 +61,16 @@ APPEND_SQL = f"""
         SELECT %(stream_id)s, e.version, e.event_id, e.event_type, e.schema_version, e.occurred_at,
                convert_from(e.payload, 'UTF8')::jsonb
         FROM unnest(
-            %(versions)s::integer[], %(event_ids)s::uuid[], %(event_types)s::text[],
-            %(schema_versions)s::integer[], %(occurred_ats)s::timestamptz[], %(payloads)s::bytea[]
+            %(versions)b::integer[], %(event_ids)b::uuid[], %(event_types)b::text[],
+            %(schema_versions)b::integer[], %(occurred_ats)b::timestamptz[], %(payloads)b::bytea[]
         ) AS e(version, event_id, event_type, schema_version, occurred_at, payload)
         WHERE (SELECT version FROM current_version) = %(expected_version)s
         RETURNING event_id
     ), queued AS (
         INSERT INTO outbox (event_id, aggregate_id, subject, headers, payload, traceparent)
         SELECT o.* FROM unnest(
-            %(event_ids)s::uuid[], %(aggregate_ids)s::text[], %(subjects)s::text[], %(headers)s::jsonb[],
-            %(payloads)s::bytea[], %(traceparents)s::text[]
+            %(event_ids)b::uuid[], %(aggregate_ids)b::text[], %(subjects)b::text[], %(headers)b::jsonb[],
+            %(payloads)b::bytea[], %(traceparents)s::text[]
         ) AS o(event_id, aggregate_id, subject, headers, payload, traceparent)
         WHERE o.event_id IN (SELECT event_id FROM appended)
         RETURNING 1
