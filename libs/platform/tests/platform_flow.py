@@ -175,11 +175,18 @@ class Faults:
     handler_once: ClassVar[set[str]] = set()
     database_once: ClassVar[set[str]] = set()
     poison: ClassVar[set[str]] = set()
+    slow_s: ClassVar[dict[str, float]] = {}
     handler_runs: ClassVar[dict[str, int]] = {}
 
     @classmethod
     def reset(cls) -> None:
-        cls.handler_once, cls.database_once, cls.poison, cls.handler_runs = set(), set(), set(), {}
+        cls.handler_once, cls.database_once, cls.poison, cls.slow_s, cls.handler_runs = (
+            set(),
+            set(),
+            set(),
+            {},
+            {},
+        )
 
 
 async def register_customer(
@@ -224,6 +231,7 @@ def order_probe(*event_types: type[DomainEvent], **options: Any) -> Consumer:
         Faults.handler_runs[event_id] = Faults.handler_runs.get(event_id, 0) + 1
         if event_id in Faults.poison:
             raise ValueError("a field this probe refuses")
+        await asyncio.sleep(Faults.slow_s.get(event_id, 0))
         if event_id in Faults.handler_once:
             Faults.handler_once.discard(event_id)
             raise ValueError("failing once")

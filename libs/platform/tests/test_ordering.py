@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from nats.aio.client import Client
+from nats.errors import TimeoutError as NatsTimeoutError
 from sqlalchemy import text
 
 from pitlane_events.customer_profile import CustomerRegistered, CustomerUpdated
@@ -346,3 +347,28 @@ async def test_one_runner_per_service_consumes_and_a_standby_takes_over(database
         await asyncio.wait_for(asyncio.gather(*background), 10)
         await own_nats.close()
         await engine.dispose()
+
+
+async def test_a_handler_running_longer_than_ack_wait_keeps_its_message_and_runs_once(database_url, nats_url):
+    consumer = order_probe(ack_wait_s=1)
+    async with pipeline(database_url, nats_url, consumer) as (sessions, nc, _):
+        slow = await register_customer(sessions, "customer-slow")
+        Faults.slow_s[str(slow.event_id)] = 4.0  # four ack waits
+
+        async def handler_started():
+            return Faults.handler_runs.get(str(slow.event_id)) == 1
+
+        await wait_until(handler_started)
+        # Anyone else pulling from the durable meanwhile would be handed the message once its ack wait ran out.
+        other = await nc.jetstream().pull_subscribe_bind(durable=consumer.subscription_durable, stream=STREAM)
+        with pytest.raises(NatsTimeoutError):
+            await other.fetch(1, timeout=2.5)
+        await other.unsubscribe()
+
+        async def applied():
+            return "customer-slow" in await applied_order(sessions)
+
+        await wait_until(applied)
+        info = await nc.jetstream().consumer_info(STREAM, consumer.subscription_durable)
+        assert info.num_redelivered == 0 and info.num_ack_pending == 0
+        assert Faults.handler_runs[str(slow.event_id)] == 1
