@@ -5,6 +5,7 @@ the driver (`execute_on_driver`)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -40,6 +41,11 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def advisory_lock_key(name: str) -> int:
+    """A PostgreSQL advisory lock key (bigint) for a named leadership, e.g. `outbox-relay:workorder`."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 class DriverTransaction:

@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from pitlane_events import Actor, DomainEvent, Envelope, EventError, decode
 from pitlane_events.codec import MSG_ID_HEADER
 from pitlane_platform.clock import Clock
-from pitlane_platform.db import DriverPool, Unit, execute_on_driver
+from pitlane_platform.db import DriverPool, Unit, advisory_lock_key, execute_on_driver
 from pitlane_platform.messaging.deadletter import dead_letter, delivery_source, original_subject
 from pitlane_platform.messaging.eventstore import CommandContext
 from pitlane_platform.messaging.faults import InfrastructureError, is_infrastructure_error
@@ -366,9 +366,7 @@ class ConsumerRunner:
                 await _sleep_unless(stop, _DATABASE_PROBE_MAX_S)
 
     async def _lead(self, stop: asyncio.Event) -> None:
-        lock_key = int.from_bytes(
-            hashlib.sha256(f"consumer-runner:{self._service}".encode()).digest()[:8], "big", signed=True
-        )
+        lock_key = advisory_lock_key(f"consumer-runner:{self._service}")
         leadership = self.sessions()
         try:
             while not await self._try_lock(leadership, lock_key):

@@ -16,7 +16,6 @@ rows would hand consumers a gap), never the others.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from nats.errors import MaxPayloadError
 from nats.js.errors import APIError
 
 from pitlane_events.codec import MSG_ID_HEADER
-from pitlane_platform.db import libpq_url
+from pitlane_platform.db import advisory_lock_key, libpq_url
 from pitlane_platform.messaging.outbox import RELAY_HEADER_ALLOWANCE, message_size
 from pitlane_platform.schema import OUTBOX_CHANNEL
 from pitlane_platform.telemetry import context_from_headers, inject_trace_headers, publish_span
@@ -148,9 +147,7 @@ class OutboxRelay:
         self.js = nats.jetstream()
         self.status = RelayStatus()
         # Leadership is per service database; the lock key is derived from the service name.
-        self._lock_key = int.from_bytes(
-            hashlib.sha256(f"outbox-relay:{config.service}".encode()).digest()[:8], "big", signed=True
-        )
+        self._lock_key = advisory_lock_key(f"outbox-relay:{config.service}")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stand by until this relay holds the lock, then publish until `stop` is set."""
