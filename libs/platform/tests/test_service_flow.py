@@ -126,12 +126,18 @@ def bearer(
     }
 
 
-async def test_one_trace_spans_request_relay_and_a_consumer_in_another_process(
-    service, database_url, nats_url
-):
-    settings, runtime, client = service
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    """Set up before the service is built: the app is instrumented only when something exports spans."""
     exporter = InMemorySpanExporter()
     setup_telemetry(PRODUCER, exporter=exporter)
+    return exporter
+
+
+async def test_one_trace_spans_request_relay_and_a_consumer_in_another_process(
+    exporter, service, database_url, nats_url
+):
+    settings, runtime, client = service
     receiver = OtlpReceiver()
     consumer = subprocess.Popen(
         [

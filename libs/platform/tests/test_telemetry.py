@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -232,3 +235,42 @@ def test_uvicorn_logs_go_through_the_json_handler(capsys: pytest.CaptureFixture[
     lines = capsys.readouterr().err.splitlines()
     assert json.loads(lines[-1])["logger"] == "uvicorn.error"
     assert len(lines) == 1, "exactly one handler writes the record"
+
+
+UNTRACED_APP = """
+import json
+from fastapi import APIRouter
+from fastapi.testclient import TestClient
+from opentelemetry import trace
+from pitlane_platform.http import create_app
+from pitlane_platform.settings import ServiceSettings
+from pitlane_platform.telemetry import start_span
+
+router = APIRouter()
+
+@router.get("/probe")
+async def probe() -> dict[str, object]:
+    with start_span("inner") as inner:
+        return {"request_span_recording": trace.get_current_span().is_recording(),
+                "inner_recording": inner.is_recording()}
+
+settings = ServiceSettings(service_name="untraced", database_url="postgresql://unused", nats_url="nats://unused")
+app = create_app(settings, title="t", version="0", routers=[router])
+with TestClient(app) as client:
+    body = client.get("/probe").json()
+print(json.dumps({**body, "provider": type(trace.get_tracer_provider()).__name__,
+                  "middleware": [m.cls.__name__ for m in app.user_middleware]}))
+"""
+
+
+def test_with_nowhere_to_send_spans_no_provider_no_instrumentation_and_no_span_is_built() -> None:
+    # A process of its own: the tracer provider is process-global, and this module's tests set one up.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", UNTRACED_APP], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["provider"] == "ProxyTracerProvider"  # no SDK provider
+    assert "OpenTelemetryMiddleware" not in outcome["middleware"]
+    assert outcome["request_span_recording"] is False and outcome["inner_recording"] is False

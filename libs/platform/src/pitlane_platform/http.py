@@ -31,7 +31,7 @@ from pitlane_platform.problems import (
     problem_response,
 )
 from pitlane_platform.settings import ServiceSettings
-from pitlane_platform.telemetry import instrument_app, setup_telemetry
+from pitlane_platform.telemetry import instrument_app, setup_telemetry, spans_are_exported
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +66,19 @@ def create_app(
 ) -> FastAPI:
     """The service's ASGI app. Readiness checks are async callables named after what they check
     (`async def database() -> None`); raising, or taking longer than a few seconds, means not ready."""
-    setup_telemetry(settings.service_name, otlp_endpoint=settings.otlp_endpoint)
+    setup_telemetry(
+        settings.service_name, otlp_endpoint=settings.otlp_endpoint, sample_ratio=settings.otel_sample_ratio
+    )
     configure_logging(settings.service_name, settings.log_level)
 
-    app = FastAPI(title=title, version=version, lifespan=lifespan)
+    # FastAPI's own telemetry off: it would start spans, metrics and exception logs of its own whenever the
+    # instrumentor is absent. Spans come from the instrumentor, and only when something exports them.
+    app = FastAPI(
+        title=title,
+        version=version,
+        lifespan=lifespan,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.settings = settings
     install_authenticator(app, settings)
     install_problem_handlers(app)
@@ -78,7 +87,8 @@ def create_app(
     for router in routers:
         app.include_router(router)
     app.openapi = lambda: _openapi_with_problem_responses(app)  # type: ignore[method-assign]
-    instrument_app(app)
+    if spans_are_exported():
+        instrument_app(app)
     return app
 
 

@@ -42,6 +42,9 @@ class ServiceSettings(BaseSettings):
     link_secret: SecretStr = SecretStr(DEV_LINK_SECRET)
 
     otlp_endpoint: str | None = None
+    otel_sample_ratio: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="share of new traces recorded when an exporter is set"
+    )
     log_level: str = "INFO"
 
     relay_poll_interval_s: float = 1.0

@@ -1,8 +1,11 @@
 """OpenTelemetry tracing: one tracer provider per process, W3C trace context across HTTP and NATS hops.
 
 OpenTelemetry lets a process set its global tracer provider once and silently ignores later attempts, so
-`setup_telemetry` creates the provider on the first call and afterwards only adds exporters to it. It can be
-called by the HTTP app, by each worker and by every test without tracing going dark or being duplicated.
+`setup_telemetry` creates the provider on the first call that names an exporter or endpoint and afterwards
+only adds exporters to it. It can be called by the HTTP app, by each worker and by every test without
+tracing going dark or being duplicated. With nowhere to send spans, nothing is set up: no SDK provider (which
+would build a recording span per request for nobody), no HTTP instrumentation, no platform spans; the W3C
+trace context is still carried from requests to messages.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanKind
 from opentelemetry.util.types import Attributes
 from sqlalchemy.engine import Engine
@@ -47,20 +51,29 @@ _instrumented_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def setup_telemetry(
-    service_name: str, *, otlp_endpoint: str | None = None, exporter: SpanExporter | None = None
-) -> TracerProvider:
-    """The process's tracer provider, created on the first call and registered globally.
+    service_name: str,
+    *,
+    otlp_endpoint: str | None = None,
+    exporter: SpanExporter | None = None,
+    sample_ratio: float = 1.0,
+) -> TracerProvider | None:
+    """The process's tracer provider, created on the first call that has somewhere to send spans, and
+    registered globally; None while there is nowhere (then no SDK provider exists and spans cost nothing).
 
     `otlp_endpoint` is the collector's base URL (e.g. `http://otel-collector:4318`); spans are batched and
     sent over OTLP/HTTP. Without it, OpenTelemetry's standard OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT variables
     are honoured, so processes started without settings (workers, test subprocesses) export too.
     `exporter` (e.g. an InMemorySpanExporter in tests) receives every span synchronously. Each endpoint and
-    exporter is attached once however often this is called. The service name of the first call wins: one
-    process runs one service.
+    exporter is attached once however often this is called. The service name and `sample_ratio` (the share
+    of new traces recorded; a caller's sampling decision is followed) of the first provider win: one process
+    runs one service.
     """
     global _provider
+    otlp_from_environment = otlp_endpoint is None and _standard_otlp_env_is_set()
+    if _provider is None and not (otlp_endpoint or otlp_from_environment or exporter is not None):
+        return None
     if _provider is None:
-        _provider = _adopt_or_register_provider(service_name)
+        _provider = _adopt_or_register_provider(service_name, sample_ratio)
     elif _provider.resource.attributes.get(SERVICE_NAME) != service_name:
         logger.warning(
             "telemetry already set up for service %r; spans of %r are reported under that name",
@@ -72,9 +85,7 @@ def setup_telemetry(
         _provider.add_span_processor(
             BatchSpanProcessor(OTLPSpanExporter(endpoint=_traces_url(otlp_endpoint)))
         )
-    elif (
-        otlp_endpoint is None and _standard_otlp_env_is_set() and OTLP_FROM_ENVIRONMENT not in _otlp_endpoints
-    ):
+    elif otlp_from_environment and OTLP_FROM_ENVIRONMENT not in _otlp_endpoints:
         _otlp_endpoints.add(OTLP_FROM_ENVIRONMENT)
         _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))  # reads the variables itself
     if exporter is not None and exporter not in _exporters:
@@ -88,7 +99,7 @@ def spans_are_exported() -> bool:
     return bool(_otlp_endpoints or _exporters or _adopted_provider)
 
 
-def _adopt_or_register_provider(service_name: str) -> TracerProvider:
+def _adopt_or_register_provider(service_name: str, sample_ratio: float) -> TracerProvider:
     # Under `opentelemetry-instrument` an SDK provider is already global; adding to it beats a replacement
     # that OpenTelemetry would refuse.
     global _adopted_provider
@@ -96,7 +107,10 @@ def _adopt_or_register_provider(service_name: str) -> TracerProvider:
     if isinstance(existing, TracerProvider):
         _adopted_provider = True
         return existing
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+    provider = TracerProvider(
+        resource=Resource.create({SERVICE_NAME: service_name}),
+        sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
+    )
     trace.set_tracer_provider(provider)
     return provider
 
