@@ -244,7 +244,7 @@ from fastapi.testclient import TestClient
 from opentelemetry import trace
 from pitlane_platform.http import create_app
 from pitlane_platform.settings import ServiceSettings
-from pitlane_platform.telemetry import start_span
+from pitlane_platform.telemetry import inject_trace_headers, start_span
 
 router = APIRouter()
 
@@ -252,18 +252,23 @@ router = APIRouter()
 async def probe() -> dict[str, object]:
     with start_span("inner") as inner:
         return {"request_span_recording": trace.get_current_span().is_recording(),
-                "inner_recording": inner.is_recording()}
+                "inner_recording": inner.is_recording(),
+                "carried": inject_trace_headers().get("traceparent")}
 
 settings = ServiceSettings(service_name="untraced", database_url="postgresql://unused", nats_url="nats://unused")
 app = create_app(settings, title="t", version="0", routers=[router])
 with TestClient(app) as client:
-    body = client.get("/probe").json()
+    body = client.get(
+        "/probe", headers={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+    ).json()
 print(json.dumps({**body, "provider": type(trace.get_tracer_provider()).__name__,
                   "middleware": [m.cls.__name__ for m in app.user_middleware]}))
 """
 
 
-def test_with_nowhere_to_send_spans_no_provider_no_instrumentation_and_no_span_is_built() -> None:
+def test_with_nowhere_to_send_spans_no_provider_no_instrumentation_no_span_and_the_trace_still_flows() -> (
+    None
+):
     # A process of its own: the tracer provider is process-global, and this module's tests set one up.
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     done = subprocess.run(
@@ -274,3 +279,5 @@ def test_with_nowhere_to_send_spans_no_provider_no_instrumentation_and_no_span_i
     assert outcome["provider"] == "ProxyTracerProvider"  # no SDK provider
     assert "OpenTelemetryMiddleware" not in outcome["middleware"]
     assert outcome["request_span_recording"] is False and outcome["inner_recording"] is False
+    # The caller's trace still reaches what the request writes (outbox rows inject this context).
+    assert outcome["carried"].split("-")[1] == "4bf92f3577b34da6a3ce929d0e0e4736"

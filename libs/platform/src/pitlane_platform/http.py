@@ -14,11 +14,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
+from pitlane_events.codec import TRACEPARENT_HEADER
 from pitlane_platform.auth import install_authenticator
 from pitlane_platform.logging import configure_logging, request_id_var
 from pitlane_platform.problems import (
@@ -31,7 +33,12 @@ from pitlane_platform.problems import (
     problem_response,
 )
 from pitlane_platform.settings import ServiceSettings
-from pitlane_platform.telemetry import instrument_app, setup_telemetry, spans_are_exported
+from pitlane_platform.telemetry import (
+    context_from_headers,
+    instrument_app,
+    setup_telemetry,
+    spans_are_exported,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +112,16 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        offered = Headers(scope=scope).get(REQUEST_ID_HEADER)
+        headers = Headers(scope=scope)
+        offered = headers.get(REQUEST_ID_HEADER)
         request_id = offered if offered and ACCEPTED_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        # Untraced (nothing exports spans): the caller's trace context is still made current, so the events
+        # this request causes carry it on to consumers that do export.
+        caller_trace = (
+            otel_context.attach(context_from_headers({TRACEPARENT_HEADER: headers[TRACEPARENT_HEADER]}))
+            if TRACEPARENT_HEADER in headers and not spans_are_exported()
+            else None
+        )
         span = trace.get_current_span()
         span.set_attribute("pitlane.request_id", request_id)
         response_started = False
@@ -130,6 +145,8 @@ class RequestContextMiddleware:
             await internal_error_response(Request(scope))(scope, receive, send_with_request_id)
         finally:
             request_id_var.reset(reset_token)
+            if caller_trace is not None:
+                otel_context.detach(caller_trace)
 
 
 def _probes_router(readiness_checks: Sequence[ReadinessCheck]) -> APIRouter:
