@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 from pitlane_platform.auth import (
     Authenticator,
     CurrentPrincipal,
+    InvalidTokenError,
     Principal,
     Role,
     mint_dev_token,
@@ -372,3 +374,17 @@ def test_pitlane_token_refuses_an_unknown_role() -> None:
 
     assert result.exit_code != 0
     assert "owner, manager, advisor" in result.output
+
+
+def test_a_verified_token_is_remembered_until_it_expires(settings: ServiceSettings) -> None:
+    authenticator = Authenticator(settings)
+    token = advisor_token(settings)
+    first = authenticator.verify(token)
+    # Were the second call to check the signature again, this key change would refuse it.
+    authenticator._hmac_secret = "rotated-" + "z" * 40
+    assert authenticator.verify(token) is first
+    # Past its expiry the remembered token is verified again (here: refused by the rotated key).
+    authenticator._verified[token] = (first, time.time() - 1)
+    with pytest.raises(InvalidTokenError, match="cannot be verified"):
+        authenticator.verify(token)
+    assert token not in authenticator._verified

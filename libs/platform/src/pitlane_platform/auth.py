@@ -10,6 +10,8 @@ secret opens nothing and no token can pass off the provider's public key as an H
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +33,8 @@ HMAC_ALGORITHMS: tuple[str, ...] = ("HS256",)
 OIDC_ALGORITHMS: tuple[str, ...] = ("RS256", "ES256")
 # Tolerated difference between the issuer's clock and ours when checking exp/iat.
 CLOCK_SKEW = timedelta(seconds=30)
+# Verified tokens remembered per process, least recently used dropped first (a busy branch has tens of staff).
+VERIFIED_TOKENS_KEPT = 10_000
 # How long fetched signing keys are trusted before the JWKS is read again; an unknown `kid` (key rotation)
 # triggers a refetch sooner, rate-limited by PyJWKClient's cool-down.
 JWKS_CACHE_SECONDS = 300
@@ -111,6 +115,7 @@ class Authenticator:
         self._audience = settings.jwt_audience
         self._chain_id = settings.chain_id
         self._hmac_secret = settings.jwt_secret.get_secret_value()
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self._jwks_client = (
             jwt.PyJWKClient(
                 settings.oidc_jwks_url,
@@ -123,7 +128,26 @@ class Authenticator:
         )
 
     def verify(self, token: str) -> Principal:
-        """Blocking when the JWKS must be fetched; from async code use `verify_async`."""
+        """Blocking when the JWKS must be fetched; from async code use `verify_async`.
+
+        A token once verified is remembered until it expires (a signature check per request is about a
+        tenth of a lookup's CPU); a remembered token past its `exp` (with the clock skew) is verified again,
+        which refuses it.
+        """
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            principal, expires_at = remembered
+            if time.time() <= expires_at:
+                self._verified.move_to_end(token)
+                return principal
+            del self._verified[token]
+        principal, expires_at = self._verify_signature_and_claims(token)
+        self._verified[token] = (principal, expires_at)
+        if len(self._verified) > VERIFIED_TOKENS_KEPT:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _verify_signature_and_claims(self, token: str) -> tuple[Principal, float]:
         try:
             if self._jwks_client is None:
                 key: Any = self._hmac_secret
@@ -153,10 +177,10 @@ class Authenticator:
         principal = principal_from_claims(claims)
         if principal.chain_id != self._chain_id:
             raise InvalidTokenError(f"the token is for chain {principal.chain_id!r}, not {self._chain_id!r}")
-        return principal
+        return principal, float(claims["exp"]) + CLOCK_SKEW.total_seconds()
 
     async def verify_async(self, token: str) -> Principal:
-        if self._jwks_client is None:
+        if self._jwks_client is None or token in self._verified:
             return self.verify(token)
         # PyJWKClient fetches keys with blocking urllib; keep that off the event loop.
         return await anyio.to_thread.run_sync(self.verify, token)
