@@ -117,7 +117,10 @@ class DevCluster:
             f"{spec.env_prefix}SERVICE_NAME": spec.name,
         }
         port = free_port()
-        uvicorn = [sys.executable, "-m", "uvicorn", "--factory", spec.asgi_factory]
+        uvicorn = [
+            *(sys.executable, "-m", "uvicorn", "--factory", spec.asgi_factory),
+            *("--loop", "uvloop", "--http", "httptools", "--no-access-log"),
+        ]
         self._spawn(
             spec.name, [*uvicorn, "--host", LOOPBACK, "--port", str(port)], env, f"http://{LOOPBACK}:{port}"
         )

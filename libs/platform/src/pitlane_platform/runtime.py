@@ -7,6 +7,7 @@ every service starts, becomes ready and stops the same way.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -95,6 +96,9 @@ class ServiceRuntime:
             )
         for task in self._tasks:
             task.add_done_callback(_log_crash)
+        # What start-up loaded (modules, models, compiled SQL) stays out of every later garbage collection.
+        gc.collect()
+        gc.freeze()
 
     async def stop(self) -> None:
         self._stop.set()
