@@ -22,11 +22,21 @@ DataDir = Annotated[
 
 
 @app.command()
-def up(data_dir: DataDir = Path(".pitlane")) -> None:
+def up(
+    data_dir: DataDir = Path(".pitlane"),
+    api_workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="API processes per service; above 1, each service's relay and consumers run in a worker "
+            "process of their own",
+        ),
+    ] = 1,
+) -> None:
     """Start NATS (JetStream) and PostgreSQL, create and migrate each service's database, start every service."""
     from pitlane_platform.devcluster import run_up
 
-    run_up(data_dir)
+    run_up(data_dir, api_workers=api_workers)
 
 
 @app.command()

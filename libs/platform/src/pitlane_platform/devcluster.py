@@ -2,7 +2,8 @@
 
 `pitlane up` starts NATS (JetStream) and PostgreSQL from the embedded wheels under the data directory, unless
 `NATS_URL` / `DATABASE_URL` name servers to use instead; creates each installed service's database; runs
-every service (uvicorn) and its workers as child processes with their output prefixed by their name; writes
+every service (uvicorn; with `--api-workers N`, N API processes and one worker process for the relay and
+consumers) as child processes with their output prefixed by their name; writes
 `state.json`; and blocks. Ctrl-C (or SIGTERM, or closing the terminal) stops the services, then PostgreSQL,
 then NATS, so the next `pitlane up` finds its streams and databases again.
 
@@ -62,7 +63,7 @@ class ShutdownRequested(Exception):
 
 @dataclass
 class Child:
-    """A service's HTTP app or one of its workers."""
+    """A service's HTTP app, or its worker process (relay and consumers)."""
 
     name: str
     process: subprocess.Popen[bytes]
@@ -106,7 +107,11 @@ class DevCluster:
         description = f"embedded PostgreSQL {self.postgres.version}, pid {self.postgres.pid}"
         return ServerInUse(self.postgres.admin_url, description, self.postgres.pid)
 
-    def start_service(self, spec: ServiceSpec, nats_url: str, postgres_admin_url: str) -> None:
+    def start_service(
+        self, spec: ServiceSpec, nats_url: str, postgres_admin_url: str, *, api_workers: int = 1
+    ) -> None:
+        """One process serving HTTP and running the background work; or, with `api_workers` > 1, that many
+        API processes (uvicorn's workers on one port) beside one worker process for the relay and consumers."""
         create_database(postgres_admin_url, spec.database)
         env = {
             **os.environ,
@@ -120,14 +125,17 @@ class DevCluster:
         uvicorn = [
             *(sys.executable, "-m", "uvicorn", "--factory", spec.asgi_factory),
             *("--loop", "uvloop", "--http", "httptools", "--no-access-log"),
+            *("--host", LOOPBACK, "--port", str(port)),
         ]
+        if api_workers == 1:
+            self._spawn(spec.name, uvicorn, env, f"http://{LOOPBACK}:{port}")
+            return
+        api_env = {**env, f"{spec.env_prefix}RUN_BACKGROUND": "false"}
         self._spawn(
-            spec.name, [*uvicorn, "--host", LOOPBACK, "--port", str(port)], env, f"http://{LOOPBACK}:{port}"
+            spec.name, [*uvicorn, "--workers", str(api_workers)], api_env, f"http://{LOOPBACK}:{port}"
         )
-        for target in spec.workers:
-            self._spawn(
-                f"{spec.name} {target}", [sys.executable, "-m", "pitlane_platform.worker", target], env
-            )
+        worker = [sys.executable, "-m", "pitlane_platform.worker", spec.asgi_factory]
+        self._spawn(f"{spec.name} worker", worker, {**env, f"{spec.env_prefix}RUN_BACKGROUND": "true"})
 
     def wait_until_services_listen(self) -> None:
         deadline = time.monotonic() + SERVICE_READY_TIMEOUT_S
@@ -181,7 +189,7 @@ class DevCluster:
             self.say(f"[{name}] {line.decode(errors='replace').rstrip()}")
 
 
-def run_up(data_dir: Path) -> None:
+def run_up(data_dir: Path, *, api_workers: int = 1) -> None:
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     with _single_instance(data_dir), _shutdown_signals_raise():
@@ -192,7 +200,7 @@ def run_up(data_dir: Path) -> None:
             nats = cluster.start_nats(previous.get("nats", {}).get("port"))
             postgres = cluster.start_postgres()
             for spec in installed_services():
-                cluster.start_service(spec, nats.url, postgres.url)
+                cluster.start_service(spec, nats.url, postgres.url, api_workers=api_workers)
             cluster.wait_until_services_listen()
             _write_state(data_dir, _running_state(cluster, nats, postgres))
             cluster.say(_url_table(data_dir, cluster, nats, postgres))

@@ -71,29 +71,30 @@ class ServiceRuntime:
             *platform_streams(replicas=self.stream_replicas),
         ]:
             await declare_stream(js, spec)
-        self.relay = OutboxRelay(
-            RelayConfig(
-                service=self.service,
-                database_url=self.settings.database_url,
-                batch_size=self.settings.relay_batch_size,
-                poll_interval_s=self.settings.relay_poll_interval_s,
-            ),
-            self.nats,
-        )
-        self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name=f"{self.service} relay"))
-        if self.consumers:
-            self.runner = ConsumerRunner(
-                self.consumers,
-                js=js,
-                sessions=self.sessions,
-                clock=self.clock,
-                after_commit=self.after_commit,
-                driver=self.driver,
+        if self.settings.run_background:  # API-only processes leave this to the service's worker
+            self.relay = OutboxRelay(
+                RelayConfig(
+                    service=self.service,
+                    database_url=self.settings.database_url,
+                    batch_size=self.settings.relay_batch_size,
+                    poll_interval_s=self.settings.relay_poll_interval_s,
+                ),
+                self.nats,
             )
-            await self.runner.declare()  # refuse to start on a configuration the server will not keep
-            self._tasks.append(
-                asyncio.create_task(self.runner.run(self._stop), name=f"{self.service} consumers")
-            )
+            self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name=f"{self.service} relay"))
+            if self.consumers:
+                self.runner = ConsumerRunner(
+                    self.consumers,
+                    js=js,
+                    sessions=self.sessions,
+                    clock=self.clock,
+                    after_commit=self.after_commit,
+                    driver=self.driver,
+                )
+                await self.runner.declare()  # refuse to start on a configuration the server will not keep
+                self._tasks.append(
+                    asyncio.create_task(self.runner.run(self._stop), name=f"{self.service} consumers")
+                )
         for task in self._tasks:
             task.add_done_callback(_log_crash)
         # What start-up loaded (modules, models, compiled SQL) stays out of every later garbage collection.

@@ -14,9 +14,6 @@ class ServiceSpec:
     name: str  # e.g. "workorder"; also its database name and its JetStream stream's subject prefix
     env_prefix: str  # e.g. "WORKORDER_": its settings are read from these environment variables
     asgi_factory: str  # "package.module:create_app", called with no arguments, returns the ASGI app
-    workers: tuple[
-        str, ...
-    ] = ()  # "package.module:main" coroutines run beside the HTTP app (relay, consumers)
 
     @property
     def database(self) -> str:

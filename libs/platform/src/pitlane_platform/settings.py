@@ -47,6 +47,11 @@ class ServiceSettings(BaseSettings):
     )
     log_level: str = "INFO"
 
+    run_background: bool = Field(
+        default=True,
+        description="this process runs the relay and the consumers; API-only processes (several API "
+        "workers beside one worker process) set it false",
+    )
     relay_poll_interval_s: float = 1.0
     relay_batch_size: int = 256
     relay_max_lag_s: float = Field(
