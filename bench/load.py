@@ -70,7 +70,18 @@ def run_wrk(
         client_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         server_before = process_cpu_s(server_pid)
         done = subprocess.run(
-            [wrk, "-t", "1", "-c", str(connections), "-d", f"{max(1, round(duration_s))}s", "-s", script.name, base_url],
+            [
+                wrk,
+                "-t",
+                "1",
+                "-c",
+                str(connections),
+                "-d",
+                f"{max(1, round(duration_s))}s",
+                "-s",
+                script.name,
+                base_url,
+            ],
             capture_output=True,
             text=True,
             check=True,
