@@ -315,6 +315,11 @@ async def measure(options: Options) -> dict[str, Any]:
         "workorder_p50_ms": round(workorder.ms(0.5), 2),
         "workorder_p99_ms": round(workorder.ms(0.99), 2),
         "throughput_ratio": round(ratio, 3),
+        # Issue 9's targets: throughput at least 0.25x the raw append's, p99 within 5x.
+        "ratio": {
+            "throughput": round(ratio, 3),
+            "p99": round(workorder.ms(0.99) / baseline.ms(0.99), 3),
+        },
     }
 
 
