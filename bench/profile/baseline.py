@@ -12,7 +12,7 @@ import psycopg
 from pitlane_customer_profile.adapters.profile_queries import PROFILE_SQL
 
 OWNER_OF_PLATE = "SELECT owner_customer_id FROM vehicles WHERE plate = %(plate)s"
-PROFILE = PROFILE_SQL.replace(":customer_id", "%(customer_id)s")
+PROFILE = PROFILE_SQL
 LOG_READ = (
     "INSERT INTO profile_reads (read_at, reader_user_id, reader_role, customer_id, via)"
     " VALUES (%(at)s, 'bench', 'advisor', %(customer_id)s, 'plate')"

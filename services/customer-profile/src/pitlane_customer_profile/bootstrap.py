@@ -55,6 +55,7 @@ def build(settings: CustomerProfileSettings) -> tuple[ServiceRuntime, FastAPI]:
         clock=runtime.clock,
         uow=UnitOfWorkFactory(runtime.sessions, store),
         vault=vault,
+        driver=runtime.driver,
     )
     runtime.consumers.extend(build_consumers(runtime, store))
     app = create_http_app(

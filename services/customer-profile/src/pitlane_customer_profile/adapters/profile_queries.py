@@ -1,12 +1,14 @@
 """Reads of the profile tables: finding a customer by plate, phone or VIN, the 360° view, search, the
-access log. Plain SQL Core; the HTTP layer shapes (and masks) what these return."""
+access log. The front desk's lookup path (find, view, log the read) is fixed SQL on the driver, runnable in a
+session's transaction or a DriverPool one (`Unit`); the rest is SQL Core. The HTTP layer shapes (and masks)
+what these return."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, text, true
+from sqlalchemy import and_, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pitlane_customer_profile.adapters.tables import (
@@ -16,6 +18,7 @@ from pitlane_customer_profile.adapters.tables import (
     vehicle_mileage,
     vehicles,
 )
+from pitlane_platform.db import Unit, execute_on_driver
 
 LIVE = and_(customers.c.erased_at.is_(None), customers.c.merged_into.is_(None))
 # How many visits the 360° view shows inline (newest first); the figures count them all.
@@ -23,25 +26,27 @@ VISITS_SHOWN = 50
 MILEAGE_READINGS_SHOWN = 20
 
 
-async def customer_id_by_phone(session: AsyncSession, phone: str) -> str | None:
-    return await session.scalar(select(customer_phones.c.customer_id).where(customer_phones.c.phone == phone))
+_CUSTOMER_BY_PHONE = "SELECT customer_id FROM customer_phones WHERE phone = %(phone)s"
+_VEHICLE_BY_PLATE = "SELECT vehicle_id, owner_customer_id FROM vehicles WHERE plate = %(plate)s"
+_VEHICLE_BY_VIN = "SELECT vehicle_id, owner_customer_id FROM vehicles WHERE vin = %(vin)s"
+_LOG_PROFILE_READ = (
+    "INSERT INTO profile_reads (customer_id, reader_user_id, reader_role, via, read_at) "
+    "VALUES (%(customer_id)s, %(reader_user_id)s, %(reader_role)s, %(via)s, %(read_at)s)"
+)
 
 
-async def vehicle_by_plate(session: AsyncSession, plate: str) -> tuple[str, str | None] | None:
-    row = (
-        await session.execute(
-            select(vehicles.c.vehicle_id, vehicles.c.owner_customer_id).where(vehicles.c.plate == plate)
-        )
-    ).first()
+async def customer_id_by_phone(unit: Unit, phone: str) -> str | None:
+    row = await execute_on_driver(unit, "customer by phone", _CUSTOMER_BY_PHONE, {"phone": phone})
+    return row[0] if row else None
+
+
+async def vehicle_by_plate(unit: Unit, plate: str) -> tuple[str, str | None] | None:
+    row = await execute_on_driver(unit, "vehicle by plate", _VEHICLE_BY_PLATE, {"plate": plate})
     return (row[0], row[1]) if row else None
 
 
-async def vehicle_by_vin(session: AsyncSession, vin: str) -> tuple[str, str | None] | None:
-    row = (
-        await session.execute(
-            select(vehicles.c.vehicle_id, vehicles.c.owner_customer_id).where(vehicles.c.vin == vin)
-        )
-    ).first()
+async def vehicle_by_vin(unit: Unit, vin: str) -> tuple[str, str | None] | None:
+    row = await execute_on_driver(unit, "vehicle by vin", _VEHICLE_BY_VIN, {"vin": vin})
     return (row[0], row[1]) if row else None
 
 
@@ -84,16 +89,15 @@ SELECT json_build_object(
     WHERE r.customer_id = c.customer_id AND r.status <> 'cancelled'), '[]')
 )
 FROM customers c
-WHERE c.customer_id = :customer_id AND c.erased_at IS NULL AND c.merged_into IS NULL
+WHERE c.customer_id = %(customer_id)s AND c.erased_at IS NULL AND c.merged_into IS NULL
 """
-PROFILE_STATEMENT = text(PROFILE_SQL)
 
 
-async def profile(session: AsyncSession, customer_id: str) -> dict[str, Any] | None:
+async def profile(unit: Unit, customer_id: str) -> dict[str, Any] | None:
     """The 360° view of a live customer: details, phones, vehicles (with mileage history, insurance),
     visits with line items, open declined add-ons, next reminders, and the figures. None if not live."""
-    found: dict[str, Any] | None = await session.scalar(PROFILE_STATEMENT, {"customer_id": customer_id})
-    return found
+    row = await execute_on_driver(unit, "profile", PROFILE_SQL, {"customer_id": customer_id})
+    return row[0] if row else None
 
 
 async def search(
@@ -165,16 +169,19 @@ def _escape_like(text: str) -> str:
 
 
 async def log_profile_read(
-    session: AsyncSession, *, customer_id: str, reader_user_id: str, reader_role: str, via: str, at: datetime
+    unit: Unit, *, customer_id: str, reader_user_id: str, reader_role: str, via: str, at: datetime
 ) -> None:
-    await session.execute(
-        insert(profile_reads).values(
-            customer_id=customer_id,
-            reader_user_id=reader_user_id,
-            reader_role=reader_role,
-            via=via,
-            read_at=at,
-        )
+    await execute_on_driver(
+        unit,
+        "log profile read",
+        _LOG_PROFILE_READ,
+        {
+            "customer_id": customer_id,
+            "reader_user_id": reader_user_id,
+            "reader_role": str(reader_role),
+            "via": via,
+            "read_at": at,
+        },
     )
 
 

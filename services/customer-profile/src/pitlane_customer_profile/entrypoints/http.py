@@ -26,11 +26,12 @@ from pitlane_customer_profile.service_layer.commands import (
     UpdateCustomer,
     UpdateVehicle,
 )
-from pitlane_customer_profile.service_layer.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from pitlane_customer_profile.service_layer.unit_of_work import UnitOfWorkFactory
 from pitlane_events import Actor
 from pitlane_events.identifiers import MobileInput, PlateInput, VinInput
 from pitlane_platform.auth import Principal, Role, require_roles
 from pitlane_platform.clock import Clock
+from pitlane_platform.db import DriverPool, Unit
 from pitlane_platform.errors import InvalidInputError, NotFoundError
 from pitlane_platform.messaging.eventstore import CommandContext
 
@@ -51,6 +52,7 @@ class Services:
     clock: Clock
     uow: UnitOfWorkFactory
     vault: PiiVault
+    driver: DriverPool  # transactions of fixed SQL only: the front desk's lookup
 
     def context(self, principal: Principal) -> CommandContext:
         """Build it before the handler runs: its `occurred_at` is the handler's `at`."""
@@ -90,12 +92,12 @@ CustomFieldSchemaInput = Annotated[list[CustomFieldInput], Field(max_length=limi
 def build_router(services: Services) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["customer-profile"])
 
-    async def profile_for(uow: UnitOfWork, customer_id: str, principal: Principal, via: str) -> views.Profile:
-        found = await profile_queries.profile(uow.session, customer_id)
+    async def profile_for(unit: Unit, customer_id: str, principal: Principal, via: str) -> views.Profile:
+        found = await profile_queries.profile(unit, customer_id)
         if found is None:
             raise NotFoundError(f"no customer {customer_id}")
         await profile_queries.log_profile_read(
-            uow.session,
+            unit,
             customer_id=customer_id,
             reader_user_id=principal.user_id,
             reader_role=principal.role,
@@ -115,7 +117,7 @@ def build_router(services: Services) -> APIRouter:
     @router.get("/customers/{customer_id}", summary="A customer's 360° profile (the read is logged)")
     async def get_customer(customer_id: str, principal: Reader) -> views.Profile:
         async with services.uow() as uow:
-            return await profile_for(uow, customer_id, principal, "id")
+            return await profile_for(uow.session, customer_id, principal, "id")
 
     @router.patch("/customers/{customer_id}", summary="Change a customer's details, phones, tags, consent")
     async def update_customer(customer_id: str, command: UpdateCustomer, principal: Writer) -> views.Saved:
@@ -190,17 +192,18 @@ def build_router(services: Services) -> APIRouter:
         if len(given) != 1:
             raise InvalidInputError("plate", "give exactly one of plate, phone or vin")
         [(via, value)] = given
-        async with services.uow() as uow:
+        # Fixed SQL only (find, view, log the read): a driver transaction, no ORM session to pay for.
+        async with services.driver.transaction() as transaction:
             customer_id: str | None
             if via == "phone":
-                customer_id = await profile_queries.customer_id_by_phone(uow.session, value)
+                customer_id = await profile_queries.customer_id_by_phone(transaction, value)
             else:
                 find = profile_queries.vehicle_by_plate if via == "plate" else profile_queries.vehicle_by_vin
-                vehicle = await find(uow.session, value)
+                vehicle = await find(transaction, value)
                 customer_id = vehicle[1] if vehicle else None
             if customer_id is None:
                 raise NotFoundError(f"no customer with {via} {value}")
-            return await profile_for(uow, customer_id, principal, via)
+            return await profile_for(transaction, customer_id, principal, via)
 
     @router.post("/vehicles", status_code=201, summary="Register a vehicle with its owner")
     async def register_vehicle(command: RegisterVehicle, principal: Writer) -> views.Saved:
