@@ -372,3 +372,45 @@ async def test_a_handler_running_longer_than_ack_wait_keeps_its_message_and_runs
         info = await nc.jetstream().consumer_info(STREAM, consumer.subscription_durable)
         assert info.num_redelivered == 0 and info.num_ack_pending == 0
         assert Faults.handler_runs[str(slow.event_id)] == 1
+
+
+async def advisory_lock_holders(sessions: Any) -> list[int]:
+    async with sessions() as session:
+        rows = await session.execute(
+            text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database()) AND granted"
+            )
+        )
+        return sorted(rows.scalars())
+
+
+async def test_the_leadership_lock_stays_on_one_connection_and_is_released_when_the_runner_stops(
+    database_url, nats_url
+):
+    await create_tables(database_url)
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    own_nats = await connect_nats(nats_url, name="leader")
+    for spec in [service_stream(PRODUCER), *platform_streams()]:
+        await declare_stream(own_nats.jetstream(), spec)
+    runner = ConsumerRunner([order_probe()], js=own_nats.jetstream(), sessions=sessions, clock=SystemClock())
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+
+        async def leading():
+            return runner.leading
+
+        await wait_until(leading)
+        [holder] = await advisory_lock_holders(sessions)
+        await asyncio.sleep(2.5)  # past a leadership check, while the runner's sessions come and go
+        assert await advisory_lock_holders(sessions) == [holder]
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        # The engine, and so its pooled connections, live on: the lock must not stay behind on one of them.
+        assert await advisory_lock_holders(sessions) == []
+    finally:
+        stop.set()
+        await own_nats.close()
+        await engine.dispose()

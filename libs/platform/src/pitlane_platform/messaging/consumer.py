@@ -40,7 +40,7 @@ from nats.js.errors import NotFoundError
 from opentelemetry.trace import Status, StatusCode
 from psycopg.types.json import Jsonb
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from pitlane_events import Actor, DomainEvent, Envelope, EventError, decode
 from pitlane_events.codec import MSG_ID_HEADER
@@ -367,30 +367,32 @@ class ConsumerRunner:
 
     async def _lead(self, stop: asyncio.Event) -> None:
         lock_key = advisory_lock_key(f"consumer-runner:{self._service}")
-        leadership = self.sessions()
-        try:
-            while not await self._try_lock(leadership, lock_key):
-                if stop.is_set():
-                    return
-                await _sleep_unless(stop, _STANDBY_RETRY_S)
-            await self._load_holds()
-            self.leading = True
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(
-                    self._keep_leadership(leadership, lock_key, stop), name="consumer leadership"
-                )
-                for consumer in self.consumers:
-                    for spec in consumer.specs():
-                        tasks.create_task(
-                            self._pull(consumer, spec, stop), name=f"consume {spec.stream}/{spec.durable}"
-                        )
-                    tasks.create_task(self._retry_holds(consumer, stop), name=f"holds of {consumer.name}")
-        finally:
-            self.leading = False
-            with contextlib.suppress(Exception):  # a pooled connection keeps session locks: release it
-                await leadership.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": lock_key})
-                await leadership.commit()
-            await leadership.close()
+        engine: AsyncEngine = self.sessions.kw["bind"]
+        # A connection of its own for the whole leadership: a session lock lives on its connection, and a
+        # session would hand its connection back to the pool at every commit.
+        async with engine.connect() as connection:
+            leadership = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                while not await self._try_lock(leadership, lock_key):
+                    if stop.is_set():
+                        return
+                    await _sleep_unless(stop, _STANDBY_RETRY_S)
+                await self._load_holds()
+                self.leading = True
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(
+                        self._keep_leadership(leadership, lock_key, stop), name="consumer leadership"
+                    )
+                    for consumer in self.consumers:
+                        for spec in consumer.specs():
+                            tasks.create_task(
+                                self._pull(consumer, spec, stop), name=f"consume {spec.stream}/{spec.durable}"
+                            )
+                        tasks.create_task(self._retry_holds(consumer, stop), name=f"holds of {consumer.name}")
+            finally:
+                self.leading = False
+                with contextlib.suppress(Exception):  # the pooled connection would keep the lock
+                    await leadership.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": lock_key})
 
     async def _load_holds(self) -> None:
         async with self.sessions() as session:
@@ -401,14 +403,14 @@ class ConsumerRunner:
                 self._held.setdefault(consumer_name, set()).add(aggregate_id)
 
     @staticmethod
-    async def _try_lock(session: AsyncSession, lock_key: int) -> bool:
+    async def _try_lock(leadership: AsyncConnection, lock_key: int) -> bool:
         locked = (
-            await session.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": lock_key})
+            await leadership.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": lock_key})
         ).scalar_one()
-        await session.commit()
+        await leadership.commit()  # a no-op in autocommit; ends the transaction if a reconnect began one
         return bool(locked)
 
-    async def _keep_leadership(self, leadership: AsyncSession, lock_key: int, stop: asyncio.Event) -> None:
+    async def _keep_leadership(self, leadership: AsyncConnection, lock_key: int, stop: asyncio.Event) -> None:
         """The lock lives on one connection. If that connection breaks (the database went away), the lock is
         taken again on a new one once the database answers; only if another process took it meanwhile does
         this one stop consuming. The batches in flight meanwhile wait for the database like any outage."""
@@ -423,7 +425,9 @@ class ConsumerRunner:
                     raise
             while not stop.is_set():
                 with contextlib.suppress(Exception):
-                    await leadership.invalidate()  # the broken connection must not go back to the pool
+                    await leadership.invalidate()  # the next statement connects anew, once rolled back
+                with contextlib.suppress(Exception):
+                    await leadership.rollback()
                 try:
                     if not await self._try_lock(leadership, lock_key):
                         raise _LeadershipLost()
@@ -679,7 +683,8 @@ class ConsumerRunner:
                 attempts=attempt,
                 source=delivery_source(delivery.message),
             )
-        # Known as held before the hold commits: a batch meanwhile reads the holds table and waits for it.
+        # Known as held before the hold commits, so later batches read the holds table for this aggregate (a
+        # replayed message racing this very commit can still pass it: ADR 9).
         self._held[consumer.name].add(delivery.aggregate_id)
         try:
             async with self.sessions() as session, session.begin():
@@ -735,8 +740,10 @@ class ConsumerRunner:
         while not stop.is_set():
             changed.clear()
             try:
-                async with self.sessions() as session:
-                    due = list((await session.execute(_DUE_HOLDS, {"consumer": consumer.name})).scalars())
+                due: list[str] = []
+                if self._held[consumer.name]:  # the set is authoritative: nothing held, nothing to ask
+                    async with self.sessions() as session:
+                        due = list((await session.execute(_DUE_HOLDS, {"consumer": consumer.name})).scalars())
                 for aggregate_id in due:
                     await self._drain_hold(consumer, aggregate_id)
             except Exception as exc:
@@ -876,7 +883,7 @@ class ConsumerRunner:
                 raise
 
 
-async def advance_read_model(session: AsyncSession, read_model: str, aggregate_id: str, version: int) -> bool:
+async def advance_read_model(unit: Unit, read_model: str, aggregate_id: str, version: int) -> bool:
     """Record that `read_model` applied `aggregate_id` at `version`; False if it already saw that or newer.
 
     Contract: the platform hands each consumer an aggregate's events in version order, so a False here means
@@ -887,7 +894,7 @@ async def advance_read_model(session: AsyncSession, read_model: str, aggregate_i
     Call it first in a read-model handler and skip the update when it returns False.
     """
     advanced = await execute_on_driver(
-        session,
+        unit,
         "advance_read_model",
         _ADVANCE,
         {"read_model": read_model, "aggregate_id": aggregate_id, "version": version},
