@@ -6,11 +6,14 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from pitlane_platform.settings import DEV_JWT_SECRET, ServiceSettings
+
+if TYPE_CHECKING:  # the command line imports the messaging modules only when a command needs them
+    from pitlane_platform.messaging.deadletter import DeadLetter
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Pitlane: run and operate the system.")
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: events a consumer gave up on.")
@@ -182,8 +185,12 @@ def dlq_replay(
     typer.echo(f"{len(replayed)} dead letter(s) replayed")
 
 
-async def _held_behind(letters, database_url: str | None, data_dir: Path) -> list[int | None]:  # type: ignore[no-untyped-def]
+async def _held_behind(
+    letters: list[DeadLetter], database_url: str | None, data_dir: Path
+) -> list[int | None]:
     """Per dead letter, the messages its consumer holds back behind it; None where no database is known."""
+    import contextlib
+
     import psycopg
 
     from pitlane_platform.db import libpq_url
@@ -193,13 +200,18 @@ async def _held_behind(letters, database_url: str | None, data_dir: Path) -> lis
     state = read_state(data_dir) if database_url is None else None
     databases = service_database_urls(state) if state is not None else {}
     counts: list[int | None] = []
-    for letter in letters:
-        url = database_url or databases.get(service_of(letter.consumer))
-        if url is None:
-            counts.append(None)
-            continue
-        async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as connection:
-            counts.append(await messages_held_behind(connection, letter))
+    async with contextlib.AsyncExitStack() as stack:
+        connections: dict[str, psycopg.AsyncConnection[Any]] = {}  # one per database, however many letters
+        for letter in letters:
+            url = database_url or databases.get(service_of(letter.consumer))
+            if url is None:
+                counts.append(None)
+                continue
+            if url not in connections:
+                connections[url] = await stack.enter_async_context(
+                    await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True)
+                )
+            counts.append(await messages_held_behind(connections[url], letter))
     return counts
 
 

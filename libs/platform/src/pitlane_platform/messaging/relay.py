@@ -24,7 +24,6 @@ from typing import Any
 
 import psycopg
 from nats.aio.client import Client
-from nats.errors import MaxPayloadError
 from nats.js.errors import APIError
 
 from pitlane_events.codec import MSG_ID_HEADER
@@ -122,7 +121,6 @@ class RelayStatus:
     active: bool = False
     published: int = 0
     parked: int = 0
-    health: OutboxHealth = field(default_factory=OutboxHealth)
     last_error: str | None = None
 
 
@@ -261,9 +259,6 @@ class OutboxRelay:
                 return outcome
             try:
                 await self._publish(row)
-            except MaxPayloadError:
-                outcome.parked = (row, f"{size} bytes exceed the server's max_payload")
-                return outcome
             except APIError as exc:
                 if exc.err_code != _JS_MESSAGE_TOO_LARGE:
                     outcome.error = exc
@@ -292,7 +287,7 @@ class OutboxRelay:
             pass
 
     async def _report(self, worker: psycopg.AsyncConnection) -> None:
-        self.status.health = health = await outbox_health(worker)
+        health = await outbox_health(worker)
         await worker.execute(_PURGE, (self.config.keep_published,))
         log.info(
             "relay lag",
