@@ -13,13 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import random
-import subprocess
-import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,13 +25,12 @@ import httpx
 import psycopg
 
 from bench.common import bench_servers, fresh_database, percentile, print_json_line, print_table
-from bench.load import Load, run_wrk
+from bench.load import Load, rotating_gets, run_wrk, running_service
 from bench.profile.baseline import lookup_by_plate
 from bench.profile.seed import plate_of, seed
 from pitlane_customer_profile.bootstrap import ENV_PREFIX, MIGRATIONS, CustomerProfileSettings
 from pitlane_platform.auth import mint_dev_token
 from pitlane_platform.db import libpq_url, sqlalchemy_url
-from pitlane_platform.embedded import free_port
 from pitlane_platform.migrations import upgrade
 
 # Issue 9's targets: throughput at 16 clients at least half the raw SQL's, p50 at 1 client within 3x.
@@ -105,47 +100,6 @@ async def measure(
     )
 
 
-@contextmanager
-def running_service(env: dict[str, str]) -> Iterator[tuple[str, int]]:
-    """The service as `pitlane up` runs it: `uvicorn --factory ...create_app` in its own process; its URL
-    and pid."""
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "pitlane_customer_profile.bootstrap:create_app",
-            *("--loop", "uvloop", "--http", "httptools"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        env={**os.environ, **env},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the service did not become ready")
-            time.sleep(0.2)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        process.wait(30)
-
-
 async def run(settings: Settings) -> dict[str, Any]:
     with (
         bench_servers() as servers,
@@ -189,7 +143,7 @@ async def run(settings: Settings) -> dict[str, Any]:
             service_settings, role="advisor", branches=["b1"], sub="bench", ttl=timedelta(hours=2)
         )
         paths = [f"/v1/lookup?plate={quote(plate)}" for plate in plates]
-        with running_service(env) as (url, pid):
+        with running_service("pitlane_customer_profile.bootstrap:create_app", env) as (url, pid):
             async with httpx.AsyncClient(
                 base_url=url, headers={"Authorization": f"Bearer {token}"}
             ) as client:
@@ -201,8 +155,7 @@ async def run(settings: Settings) -> dict[str, Any]:
             def drive(connections: int, duration_s: float) -> Load:
                 return run_wrk(
                     url,
-                    paths,
-                    authorization=f"Bearer {token}",
+                    rotating_gets(paths, authorization=f"Bearer {token}"),
                     connections=connections,
                     duration_s=duration_s,
                     server_pid=pid,

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from typing import Any
 
 import psycopg
 from opentelemetry.trace import SpanKind
+from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -114,10 +115,26 @@ async def execute_on_driver(
     The SQL uses psycopg's `%(name)s` placeholders. A span keeps the statement visible in traces.
     """
     driver = await driver_connection(unit)
-    with start_span(
+    with _statement_span(operation):
+        cursor = await driver.execute(sql, parameters)
+        return await cursor.fetchone() if cursor.description is not None else None
+
+
+async def fetch_on_driver(
+    unit: Unit, operation: str, sql: str, parameters: Mapping[str, Any], *, as_dicts: bool = False
+) -> list[Any]:
+    """Like `execute_on_driver`, for a query: every row it returns, as tuples or (`as_dicts`) as dicts
+    keyed by column name."""
+    driver = await driver_connection(unit)
+    with _statement_span(operation):
+        async with driver.cursor(row_factory=dict_row if as_dicts else tuple_row) as cursor:
+            await cursor.execute(sql, parameters)
+            return await cursor.fetchall()
+
+
+def _statement_span(operation: str) -> AbstractContextManager[Any]:
+    return start_span(
         f"{operation} postgresql",
         SpanKind.CLIENT,
         attributes={"db.system.name": "postgresql", "db.operation.name": operation},
-    ):
-        cursor = await driver.execute(sql, parameters)
-        return await cursor.fetchone() if cursor.description is not None else None
+    )

@@ -94,7 +94,7 @@ def build(
     if clock is not None:
         runtime.clock = clock
     handlers = Handlers(
-        sessions=runtime.sessions,
+        driver=runtime.driver,
         clock=runtime.clock,
         chain_id=settings.chain_id,
         no_show_grace=timedelta(minutes=settings.no_show_grace_minutes),

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from pitlane_events import Envelope
 from pitlane_platform.aggregate import Aggregate
+from pitlane_platform.db import Unit
 from pitlane_platform.errors import NotFoundError
 from pitlane_platform.messaging import eventstore
 from pitlane_platform.messaging.eventstore import CommandContext
@@ -15,18 +14,16 @@ from pitlane_platform.messaging.eventstore import CommandContext
 A = TypeVar("A", bound=Aggregate)
 
 
-async def load_aggregate(session: AsyncSession, kind: type[A], aggregate_id: str) -> A:
-    history = await eventstore.load(session, aggregate_id)
+async def load_aggregate(unit: Unit, kind: type[A], aggregate_id: str) -> A:
+    history = await eventstore.load(unit, aggregate_id)
     if not history:
         raise NotFoundError(f"{kind.__name__} {aggregate_id} does not exist")
     return kind.rehydrate(aggregate_id, history)
 
 
-async def save_aggregate(
-    session: AsyncSession, aggregate: Aggregate, context: CommandContext
-) -> list[Envelope[Any]]:
+async def save_aggregate(unit: Unit, aggregate: Aggregate, context: CommandContext) -> list[Envelope[Any]]:
     """Append the aggregate's pending events at the version it was loaded at."""
-    stored = await eventstore.append(session, aggregate.id, aggregate.version, aggregate.pending, context)
+    stored = await eventstore.append(unit, aggregate.id, aggregate.version, aggregate.pending, context)
     aggregate.version += len(aggregate.pending)
     aggregate.pending = []
     return stored

@@ -14,14 +14,12 @@ from typing import Any
 from uuid import UUID
 
 from psycopg.errors import UniqueViolation
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from pitlane_events import Actor, DomainEvent, Envelope, decode_json
-from pitlane_platform.db import Unit, execute_on_driver
+from pitlane_platform.db import Unit, execute_on_driver, fetch_on_driver
 from pitlane_platform.errors import ConcurrencyError
 from pitlane_platform.messaging.outbox import encode_for_outbox, outbox_rows
-from pitlane_platform.schema import OUTBOX_CHANNEL, events
+from pitlane_platform.schema import OUTBOX_CHANNEL
 
 
 @dataclass(frozen=True)
@@ -120,18 +118,22 @@ async def append(
     return envelopes
 
 
-async def stream_version(session: AsyncSession, stream_id: str) -> int:
-    result = await session.execute(
-        select(func.coalesce(func.max(events.c.version), 0)).where(events.c.stream_id == stream_id)
-    )
-    return int(result.scalar_one())
+_STREAM_VERSION_SQL = "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = %(stream_id)s"
+_LOAD_SQL = (
+    "SELECT envelope FROM events WHERE stream_id = %(stream_id)s AND version > %(after_version)s"
+    " ORDER BY version"
+)
 
 
-async def load(session: AsyncSession, stream_id: str, *, after_version: int = 0) -> list[Envelope[Any]]:
+async def stream_version(unit: Unit, stream_id: str) -> int:
+    row = await execute_on_driver(unit, "stream version", _STREAM_VERSION_SQL, {"stream_id": stream_id})
+    assert row is not None
+    return int(row[0])
+
+
+async def load(unit: Unit, stream_id: str, *, after_version: int = 0) -> list[Envelope[Any]]:
     """The stream's events in order, upcast to the newest version of each type."""
-    result = await session.execute(
-        select(events.c.envelope)
-        .where(events.c.stream_id == stream_id, events.c.version > after_version)
-        .order_by(events.c.version)
+    rows = await fetch_on_driver(
+        unit, "load stream", _LOAD_SQL, {"stream_id": stream_id, "after_version": after_version}
     )
-    return [decode_json(row) for row in result.scalars()]
+    return [decode_json(envelope) for (envelope,) in rows]

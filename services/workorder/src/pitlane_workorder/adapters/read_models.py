@@ -7,16 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from pitlane_platform.db import execute_on_driver
-from pitlane_platform.schema import events
-from pitlane_workorder.adapters.tables import work_orders
+from pitlane_platform.db import Unit, execute_on_driver, fetch_on_driver
 from pitlane_workorder.domain.workorder import WorkOrder, WorkOrderState
 
-# Fixed SQL on the driver: SQLAlchemy builds a PostgreSQL INSERT … ON CONFLICT construct anew on every call
-# (it has no cache key), which cost a sixth of a command. A command that names no customer keeps the name.
+# Fixed SQL on the driver, like every statement of this service (adapters/queries.py). A command that names
+# no customer keeps the name.
 _PROJECT_WORK_ORDER = """
     INSERT INTO work_orders (
         work_order_id, branch_id, state, plate, customer_id, customer_name, advisor_id, technician_ids,
@@ -38,7 +34,7 @@ _PROJECT_WORK_ORDER = """
 
 
 async def project_work_order(
-    session: AsyncSession, order: WorkOrder, *, branch_id: str, customer_name: str | None = None
+    unit: Unit, order: WorkOrder, *, branch_id: str, customer_name: str | None = None
 ) -> None:
     assert order.facts.opened_at is not None
     row: dict[str, Any] = {
@@ -62,7 +58,7 @@ async def project_work_order(
         "version": order.version,
     }
     await execute_on_driver(
-        session,
+        unit,
         "project work order",
         _PROJECT_WORK_ORDER,
         {
@@ -75,25 +71,31 @@ async def project_work_order(
     )
 
 
-async def branch_of_work_order(session: AsyncSession, work_order_id: str) -> str | None:
-    result = await session.execute(
-        select(work_orders.c.branch_id).where(work_orders.c.work_order_id == work_order_id)
+_BRANCH_OF_WORK_ORDER = "SELECT branch_id FROM work_orders WHERE work_order_id = %(work_order_id)s"
+_BOARD = """
+    SELECT * FROM work_orders WHERE branch_id = %(branch_id)s AND state <> ALL(%(finished)s)
+    ORDER BY state_entered_at
+"""
+_HISTORY = "SELECT envelope FROM events WHERE stream_id = %(stream_id)s ORDER BY version"
+FINISHED = (WorkOrderState.COMPLETED.value, WorkOrderState.VOIDED.value)
+
+
+async def branch_of_work_order(unit: Unit, work_order_id: str) -> str | None:
+    row = await execute_on_driver(
+        unit, "branch of work order", _BRANCH_OF_WORK_ORDER, {"work_order_id": work_order_id}
     )
-    return result.scalar_one_or_none()
+    return row[0] if row else None
 
 
-async def board(session: AsyncSession, branch_id: str, now: datetime) -> dict[str, Any]:
+async def board(unit: Unit, branch_id: str, now: datetime) -> dict[str, Any]:
     """Open orders by state (finished and voided ones leave the board), oldest first in each column."""
-    finished = (WorkOrderState.COMPLETED.value, WorkOrderState.VOIDED.value)
-    rows = await session.execute(
-        select(work_orders)
-        .where(work_orders.c.branch_id == branch_id, work_orders.c.state.not_in(finished))
-        .order_by(work_orders.c.state_entered_at)
+    rows = await fetch_on_driver(
+        unit, "board", _BOARD, {"branch_id": branch_id, "finished": list(FINISHED)}, as_dicts=True
     )
     columns: dict[str, list[dict[str, Any]]] = {
-        state.value: [] for state in WorkOrderState if state.value not in finished
+        state.value: [] for state in WorkOrderState if state.value not in FINISHED
     }
-    for row in rows.mappings():
+    for row in rows:
         in_state = (now - row["state_entered_at"]).total_seconds()
         seconds = dict(row["seconds_in_states"])
         seconds[row["state"]] = seconds.get(row["state"], 0.0) + in_state
@@ -116,11 +118,9 @@ async def board(session: AsyncSession, branch_id: str, now: datetime) -> dict[st
     return {"branch_id": branch_id, "as_of": now, "columns": columns}
 
 
-async def history(session: AsyncSession, aggregate_id: str) -> list[dict[str, Any]]:
+async def history(unit: Unit, aggregate_id: str) -> list[dict[str, Any]]:
     """Every event of the aggregate, in order, as stored: the audit trail."""
-    rows = await session.execute(
-        select(events.c.envelope).where(events.c.stream_id == aggregate_id).order_by(events.c.version)
-    )
+    rows = await fetch_on_driver(unit, "history", _HISTORY, {"stream_id": aggregate_id})
     return [
         {
             "version": envelope["aggregate_version"],
@@ -129,5 +129,5 @@ async def history(session: AsyncSession, aggregate_id: str) -> list[dict[str, An
             "actor": envelope["actor"],
             "data": envelope["data"],
         }
-        for envelope in rows.scalars()
+        for (envelope,) in rows
     ]

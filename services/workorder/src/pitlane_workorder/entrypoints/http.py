@@ -13,8 +13,6 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 
 from pitlane_events import Actor
 from pitlane_events.identifiers import mask_mobile
@@ -23,9 +21,8 @@ from pitlane_events.workorder import BookingChannel, DecidedBy, DecisionMethod
 from pitlane_platform.auth import CurrentPrincipal, Principal, Role, require_branch_access, require_roles
 from pitlane_platform.errors import InvalidInputError, NotFoundError
 from pitlane_platform.problems import problem_response
-from pitlane_workorder.adapters import read_models
+from pitlane_workorder.adapters import queries, read_models
 from pitlane_workorder.adapters.blobstore import BlobStore
-from pitlane_workorder.adapters.tables import appointments, branches, media, staff
 from pitlane_workorder.domain.capacity import SlotFullError
 from pitlane_workorder.domain.workorder import WorkOrder
 from pitlane_workorder.service_layer import commands, limits
@@ -54,7 +51,7 @@ class WorkorderContext:
     max_upload_bytes: int
 
 
-def workorder(request: Request) -> WorkorderContext:
+async def workorder(request: Request) -> WorkorderContext:
     context: WorkorderContext = request.app.state.workorder
     return context
 
@@ -86,7 +83,8 @@ Counter = Annotated[Principal, staff_in_branch(*COUNTER)]
 AnyStaff = Annotated[Principal, staff_in_branch(*Role)]
 
 
-def expected_version(if_match: Annotated[str | None, Header()] = None) -> int | None:
+# Dependencies are coroutines: FastAPI runs a plain function in a worker thread, a hop per request.
+async def expected_version(if_match: Annotated[str | None, Header()] = None) -> int | None:
     """The work order version the client last saw (`If-Match: "7"`); commands on a stale view are a 409."""
     if if_match is None:
         return None
@@ -144,11 +142,8 @@ async def add_staff_member(
 
 @staff_router.get("/branches/{branch_id}/staff")
 async def list_staff(branch_id: str, service: Service, principal: AnyStaff) -> list[dict[str, Any]]:
-    async with service.handlers.sessions() as session:
-        rows = await session.execute(
-            select(staff).where(staff.c.branch_id == branch_id).order_by(staff.c.staff_id)
-        )
-        return [dict(row) for row in rows.mappings()]
+    async with service.handlers.driver.transaction() as unit:
+        return await queries.staff_of(unit, branch_id)
 
 
 @staff_router.post("/branches/{branch_id}/appointments", status_code=201)
@@ -168,21 +163,12 @@ async def list_appointments(
     on: Annotated[date, Query(description="local date of the branch")],
     principal: AnyStaff,
 ) -> list[dict[str, Any]]:
-    async with service.handlers.sessions() as session:
-        zone = await session.scalar(select(branches.c.timezone).where(branches.c.branch_id == branch_id))
-        if zone is None:
+    async with service.handlers.driver.transaction() as unit:
+        branch = await queries.branch(unit, branch_id)
+        if branch is None:
             raise NotFoundError(f"branch {branch_id} does not exist")
-        start = datetime.combine(on, datetime.min.time(), ZoneInfo(zone))
-        rows = await session.execute(
-            select(appointments)
-            .where(
-                appointments.c.branch_id == branch_id,
-                appointments.c.slot_start >= start,
-                appointments.c.slot_start < start + timedelta(days=1),
-            )
-            .order_by(appointments.c.slot_start)
-        )
-        listed = [dict(row) for row in rows.mappings()]
+        start = datetime.combine(on, datetime.min.time(), ZoneInfo(branch["timezone"]))
+        listed = await queries.appointments_between(unit, branch_id, start, start + timedelta(days=1))
     if not principal.sees_full_phone_numbers:
         for appointment in listed:
             appointment["phone"] = mask_mobile(appointment["phone"])
@@ -387,7 +373,7 @@ async def customer_link(
     request: Request,
     principal: FrontDesk,
 ) -> dict[str, Any]:
-    async with unit_of_work(service.handlers.sessions) as uow:
+    async with unit_of_work(service.handlers.driver) as uow:
         await service.handlers.work_order(uow, branch_id, work_order_id)
     expires_at = service.handlers.clock.now() + service.link_ttl
     token = sign_link(service.link_secret, CustomerLink(work_order_id, branch_id, expires_at))
@@ -397,8 +383,8 @@ async def customer_link(
 
 @staff_router.get("/branches/{branch_id}/board")
 async def board(branch_id: str, service: Service, principal: AnyStaff) -> dict[str, Any]:
-    async with service.handlers.sessions() as session:
-        return await read_models.board(session, branch_id, service.handlers.clock.now())
+    async with service.handlers.driver.transaction() as unit:
+        return await read_models.board(unit, branch_id, service.handlers.clock.now())
 
 
 @staff_router.get("/branches/{branch_id}/work-orders/{work_order_id}")
@@ -410,9 +396,9 @@ async def work_order_detail(
     principal: AnyStaff,
 ) -> dict[str, Any]:
     now = service.handlers.clock.now()
-    async with unit_of_work(service.handlers.sessions) as uow:
+    async with unit_of_work(service.handlers.driver) as uow:
         order = await service.handlers.work_order(uow, branch_id, work_order_id)
-        history = await read_models.history(uow.session, work_order_id)
+        history = await read_models.history(uow.unit, work_order_id)
     response.headers["ETag"] = f'"{order.version}"'
     return {
         "work_order_id": order.id,
@@ -456,12 +442,8 @@ async def upload_media(
     if len(data) > service.max_upload_bytes:
         raise InvalidInputError("body.file", f"larger than {service.max_upload_bytes} bytes")
     content_hash = await service.blobs.put(data, media_type)
-    async with unit_of_work(service.handlers.sessions) as uow:
-        await uow.session.execute(
-            insert(media)
-            .values(content_hash=content_hash, media_type=media_type, size_bytes=len(data))
-            .on_conflict_do_nothing()
-        )
+    async with service.handlers.driver.transaction() as unit:
+        await queries.add_media(unit, content_hash, media_type, len(data))
     return {"content_hash": content_hash, "media_type": media_type, "size_bytes": len(data)}
 
 
@@ -473,10 +455,9 @@ async def download_media(
 
 
 async def _media_response(service: WorkorderContext, content_hash: str) -> Response:
-    async with service.handlers.sessions() as session:
-        media_type = await session.scalar(
-            select(media.c.media_type).where(media.c.content_hash == content_hash)
-        )
+    async with service.handlers.driver.transaction() as unit:
+        stored = await queries.media(unit, [content_hash])
+    media_type = stored[content_hash]["media_type"] if stored else None
     data = await service.blobs.get(content_hash) if media_type else None
     if media_type is None or data is None:
         raise NotFoundError(f"no file is stored under {content_hash}")
@@ -554,7 +535,7 @@ Language = Literal["zh-CN", "en"]
 
 async def _linked_order(service: WorkorderContext, token: str) -> tuple[CustomerLink, WorkOrder]:
     link = verify_link(service.link_secret, token, service.handlers.clock.now())
-    async with unit_of_work(service.handlers.sessions) as uow:
+    async with unit_of_work(service.handlers.driver) as uow:
         order = await service.handlers.work_order(uow, link.branch_id, link.work_order_id)
     return link, order
 
@@ -562,19 +543,16 @@ async def _linked_order(service: WorkorderContext, token: str) -> tuple[Customer
 @customer_router.get("/{token}", response_class=HTMLResponse)
 async def customer_page(token: str, service: Service, lang: Language = "zh-CN") -> HTMLResponse:
     link, order = await _linked_order(service, token)
-    async with service.handlers.sessions() as session:
-        branch = (
-            await session.execute(
-                select(branches.c.name, branches.c.timezone).where(branches.c.branch_id == link.branch_id)
-            )
-        ).one()
-    zone = ZoneInfo(branch.timezone)
+    async with service.handlers.driver.transaction() as unit:
+        branch = await queries.branch(unit, link.branch_id)
+    assert branch is not None  # the link's work order is at this branch, and branches are never removed
+    zone = ZoneInfo(branch["timezone"])
     html = TEMPLATES.get_template("customer_page.html").render(
         token=token,
         lang=lang,
         other_lang="en" if lang == "zh-CN" else "zh-CN",
         t=LABELS[lang],
-        branch_name=branch.name,
+        branch_name=branch["name"],
         local_time=lambda moment: moment.astimezone(zone).strftime("%m-%d %H:%M"),
         order=order,
         add_ons=list(order.add_ons.values()),

@@ -10,10 +10,6 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from pitlane_events import Actor
 from pitlane_events.types import (
     Attachment,
@@ -36,11 +32,12 @@ from pitlane_events.workorder import (
     WorkOrderOpened,
 )
 from pitlane_platform.clock import Clock
+from pitlane_platform.db import DriverPool, Unit
 from pitlane_platform.errors import ConcurrencyError, ConflictError, InvalidInputError, NotFoundError
 from pitlane_platform.messaging import eventstore
 from pitlane_platform.messaging.eventstore import CommandContext
+from pitlane_workorder.adapters import queries
 from pitlane_workorder.adapters.read_models import branch_of_work_order, project_work_order
-from pitlane_workorder.adapters.tables import appointments, branches, media, staff
 from pitlane_workorder.domain.appointment import Appointment
 from pitlane_workorder.domain.capacity import SUGGESTION_HORIZON, BookingGrid
 from pitlane_workorder.domain.settlement import checked_bill
@@ -58,7 +55,7 @@ def new_id() -> str:
 
 @dataclass
 class Handlers:
-    sessions: async_sessionmaker[AsyncSession]
+    driver: DriverPool
     clock: Clock
     chain_id: str
     no_show_grace: timedelta
@@ -74,23 +71,18 @@ class Handlers:
         except (ZoneInfoNotFoundError, ValueError):
             raise InvalidInputError("body.timezone", f"unknown IANA time zone {command.timezone}") from None
         now = self.clock.now()
-        async with unit_of_work(self.sessions) as uow:
-            statement = (
-                insert(branches)
-                .values(
-                    branch_id=command.branch_id,
-                    name=command.name,
-                    address=command.address,
-                    timezone=command.timezone,
-                    opening_hours=[hours.model_dump(mode="json") for hours in command.opening_hours],
-                    bays=[bay.model_dump(mode="json") for bay in command.bays],
-                    slot_minutes=command.slot_minutes,
-                    opened_at=now,
-                )
-                .on_conflict_do_nothing()
-                .returning(branches.c.branch_id)
-            )
-            if (await uow.session.execute(statement)).first() is None:
+        async with unit_of_work(self.driver) as uow:
+            row = {
+                "branch_id": command.branch_id,
+                "name": command.name,
+                "address": command.address,
+                "timezone": command.timezone,
+                "opening_hours": [hours.model_dump(mode="json") for hours in command.opening_hours],
+                "bays": [bay.model_dump(mode="json") for bay in command.bays],
+                "slot_minutes": command.slot_minutes,
+                "opened_at": now,
+            }
+            if not await queries.open_branch(uow.unit, row):
                 raise ConflictError(f"branch {command.branch_id} is already open")
             opened = BranchOpened(
                 branch_id=command.branch_id,
@@ -101,27 +93,21 @@ class Handlers:
                 bays=plain(Bay, command.bays),
             )
             await eventstore.append(
-                uow.session, command.branch_id, 0, [opened], self.context(actor, command.branch_id, now)
+                uow.unit, command.branch_id, 0, [opened], self.context(actor, command.branch_id, now)
             )
 
     async def add_staff_member(self, branch_id: str, command: commands.AddStaffMember, actor: Actor) -> None:
         now = self.clock.now()
-        async with unit_of_work(self.sessions) as uow:
-            await _branch_grid(uow.session, branch_id, lock=True)
-            statement = (
-                insert(staff)
-                .values(branch_id=branch_id, **command.model_dump(mode="json"))
-                .on_conflict_do_nothing()
-                .returning(staff.c.staff_id)
-            )
-            if (await uow.session.execute(statement)).first() is None:
+        async with unit_of_work(self.driver) as uow:
+            await _branch_grid(uow.unit, branch_id, lock=True)
+            if not await queries.add_staff_member(uow.unit, branch_id, command.model_dump(mode="json")):
                 raise ConflictError(f"{command.staff_id} is already on the staff of branch {branch_id}")
             added = StaffMemberAdded(
                 staff_id=command.staff_id, display_name=command.display_name, role=command.role
             )
-            version = await eventstore.stream_version(uow.session, branch_id)
+            version = await eventstore.stream_version(uow.unit, branch_id)
             await eventstore.append(
-                uow.session, branch_id, version, [added], self.context(actor, branch_id, now)
+                uow.unit, branch_id, version, [added], self.context(actor, branch_id, now)
             )
 
     # Appointments ------------------------------------------------------------------------------------------
@@ -130,13 +116,15 @@ class Handlers:
         self, branch_id: str, command: commands.BookAppointment, channel: BookingChannel, actor: Actor | None
     ) -> dict[str, Any]:
         now = self.clock.now()
-        async with unit_of_work(self.sessions) as uow:
+        async with unit_of_work(self.driver) as uow:
             # The branch row lock serialises bookings of one branch, so two requests cannot both take the
             # last free bay of a slot.
-            grid = await _branch_grid(uow.session, branch_id, lock=True)
+            grid = await _branch_grid(uow.unit, branch_id, lock=True)
             slot = grid.slot_starting_at(command.slot_start, field="body.slot_start")
-            grid.ensure_room(slot, await _live_bookings(uow.session, branch_id, slot), not_before=now)
-            customer_id = command.customer_id or await _known_customer(uow.session, command.phone) or new_id()
+            grid.ensure_room(slot, await _live_bookings(uow.unit, branch_id, slot), not_before=now)
+            customer_id = (
+                command.customer_id or await queries.known_customer(uow.unit, command.phone) or new_id()
+            )
             appointment = Appointment.book(
                 AppointmentBooked(
                     appointment_id=new_id(),
@@ -153,22 +141,23 @@ class Handlers:
             )
             actor = actor or Actor(kind="customer", id=customer_id)
             await uow.save(appointment, self.context(actor, branch_id, now))
-            await uow.session.execute(
-                insert(appointments).values(
-                    appointment_id=appointment.id,
-                    branch_id=branch_id,
-                    slot_start=slot.start,
-                    slot_end=slot.end,
-                    status=appointment.status.value,
-                    channel=channel.value,
-                    campaign_id=command.campaign_id,
-                    customer_id=customer_id,
-                    customer_name=command.customer_name,
-                    phone=command.phone,
-                    plate=command.plate,
-                    service_requested=command.service_requested,
-                    version=appointment.version,
-                )
+            await queries.insert_appointment(
+                uow.unit,
+                {
+                    "appointment_id": appointment.id,
+                    "branch_id": branch_id,
+                    "slot_start": slot.start,
+                    "slot_end": slot.end,
+                    "status": appointment.status.value,
+                    "channel": channel.value,
+                    "campaign_id": command.campaign_id,
+                    "customer_id": customer_id,
+                    "customer_name": command.customer_name,
+                    "phone": command.phone,
+                    "plate": command.plate,
+                    "service_requested": command.service_requested,
+                    "version": appointment.version,
+                },
             )
         return {
             "appointment_id": appointment.id,
@@ -180,15 +169,15 @@ class Handlers:
         self, branch_id: str, appointment_id: str, command: commands.RescheduleAppointment, actor: Actor
     ) -> None:
         now = self.clock.now()
-        async with unit_of_work(self.sessions) as uow:
-            grid = await _branch_grid(uow.session, branch_id, lock=True)
+        async with unit_of_work(self.driver) as uow:
+            grid = await _branch_grid(uow.unit, branch_id, lock=True)
             appointment = await self._appointment(uow, branch_id, appointment_id)
             slot = grid.slot_starting_at(command.slot_start, field="body.slot_start")
             if slot.start <= now:
                 raise InvalidInputError("body.slot_start", "the slot has already begun")
             if appointment.slot == slot:
                 raise InvalidInputError("body.slot_start", "the appointment is already in this slot")
-            grid.ensure_room(slot, await _live_bookings(uow.session, branch_id, slot), not_before=now)
+            grid.ensure_room(slot, await _live_bookings(uow.unit, branch_id, slot), not_before=now)
             appointment.reschedule(slot, command.reason, now)
             await self._save_appointment(uow, appointment, self.context(actor, branch_id, now))
 
@@ -196,34 +185,26 @@ class Handlers:
         self, branch_id: str, appointment_id: str, command: commands.CancelAppointment, actor: Actor
     ) -> None:
         now = self.clock.now()
-        async with unit_of_work(self.sessions) as uow:
+        async with unit_of_work(self.driver) as uow:
             appointment = await self._appointment(uow, branch_id, appointment_id)
             appointment.cancel(command.cancelled_by, command.reason, now)
             await self._save_appointment(uow, appointment, self.context(actor, branch_id, now))
 
     async def mark_no_show(self, branch_id: str, appointment_id: str, actor: Actor) -> None:
         now = self.clock.now()
-        async with unit_of_work(self.sessions) as uow:
+        async with unit_of_work(self.driver) as uow:
             appointment = await self._appointment(uow, branch_id, appointment_id)
             appointment.mark_no_show(now, self.no_show_grace)
             await self._save_appointment(uow, appointment, self.context(actor, branch_id, now))
 
     async def missed_appointments(self) -> list[tuple[str, str]]:
         """(branch, appointment) of every booking whose grace period has run out."""
-        async with self.sessions() as session:
-            rows = await session.execute(
-                select(appointments.c.branch_id, appointments.c.appointment_id).where(
-                    appointments.c.status == "booked",
-                    appointments.c.slot_start <= self.clock.now() - self.no_show_grace,
-                )
-            )
-            return [(row.branch_id, row.appointment_id) for row in rows]
+        async with self.driver.transaction() as unit:
+            return await queries.missed_appointments(unit, self.clock.now() - self.no_show_grace)
 
     async def _appointment(self, uow: UnitOfWork, branch_id: str, appointment_id: str) -> Appointment:
-        owner = await uow.session.scalar(
-            select(appointments.c.branch_id).where(appointments.c.appointment_id == appointment_id)
-        )
-        if owner != branch_id:
+        row = await queries.appointment(uow.unit, appointment_id)
+        if row is None or row["branch_id"] != branch_id:
             raise NotFoundError(f"branch {branch_id} has no appointment {appointment_id}")
         return await uow.load(Appointment, appointment_id)
 
@@ -232,16 +213,16 @@ class Handlers:
     ) -> None:
         await uow.save(appointment, context)
         assert appointment.slot is not None
-        await uow.session.execute(
-            update(appointments)
-            .where(appointments.c.appointment_id == appointment.id)
-            .values(
-                status=appointment.status.value,
-                slot_start=appointment.slot.start,
-                slot_end=appointment.slot.end,
-                work_order_id=appointment.work_order_id,
-                version=appointment.version,
-            )
+        await queries.update_appointment(
+            uow.unit,
+            {
+                "appointment_id": appointment.id,
+                "status": appointment.status.value,
+                "slot_start": appointment.slot.start,
+                "slot_end": appointment.slot.end,
+                "work_order_id": appointment.work_order_id,
+                "version": appointment.version,
+            },
         )
 
     # Work orders -------------------------------------------------------------------------------------------
@@ -251,11 +232,11 @@ class Handlers:
     ) -> str:
         """Open a work order: on arrival for an appointment (which is marked arrived), or for a walk-in."""
         now = self.clock.now()
-        async with unit_of_work(self.sessions) as uow:
-            await _branch_grid(uow.session, branch_id, lock=False)
-            await _ensure_media(uow.session, command.photo_hashes, "body.photo_hashes")
+        async with unit_of_work(self.driver) as uow:
+            await _branch_grid(uow.unit, branch_id, lock=False)
+            await _ensure_media(uow.unit, command.photo_hashes, "body.photo_hashes")
             for index, item in enumerate(command.inspection):
-                await _ensure_media(uow.session, item.photo_hashes, f"body.inspection.{index}.photo_hashes")
+                await _ensure_media(uow.unit, item.photo_hashes, f"body.inspection.{index}.photo_hashes")
             customer_name = command.customer_name
             customer_id, plate, vehicle_id = command.customer_id, command.plate, command.vehicle_id
             appointment: Appointment | None = None
@@ -264,11 +245,8 @@ class Handlers:
                 customer_id = customer_id or appointment.customer_id
                 plate = plate or appointment.plate
                 vehicle_id = vehicle_id or appointment.vehicle_id
-                customer_name = customer_name or await uow.session.scalar(
-                    select(appointments.c.customer_name).where(
-                        appointments.c.appointment_id == appointment_id
-                    )
-                )
+                booked = await queries.appointment(uow.unit, appointment_id)
+                customer_name = customer_name or (booked["customer_name"] if booked else None)
             for field, value in (("customer_id", customer_id), ("plate", plate), ("vehicle_id", vehicle_id)):
                 if value is None:
                     raise InvalidInputError(f"body.{field}", "is required for a walk-in or unknown vehicle")
@@ -293,7 +271,7 @@ class Handlers:
                 appointment.arrive(order.id, now)
                 await self._save_appointment(uow, appointment, context)
             await uow.save(order, context)
-            await project_work_order(uow.session, order, branch_id=branch_id, customer_name=customer_name)
+            await project_work_order(uow.unit, order, branch_id=branch_id, customer_name=customer_name)
         return order.id
 
     async def change_work_order(
@@ -308,18 +286,18 @@ class Handlers:
         """Load, change and save one work order. `expected_version` (the client's If-Match) makes a command
         based on a stale view a 409 instead of a silent overwrite of someone else's change."""
         now = self.clock.now()
-        async with unit_of_work(self.sessions) as uow:
+        async with unit_of_work(self.driver) as uow:
             order = await self.work_order(uow, branch_id, work_order_id)
             if expected_version is not None and expected_version != order.version:
                 raise ConcurrencyError(work_order_id, expected_version, order.version)
             await change(order, uow, now)
             if order.pending:
                 await uow.save(order, self.context(actor, branch_id, now))
-                await project_work_order(uow.session, order, branch_id=branch_id)
+                await project_work_order(uow.unit, order, branch_id=branch_id)
         return order
 
     async def work_order(self, uow: UnitOfWork, branch_id: str, work_order_id: str) -> WorkOrder:
-        if await branch_of_work_order(uow.session, work_order_id) != branch_id:
+        if await branch_of_work_order(uow.unit, work_order_id) != branch_id:
             raise NotFoundError(f"branch {branch_id} has no work order {work_order_id}")
         return await uow.load(WorkOrder, work_order_id)
 
@@ -332,20 +310,13 @@ class Handlers:
         **options: Any,
     ) -> WorkOrder:
         async def assign(order: WorkOrder, uow: UnitOfWork, now: datetime) -> None:
-            role = await uow.session.scalar(
-                select(staff.c.role).where(
-                    staff.c.branch_id == branch_id, staff.c.staff_id == command.technician_id
-                )
-            )
-            if role != "technician":
+            if await queries.staff_role(uow.unit, branch_id, command.technician_id) != "technician":
                 raise InvalidInputError(
                     "body.technician_id", f"no technician {command.technician_id} at {branch_id}"
                 )
             if command.bay_id is not None:
-                bays = await uow.session.scalar(
-                    select(branches.c.bays).where(branches.c.branch_id == branch_id)
-                )
-                if command.bay_id not in {bay["bay_id"] for bay in bays or []}:
+                branch = await queries.branch(uow.unit, branch_id)
+                if command.bay_id not in {bay["bay_id"] for bay in (branch or {}).get("bays", [])}:
                     raise InvalidInputError("body.bay_id", f"branch {branch_id} has no bay {command.bay_id}")
             order.assign_technician(command.technician_id, command.bay_id, now)
 
@@ -360,7 +331,7 @@ class Handlers:
         **options: Any,
     ) -> WorkOrder:
         async def record(order: WorkOrder, uow: UnitOfWork, now: datetime) -> None:
-            attachments = await _ensure_media(uow.session, command.attachments, "body.attachments")
+            attachments = await _ensure_media(uow.unit, command.attachments, "body.attachments")
             order.record_progress(actor.id, command.text, attachments, now)
 
         return await self.change_work_order(branch_id, work_order_id, actor, record, **options)
@@ -369,7 +340,7 @@ class Handlers:
         self, branch_id: str, work_order_id: str, command: commands.ProposeAddOn, actor: Actor, **options: Any
     ) -> WorkOrder:
         async def propose(order: WorkOrder, uow: UnitOfWork, now: datetime) -> None:
-            await _ensure_media(uow.session, command.photo_hashes, "body.photo_hashes")
+            await _ensure_media(uow.unit, command.photo_hashes, "body.photo_hashes")
             proposal = AddOnProposed(
                 work_order_id=order.id,
                 add_on_id=new_id(),
@@ -490,9 +461,8 @@ class Handlers:
         return await self.change_work_order(branch_id, work_order_id, actor, void, **options)
 
 
-async def _branch_grid(session: AsyncSession, branch_id: str, *, lock: bool) -> BookingGrid:
-    query = select(branches).where(branches.c.branch_id == branch_id)
-    row = (await session.execute(query.with_for_update() if lock else query)).mappings().first()
+async def _branch_grid(unit: Unit, branch_id: str, *, lock: bool) -> BookingGrid:
+    row = await queries.branch(unit, branch_id, lock=lock)
     if row is None:
         raise NotFoundError(f"branch {branch_id} does not exist")
     return BookingGrid(
@@ -503,41 +473,24 @@ async def _branch_grid(session: AsyncSession, branch_id: str, *, lock: bool) -> 
     )
 
 
-async def _live_bookings(session: AsyncSession, branch_id: str, slot: TimeSlot) -> dict[datetime, int]:
-    """Booked (not cancelled, missed or arrived) appointments per slot start, from `slot` on."""
-    rows = await session.execute(
-        select(appointments.c.slot_start, func.count())
-        .where(
-            appointments.c.branch_id == branch_id,
-            appointments.c.status == "booked",
-            appointments.c.slot_start >= slot.start,
-            appointments.c.slot_start < slot.start + SUGGESTION_HORIZON,
-        )
-        .group_by(appointments.c.slot_start)
-    )
-    return {start: count for start, count in rows.tuples()}
+async def _live_bookings(unit: Unit, branch_id: str, slot: TimeSlot) -> dict[datetime, int]:
+    """Booked appointments per slot start, from `slot` on, as far ahead as suggestions look."""
+    return await queries.live_bookings(unit, branch_id, slot.start, slot.start + SUGGESTION_HORIZON)
 
 
-async def _known_customer(session: AsyncSession, phone: str) -> str | None:
-    """The customer id an earlier booking with this phone carried, so one person keeps one id."""
-    return await session.scalar(
-        select(appointments.c.customer_id)
-        .where(appointments.c.phone == phone)
-        .order_by(appointments.c.slot_start.desc())
-        .limit(1)
-    )
-
-
-async def _ensure_media(session: AsyncSession, hashes: Sequence[str], field: str) -> list[Attachment]:
+async def _ensure_media(unit: Unit, hashes: Sequence[str], field: str) -> list[Attachment]:
     """The stored files' attachments, or a 422 naming the first hash nothing was uploaded under."""
     if not hashes:
         return []
-    rows = await session.execute(select(media).where(media.c.content_hash.in_(hashes)))
-    known = {row.content_hash: row for row in rows}
+    known = await queries.media(unit, hashes)
     for index, hash_ in enumerate(hashes):
         if hash_ not in known:
             raise InvalidInputError(f"{field}.{index}", f"no file was uploaded under {hash_}")
     return [
-        Attachment(content_hash=hash_, media_type=known[hash_].media_type, size_bytes=known[hash_].size_bytes)
+        Attachment(
+            content_hash=hash_,
+            media_type=known[hash_]["media_type"],
+            size_bytes=known[hash_]["size_bytes"],
+        )
         for hash_ in hashes
     ]
