@@ -51,13 +51,15 @@ def part_of(path: str) -> str:
     return "other (stdlib, builtins)"
 
 
-def breakdown(requests: int | None = None) -> dict[str, Any]:
+def breakdown() -> dict[str, Any]:
     stats = yappi.get_func_stats()
     by_part: dict[str, float] = defaultdict(float)
-    functions = []
+    functions, inclusive = [], []
     for stat in stats:
         by_part[part_of(stat.module)] += stat.tsub
-        functions.append((stat.tsub, f"{stat.module}:{stat.lineno} {stat.name}"))
+        name = f"{stat.module}:{stat.lineno} {stat.name}"
+        functions.append((stat.tsub, name))
+        inclusive.append((stat.ttot, name))
     total = sum(by_part.values()) or 1.0
     return {
         "cpu_s": round(total, 3),
@@ -67,6 +69,11 @@ def breakdown(requests: int | None = None) -> dict[str, Any]:
         "top_functions": [
             {"share": round(seconds / total, 4), "function": name}
             for seconds, name in sorted(functions, reverse=True)[:40]
+        ],
+        # A function's CPU time with everything it called (coroutines: while they ran, not while they waited).
+        "top_inclusive": [
+            {"share": round(seconds / total, 4), "function": name}
+            for seconds, name in sorted(inclusive, reverse=True)[:60]
         ],
     }
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -25,7 +26,7 @@ import httpx
 import psycopg
 
 from bench.common import bench_servers, fresh_database, percentile, print_json_line, print_table
-from bench.load import Load, rotating_gets, run_wrk, running_service
+from bench.load import Load, profiling, rotating_gets, run_wrk, running_service
 from bench.profile.baseline import lookup_by_plate
 from bench.profile.seed import plate_of, seed
 from pitlane_customer_profile.bootstrap import ENV_PREFIX, MIGRATIONS, CustomerProfileSettings
@@ -44,6 +45,7 @@ class Settings:
     requests: int
     concurrency: int
     duration_s: float
+    cpu_profile: Path | None
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,9 @@ def parse_settings(argv: list[str]) -> Settings:
     parser.add_argument(
         "--duration", type=float, default=10.0, help="seconds of wrk load per measurement (default 10)"
     )
+    parser.add_argument(
+        "--cpu-profile", type=Path, help="profile the service's CPU time at 16 clients into this file"
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: 10,000 customers, 500 lookups")
     options, _others = parser.parse_known_args(argv)  # `python -m bench` passes every bench the same options
     if options.quick:
@@ -73,6 +78,7 @@ def parse_settings(argv: list[str]) -> Settings:
         requests=options.requests,
         concurrency=options.concurrency,
         duration_s=options.duration,
+        cpu_profile=options.cpu_profile,
     )
 
 
@@ -143,7 +149,9 @@ async def run(settings: Settings) -> dict[str, Any]:
             service_settings, role="advisor", branches=["b1"], sub="bench", ttl=timedelta(hours=2)
         )
         paths = [f"/v1/lookup?plate={quote(plate)}" for plate in plates]
-        with running_service("pitlane_customer_profile.bootstrap:create_app", env) as (url, pid):
+        with running_service(
+            "pitlane_customer_profile.bootstrap:create_app", env, cpu_profile=settings.cpu_profile
+        ) as (url, pid):
             async with httpx.AsyncClient(
                 base_url=url, headers={"Authorization": f"Bearer {token}"}
             ) as client:
@@ -162,7 +170,8 @@ async def run(settings: Settings) -> dict[str, Any]:
                 )
 
             await asyncio.to_thread(drive, settings.concurrency, 2.0)  # warm-up
-            service = await asyncio.to_thread(drive, settings.concurrency, settings.duration_s)
+            with profiling(pid, settings.cpu_profile):
+                service = await asyncio.to_thread(drive, settings.concurrency, settings.duration_s)
             service_alone = await asyncio.to_thread(drive, 1, settings.duration_s)
 
     throughput_ratio = service.per_second / baseline.per_second

@@ -18,7 +18,14 @@ from pitlane_events import Actor
 from pitlane_events.identifiers import mask_mobile
 from pitlane_events.types import ContentHash
 from pitlane_events.workorder import BookingChannel, DecidedBy, DecisionMethod
-from pitlane_platform.auth import CurrentPrincipal, Principal, Role, require_branch_access, require_roles
+from pitlane_platform.auth import (
+    CurrentPrincipal,
+    Principal,
+    Role,
+    require_branch_access,
+    require_roles,
+    requires_bearer_token,
+)
 from pitlane_platform.errors import InvalidInputError, NotFoundError
 from pitlane_platform.problems import problem_response
 from pitlane_workorder.adapters import queries, read_models
@@ -65,11 +72,12 @@ def actor_of(principal: Principal) -> Actor:
 
 def staff_in_branch(*roles: Role) -> Any:
     """A dependency: the principal, if its role is one of `roles` and its token covers the route's branch."""
-    allowed = require_roles(*roles)
+    principal_with_role = require_roles(*roles)
 
-    # A default rather than an annotation: annotations are strings here, and FastAPI could not resolve the
-    # closure's `allowed` from one.
-    async def principal_in_branch(branch_id: str, principal: Principal = Depends(allowed)) -> Principal:  # noqa: B008
+    # One dependency level, not one on top of require_roles: each level costs FastAPI work per request.
+    @requires_bearer_token
+    async def principal_in_branch(branch_id: str, request: Request) -> Principal:
+        principal = await principal_with_role(request)
         require_branch_access(principal, branch_id)
         return principal
 
