@@ -68,6 +68,10 @@ def api_router() -> APIRouter:
         require_branch_access(principal, branch_id)
         return []
 
+    @router.get("/opening-hours")
+    async def opening_hours() -> list[str]:
+        return []
+
     return router
 
 
@@ -107,6 +111,29 @@ def test_no_token_is_401_with_a_bearer_challenge(client: TestClient) -> None:
 
     assert_unauthorized(response, "Authorization: Bearer")
     assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_another_scheme_or_an_empty_bearer_is_401(client: TestClient, settings: ServiceSettings) -> None:
+    token = advisor_token(settings)
+    for header in (f"Basic {token}", "Bearer", "Bearer   ", token):
+        assert_unauthorized(client.get("/v1/me", headers={"Authorization": header}), "Authorization: Bearer")
+    assert client.get("/v1/me", headers={"Authorization": f"bearer {token}"}).status_code == 200
+
+
+def test_the_openapi_document_marks_exactly_the_operations_that_demand_a_token(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+
+    security = {path: operations["get"].get("security") for path, operations in document["paths"].items()}
+    bearer_only = [{"HTTPBearer": []}]
+    assert security == {
+        "/health": None,
+        "/ready": None,
+        "/v1/me": bearer_only,
+        "/v1/ledger": bearer_only,
+        "/v1/branches/{branch_id}/work-orders": bearer_only,
+        "/v1/opening-hours": None,
+    }
+    assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
 
 def test_a_token_signed_with_another_secret_is_401(client: TestClient) -> None:
