@@ -9,9 +9,9 @@ customer's personal events from the stream (ADR 0006).
 from __future__ import annotations
 
 from sqlalchemy import case, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pitlane_customer_profile.adapters import projections
 from pitlane_customer_profile.adapters.erasure import personal_event_ids, scrub_published_copies
 from pitlane_customer_profile.adapters.event_store import ProfileEventStore
 from pitlane_customer_profile.adapters.tables import (
@@ -101,12 +101,8 @@ def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[C
 
     @work.on(WorkOrderOpened)
     async def on_opened(ctx: HandlerContext, event: WorkOrderOpened) -> None:
-        await ctx.session.execute(
-            pg_insert(work_order_refs)
-            .values(
-                work_order_id=event.work_order_id, customer_id=event.customer_id, vehicle_id=event.vehicle_id
-            )
-            .on_conflict_do_nothing()
+        await projections.refer_to_work_order(
+            ctx.unit, event.work_order_id, event.customer_id, event.vehicle_id
         )
         await record_mileage(
             ctx, store, event.vehicle_id, event.mileage_km, MileageSource.CHECK_IN, event.work_order_id
@@ -115,25 +111,23 @@ def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[C
     @work.on(WorkOrderCompleted)
     async def on_completed(ctx: HandlerContext, event: WorkOrderCompleted) -> None:
         customer_id = await surviving_customer_id(ctx.session, event.customer_id)
-        inserted = await ctx.session.execute(
-            pg_insert(visits)
-            .values(
-                work_order_id=event.work_order_id,
-                customer_id=customer_id,
-                vehicle_id=event.vehicle_id,
-                branch_id=event.branch_id,
-                plate=event.plate,
-                mileage_km=event.mileage_km,
-                opened_at=event.opened_at,
-                completed_at=event.completed_at,
-                total_fen=event.total_fen,
-                paid_fen=event.paid_fen,
-                line_items=[line.model_dump(mode="json") for line in event.line_items],
-            )
-            .on_conflict_do_nothing()  # the same work order completed again (a replay): counted once
-            .returning(visits.c.work_order_id)
+        recorded = await projections.record_visit(
+            ctx.unit,
+            {
+                "work_order_id": event.work_order_id,
+                "customer_id": customer_id,
+                "vehicle_id": event.vehicle_id,
+                "branch_id": event.branch_id,
+                "plate": event.plate,
+                "mileage_km": event.mileage_km,
+                "opened_at": event.opened_at,
+                "completed_at": event.completed_at,
+                "total_fen": event.total_fen,
+                "paid_fen": event.paid_fen,
+                "line_items": [line.model_dump(mode="json") for line in event.line_items],
+            },
         )
-        if inserted.first() is None:
+        if not recorded:
             return
         for table, key, owner in (
             (customers, customers.c.customer_id, customer_id),
@@ -166,19 +160,19 @@ def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[C
         )
         for add_on in event.add_ons:
             if add_on.decision is AddOnDecision.DECLINED:
-                await ctx.session.execute(
-                    pg_insert(declined_add_ons)
-                    .values(
-                        add_on_id=add_on.add_on_id,
-                        work_order_id=event.work_order_id,
-                        customer_id=customer_id,
-                        vehicle_id=event.vehicle_id,
-                        item=add_on.item,
-                        category=add_on.category.value,
-                        price_fen=add_on.price_fen,
-                        declined_at=event.completed_at,
-                    )
-                    .on_conflict_do_nothing()
+                await projections.record_declined_add_on(
+                    ctx.unit,
+                    {
+                        "add_on_id": add_on.add_on_id,
+                        "work_order_id": event.work_order_id,
+                        "customer_id": customer_id,
+                        "vehicle_id": event.vehicle_id,
+                        "item": add_on.item,
+                        "category": add_on.category.value,
+                        "price_fen": add_on.price_fen,
+                        "declined_at": event.completed_at,
+                    },
+                    from_summary=True,
                 )
         await record_mileage(
             ctx, store, event.vehicle_id, event.mileage_km, MileageSource.WORK_ORDER, event.work_order_id
@@ -193,22 +187,20 @@ def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[C
         ).first()
         if ref is None:
             return  # opened before we listened; the completion's add-on summary brings it
-        await ctx.session.execute(
-            pg_insert(declined_add_ons)
-            .values(
-                add_on_id=event.add_on_id,
-                work_order_id=event.work_order_id,
-                customer_id=await surviving_customer_id(ctx.session, ref.customer_id),
-                vehicle_id=ref.vehicle_id,
-                item=event.item,
-                category=event.category.value,
-                price_fen=event.price_fen,
-                declined_at=event.decided_at,
-                reason=event.reason,
-            )
-            .on_conflict_do_update(
-                index_elements=[declined_add_ons.c.add_on_id], set_={"reason": event.reason}
-            )
+        await projections.record_declined_add_on(
+            ctx.unit,
+            {
+                "add_on_id": event.add_on_id,
+                "work_order_id": event.work_order_id,
+                "customer_id": await surviving_customer_id(ctx.session, ref.customer_id),
+                "vehicle_id": ref.vehicle_id,
+                "item": event.item,
+                "category": event.category.value,
+                "price_fen": event.price_fen,
+                "declined_at": event.decided_at,
+                "reason": event.reason,
+            },
+            from_summary=False,
         )
 
     @work.on(WorkOrderVoided)
@@ -275,18 +267,14 @@ def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[C
     @reminder.on(ReminderScheduled)
     async def on_scheduled(ctx: HandlerContext, event: ReminderScheduled) -> None:
         if await newer(ctx, event.reminder_id):
-            values = {
-                "customer_id": await surviving_customer_id(ctx.session, event.customer_id),
-                "vehicle_id": event.vehicle_id,
-                "kind": event.kind.value,
-                "due_on": event.due_on,
-                "due_mileage_km": event.due_mileage_km,
-                "status": "scheduled",
-            }
-            await ctx.session.execute(
-                pg_insert(reminders)
-                .values(reminder_id=event.reminder_id, **values)
-                .on_conflict_do_update(index_elements=[reminders.c.reminder_id], set_=values)
+            await projections.schedule_reminder(
+                ctx.unit,
+                reminder_id=event.reminder_id,
+                customer_id=await surviving_customer_id(ctx.session, event.customer_id),
+                vehicle_id=event.vehicle_id,
+                kind=event.kind.value,
+                due_on=event.due_on,
+                due_mileage_km=event.due_mileage_km,
             )
 
     @reminder.on(ReminderRescheduled)
