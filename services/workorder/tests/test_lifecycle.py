@@ -8,7 +8,7 @@ import re
 
 from workorder_harness import BRANCH, Harness, advance
 
-from pitlane_events.workorder import WorkOrderCompleted
+from pitlane_events.workorder import CustomerIntroduced, WorkOrderCompleted
 from pitlane_workorder.service_layer import limits
 
 PHOTO = b"\xff\xd8\xff\xe0" + b"brake pad, 2 mm left" * 50
@@ -147,20 +147,24 @@ async def test_online_booking_to_completion_with_a_photo_served_by_hash(branch: 
     ]
     assert approval["data"]["estimate_revision_seen"] == revision
 
-    published = await h.published(at_least=14)  # branch + 3 staff, booking, arrival, the order's 9
+    # branch + 3 staff, the first-time booker introduced, booking, arrival, the order's 9
+    published = await h.published(at_least=15)
     types = [envelope.event_type.split(".")[1] for envelope in published]
-    assert types[:6] == [
+    assert types[:7] == [
         "BranchOpened",
         "StaffMemberAdded",
         "StaffMemberAdded",
         "StaffMemberAdded",
+        "CustomerIntroduced",
         "AppointmentBooked",
         "AppointmentArrived",
     ]
-    assert types[6:] == [entry["event_type"].split(".")[1] for entry in detail["history"]]
+    assert types[7:] == [entry["event_type"].split(".")[1] for entry in detail["history"]]
     assert all(envelope.branch_id == BRANCH for envelope in published)
-    booking = published[4].data
+    introduced, booking = published[4].data, published[5].data
     assert booking.channel == "online" and booking.campaign_id == "camp-double11"
+    assert isinstance(introduced, CustomerIntroduced) and introduced.customer_id == booking.customer_id
+    assert introduced.met_through == "online"
     visit = published[-1].data
     assert isinstance(visit, WorkOrderCompleted)
     assert (visit.plate, visit.mileage_km, visit.appointment_id, visit.branch_id) == (

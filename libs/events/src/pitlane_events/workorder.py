@@ -27,9 +27,11 @@ from pitlane_events.types import (
     NonBlank,
     OpeningHours,
     Payment,
+    Phone,
     Plate,
     StaffRole,
     TimeSlot,
+    Vin,
 )
 
 TimeZoneName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$")]
@@ -109,6 +111,41 @@ class StaffMemberAdded(DomainEvent):
     """Name, as shown on leaderboards and to customers."""
     role: StaffRole
     """Advisor, technician or manager."""
+
+
+@event("workorder.CustomerIntroduced", 1)
+class CustomerIntroduced(DomainEvent):
+    """workorder met a customer it did not know (a first online booking, a walk-in) and gave them an id;
+    customer-profile adopts the id by registering the customer under it, or merges it into the customer
+    who already has the phone (ADR 11). Personal data: published for customer-profile only."""
+
+    customer_id: Id
+    """The id workorder gave the customer; bookings and work orders carry it."""
+    full_name: NonBlank
+    """The name the customer gave."""
+    phone: Phone
+    """The normalised mobile number the customer gave."""
+    met_through: BookingChannel
+    """How workorder met them (a booking's channel, or walk_in at check-in): customer-profile's source."""
+
+
+@event("workorder.VehicleIntroduced", 1)
+class VehicleIntroduced(DomainEvent):
+    """workorder met a vehicle it did not know (a new car at check-in, or booked with its make) and gave it
+    an id; customer-profile adopts the id by registering the vehicle under it (ADR 11)."""
+
+    vehicle_id: Id
+    """The id workorder gave the vehicle."""
+    owner_customer_id: Id
+    """Whose car it is, as workorder knows it."""
+    plate: Plate
+    """The normalised plate."""
+    brand: NonBlank
+    """The make, e.g. 大众."""
+    model: NonBlank
+    """The model, e.g. 朗逸."""
+    vin: Vin | None = None
+    """The VIN, when the advisor read it."""
 
 
 @event("workorder.AppointmentBooked", 1)

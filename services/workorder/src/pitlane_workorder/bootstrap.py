@@ -23,6 +23,7 @@ from pitlane_platform.services import ServiceSpec
 from pitlane_platform.settings import ServiceSettings
 from pitlane_workorder.adapters.blobstore import BlobStore, FilesystemBlobStore, S3BlobStore
 from pitlane_workorder.domain.capacity import SlotFullError
+from pitlane_workorder.entrypoints.consumers import build_consumers
 from pitlane_workorder.entrypoints.http import (
     WorkorderContext,
     customer_router,
@@ -90,7 +91,7 @@ class Workorder:
 def build(
     settings: WorkorderSettings, *, clock: Clock | None = None, blob_store: BlobStore | None = None
 ) -> Workorder:
-    runtime = ServiceRuntime(settings, migrations=MIGRATIONS)
+    runtime = ServiceRuntime(settings, migrations=MIGRATIONS, consumers=build_consumers())
     if clock is not None:
         runtime.clock = clock
     handlers = Handlers(

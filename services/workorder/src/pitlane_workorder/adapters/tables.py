@@ -7,7 +7,7 @@ and the board never lag behind a command.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, Table, Text, func
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, Integer, Table, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 
 from pitlane_platform.schema import service_metadata
@@ -88,4 +88,31 @@ media = Table(
     Column("media_type", Text, nullable=False),
     Column("size_bytes", BigInteger, nullable=False),
     Column("stored_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# The directory: customer-profile's customers and vehicles as far as resolving a phone or plate needs them,
+# plus those workorder introduced and customer-profile has not confirmed yet (ADR 11).
+directory_customers = Table(
+    "directory_customers",
+    metadata,
+    Column("customer_id", Text, primary_key=True),
+    Column("merged_into", Text),
+    Column("erased_at", DateTime(timezone=True)),
+)
+
+directory_phones = Table(
+    "directory_phones",
+    metadata,
+    Column("phone", Text, primary_key=True),
+    Column("customer_id", Text, nullable=False, index=True),
+    Column("known_to_profile", Boolean, nullable=False),
+)
+
+directory_vehicles = Table(
+    "directory_vehicles",
+    metadata,
+    Column("vehicle_id", Text, primary_key=True),
+    Column("plate", Text, nullable=False, index=True),
+    Column("owner_customer_id", Text),
+    Column("known_to_profile", Boolean, nullable=False),
 )

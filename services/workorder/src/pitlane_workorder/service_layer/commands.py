@@ -10,7 +10,7 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from pitlane_events.identifiers import MobileInput, PlateInput
+from pitlane_events.identifiers import MobileInput, PlateInput, VinInput
 from pitlane_events.types import (
     Bay,
     Code,
@@ -111,6 +111,10 @@ class BookAppointment(Command):
     service_requested: Text
     customer_id: Id | None = None
     vehicle_id: Id | None = None
+    # A car the chain does not know yet gets its id at booking when its make and model are given.
+    brand: Name | None = None
+    model: Name | None = None
+    vin: VinInput | None = None
     campaign_id: Id | None = None
     reminder_id: Id | None = None
 
@@ -135,7 +139,13 @@ class CheckIn(Command):
     vehicle_id: Id | None = None
     customer_id: Id | None = None
     customer_name: Name | None = None
+    # Who is coming: the phone finds the customer the chain knows; with a name, a new one is introduced.
+    phone: MobileInput | None = None
     plate: PlateInput | None = None
+    # A car the chain does not know yet needs its make and model.
+    brand: Name | None = None
+    model: Name | None = None
+    vin: VinInput | None = None
     mileage_km: Kilometres
     complaint: Text
     inspection: Annotated[list[InspectionPoint], Field(max_length=limits.MAX_INSPECTION_POINTS)] = Field(

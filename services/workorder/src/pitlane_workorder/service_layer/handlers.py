@@ -3,7 +3,6 @@ events (published through the outbox) and updates the read models in the same tr
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,15 +41,12 @@ from pitlane_workorder.domain.appointment import Appointment
 from pitlane_workorder.domain.capacity import SUGGESTION_HORIZON, BookingGrid
 from pitlane_workorder.domain.settlement import checked_bill
 from pitlane_workorder.domain.workorder import WorkOrder
-from pitlane_workorder.service_layer import commands
+from pitlane_workorder.service_layer import commands, identities
 from pitlane_workorder.service_layer.commands import plain
+from pitlane_workorder.service_layer.identities import Visitor, new_id
 from pitlane_workorder.service_layer.unit_of_work import UnitOfWork, unit_of_work
 
 WorkOrderChange = Callable[[WorkOrder, UnitOfWork, datetime], Awaitable[Any]]
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
 
 
 @dataclass
@@ -122,16 +118,29 @@ class Handlers:
             grid = await _branch_grid(uow.unit, branch_id, lock=True)
             slot = grid.slot_starting_at(command.slot_start, field="body.slot_start")
             grid.ensure_room(slot, await _live_bookings(uow.unit, branch_id, slot), not_before=now)
-            customer_id = (
-                command.customer_id or await queries.known_customer(uow.unit, command.phone) or new_id()
+            resolution = await identities.resolve(
+                uow.unit,
+                Visitor(
+                    channel,
+                    customer_id=command.customer_id,
+                    full_name=command.customer_name,
+                    phone=command.phone,
+                    vehicle_id=command.vehicle_id,
+                    plate=command.plate,
+                    brand=command.brand,
+                    model=command.model,
+                    vin=command.vin,
+                ),
+                vehicle_required=False,
             )
+            customer_id = resolution.customer_id
             appointment = Appointment.book(
                 AppointmentBooked(
                     appointment_id=new_id(),
                     channel=channel,
                     campaign_id=command.campaign_id,
                     customer_id=customer_id,
-                    vehicle_id=command.vehicle_id,
+                    vehicle_id=resolution.vehicle_id,
                     plate=command.plate,
                     slot=slot,
                     service_requested=command.service_requested,
@@ -140,7 +149,9 @@ class Handlers:
                 now,
             )
             actor = actor or Actor(kind="customer", id=customer_id)
-            await uow.save(appointment, self.context(actor, branch_id, now))
+            context = self.context(actor, branch_id, now)
+            await resolution.publish(uow.unit, context)
+            await uow.save(appointment, context)
             await queries.insert_appointment(
                 uow.unit,
                 {
@@ -239,6 +250,7 @@ class Handlers:
                 await _ensure_media(uow.unit, item.photo_hashes, f"body.inspection.{index}.photo_hashes")
             customer_name = command.customer_name
             customer_id, plate, vehicle_id = command.customer_id, command.plate, command.vehicle_id
+            channel = BookingChannel.WALK_IN
             appointment: Appointment | None = None
             if appointment_id is not None:
                 appointment = await self._appointment(uow, branch_id, appointment_id)
@@ -247,15 +259,29 @@ class Handlers:
                 vehicle_id = vehicle_id or appointment.vehicle_id
                 booked = await queries.appointment(uow.unit, appointment_id)
                 customer_name = customer_name or (booked["customer_name"] if booked else None)
-            for field, value in (("customer_id", customer_id), ("plate", plate), ("vehicle_id", vehicle_id)):
-                if value is None:
-                    raise InvalidInputError(f"body.{field}", "is required for a walk-in or unknown vehicle")
-            assert customer_id is not None and plate is not None and vehicle_id is not None
+            resolution = await identities.resolve(
+                uow.unit,
+                Visitor(
+                    channel,
+                    customer_id=customer_id,
+                    full_name=customer_name,
+                    phone=command.phone,
+                    vehicle_id=vehicle_id,
+                    plate=plate,
+                    brand=command.brand,
+                    model=command.model,
+                    vin=command.vin,
+                ),
+                vehicle_required=True,
+            )
+            assert (
+                plate is not None and resolution.vehicle_id is not None
+            )  # resolve refuses a check-in without them
             order = WorkOrder.open(
                 WorkOrderOpened(
                     work_order_id=new_id(),
-                    customer_id=customer_id,
-                    vehicle_id=vehicle_id,
+                    customer_id=resolution.customer_id,
+                    vehicle_id=resolution.vehicle_id,
                     plate=plate,
                     mileage_km=command.mileage_km,
                     complaint=command.complaint,
@@ -267,6 +293,7 @@ class Handlers:
                 now,
             )
             context = self.context(actor, branch_id, now)
+            await resolution.publish(uow.unit, context)
             if appointment is not None:
                 appointment.arrive(order.id, now)
                 await self._save_appointment(uow, appointment, context)
