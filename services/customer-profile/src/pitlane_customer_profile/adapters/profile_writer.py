@@ -6,7 +6,7 @@ every aggregate it touched, whatever number of events it recorded.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from datetime import datetime
 from typing import Any
 
@@ -36,8 +36,11 @@ def consent_key(channel: str, purpose: str) -> str:
     return f"{channel}:{purpose}"
 
 
-async def save_customers(session: AsyncSession, saved: Sequence[Customer], *, now: datetime) -> None:
-    """Upsert the customers' rows and phones; an erased customer's row is anonymised by the erasure itself."""
+async def save_customers(
+    session: AsyncSession, saved: Sequence[Customer], *, now: datetime, phoneless: Set[str] = frozenset()
+) -> None:
+    """Upsert the customers' rows and phones (none for the `phoneless`, merged away in the same unit); an
+    erased customer's row is anonymised by the erasure itself."""
     saved = [c for c in saved if not c.erased]
     if not saved:
         return
@@ -78,6 +81,7 @@ async def save_customers(session: AsyncSession, saved: Sequence[Customer], *, no
     phone_rows = [
         {"phone": phone, "customer_id": c.id, "is_primary": phone == c.phone}
         for c in saved
+        if c.id not in phoneless
         for phone in [c.phone, *c.other_phones]
     ]
     await _insert_phones(session, phone_rows)

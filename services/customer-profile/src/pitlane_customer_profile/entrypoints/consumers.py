@@ -11,9 +11,10 @@ from __future__ import annotations
 from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pitlane_customer_profile.adapters import projections
+from pitlane_customer_profile.adapters import profile_queries, projections
 from pitlane_customer_profile.adapters.erasure import personal_event_ids, scrub_published_copies
 from pitlane_customer_profile.adapters.event_store import ProfileEventStore
+from pitlane_customer_profile.adapters.profile_writer import fold_merged_customers
 from pitlane_customer_profile.adapters.tables import (
     customers,
     declined_add_ons,
@@ -23,15 +24,19 @@ from pitlane_customer_profile.adapters.tables import (
     visits,
     work_order_refs,
 )
-from pitlane_customer_profile.domain.customer import ConsentDecision
+from pitlane_customer_profile.domain.customer import ConsentDecision, Customer
+from pitlane_customer_profile.domain.vehicle import Vehicle
 from pitlane_customer_profile.service_layer.unit_of_work import UnitOfWork
 from pitlane_events import Actor
-from pitlane_events.customer_profile import ConsentSource, CustomerErased, MileageSource
+from pitlane_events.customer_profile import ConsentSource, CustomerErased, CustomerSource, MileageSource
 from pitlane_events.notification import CustomerUnsubscribed, NpsAnswered, UnsubscribeSource
 from pitlane_events.reminder import ReminderCancelled, ReminderDue, ReminderRescheduled, ReminderScheduled
 from pitlane_events.types import AddOnDecision
 from pitlane_events.workorder import (
     AddOnDeclined,
+    BookingChannel,
+    CustomerIntroduced,
+    VehicleIntroduced,
     WorkOrderCompleted,
     WorkOrderOpened,
     WorkOrderVoided,
@@ -43,6 +48,13 @@ from pitlane_platform.messaging.streams import stream_name
 from pitlane_platform.runtime import ServiceRuntime
 
 SERVICE = "customer-profile"
+# How workorder met a customer, as the customer's source; a booking taken by staff is the shop's own contact.
+MET_THROUGH = {
+    BookingChannel.ONLINE: CustomerSource.ONLINE_BOOKING,
+    BookingChannel.PHONE: CustomerSource.PHONE,
+    BookingChannel.WALK_IN: CustomerSource.WALK_IN,
+    BookingChannel.STAFF: CustomerSource.WALK_IN,
+}
 UNSUBSCRIBE_SOURCES = {
     UnsubscribeSource.LINK: ConsentSource.UNSUBSCRIBE_LINK,
     UnsubscribeSource.SMS_REPLY: ConsentSource.SMS_REPLY,
@@ -107,6 +119,68 @@ def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[C
         await record_mileage(
             ctx, store, event.vehicle_id, event.mileage_km, MileageSource.CHECK_IN, event.work_order_id
         )
+
+    @work.on(CustomerIntroduced)
+    async def on_customer_introduced(ctx: HandlerContext, event: CustomerIntroduced) -> None:
+        """Adopt workorder's id for a customer it met first (ADR 11). If the phone is a customer's already —
+        registered a moment before the booking — the new id is registered and merged into that customer at
+        once, so every visit under it counts for the one customer."""
+        if await profile_queries.customer_state(ctx.session, event.customer_id) is not None:
+            return  # adopted already
+        context = chain_wide(ctx)
+        uow = UnitOfWork(ctx.session, store)
+        newcomer = Customer.register(
+            event.customer_id,
+            full_name=event.full_name,
+            phone=event.phone,
+            source=MET_THROUGH[event.met_through],
+            registered_at_branch_id=ctx.envelope.branch_id,
+            at=context.occurred_at,
+        )
+        uow.add(newcomer)
+        holder = await profile_queries.customer_id_by_phone(ctx.session, event.phone)
+        if holder is None:
+            await uow.commit(context)
+            return
+        survivor = await uow.customer(holder)
+        survivor.absorb(
+            [newcomer], "met by workorder under a phone already registered", at=context.occurred_at
+        )
+        await uow.commit(context)
+        await fold_merged_customers(ctx.session, survivor.id, [newcomer.id])
+
+    @work.on(VehicleIntroduced)
+    async def on_vehicle_introduced(ctx: HandlerContext, event: VehicleIntroduced) -> None:
+        """Adopt workorder's id for a car it met first, owned by the owner's surviving record. A plate the
+        chain already knows under another id keeps that vehicle: visits still name the plate."""
+        uow = UnitOfWork(ctx.session, store)
+        try:
+            await uow.vehicle(event.vehicle_id)
+            return  # adopted already
+        except NotFoundError:
+            pass
+        if await profile_queries.vehicle_by_plate(ctx.session, event.plate) is not None:
+            return
+        owner = await surviving_customer_id(ctx.session, event.owner_customer_id)
+        state = await profile_queries.customer_state(ctx.session, owner)
+        if state is None:
+            # The owner's introduction has not been applied yet: failing holds this car back and retries.
+            raise NotFoundError(f"owner {owner} of introduced vehicle {event.vehicle_id} is not known yet")
+        if state["erased_at"] is not None:
+            return
+        context = chain_wide(ctx)
+        uow.add(
+            Vehicle.register(
+                event.vehicle_id,
+                owner_customer_id=owner,
+                plate=event.plate,
+                brand=event.brand,
+                model=event.model,
+                vin=event.vin,
+                at=context.occurred_at,
+            )
+        )
+        await uow.commit(context)
 
     @work.on(WorkOrderCompleted)
     async def on_completed(ctx: HandlerContext, event: WorkOrderCompleted) -> None:

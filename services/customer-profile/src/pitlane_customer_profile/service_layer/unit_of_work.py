@@ -64,9 +64,11 @@ class UnitOfWork:
         for aggregate in changed:
             aggregate.version += len(aggregate.pending)
             aggregate.pending = []
-        await save_customers(
-            self.session, [a for a in changed if isinstance(a, Customer)], now=context.occurred_at
-        )
+        customers = [a for a in changed if isinstance(a, Customer)]
+        # A customer registered and merged in this very unit (an adopted duplicate, ADR 11) hands its phones
+        # to the survivor at once: written for both, they would collide.
+        absorbed = {merged for customer in customers for merged in customer.merged_customer_ids}
+        await save_customers(self.session, customers, now=context.occurred_at, phoneless=absorbed)
         await save_vehicles(self.session, [a for a in changed if isinstance(a, Vehicle)], envelopes)
         return envelopes
 
