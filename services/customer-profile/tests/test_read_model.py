@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from profile_testing import (
     Producer,
     Service,
@@ -385,3 +386,54 @@ async def test_a_completion_that_fails_once_then_its_void_ends_with_the_visit_vo
     assert attempts == 2  # it did fail once, and was retried
     assert visit.voided is True
     assert await figures(service, customer_id) == (0, 0)
+
+
+async def test_a_corrected_check_in_reading_moves_the_odometer_back_and_a_lower_one_is_set_aside_aloud(
+    service: Service, producer: Producer, caplog: pytest.LogCaptureFixture
+) -> None:
+    customer_id = await register_customer(service)
+    vehicle_id = await register_vehicle(service, customer_id, "沪A12345", mileage_km=80_000)
+
+    def opened(work_order_id: str, mileage_km: int, correction: str | None = None) -> WorkOrderOpened:
+        return WorkOrderOpened(
+            work_order_id=work_order_id,
+            customer_id=customer_id,
+            vehicle_id=vehicle_id,
+            plate="沪A12345",
+            mileage_km=mileage_km,
+            complaint="保养",
+            advisor_id="amy",
+            mileage_correction=correction,
+        )
+
+    # Below the last reading without a correction (workorder refuses that at its edge; a late or stray
+    # reading can still come): set aside, with a warning naming the vehicle and both readings.
+    await producer.publish(opened("wo-stray", 1_000), aggregate_id="wo-stray", version=1)
+    await producer.publish(
+        opened("wo-new-odometer", 120, "更换仪表"), aggregate_id="wo-new-odometer", version=1
+    )
+
+    async def corrected() -> bool:
+        vehicle = (await service.get(f"/v1/vehicles/{vehicle_id}")).json()
+        return bool(vehicle["mileage_km"] == 120)
+
+    await eventually(corrected)
+    async with service.runtime.sessions() as session:
+        readings = (
+            (
+                await session.execute(
+                    select(events.c.envelope)
+                    .where(
+                        events.c.stream_id == vehicle_id,
+                        events.c.event_type == VehicleMileageRecorded.event_type,
+                    )
+                    .order_by(events.c.version)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert [(r["data"]["mileage_km"], r["data"]["correction"]) for r in readings] == [(120, "更换仪表")]
+    [warning] = [r for r in caplog.records if r.getMessage().startswith("mileage reading set aside")]
+    assert (warning.vehicle_id, warning.mileage_km, warning.last_mileage_km) == (vehicle_id, 1_000, 80_000)  # type: ignore[attr-defined]
+    assert warning.work_order_id == "wo-stray"  # type: ignore[attr-defined]

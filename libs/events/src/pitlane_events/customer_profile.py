@@ -329,6 +329,8 @@ class VehicleMileageRecorded(DomainEvent):
     """When the reading was taken."""
     work_order_id: Id | None = None
     """The work order the reading came from, if any."""
+    correction: NonBlank | None = None
+    """Set when the reading replaces a higher one (e.g. the odometer was replaced): why."""
 
 
 @event("customer-profile.VehicleInsuranceUpdated", 1)

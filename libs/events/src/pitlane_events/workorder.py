@@ -252,6 +252,9 @@ class WorkOrderOpened(DomainEvent):
     """The service advisor in charge."""
     appointment_id: Id | None = None
     """The appointment it came from; null for walk-ins."""
+    mileage_correction: NonBlank | None = None
+    """Why a reading below the vehicle's last known one is right (e.g. the odometer was replaced); null
+    otherwise. Downstream, a corrected reading replaces the higher one."""
 
 
 @event("workorder.TechnicianAssigned", 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any
 
 from pitlane_events import DomainEvent
@@ -32,6 +33,12 @@ DETAIL_FIELDS = (
 # A reading from staff or the customer must not go backwards (a typo would break mileage reminders); a
 # reading that comes with a work order is a fact of that visit and is simply not newer when it is lower.
 CHECKED_SOURCES = frozenset({MileageSource.STAFF, MileageSource.CUSTOMER_REPORTED, MileageSource.IMPORT})
+
+
+class MileageOutcome(StrEnum):
+    RECORDED = "recorded"
+    ALREADY_KNOWN = "already_known"  # the same reading again (a work order's opening, then its completion)
+    SET_ASIDE = "set_aside"  # lower than the last reading, with no correction
 
 
 class Vehicle(Aggregate):
@@ -112,18 +119,21 @@ class Vehicle(Aggregate):
         source: MileageSource,
         recorded_at: datetime,
         work_order_id: str | None = None,
+        correction: str | None = None,
         at: datetime,
-    ) -> bool:
-        """Record a reading if it moves the odometer forward; False when it does not (nothing recorded).
-        `recorded_at` is when the reading was taken (a work order's may be earlier); `at` is the command's time."""
-        if self.mileage_km is not None and mileage_km < self.mileage_km:
+    ) -> MileageOutcome:
+        """Record a reading if it moves the odometer forward, or — with a `correction` (why, e.g. the odometer
+        was replaced) — back. `recorded_at` is when the reading was taken (a work order's may be earlier);
+        `at` is the command's time. A lower reading without a correction is refused from staff, the customer
+        or an import, and set aside (not recorded; the caller says so) from a work order."""
+        if self.mileage_km is not None and mileage_km < self.mileage_km and correction is None:
             if source in CHECKED_SOURCES:
                 raise InvalidInputError(
                     "mileage_km", f"{mileage_km} km is below the last reading of {self.mileage_km} km"
                 )
-            return False
+            return MileageOutcome.SET_ASIDE
         if self.mileage_km == mileage_km:
-            return False
+            return MileageOutcome.ALREADY_KNOWN
         self.record(
             VehicleMileageRecorded(
                 vehicle_id=self.id,
@@ -131,10 +141,13 @@ class Vehicle(Aggregate):
                 source=source,
                 recorded_at=recorded_at,
                 work_order_id=work_order_id,
+                correction=correction
+                if self.mileage_km is not None and mileage_km < self.mileage_km
+                else None,
             ),
             at,
         )
-        return True
+        return MileageOutcome.RECORDED
 
     def update_insurance(
         self,

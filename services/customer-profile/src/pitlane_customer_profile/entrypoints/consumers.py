@@ -8,6 +8,8 @@ customer's personal events from the stream (ADR 0006).
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,7 +27,7 @@ from pitlane_customer_profile.adapters.tables import (
     work_order_refs,
 )
 from pitlane_customer_profile.domain.customer import ConsentDecision, Customer
-from pitlane_customer_profile.domain.vehicle import Vehicle
+from pitlane_customer_profile.domain.vehicle import MileageOutcome, Vehicle
 from pitlane_customer_profile.service_layer.unit_of_work import UnitOfWork
 from pitlane_events import Actor
 from pitlane_events.customer_profile import ConsentSource, CustomerErased, CustomerSource, MileageSource
@@ -46,6 +48,8 @@ from pitlane_platform.messaging.consumer import Consumer, HandlerContext, advanc
 from pitlane_platform.messaging.eventstore import CommandContext
 from pitlane_platform.messaging.streams import stream_name
 from pitlane_platform.runtime import ServiceRuntime
+
+logger = logging.getLogger(__name__)
 
 SERVICE = "customer-profile"
 # How workorder met a customer, as the customer's source; a booking taken by staff is the shop's own contact.
@@ -89,23 +93,37 @@ async def record_mileage(
     mileage_km: int,
     source: MileageSource,
     work_order_id: str,
+    correction: str | None = None,
 ) -> None:
     """A reading from a work order moves the vehicle's odometer (VehicleMileageRecorded, which reminder
-    schedules by); an older or equal reading records nothing."""
+    schedules by), back too when workorder accepted it as a correction; the same reading again records
+    nothing, and a lower one without a correction is set aside, with a warning that says so."""
     uow = UnitOfWork(ctx.session, store)
     try:
         vehicle = await uow.vehicle(vehicle_id)
     except NotFoundError:
         return  # not a vehicle of ours (or erased): nothing to move
     context = chain_wide(ctx)
-    if vehicle.record_mileage(
+    outcome = vehicle.record_mileage(
         mileage_km,
         source=source,
         recorded_at=ctx.envelope.occurred_at,
         work_order_id=work_order_id,
+        correction=correction,
         at=context.occurred_at,
-    ):
+    )
+    if outcome is MileageOutcome.RECORDED:
         await uow.commit(context)
+    elif outcome is MileageOutcome.SET_ASIDE:
+        logger.warning(
+            "mileage reading set aside: below the last reading and not a correction",
+            extra={
+                "vehicle_id": vehicle_id,
+                "work_order_id": work_order_id,
+                "mileage_km": mileage_km,
+                "last_mileage_km": vehicle.mileage_km,
+            },
+        )
 
 
 def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[Consumer]:
@@ -117,7 +135,13 @@ def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[C
             ctx.unit, event.work_order_id, event.customer_id, event.vehicle_id
         )
         await record_mileage(
-            ctx, store, event.vehicle_id, event.mileage_km, MileageSource.CHECK_IN, event.work_order_id
+            ctx,
+            store,
+            event.vehicle_id,
+            event.mileage_km,
+            MileageSource.CHECK_IN,
+            event.work_order_id,
+            correction=event.mileage_correction,
         )
 
     @work.on(CustomerIntroduced)

@@ -43,15 +43,17 @@ _PHONE_FROM_PROFILE = _PHONE.format(
 _PHONE_INTRODUCED = _PHONE.format(on_conflict="NOTHING")
 _DROP_PHONE = "DELETE FROM directory_phones WHERE phone = %(phone)s AND customer_id = %(customer_id)s"
 _VEHICLE = """
-    INSERT INTO directory_vehicles (vehicle_id, plate, owner_customer_id, known_to_profile)
-    VALUES (%(vehicle_id)s, %(plate)s, %(owner_customer_id)s, %(known_to_profile)s)
+    INSERT INTO directory_vehicles (vehicle_id, plate, owner_customer_id, mileage_km, known_to_profile)
+    VALUES (%(vehicle_id)s, %(plate)s, %(owner_customer_id)s, %(mileage_km)s, %(known_to_profile)s)
     ON CONFLICT (vehicle_id) DO {on_conflict}
 """
 _VEHICLE_FROM_PROFILE = _VEHICLE.format(
     on_conflict="UPDATE SET plate = excluded.plate, owner_customer_id = excluded.owner_customer_id,"
-    " known_to_profile = true"
+    " mileage_km = coalesce(excluded.mileage_km, directory_vehicles.mileage_km), known_to_profile = true"
 )
 _VEHICLE_INTRODUCED = _VEHICLE.format(on_conflict="NOTHING")
+_LAST_READING = "SELECT mileage_km FROM directory_vehicles WHERE vehicle_id = %(vehicle_id)s"
+_READING = "UPDATE directory_vehicles SET mileage_km = %(mileage_km)s WHERE vehicle_id = %(vehicle_id)s"
 _REPLATE = "UPDATE directory_vehicles SET plate = %(plate)s WHERE vehicle_id = %(vehicle_id)s"
 _REOWN = "UPDATE directory_vehicles SET owner_customer_id = %(owner)s WHERE vehicle_id = %(vehicle_id)s"
 # A merge: the duplicates point at the survivor, their phones and cars become its, and the bookings and
@@ -121,7 +123,13 @@ async def drop_phone(unit: Unit, customer_id: str, phone: str) -> None:
 
 
 async def add_vehicle(
-    unit: Unit, vehicle_id: str, plate: str, owner_customer_id: str | None, *, from_profile: bool
+    unit: Unit,
+    vehicle_id: str,
+    plate: str,
+    owner_customer_id: str | None,
+    *,
+    mileage_km: int | None = None,
+    from_profile: bool,
 ) -> None:
     await execute_on_driver(
         unit,
@@ -131,8 +139,22 @@ async def add_vehicle(
             "vehicle_id": vehicle_id,
             "plate": plate,
             "owner_customer_id": owner_customer_id,
+            "mileage_km": mileage_km,
             "known_to_profile": from_profile,
         },
+    )
+
+
+async def last_reading(unit: Unit, vehicle_id: str) -> int | None:
+    """The vehicle's last known odometer reading, if the directory has one."""
+    row = await execute_on_driver(unit, "last reading", _LAST_READING, {"vehicle_id": vehicle_id})
+    return row[0] if row else None
+
+
+async def record_reading(unit: Unit, vehicle_id: str, mileage_km: int) -> None:
+    """The vehicle's odometer now reads `mileage_km` (a check-in, or customer-profile's word)."""
+    await execute_on_driver(
+        unit, "record reading", _READING, {"vehicle_id": vehicle_id, "mileage_km": mileage_km}
     )
 
 

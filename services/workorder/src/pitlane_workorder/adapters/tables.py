@@ -114,5 +114,6 @@ directory_vehicles = Table(
     Column("vehicle_id", Text, primary_key=True),
     Column("plate", Text, nullable=False, index=True),
     Column("owner_customer_id", Text),
+    Column("mileage_km", Integer),
     Column("known_to_profile", Boolean, nullable=False),
 )

@@ -12,6 +12,7 @@ from pitlane_events.customer_profile import (
     CustomerErased,
     CustomerRegistered,
     CustomersMerged,
+    VehicleMileageRecorded,
     VehicleOwnerChanged,
     VehicleRegistered,
     VehicleUpdated,
@@ -62,8 +63,18 @@ def build_consumers() -> list[Consumer]:
     async def on_vehicle_registered(ctx: HandlerContext, event: VehicleRegistered) -> None:
         if await newer(ctx, "directory_vehicles"):
             await directory.add_vehicle(
-                ctx.unit, event.vehicle_id, event.plate, event.owner_customer_id, from_profile=True
+                ctx.unit,
+                event.vehicle_id,
+                event.plate,
+                event.owner_customer_id,
+                mileage_km=event.mileage_km,
+                from_profile=True,
             )
+
+    @identities.on(VehicleMileageRecorded)
+    async def on_mileage(ctx: HandlerContext, event: VehicleMileageRecorded) -> None:
+        if await newer(ctx, "directory_vehicles"):
+            await directory.record_reading(ctx.unit, event.vehicle_id, event.mileage_km)
 
     @identities.on(VehicleUpdated)
     async def on_vehicle_updated(ctx: HandlerContext, event: VehicleUpdated) -> None:

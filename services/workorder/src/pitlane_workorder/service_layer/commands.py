@@ -147,6 +147,8 @@ class CheckIn(Command):
     model: Name | None = None
     vin: VinInput | None = None
     mileage_km: Kilometres
+    # A reading below the vehicle's last known one is refused unless the advisor says why it is right.
+    mileage_correction: Text | None = None
     complaint: Text
     inspection: Annotated[list[InspectionPoint], Field(max_length=limits.MAX_INSPECTION_POINTS)] = Field(
         default_factory=list

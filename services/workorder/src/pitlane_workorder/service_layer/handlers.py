@@ -35,7 +35,7 @@ from pitlane_platform.db import DriverPool, Unit
 from pitlane_platform.errors import ConcurrencyError, ConflictError, InvalidInputError, NotFoundError
 from pitlane_platform.messaging import eventstore
 from pitlane_platform.messaging.eventstore import CommandContext
-from pitlane_workorder.adapters import queries
+from pitlane_workorder.adapters import directory, queries
 from pitlane_workorder.adapters.read_models import branch_of_work_order, project_work_order
 from pitlane_workorder.domain.appointment import Appointment
 from pitlane_workorder.domain.capacity import SUGGESTION_HORIZON, BookingGrid
@@ -289,11 +289,13 @@ class Handlers:
                     photo_hashes=tuple(command.photo_hashes),
                     advisor_id=command.advisor_id or actor.id,
                     appointment_id=appointment_id,
+                    mileage_correction=command.mileage_correction,
                 ),
                 now,
             )
             context = self.context(actor, branch_id, now)
             await resolution.publish(uow.unit, context)
+            await _check_mileage(uow.unit, resolution.vehicle_id, command)
             if appointment is not None:
                 appointment.arrive(order.id, now)
                 await self._save_appointment(uow, appointment, context)
@@ -498,6 +500,19 @@ async def _branch_grid(unit: Unit, branch_id: str, *, lock: bool) -> BookingGrid
         bays=len([Bay.model_validate(bay) for bay in row["bays"]]),
         slot_minutes=row["slot_minutes"],
     )
+
+
+async def _check_mileage(unit: Unit, vehicle_id: str, command: commands.CheckIn) -> None:
+    """A reading below the last known one is a typo or a replaced odometer: refused unless corrected with a
+    reason; the accepted reading becomes the last known at once."""
+    last = await directory.last_reading(unit, vehicle_id)
+    if last is not None and command.mileage_km < last and command.mileage_correction is None:
+        raise InvalidInputError(
+            "body.mileage_km",
+            f"{command.mileage_km} km is below the last reading of {last} km; if the odometer was replaced"
+            " or the last reading was wrong, send mileage_correction with the reason",
+        )
+    await directory.record_reading(unit, vehicle_id, command.mileage_km)
 
 
 async def _live_bookings(unit: Unit, branch_id: str, slot: TimeSlot) -> dict[datetime, int]:

@@ -29,6 +29,8 @@ def upgrade() -> None:
         sa.Column("vehicle_id", sa.Text, primary_key=True),
         sa.Column("plate", sa.Text, nullable=False, index=True),
         sa.Column("owner_customer_id", sa.Text),
+        # The last odometer reading the chain knows: a check-in below it needs a correction with a reason.
+        sa.Column("mileage_km", sa.Integer),
         sa.Column("known_to_profile", sa.Boolean, nullable=False),
     )
 

@@ -1,0 +1,224 @@
+"""Who the customer and the car are (ADR 11): check-ins and bookings resolve phones and plates through the
+directory, which customer-profile's real events feed over JetStream; customers and cars nobody knows are
+introduced; a reading below the car's last one needs a correction. Every refusal changes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nats
+from workorder_harness import BRANCH, Harness
+
+from pitlane_events import Actor, Envelope, encode
+from pitlane_events.customer_profile import (
+    CustomerRegistered,
+    CustomersMerged,
+    CustomerSource,
+    MileageSource,
+    VehicleMileageRecorded,
+    VehicleRegistered,
+)
+from pitlane_events.workorder import CustomerIntroduced, VehicleIntroduced, WorkOrderOpened
+from platform_flow import wait_until
+
+WALK_INS = f"/v1/branches/{BRANCH}/work-orders"
+
+
+async def publish_from_profile(harness: Harness, *events: tuple[Any, str, int]) -> None:
+    """customer-profile's events as its relay publishes them: (event, aggregate id, version)."""
+    connection = await nats.connect(harness.settings.nats_url)
+    try:
+        js = connection.jetstream()
+        for event, aggregate_id, version in events:
+            envelope = Envelope.new(
+                event,
+                chain_id=harness.settings.chain_id,
+                aggregate_id=aggregate_id,
+                aggregate_version=version,
+                actor=Actor.service("customer-profile"),
+                occurred_at=harness.clock.now(),
+            )
+            message = encode(envelope)
+            await js.publish(message.subject, message.payload, headers=message.headers)
+    finally:
+        await connection.close()
+
+
+async def directory_has(harness: Harness, sql: str, *parameters: Any) -> bool:
+    async with harness.service.runtime.driver.transaction() as unit:
+        cursor = await unit.connection.execute(sql, parameters)
+        return await cursor.fetchone() is not None
+
+
+def check_in(**body: Any) -> dict[str, Any]:
+    return {"mileage_km": 50_000, "complaint": "保养", **body}
+
+
+async def test_a_walk_in_by_phone_and_plate_finds_the_customer_and_car_customer_profile_knows(
+    branch: Harness,
+) -> None:
+    await publish_from_profile(
+        branch,
+        (
+            CustomerRegistered(
+                customer_id="c-known", full_name="周杰", phone="+8613711112222", source=CustomerSource.WALK_IN
+            ),
+            "c-known",
+            1,
+        ),
+        (
+            VehicleRegistered(
+                vehicle_id="v-known",
+                owner_customer_id="c-known",
+                plate="沪A88888",
+                brand="大众",
+                model="帕萨特",
+                mileage_km=30_000,
+            ),
+            "v-known",
+            1,
+        ),
+        (
+            VehicleMileageRecorded(
+                vehicle_id="v-known",
+                mileage_km=45_000,
+                source=MileageSource.STAFF,
+                recorded_at=branch.clock.now(),
+            ),
+            "v-known",
+            2,
+        ),
+    )
+
+    async def known() -> bool:
+        return await directory_has(
+            branch, "SELECT 1 FROM directory_vehicles WHERE vehicle_id = 'v-known' AND mileage_km = 45000"
+        )
+
+    await wait_until(known)
+    by_plate = await branch.post(WALK_INS, check_in(plate="沪A 88888"))
+    assert by_plate.status_code == 201, by_plate.text
+    by_phone = await branch.post(WALK_INS, check_in(phone="137 1111 2222", plate="沪A88888"))
+    assert by_phone.status_code == 201, by_phone.text
+
+    published = await branch.published(at_least=6)  # branch + 3 staff + 2 openings
+    opened = [e.data for e in published if isinstance(e.data, WorkOrderOpened)]
+    assert [(o.customer_id, o.vehicle_id) for o in opened] == [("c-known", "v-known")] * 2
+    assert not [e for e in published if isinstance(e.data, CustomerIntroduced | VehicleIntroduced)]
+
+
+async def test_a_new_customer_and_car_are_introduced_once_and_found_again(branch: Harness) -> None:
+    first = await branch.post(
+        WALK_INS,
+        check_in(phone="13922223333", customer_name="吴女士", plate="粤B D12345", brand="比亚迪", model="汉"),
+    )
+    assert first.status_code == 201, first.text
+    again = await branch.post(WALK_INS, check_in(plate="粤BD12345", mileage_km=50_100))
+    assert again.status_code == 201, again.text
+    booked = await branch.book(11, phone="13922223333", plate="粤BD12345", online=True)
+    assert booked.status_code == 201, booked.text
+
+    published = await branch.published(at_least=9)  # branch + 3 staff, 2 introductions, 2 openings, booking
+    [customer] = [e.data for e in published if isinstance(e.data, CustomerIntroduced)]
+    [vehicle] = [e.data for e in published if isinstance(e.data, VehicleIntroduced)]
+    assert (customer.full_name, customer.phone, customer.met_through) == (
+        "吴女士",
+        "+8613922223333",
+        "walk_in",
+    )
+    assert (vehicle.plate, vehicle.brand, vehicle.model, vehicle.owner_customer_id) == (
+        "粤BD12345",
+        "比亚迪",
+        "汉",
+        customer.customer_id,
+    )
+    opened = [e.data for e in published if isinstance(e.data, WorkOrderOpened)]
+    assert [(o.customer_id, o.vehicle_id) for o in opened] == [(customer.customer_id, vehicle.vehicle_id)] * 2
+    assert booked.json()["customer_id"] == customer.customer_id
+
+
+async def test_a_customer_or_car_nobody_knows_without_what_it_takes_to_introduce_them_is_a_422(
+    branch: Harness,
+) -> None:
+    before = await branch.counts()
+    cases = [
+        (check_in(plate="沪E55555", brand="丰田", model="凯美瑞"), "body.phone"),
+        (check_in(phone="13933334444", plate="沪E55555", brand="丰田", model="凯美瑞"), "body.customer_name"),
+        (check_in(phone="13933334444", customer_name="郑先生", plate="沪E55555"), "body.brand"),
+        (check_in(phone="13933334444", customer_name="郑先生", plate="沪E55555", brand="丰田"), "body.model"),
+        (check_in(phone="13933334444", customer_name="郑先生"), "body.plate"),
+    ]
+    for body, field in cases:
+        refused = await branch.post(WALK_INS, body)
+        assert refused.status_code == 422, refused.text
+        assert [error["field"] for error in refused.json()["errors"]] == [field]
+    assert await branch.counts() == before
+
+
+async def test_a_reading_below_the_last_one_needs_a_correction_with_a_reason(branch: Harness) -> None:
+    car = check_in(phone="13944445555", customer_name="孙先生", plate="沪F66666", brand="本田", model="雅阁")
+    assert (await branch.post(WALK_INS, {**car, "mileage_km": 91_000})).status_code == 201
+    before = await branch.counts()
+
+    lower = await branch.post(WALK_INS, check_in(plate="沪F66666", mileage_km=1_200))
+    assert lower.status_code == 422, lower.text
+    assert [error["field"] for error in lower.json()["errors"]] == ["body.mileage_km"]
+    assert "91000 km" in lower.json()["detail"]
+    assert await branch.counts() == before
+
+    corrected = await branch.post(
+        WALK_INS, check_in(plate="沪F66666", mileage_km=1_200, mileage_correction="更换仪表")
+    )
+    assert corrected.status_code == 201, corrected.text
+    # The corrected reading is now the last one: a later check-in just above it needs no correction.
+    assert (await branch.post(WALK_INS, check_in(plate="沪F66666", mileage_km=1_300))).status_code == 201
+    published = await branch.published(at_least=9)  # branch + 3 staff, 2 introductions, 3 openings
+    readings = [
+        (o.mileage_km, o.mileage_correction)
+        for o in (e.data for e in published)
+        if isinstance(o, WorkOrderOpened)
+    ]
+    assert readings == [(91_000, None), (1_200, "更换仪表"), (1_300, None)]
+
+
+async def test_after_a_merge_the_merged_customers_phone_and_orders_belong_to_the_survivor(
+    branch: Harness,
+) -> None:
+    introduced = await branch.post(
+        WALK_INS,
+        check_in(phone="13955556666", customer_name="钱女士", plate="沪G77777", brand="宝马", model="3系"),
+    )
+    assert introduced.status_code == 201
+    order = introduced.json()["work_order_id"]
+    published = await branch.published(at_least=6)
+    [newcomer] = [e.data.customer_id for e in published if isinstance(e.data, CustomerIntroduced)]
+    await publish_from_profile(
+        branch,
+        (
+            CustomerRegistered(
+                customer_id="c-old", full_name="钱女士", phone="+8613955556666", source=CustomerSource.PHONE
+            ),
+            "c-old",
+            1,
+        ),
+        (CustomersMerged(surviving_customer_id="c-old", merged_customer_ids=(newcomer,)), "c-old", 2),
+    )
+
+    async def followed() -> bool:
+        return await directory_has(
+            branch,
+            f"SELECT 1 FROM directory_customers WHERE customer_id = '{newcomer}' AND merged_into = 'c-old'",
+        )
+
+    await wait_until(followed)
+    board = (await branch.get(f"/v1/branches/{BRANCH}/board")).json()
+    assert [card["customer_id"] for card in board["columns"]["opened"] if card["work_order_id"] == order] == [
+        "c-old"
+    ]
+    for body in (
+        check_in(phone="13955556666", plate="沪G77777"),
+        check_in(customer_id=newcomer, plate="沪G77777"),
+    ):
+        assert (await branch.post(WALK_INS, body)).status_code == 201
+    opened = [e.data for e in await branch.published(at_least=9) if isinstance(e.data, WorkOrderOpened)]
+    assert [o.customer_id for o in opened] == [newcomer, "c-old", "c-old"]
