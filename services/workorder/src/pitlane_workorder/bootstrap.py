@@ -23,13 +23,7 @@ from pitlane_platform.services import ServiceSpec
 from pitlane_platform.settings import ServiceSettings
 from pitlane_workorder.adapters.blobstore import BlobStore, FilesystemBlobStore, S3BlobStore
 from pitlane_workorder.domain.capacity import SlotFullError
-from pitlane_workorder.entrypoints.http import (
-    WorkorderContext,
-    customer_router,
-    public_router,
-    slot_full_problem,
-    staff_router,
-)
+from pitlane_workorder.entrypoints.http import ROUTERS, WorkorderContext, slot_full_problem
 from pitlane_workorder.entrypoints.sweeper import run_no_show_sweeper
 from pitlane_workorder.service_layer.handlers import Handlers
 
@@ -117,7 +111,7 @@ def build(
         settings,
         title="workorder",
         version="1",
-        routers=[staff_router, public_router, customer_router],
+        routers=ROUTERS,
         readiness_checks=runtime.readiness_checks(),
         lifespan=lifespan,
     )
