@@ -2,8 +2,10 @@
 (bearer token, role and branch checked), public booking under /v1/public, and the customer's page under /c
 behind a signed link."""
 
+from fastapi import FastAPI
+
+from pitlane_workorder.domain.capacity import OffGridSlotError, SlotFullError
 from pitlane_workorder.entrypoints.http import appointments, branches, customer, media, public, work_orders
-from pitlane_workorder.entrypoints.http.appointments import slot_full_problem
 from pitlane_workorder.entrypoints.http.common import WorkorderContext
 
 ROUTERS = (
@@ -15,4 +17,12 @@ ROUTERS = (
     customer.router,
 )
 
-__all__ = ["ROUTERS", "WorkorderContext", "slot_full_problem"]
+
+def install_error_handlers(app: FastAPI) -> None:
+    """After the platform's: booking problems that suggest slots, and the customer's error pages."""
+    app.add_exception_handler(SlotFullError, appointments.slot_full_problem)  # type: ignore[arg-type]
+    app.add_exception_handler(OffGridSlotError, appointments.off_grid_problem)  # type: ignore[arg-type]
+    customer.install_error_pages(app)
+
+
+__all__ = ["ROUTERS", "WorkorderContext", "install_error_handlers"]

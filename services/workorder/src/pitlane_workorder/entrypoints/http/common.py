@@ -20,6 +20,7 @@ from pitlane_platform.auth import (
 from pitlane_platform.errors import InvalidInputError
 from pitlane_workorder.adapters.blobstore import BlobStore
 from pitlane_workorder.domain.workorder import WorkOrder
+from pitlane_workorder.entrypoints.http.responses import WorkOrderAnswer
 from pitlane_workorder.service_layer.handlers import Handlers
 
 BRANCH_ADMINS = (Role.OWNER, Role.MANAGER)
@@ -86,6 +87,6 @@ async def expected_version(if_match: Annotated[str | None, Header()] = None) -> 
 ExpectedVersion = Annotated[int | None, Depends(expected_version)]
 
 
-def order_response(order: WorkOrder, response: Response) -> dict[str, Any]:
+def order_response(order: WorkOrder, response: Response) -> WorkOrderAnswer:
     response.headers["ETag"] = f'"{order.version}"'
-    return {"work_order_id": order.id, "state": order.state.value, "version": order.version}
+    return WorkOrderAnswer(work_order_id=order.id, state=order.state, version=order.version)

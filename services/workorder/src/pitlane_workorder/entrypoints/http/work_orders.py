@@ -20,6 +20,7 @@ from pitlane_workorder.entrypoints.http.common import (
     actor_of,
     order_response,
 )
+from pitlane_workorder.entrypoints.http.responses import AddOnProposalAnswer, DecisionAnswer, WorkOrderAnswer
 from pitlane_workorder.service_layer import commands
 from pitlane_workorder.service_layer.links import CustomerLink, sign_link
 from pitlane_workorder.service_layer.unit_of_work import unit_of_work
@@ -32,9 +33,10 @@ async def open_walk_in(
     branch_id: str,
     body: commands.CheckIn,
     service: Service,
+    response: Response,
     principal: FrontDesk,
-) -> dict[str, str]:
-    return {"work_order_id": await service.handlers.check_in(branch_id, body, actor_of(principal))}
+) -> WorkOrderAnswer:
+    return order_response(await service.handlers.check_in(branch_id, body, actor_of(principal)), response)
 
 
 @router.post("/branches/{branch_id}/work-orders/{work_order_id}/technicians")
@@ -46,7 +48,7 @@ async def assign_technician(
     response: Response,
     version: ExpectedVersion,
     principal: FrontDesk,
-) -> dict[str, Any]:
+) -> WorkOrderAnswer:
     order = await service.handlers.assign_technician(
         branch_id, work_order_id, body, actor_of(principal), expected_version=version
     )
@@ -62,7 +64,7 @@ async def record_progress(
     response: Response,
     version: ExpectedVersion,
     principal: Workshop,
-) -> dict[str, Any]:
+) -> WorkOrderAnswer:
     order = await service.handlers.record_progress(
         branch_id, work_order_id, body, actor_of(principal), expected_version=version
     )
@@ -78,16 +80,16 @@ async def propose_add_on(
     response: Response,
     version: ExpectedVersion,
     principal: Workshop,
-) -> dict[str, Any]:
+) -> AddOnProposalAnswer:
     order = await service.handlers.propose_add_on(
         branch_id, work_order_id, body, actor_of(principal), expected_version=version
     )
     newest = list(order.add_ons.values())[-1]
-    return {
-        **order_response(order, response),
-        "add_on_id": newest.add_on_id,
-        "estimate_revision": newest.estimate_revision,
-    }
+    return AddOnProposalAnswer(
+        **order_response(order, response).model_dump(),
+        add_on_id=newest.add_on_id,
+        estimate_revision=newest.estimate_revision,
+    )
 
 
 @router.post("/branches/{branch_id}/work-orders/{work_order_id}/add-ons/{add_on_id}/decision")
@@ -97,10 +99,11 @@ async def record_decision(
     add_on_id: str,
     body: commands.RecordDecision,
     service: Service,
+    response: Response,
     version: ExpectedVersion,
     principal: FrontDesk,
-) -> dict[str, Any]:
-    recorded = await service.handlers.decide_add_on(
+) -> DecisionAnswer:
+    order, recorded = await service.handlers.decide_add_on(
         branch_id,
         work_order_id,
         add_on_id,
@@ -112,7 +115,12 @@ async def record_decision(
         actor=actor_of(principal),
         expected_version=version,
     )
-    return {"add_on_id": add_on_id, "decision": body.decision, "recorded": recorded}
+    return DecisionAnswer(
+        **order_response(order, response).model_dump(),
+        add_on_id=add_on_id,
+        decision=body.decision,
+        recorded=recorded,
+    )
 
 
 @router.post("/branches/{branch_id}/work-orders/{work_order_id}/quality-check")
@@ -124,7 +132,7 @@ async def record_quality_check(
     response: Response,
     version: ExpectedVersion,
     principal: Workshop,
-) -> dict[str, Any]:
+) -> WorkOrderAnswer:
     order = await service.handlers.record_quality_check(
         branch_id, work_order_id, body, actor_of(principal), expected_version=version
     )
@@ -140,7 +148,7 @@ async def settle(
     response: Response,
     version: ExpectedVersion,
     principal: Counter,
-) -> dict[str, Any]:
+) -> WorkOrderAnswer:
     order = await service.handlers.settle(
         branch_id, work_order_id, body, actor_of(principal), expected_version=version
     )
@@ -155,7 +163,7 @@ async def complete(
     response: Response,
     version: ExpectedVersion,
     principal: Counter,
-) -> dict[str, Any]:
+) -> WorkOrderAnswer:
     order = await service.handlers.complete(
         branch_id, work_order_id, actor_of(principal), expected_version=version
     )
@@ -171,7 +179,7 @@ async def void(
     response: Response,
     version: ExpectedVersion,
     principal: BranchAdmin,
-) -> dict[str, Any]:
+) -> WorkOrderAnswer:
     order = await service.handlers.void(
         branch_id, work_order_id, body, actor_of(principal), expected_version=version
     )
