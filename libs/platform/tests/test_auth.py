@@ -124,7 +124,7 @@ def test_the_openapi_document_marks_exactly_the_operations_that_demand_a_token(c
     document = client.get("/openapi.json").json()
 
     security = {path: operations["get"].get("security") for path, operations in document["paths"].items()}
-    bearer_only = [{"HTTPBearer": []}]
+    bearer_only: list[dict[str, list[str]]] = [{"HTTPBearer": []}]
     assert security == {
         "/health": None,
         "/ready": None,
