@@ -93,7 +93,7 @@ async def test_an_approval_link_used_twice_changes_nothing_the_second_time(branc
     assert again.status_code == 303
     assert await branch.counts() == after_first
     contrary = await branch.client.post(f"{page}/add-ons/{add_on_id}/decline", data=form)
-    assert contrary.status_code == 409 and "already approved" in contrary.json()["detail"]
+    assert contrary.status_code == 409 and "此项已经处理过" in contrary.text
     assert await branch.counts() == after_first
     history = (await branch.get(branch.order_path(order))).json()["history"]
     assert [e["event_type"] for e in history].count("workorder.AddOnApproved") == 1
@@ -116,7 +116,7 @@ async def test_a_forged_or_expired_link_is_a_403(branch: Harness):
     expired = await branch.client.post(
         f"{page}/add-ons/{add_on_id}/approve", data={"estimate_revision_seen": "2"}
     )
-    assert expired.status_code == 403 and "expired" in expired.json()["detail"]
+    assert expired.status_code == 403 and "此链接无效或已过期" in expired.text
     assert await branch.counts() == before
 
 
@@ -127,7 +127,15 @@ async def test_an_advisor_records_a_decision_taken_on_the_phone(branch: Harness)
         f"add-ons/{add_on_id}/decision",
         {"decision": "declined", "method": "phone_call", "estimate_revision_seen": 2, "reason": "下次再换"},
     )
-    assert decided.json() == {"add_on_id": add_on_id, "decision": "declined", "recorded": True}
+    assert decided.json() == {
+        "work_order_id": order,
+        "state": "in_progress",
+        "version": 4,
+        "add_on_id": add_on_id,
+        "decision": "declined",
+        "recorded": True,
+    }
+    assert decided.headers["etag"] == '"4"'
     [declined] = [
         e
         for e in (await branch.get(branch.order_path(order))).json()["history"]

@@ -17,6 +17,7 @@ from pitlane_events.types import (
     OpeningHours,
     Payment,
     PaymentMethod,
+    TimeSlot,
 )
 from pitlane_events.workorder import (
     AddOnApproved,
@@ -27,7 +28,7 @@ from pitlane_events.workorder import (
     WorkOrderOpened,
 )
 from pitlane_platform.errors import ConflictError, InvalidInputError
-from pitlane_workorder.domain.capacity import BookingGrid, SlotFullError
+from pitlane_workorder.domain.capacity import BookingGrid, OffGridSlotError, SlotFullError
 from pitlane_workorder.domain.settlement import checked_bill, line_total_fen
 from pitlane_workorder.domain.workorder import WorkOrder, WorkOrderState
 
@@ -199,19 +200,56 @@ GRID = BookingGrid(
 )
 
 
+EARLIER = T0 - timedelta(hours=1)  # "now" in the capacity tests: the Monday's slots are all ahead
+
+
+def slot_at(start: datetime, booked: dict[datetime, int] | None = None) -> TimeSlot:
+    return GRID.slot_starting_at(start, booked or {}, not_before=EARLIER, field="slot_start")
+
+
 def test_slots_follow_the_grid_inside_opening_hours():
-    slot = GRID.slot_starting_at(T0)
+    slot = slot_at(T0)
     assert slot.end - slot.start == timedelta(hours=1)
     with pytest.raises(InvalidInputError, match="slot_start"):
-        GRID.slot_starting_at(T0 + timedelta(minutes=30))  # off the grid
+        slot_at(T0 + timedelta(minutes=30))  # off the grid
     with pytest.raises(InvalidInputError, match="slot_start"):
-        GRID.slot_starting_at(T0 + timedelta(hours=3))  # 12:00: closed
+        slot_at(T0 + timedelta(hours=3))  # 12:00: closed
     with pytest.raises(InvalidInputError, match="slot_start"):
-        GRID.slot_starting_at(T0 + timedelta(days=1))  # Tuesday: closed
+        slot_at(T0 + timedelta(days=1))  # Tuesday: closed
+
+
+def test_an_off_grid_time_suggests_the_nearest_free_slots_either_side():
+    with pytest.raises(OffGridSlotError) as off_grid:
+        slot_at(T0 + timedelta(minutes=30), {T0: 3})  # 09:30; 09:00 is full
+    assert off_grid.value.field == "slot_start"
+    assert [s.start for s in off_grid.value.nearest_free] == [
+        T0 + timedelta(hours=1),  # 10:00, half an hour later
+        T0 + timedelta(hours=2),  # 11:00
+        T0 + timedelta(days=7),  # next Monday 09:00, not the full 09:00 half an hour earlier
+    ]
+    with pytest.raises(OffGridSlotError) as after_closing:
+        slot_at(T0 + timedelta(hours=3, minutes=30), {T0 + timedelta(hours=2): 3})  # 12:30; 11:00 is full
+    assert [s.start for s in after_closing.value.nearest_free] == [
+        T0,  # 09:00 the same day
+        T0 + timedelta(hours=1),  # 10:00, the nearest free one before closing
+        T0 + timedelta(days=7),  # next Monday 09:00
+    ]
+
+
+def test_slots_that_have_begun_are_never_suggested():
+    with pytest.raises(OffGridSlotError) as off_grid:
+        GRID.slot_starting_at(
+            T0 + timedelta(minutes=30), {}, not_before=T0 + timedelta(minutes=10), field="slot_start"
+        )
+    assert [s.start for s in off_grid.value.nearest_free] == [
+        T0 + timedelta(hours=1),
+        T0 + timedelta(hours=2),
+        T0 + timedelta(days=7),
+    ]
 
 
 def test_a_full_slot_suggests_the_next_free_ones():
-    slot = GRID.slot_starting_at(T0)
+    slot = slot_at(T0)
     GRID.ensure_room(slot, {T0: 2}, not_before=T0)  # a third car still fits
     booked = {T0: 3, T0 + timedelta(hours=1): 3}
     with pytest.raises(SlotFullError) as full:

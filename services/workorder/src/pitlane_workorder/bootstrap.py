@@ -22,15 +22,8 @@ from pitlane_platform.runtime import ServiceRuntime
 from pitlane_platform.services import ServiceSpec
 from pitlane_platform.settings import ServiceSettings
 from pitlane_workorder.adapters.blobstore import BlobStore, FilesystemBlobStore, S3BlobStore
-from pitlane_workorder.domain.capacity import SlotFullError
 from pitlane_workorder.entrypoints.consumers import build_consumers
-from pitlane_workorder.entrypoints.http import (
-    WorkorderContext,
-    customer_router,
-    public_router,
-    slot_full_problem,
-    staff_router,
-)
+from pitlane_workorder.entrypoints.http import ROUTERS, WorkorderContext, install_error_handlers
 from pitlane_workorder.entrypoints.sweeper import run_no_show_sweeper
 from pitlane_workorder.service_layer.handlers import Handlers
 
@@ -118,11 +111,11 @@ def build(
         settings,
         title="workorder",
         version="1",
-        routers=[staff_router, public_router, customer_router],
+        routers=ROUTERS,
         readiness_checks=runtime.readiness_checks(),
         lifespan=lifespan,
     )
-    app.add_exception_handler(SlotFullError, slot_full_problem)  # type: ignore[arg-type]
+    install_error_handlers(app)
     app.state.workorder = WorkorderContext(
         handlers=handlers,
         blobs=blob_store or blob_store_from(settings),

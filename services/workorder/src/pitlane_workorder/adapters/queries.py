@@ -31,6 +31,8 @@ _ADD_STAFF = """
 """
 _STAFF_ROLE = "SELECT role FROM staff WHERE branch_id = %(branch_id)s AND staff_id = %(staff_id)s"
 _STAFF = "SELECT * FROM staff WHERE branch_id = %(branch_id)s ORDER BY staff_id"
+_STAFF_MEMBER = "SELECT * FROM staff WHERE branch_id = %(branch_id)s AND staff_id = %(staff_id)s"
+_BRANCHES = "SELECT * FROM branches ORDER BY branch_id"
 
 
 async def open_branch(unit: Unit, row: dict[str, Any]) -> bool:
@@ -44,6 +46,11 @@ async def branch(unit: Unit, branch_id: str, *, lock: bool = False) -> dict[str,
         unit, "branch", _BRANCH_LOCKED if lock else _BRANCH, {"branch_id": branch_id}, as_dicts=True
     )
     return rows[0] if rows else None
+
+
+async def branches(unit: Unit) -> list[dict[str, Any]]:
+    """Every branch of the chain; a chain has tens or hundreds, never enough to page."""
+    return await fetch_on_driver(unit, "branches", _BRANCHES, {}, as_dicts=True)
 
 
 async def add_staff_member(unit: Unit, branch_id: str, member: dict[str, Any]) -> bool:
@@ -62,6 +69,13 @@ async def staff_role(unit: Unit, branch_id: str, staff_id: str) -> str | None:
 
 async def staff_of(unit: Unit, branch_id: str) -> list[dict[str, Any]]:
     return await fetch_on_driver(unit, "staff", _STAFF, {"branch_id": branch_id}, as_dicts=True)
+
+
+async def staff_member(unit: Unit, branch_id: str, staff_id: str) -> dict[str, Any] | None:
+    rows = await fetch_on_driver(
+        unit, "staff member", _STAFF_MEMBER, {"branch_id": branch_id, "staff_id": staff_id}, as_dicts=True
+    )
+    return rows[0] if rows else None
 
 
 # Appointments ----------------------------------------------------------------------------------------------

@@ -325,6 +325,10 @@ class WorkOrder(Aggregate):
             hashes.update(add_on.photo_hashes)
         return hashes
 
+    def entered_at(self, state: WorkOrderState) -> datetime | None:
+        """When the order last entered `state`; None if it never did."""
+        return next((visit.entered_at for visit in reversed(self.visits) if visit.state is state), None)
+
     def time_in_states(self, now: datetime) -> dict[WorkOrderState, timedelta]:
         totals: dict[WorkOrderState, timedelta] = {}
         for visit in self.visits:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -18,7 +18,6 @@ from pitlane_events.types import (
     LineItem,
     OpeningHours,
     Payment,
-    TimeSlot,
 )
 from pitlane_events.workorder import (
     AddOnProposed,
@@ -38,7 +37,7 @@ from pitlane_platform.messaging.eventstore import CommandContext
 from pitlane_workorder.adapters import directory, queries
 from pitlane_workorder.adapters.read_models import branch_of_work_order, project_work_order
 from pitlane_workorder.domain.appointment import Appointment
-from pitlane_workorder.domain.capacity import SUGGESTION_HORIZON, BookingGrid
+from pitlane_workorder.domain.capacity import BookingGrid, SlotCapacity, suggestion_window
 from pitlane_workorder.domain.settlement import checked_bill
 from pitlane_workorder.domain.workorder import WorkOrder
 from pitlane_workorder.service_layer import commands, identities
@@ -116,8 +115,9 @@ class Handlers:
             # The branch row lock serialises bookings of one branch, so two requests cannot both take the
             # last free bay of a slot.
             grid = await _branch_grid(uow.unit, branch_id, lock=True)
-            slot = grid.slot_starting_at(command.slot_start, field="body.slot_start")
-            grid.ensure_room(slot, await _live_bookings(uow.unit, branch_id, slot), not_before=now)
+            booked = await _live_bookings(uow.unit, branch_id, command.slot_start, now)
+            slot = grid.slot_starting_at(command.slot_start, booked, not_before=now, field="body.slot_start")
+            grid.ensure_room(slot, booked, not_before=now)
             resolution = await identities.resolve(
                 uow.unit,
                 Visitor(
@@ -183,12 +183,13 @@ class Handlers:
         async with unit_of_work(self.driver) as uow:
             grid = await _branch_grid(uow.unit, branch_id, lock=True)
             appointment = await self._appointment(uow, branch_id, appointment_id)
-            slot = grid.slot_starting_at(command.slot_start, field="body.slot_start")
+            booked = await _live_bookings(uow.unit, branch_id, command.slot_start, now)
+            slot = grid.slot_starting_at(command.slot_start, booked, not_before=now, field="body.slot_start")
             if slot.start <= now:
                 raise InvalidInputError("body.slot_start", "the slot has already begun")
             if appointment.slot == slot:
                 raise InvalidInputError("body.slot_start", "the appointment is already in this slot")
-            grid.ensure_room(slot, await _live_bookings(uow.unit, branch_id, slot), not_before=now)
+            grid.ensure_room(slot, booked, not_before=now)
             appointment.reschedule(slot, command.reason, now)
             await self._save_appointment(uow, appointment, self.context(actor, branch_id, now))
 
@@ -207,6 +208,14 @@ class Handlers:
             appointment = await self._appointment(uow, branch_id, appointment_id)
             appointment.mark_no_show(now, self.no_show_grace)
             await self._save_appointment(uow, appointment, self.context(actor, branch_id, now))
+
+    async def capacity_on(self, branch_id: str, day: date) -> tuple[BookingGrid, list[SlotCapacity]]:
+        """The branch's grid and each slot of its local `day` with the bays still free."""
+        async with self.driver.transaction() as unit:
+            grid = await _branch_grid(unit, branch_id, lock=False)
+            start = datetime.combine(day, time(), grid.timezone)
+            booked = await queries.live_bookings(unit, branch_id, start, start + timedelta(days=1))
+        return grid, grid.capacity_on(day, booked)
 
     async def missed_appointments(self) -> list[tuple[str, str]]:
         """(branch, appointment) of every booking whose grace period has run out."""
@@ -240,7 +249,7 @@ class Handlers:
 
     async def check_in(
         self, branch_id: str, command: commands.CheckIn, actor: Actor, appointment_id: str | None = None
-    ) -> str:
+    ) -> WorkOrder:
         """Open a work order: on arrival for an appointment (which is marked arrived), or for a walk-in."""
         now = self.clock.now()
         async with unit_of_work(self.driver) as uow:
@@ -301,7 +310,7 @@ class Handlers:
                 await self._save_appointment(uow, appointment, context)
             await uow.save(order, context)
             await project_work_order(uow.unit, order, branch_id=branch_id, customer_name=customer_name)
-        return order.id
+        return order
 
     async def change_work_order(
         self,
@@ -399,8 +408,9 @@ class Handlers:
         actor: Actor,
         reason: str | None = None,
         expected_version: int | None = None,
-    ) -> bool:
-        """True if the decision was recorded now, False if the same decision was already on record."""
+    ) -> tuple[WorkOrder, bool]:
+        """The order, and True if the decision was recorded now, False if the same decision was already on
+        record."""
         recorded = False
 
         async def decide(order: WorkOrder, uow: UnitOfWork, now: datetime) -> None:
@@ -415,10 +425,10 @@ class Handlers:
                 reason=reason,
             )
 
-        await self.change_work_order(
+        order = await self.change_work_order(
             branch_id, work_order_id, actor, decide, expected_version=expected_version
         )
-        return recorded
+        return order, recorded
 
     async def record_quality_check(
         self,
@@ -515,9 +525,9 @@ async def _check_mileage(unit: Unit, vehicle_id: str, command: commands.CheckIn)
     await directory.record_reading(unit, vehicle_id, command.mileage_km)
 
 
-async def _live_bookings(unit: Unit, branch_id: str, slot: TimeSlot) -> dict[datetime, int]:
-    """Booked appointments per slot start, from `slot` on, as far ahead as suggestions look."""
-    return await queries.live_bookings(unit, branch_id, slot.start, slot.start + SUGGESTION_HORIZON)
+async def _live_bookings(unit: Unit, branch_id: str, start: datetime, now: datetime) -> dict[datetime, int]:
+    """Booked appointments per slot start, as far around `start` as suggestions look."""
+    return await queries.live_bookings(unit, branch_id, *suggestion_window(start, now))
 
 
 async def _ensure_media(unit: Unit, hashes: Sequence[str], field: str) -> list[Attachment]:

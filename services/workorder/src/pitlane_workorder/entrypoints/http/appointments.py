@@ -1,0 +1,153 @@
+"""Appointments at the front desk: the day's free slots, booking by phone or walk-in, the day's list,
+reschedule, cancel, no-show and arrival (which opens the work order). A full slot is a 409 problem suggesting
+the next free slots, an off-grid time a 422 suggesting the nearest ones."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query, Request, Response
+
+from pitlane_events.identifiers import mask_mobile
+from pitlane_events.workorder import BookingChannel
+from pitlane_platform.errors import NotFoundError
+from pitlane_platform.problems import FieldProblem, problem_response, problem_type_of
+from pitlane_workorder.adapters import queries
+from pitlane_workorder.domain.capacity import OffGridSlotError, SlotFullError
+from pitlane_workorder.entrypoints.http.common import (
+    AnyStaff,
+    FrontDesk,
+    Service,
+    WorkorderContext,
+    actor_of,
+    order_response,
+)
+from pitlane_workorder.entrypoints.http.responses import DaySlots, SlotView, WorkOrderAnswer
+from pitlane_workorder.service_layer import commands
+
+router = APIRouter(prefix="/v1", tags=["staff"])
+
+
+async def slot_full_problem(request: Request, error: SlotFullError) -> Response:
+    return problem_response(
+        request,
+        status=error.status,
+        title=error.title,
+        detail=str(error),
+        problem_type="urn:pitlane:problem:slot-fully-booked",
+        next_free_slots=[slot.model_dump(mode="json") for slot in error.next_free],
+    )
+
+
+async def off_grid_problem(request: Request, error: OffGridSlotError) -> Response:
+    return problem_response(
+        request,
+        status=error.status,
+        title=error.title,
+        detail=str(error),
+        problem_type=problem_type_of(OffGridSlotError),
+        errors=[FieldProblem(field=error.field, message=error.message)],
+        nearest_free_slots=[slot.model_dump(mode="json") for slot in error.nearest_free],
+    )
+
+
+async def day_slots(service: WorkorderContext, branch_id: str, on: date) -> DaySlots:
+    """Every slot of the branch's local day with its remaining bays: what the booking grid offers."""
+    grid, capacity = await service.handlers.capacity_on(branch_id, on)
+    now = service.handlers.clock.now()
+    return DaySlots(
+        branch_id=branch_id,
+        on=on,
+        timezone=grid.timezone.key,
+        slot_minutes=grid.slot_minutes,
+        bays=grid.bays,
+        slots=[
+            SlotView(
+                start=entry.slot.start,
+                end=entry.slot.end,
+                booked=entry.booked,
+                remaining=entry.remaining,
+                bookable=entry.slot.start > now and entry.remaining > 0,
+            )
+            for entry in capacity
+        ],
+    )
+
+
+LocalDay = Annotated[date, Query(description="local date of the branch, YYYY-MM-DD")]
+
+
+@router.get("/branches/{branch_id}/slots")
+async def list_slots(branch_id: str, on: LocalDay, service: Service, principal: AnyStaff) -> DaySlots:
+    return await day_slots(service, branch_id, on)
+
+
+@router.post("/branches/{branch_id}/appointments", status_code=201)
+async def book_by_staff(
+    branch_id: str,
+    body: commands.BookByStaff,
+    service: Service,
+    principal: FrontDesk,
+) -> dict[str, Any]:
+    return await service.handlers.book(branch_id, body, BookingChannel(body.channel), actor_of(principal))
+
+
+@router.get("/branches/{branch_id}/appointments")
+async def list_appointments(
+    branch_id: str,
+    service: Service,
+    on: LocalDay,
+    principal: AnyStaff,
+) -> list[dict[str, Any]]:
+    async with service.handlers.driver.transaction() as unit:
+        branch = await queries.branch(unit, branch_id)
+        if branch is None:
+            raise NotFoundError(f"branch {branch_id} does not exist")
+        start = datetime.combine(on, datetime.min.time(), ZoneInfo(branch["timezone"]))
+        listed = await queries.appointments_between(unit, branch_id, start, start + timedelta(days=1))
+    if not principal.sees_full_phone_numbers:
+        for appointment in listed:
+            appointment["phone"] = mask_mobile(appointment["phone"])
+    return listed
+
+
+@router.post("/branches/{branch_id}/appointments/{appointment_id}/reschedule", status_code=204)
+async def reschedule(
+    branch_id: str,
+    appointment_id: str,
+    body: commands.RescheduleAppointment,
+    service: Service,
+    principal: FrontDesk,
+) -> None:
+    await service.handlers.reschedule(branch_id, appointment_id, body, actor_of(principal))
+
+
+@router.post("/branches/{branch_id}/appointments/{appointment_id}/cancel", status_code=204)
+async def cancel(
+    branch_id: str,
+    appointment_id: str,
+    body: commands.CancelAppointment,
+    service: Service,
+    principal: FrontDesk,
+) -> None:
+    await service.handlers.cancel(branch_id, appointment_id, body, actor_of(principal))
+
+
+@router.post("/branches/{branch_id}/appointments/{appointment_id}/no-show", status_code=204)
+async def mark_no_show(branch_id: str, appointment_id: str, service: Service, principal: FrontDesk) -> None:
+    await service.handlers.mark_no_show(branch_id, appointment_id, actor_of(principal))
+
+
+@router.post("/branches/{branch_id}/appointments/{appointment_id}/arrival", status_code=201)
+async def arrive(
+    branch_id: str,
+    appointment_id: str,
+    body: commands.CheckIn,
+    service: Service,
+    response: Response,
+    principal: FrontDesk,
+) -> WorkOrderAnswer:
+    order = await service.handlers.check_in(branch_id, body, actor_of(principal), appointment_id)
+    return order_response(order, response)
