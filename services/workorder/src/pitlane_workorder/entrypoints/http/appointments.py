@@ -5,7 +5,7 @@ the next free slots, an off-grid time a 422 suggesting the nearest ones."""
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request, Response
@@ -24,7 +24,13 @@ from pitlane_workorder.entrypoints.http.common import (
     actor_of,
     order_response,
 )
-from pitlane_workorder.entrypoints.http.responses import DaySlots, SlotView, WorkOrderAnswer
+from pitlane_workorder.entrypoints.http.responses import (
+    AppointmentView,
+    Booked,
+    DaySlots,
+    SlotView,
+    WorkOrderAnswer,
+)
 from pitlane_workorder.service_layer import commands
 
 router = APIRouter(prefix="/v1", tags=["staff"])
@@ -90,8 +96,10 @@ async def book_by_staff(
     body: commands.BookByStaff,
     service: Service,
     principal: FrontDesk,
-) -> dict[str, Any]:
-    return await service.handlers.book(branch_id, body, BookingChannel(body.channel), actor_of(principal))
+) -> Booked:
+    return Booked.model_validate(
+        await service.handlers.book(branch_id, body, BookingChannel(body.channel), actor_of(principal))
+    )
 
 
 @router.get("/branches/{branch_id}/appointments")
@@ -100,7 +108,7 @@ async def list_appointments(
     service: Service,
     on: LocalDay,
     principal: AnyStaff,
-) -> list[dict[str, Any]]:
+) -> list[AppointmentView]:
     async with service.handlers.driver.transaction() as unit:
         branch = await queries.branch(unit, branch_id)
         if branch is None:
@@ -110,7 +118,7 @@ async def list_appointments(
     if not principal.sees_full_phone_numbers:
         for appointment in listed:
             appointment["phone"] = mask_mobile(appointment["phone"])
-    return listed
+    return [AppointmentView.model_validate(appointment) for appointment in listed]
 
 
 @router.post("/branches/{branch_id}/appointments/{appointment_id}/reschedule", status_code=204)

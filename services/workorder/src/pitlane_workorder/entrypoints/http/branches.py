@@ -11,7 +11,12 @@ from pitlane_platform.auth import Principal, Role, require_branch_access, requir
 from pitlane_platform.errors import NotFoundError
 from pitlane_workorder.adapters import queries
 from pitlane_workorder.entrypoints.http.common import BRANCH_ADMINS, AnyStaff, BranchAdmin, Service, actor_of
-from pitlane_workorder.entrypoints.http.responses import BranchView, StaffMemberView
+from pitlane_workorder.entrypoints.http.responses import (
+    BranchCreated,
+    BranchView,
+    StaffAdded,
+    StaffMemberView,
+)
 from pitlane_workorder.service_layer import commands
 
 router = APIRouter(prefix="/v1", tags=["staff"])
@@ -22,10 +27,10 @@ async def open_branch(
     body: commands.OpenBranch,
     service: Service,
     principal: Annotated[Principal, Depends(require_roles(*BRANCH_ADMINS))],
-) -> dict[str, str]:
+) -> BranchCreated:
     require_branch_access(principal, body.branch_id)
     await service.handlers.open_branch(body, actor_of(principal))
-    return {"branch_id": body.branch_id}
+    return BranchCreated(branch_id=body.branch_id)
 
 
 @router.post("/branches/{branch_id}/staff", status_code=201)
@@ -34,9 +39,9 @@ async def add_staff_member(
     body: commands.AddStaffMember,
     service: Service,
     principal: BranchAdmin,
-) -> dict[str, str]:
+) -> StaffAdded:
     await service.handlers.add_staff_member(branch_id, body, actor_of(principal))
-    return {"staff_id": body.staff_id}
+    return StaffAdded(staff_id=body.staff_id)
 
 
 @router.get("/branches")

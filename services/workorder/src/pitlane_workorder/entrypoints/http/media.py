@@ -4,7 +4,7 @@ serves its own order's files through `media_response`)."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, File, Response, UploadFile
 
@@ -13,6 +13,7 @@ from pitlane_platform.auth import CurrentPrincipal
 from pitlane_platform.errors import InvalidInputError, NotFoundError
 from pitlane_workorder.adapters import queries
 from pitlane_workorder.entrypoints.http.common import Service, WorkorderContext, Workshop
+from pitlane_workorder.entrypoints.http.responses import StoredMedia
 
 ACCEPTED_MEDIA = re.compile(r"^(image|video)/[a-z0-9.+-]{1,64}$")
 
@@ -25,7 +26,7 @@ async def upload_media(
     file: Annotated[UploadFile, File()],
     service: Service,
     principal: Workshop,
-) -> dict[str, Any]:
+) -> StoredMedia:
     media_type = (file.content_type or "").lower()
     if not ACCEPTED_MEDIA.match(media_type):
         raise InvalidInputError(
@@ -39,7 +40,7 @@ async def upload_media(
     content_hash = await service.blobs.put(data, media_type)
     async with service.handlers.driver.transaction() as unit:
         await queries.add_media(unit, content_hash, media_type, len(data))
-    return {"content_hash": content_hash, "media_type": media_type, "size_bytes": len(data)}
+    return StoredMedia(content_hash=content_hash, media_type=media_type, size_bytes=len(data))
 
 
 @router.get("/media/{content_hash}")

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from pitlane_events.workorder import BookingChannel
 from pitlane_workorder.entrypoints.http.appointments import LocalDay, day_slots
 from pitlane_workorder.entrypoints.http.common import Service
-from pitlane_workorder.entrypoints.http.responses import DaySlots
+from pitlane_workorder.entrypoints.http.responses import Booked, DaySlots
 from pitlane_workorder.service_layer import commands
 
 router = APIRouter(prefix="/v1/public", tags=["public"])
 
 
 @router.post("/branches/{branch_id}/appointments", status_code=201)
-async def book_online(branch_id: str, body: commands.BookAppointment, service: Service) -> dict[str, Any]:
+async def book_online(branch_id: str, body: commands.BookAppointment, service: Service) -> Booked:
     """Online booking by the customer (no token): the channel is online; a campaign link passes its id."""
-    return await service.handlers.book(branch_id, body, BookingChannel.ONLINE, actor=None)
+    return Booked.model_validate(
+        await service.handlers.book(branch_id, body, BookingChannel.ONLINE, actor=None)
+    )
 
 
 @router.get("/branches/{branch_id}/slots")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from pitlane_events.types import Bay, OpeningHours, StaffRole
+from pitlane_events import Actor
+from pitlane_events.types import Bay, LineCategory, OpeningHours, StaffRole, TimeSlot
+from pitlane_events.workorder import BookingChannel
 from pitlane_workorder.domain.workorder import WorkOrderState
 
 
@@ -63,3 +65,104 @@ class DecisionAnswer(WorkOrderAnswer):
     add_on_id: str
     decision: Literal["approved", "declined"]
     recorded: bool = Field(description="false when the same decision was already on record")
+
+
+class BranchCreated(BaseModel):
+    branch_id: str
+
+
+class StaffAdded(BaseModel):
+    staff_id: str
+
+
+class Booked(BaseModel):
+    appointment_id: str
+    customer_id: str = Field(description="the customer the booking resolved to, or the new id it introduced")
+    slot: TimeSlot
+
+
+class AppointmentView(BaseModel):
+    appointment_id: str
+    branch_id: str
+    slot_start: datetime
+    slot_end: datetime
+    status: Literal["booked", "cancelled", "no_show", "arrived"]
+    channel: BookingChannel
+    campaign_id: str | None
+    customer_id: str
+    customer_name: str
+    phone: str = Field(description="E.164; masked for roles that do not see full numbers")
+    plate: str
+    service_requested: str
+    work_order_id: str | None
+    version: int
+
+
+class StoredMedia(BaseModel):
+    content_hash: str
+    media_type: str
+    size_bytes: int
+
+
+class CustomerLinkAnswer(BaseModel):
+    url: str = Field(description="the link to send the customer")
+    path: str
+    expires_at: datetime
+
+
+class BoardCard(BaseModel):
+    work_order_id: str
+    plate: str
+    customer_id: str
+    customer_name: str | None
+    advisor_id: str
+    technician_ids: list[str]
+    pending_add_ons: int
+    opened_at: datetime
+    in_state_since: datetime
+    seconds_in_state: float
+    seconds_in_states: dict[str, float] = Field(description="per state, the current one up to now")
+    version: int
+
+
+class Board(BaseModel):
+    branch_id: str
+    as_of: datetime
+    columns: dict[str, list[BoardCard]] = Field(description="open orders per state, oldest first")
+
+
+class AddOnView(BaseModel):
+    add_on_id: str
+    item: str
+    category: LineCategory
+    price_fen: int
+    reason: str
+    photo_hashes: list[str]
+    estimate_revision: int
+    decision: Literal["approved", "declined"] | None
+
+
+class HistoryEntry(BaseModel):
+    version: int
+    event_type: str
+    occurred_at: datetime
+    actor: Actor
+    data: dict[str, Any] = Field(description="the event's data, as its schema in the event catalog says")
+
+
+class WorkOrderDetail(BaseModel):
+    work_order_id: str
+    branch_id: str
+    state: WorkOrderState
+    version: int
+    customer_id: str
+    vehicle_id: str
+    plate: str
+    mileage_km: int
+    complaint: str
+    advisor_id: str
+    technician_ids: list[str]
+    estimate_revision: int
+    add_ons: list[AddOnView]
+    seconds_in_states: dict[str, float]
+    history: list[HistoryEntry] = Field(description="every event of the order, in order: the audit trail")

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
 
 from pitlane_events.workorder import DecidedBy, DecisionMethod
@@ -20,7 +18,14 @@ from pitlane_workorder.entrypoints.http.common import (
     actor_of,
     order_response,
 )
-from pitlane_workorder.entrypoints.http.responses import AddOnProposalAnswer, DecisionAnswer, WorkOrderAnswer
+from pitlane_workorder.entrypoints.http.responses import (
+    AddOnProposalAnswer,
+    Board,
+    CustomerLinkAnswer,
+    DecisionAnswer,
+    WorkOrderAnswer,
+    WorkOrderDetail,
+)
 from pitlane_workorder.service_layer import commands
 from pitlane_workorder.service_layer.links import CustomerLink, sign_link
 from pitlane_workorder.service_layer.unit_of_work import unit_of_work
@@ -193,19 +198,19 @@ async def customer_link(
     service: Service,
     request: Request,
     principal: FrontDesk,
-) -> dict[str, Any]:
+) -> CustomerLinkAnswer:
     async with unit_of_work(service.handlers.driver) as uow:
         await service.handlers.work_order(uow, branch_id, work_order_id)
     expires_at = service.handlers.clock.now() + service.link_ttl
     token = sign_link(service.link_secret, CustomerLink(work_order_id, branch_id, expires_at))
     path = f"/c/{token}"
-    return {"url": str(request.base_url).rstrip("/") + path, "path": path, "expires_at": expires_at}
+    return CustomerLinkAnswer(url=str(request.base_url).rstrip("/") + path, path=path, expires_at=expires_at)
 
 
 @router.get("/branches/{branch_id}/board")
-async def board(branch_id: str, service: Service, principal: AnyStaff) -> dict[str, Any]:
+async def board(branch_id: str, service: Service, principal: AnyStaff) -> Board:
     async with service.handlers.driver.transaction() as unit:
-        return await read_models.board(unit, branch_id, service.handlers.clock.now())
+        return Board.model_validate(await read_models.board(unit, branch_id, service.handlers.clock.now()))
 
 
 @router.get("/branches/{branch_id}/work-orders/{work_order_id}")
@@ -215,31 +220,33 @@ async def work_order_detail(
     service: Service,
     response: Response,
     principal: AnyStaff,
-) -> dict[str, Any]:
+) -> WorkOrderDetail:
     now = service.handlers.clock.now()
     async with unit_of_work(service.handlers.driver) as uow:
         order = await service.handlers.work_order(uow, branch_id, work_order_id)
         history = await read_models.history(uow.unit, work_order_id)
     response.headers["ETag"] = f'"{order.version}"'
-    return {
-        "work_order_id": order.id,
-        "branch_id": branch_id,
-        "state": order.state.value,
-        "version": order.version,
-        "customer_id": order.facts.customer_id,
-        "vehicle_id": order.facts.vehicle_id,
-        "plate": order.facts.plate,
-        "mileage_km": order.facts.mileage_km,
-        "complaint": order.facts.complaint,
-        "advisor_id": order.facts.advisor_id,
-        "technician_ids": order.technician_ids,
-        "estimate_revision": order.estimate_revision,
-        "add_ons": [
-            {**vars(add_on), "decision": add_on.decision.value if add_on.decision else None}
-            for add_on in order.add_ons.values()
-        ],
-        "seconds_in_states": {
-            state.value: spent.total_seconds() for state, spent in order.time_in_states(now).items()
-        },
-        "history": history,
-    }
+    return WorkOrderDetail.model_validate(
+        {
+            "work_order_id": order.id,
+            "branch_id": branch_id,
+            "state": order.state.value,
+            "version": order.version,
+            "customer_id": order.facts.customer_id,
+            "vehicle_id": order.facts.vehicle_id,
+            "plate": order.facts.plate,
+            "mileage_km": order.facts.mileage_km,
+            "complaint": order.facts.complaint,
+            "advisor_id": order.facts.advisor_id,
+            "technician_ids": order.technician_ids,
+            "estimate_revision": order.estimate_revision,
+            "add_ons": [
+                {**vars(add_on), "decision": add_on.decision.value if add_on.decision else None}
+                for add_on in order.add_ons.values()
+            ],
+            "seconds_in_states": {
+                state.value: spent.total_seconds() for state, spent in order.time_in_states(now).items()
+            },
+            "history": history,
+        }
+    )
