@@ -183,6 +183,20 @@ async def test_check_in_and_arrival_answer_the_work_orders_state_version_and_eta
     stale = await branch.command(order, "technicians", {"technician_id": "lee"}, headers={"If-Match": '"1"'})
     assert stale.status_code == 409 and stale.json()["title"] == "Concurrent modification"
     assert await branch.counts() == before
+    for malformed in ('"seven"', "9" * 5000, '"1", "2"', 'W/"-1"'):
+        refused = await branch.command(
+            order, "technicians", {"technician_id": "lee"}, headers={"If-Match": malformed}
+        )
+        assert refused.status_code == 422, refused.text
+        assert [error["field"] for error in refused.json()["errors"]] == ["header.if-match"]
+    # Who is asking comes first: no token is a 401 whatever the headers say.
+    anonymous = await branch.client.post(
+        branch.order_path(order, "technicians"),
+        json={"technician_id": "lee"},
+        headers={"If-Match": "9" * 5000},
+    )
+    assert anonymous.status_code == 401, anonymous.text
+    assert await branch.counts() == before
 
 
 async def settled_and_handed_back(h: Harness) -> tuple[str, str]:

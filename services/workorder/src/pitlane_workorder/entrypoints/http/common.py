@@ -3,6 +3,7 @@ checked in one level), If-Match and the work order's command answer."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
@@ -73,15 +74,28 @@ Counter = Annotated[Principal, staff_in_branch(*COUNTER)]
 AnyStaff = Annotated[Principal, staff_in_branch(*Role)]
 
 
+# A version is a stream's event count: nine digits are far beyond any work order's.
+IF_MATCH = re.compile(r'^(W/)?"?(?P<version>[0-9]{1,9})"?$')
+
+
 # Dependencies are coroutines: FastAPI runs a plain function in a worker thread, a hop per request.
-async def expected_version(if_match: Annotated[str | None, Header()] = None) -> int | None:
+async def expected_version(
+    if_match: Annotated[
+        str | None,
+        Header(
+            description='The ETag of the work order the client last saw, e.g. "7"',
+            pattern=IF_MATCH.pattern,
+            max_length=24,
+        ),
+    ] = None,
+) -> int | None:
     """The work order version the client last saw (`If-Match: "7"`); commands on a stale view are a 409."""
     if if_match is None:
         return None
-    tag = if_match.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
+    matched = IF_MATCH.fullmatch(if_match.strip())
+    if matched is None:
         raise InvalidInputError("header.if-match", 'must be the ETag of the work order, e.g. "7"')
-    return int(tag)
+    return int(matched["version"])
 
 
 ExpectedVersion = Annotated[int | None, Depends(expected_version)]
