@@ -16,7 +16,7 @@ from pitlane_customer_profile.domain.custom_fields import (
     CustomFieldType,
 )
 from pitlane_customer_profile.domain.customer import ConsentDecision, Customer
-from pitlane_customer_profile.domain.vehicle import Vehicle
+from pitlane_customer_profile.domain.vehicle import MileageOutcome, Vehicle
 from pitlane_events import Actor, Envelope
 from pitlane_events.customer_profile import (
     ConsentSource,
@@ -159,16 +159,35 @@ def test_mileage_only_moves_forward() -> None:
         at=AT,
     )
     read = datetime(2025, 12, 31, tzinfo=UTC)
-    assert vehicle.record_mileage(
+    recorded = vehicle.record_mileage(
         12_000, source=MileageSource.WORK_ORDER, recorded_at=read, work_order_id="wo-1", at=AT
     )
-    assert isinstance(vehicle.pending[-1], VehicleMileageRecorded)
-    # A late work order's lower reading is history, not news; a person typing a lower one made a mistake.
-    assert not vehicle.record_mileage(11_000, source=MileageSource.WORK_ORDER, recorded_at=read, at=AT)
+    assert recorded is MileageOutcome.RECORDED and isinstance(vehicle.pending[-1], VehicleMileageRecorded)
+    again = vehicle.record_mileage(12_000, source=MileageSource.WORK_ORDER, recorded_at=read, at=AT)
+    assert again is MileageOutcome.ALREADY_KNOWN
+    # A late work order's lower reading is set aside (the caller says so); a person typing one made a mistake.
+    late = vehicle.record_mileage(11_000, source=MileageSource.WORK_ORDER, recorded_at=read, at=AT)
+    assert late is MileageOutcome.SET_ASIDE
     with pytest.raises(InvalidInputError) as refused:
         vehicle.record_mileage(11_000, source=MileageSource.STAFF, recorded_at=read, at=AT)
     assert refused.value.field == "mileage_km"
-    assert vehicle.mileage_km == 12_000
+    assert vehicle.mileage_km == 12_000 and len(vehicle.pending) == 2
+
+
+def test_a_corrected_reading_moves_the_odometer_back_and_says_why() -> None:
+    vehicle = Vehicle.register(
+        "v-1", owner_customer_id="c-1", plate="沪A12345", brand="大众", model="朗逸", mileage_km=90_000, at=AT
+    )
+    outcome = vehicle.record_mileage(
+        150, source=MileageSource.CHECK_IN, recorded_at=AT, work_order_id="wo-2", correction="更换仪表", at=AT
+    )
+    assert outcome is MileageOutcome.RECORDED and vehicle.mileage_km == 150
+    recorded = vehicle.pending[-1]
+    assert isinstance(recorded, VehicleMileageRecorded) and recorded.correction == "更换仪表"
+    # A correction that does not go backwards is an ordinary reading.
+    vehicle.record_mileage(200, source=MileageSource.CHECK_IN, recorded_at=AT, correction="更换仪表", at=AT)
+    forward = vehicle.pending[-1]
+    assert isinstance(forward, VehicleMileageRecorded) and forward.correction is None
 
 
 def test_custom_fields_are_checked_by_type_choice_and_presence() -> None:
