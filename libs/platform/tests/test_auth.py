@@ -13,8 +13,9 @@ from typing import Annotated, Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Header, UploadFile
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from pitlane_platform.auth import (
@@ -72,7 +73,24 @@ def api_router() -> APIRouter:
     async def opening_hours() -> list[str]:
         return []
 
+    @router.post("/work-orders/{work_order_id}/notes")
+    async def add_note(
+        work_order_id: str,
+        note: Note,
+        if_match: Annotated[int, Header()],
+        principal: CurrentPrincipal,
+    ) -> str:
+        return note.text
+
+    @router.post("/work-orders/{work_order_id}/photos")
+    async def upload_photo(work_order_id: str, photo: UploadFile, principal: CurrentPrincipal) -> int:
+        return len(await photo.read())
+
     return router
+
+
+class Note(BaseModel):
+    text: str
 
 
 def client_for(settings: ServiceSettings) -> TestClient:
@@ -120,10 +138,39 @@ def test_another_scheme_or_an_empty_bearer_is_401(client: TestClient, settings: 
     assert client.get("/v1/me", headers={"Authorization": f"bearer {token}"}).status_code == 200
 
 
+def test_no_token_is_401_before_any_header_or_body_is_looked_at(
+    client: TestClient, settings: ServiceSettings
+) -> None:
+    malformed = {"If-Match": "not-a-version", "content-type": "application/json"}
+
+    response = client.post("/v1/work-orders/w1/notes", headers=malformed, content=b"{broken")
+    assert_unauthorized(response, "Authorization: Bearer")
+    upload = client.post("/v1/work-orders/w1/photos", files={"photo": ("p.jpg", b"\xff" * 1024)})
+    assert_unauthorized(upload, "Authorization: Bearer")
+
+    # With a token the same requests are judged on their input.
+    authorised = malformed | bearer(advisor_token(settings))
+    bad_header = client.post("/v1/work-orders/w1/notes", headers=authorised, json={"text": "ok"}).json()
+    assert (bad_header["status"], [error["field"] for error in bad_header["errors"]]) == (
+        422,
+        ["header.if-match"],
+    )
+    assert (
+        client.post(
+            "/v1/work-orders/w1/notes", headers=authorised | {"If-Match": "3"}, json={"text": "ok"}
+        ).json()
+        == "ok"
+    )
+
+
 def test_the_openapi_document_marks_exactly_the_operations_that_demand_a_token(client: TestClient) -> None:
     document = client.get("/openapi.json").json()
 
-    security = {path: operations["get"].get("security") for path, operations in document["paths"].items()}
+    security = {
+        path: operation.get("security")
+        for path, operations in document["paths"].items()
+        for operation in operations.values()
+    }
     bearer_only = [{"HTTPBearer": []}]
     assert security == {
         "/health": None,
@@ -132,6 +179,8 @@ def test_the_openapi_document_marks_exactly_the_operations_that_demand_a_token(c
         "/v1/ledger": bearer_only,
         "/v1/branches/{branch_id}/work-orders": bearer_only,
         "/v1/opening-hours": None,
+        "/v1/work-orders/{work_order_id}/notes": bearer_only,
+        "/v1/work-orders/{work_order_id}/photos": bearer_only,
     }
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 

@@ -7,23 +7,33 @@ of its own for these concerns, so every service answers errors, probes and trace
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.resources
 import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.dependencies.models import Dependant
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from pitlane_events.codec import TRACEPARENT_HEADER
-from pitlane_platform.auth import BEARER_SCHEME, BEARER_SCHEME_NAME, install_authenticator
+from pitlane_platform.auth import (
+    BEARER_SCHEME,
+    BEARER_SCHEME_NAME,
+    authenticate_first,
+    install_authenticator,
+)
 from pitlane_platform.logging import configure_logging, request_id_var
 from pitlane_platform.problems import (
     PROBLEM_MEDIA_TYPE,
@@ -60,6 +70,17 @@ API_PROBLEM_RESPONSES = {
     409: "The command conflicts with the current state, or someone else changed it first",
     422: "Invalid input; `errors` names each field",
 }
+DOCS_PATH = "/docs"
+DOCS_ASSETS_PATH = DOCS_PATH + "/assets"
+# Swagger UI 5.34.0 as the pinned fastapi-swagger release ships it; only these files are served.
+SWAGGER_UI_PACKAGE = "fastapi_swagger.resources"
+SWAGGER_UI_ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "favicon-32x32.png": "image/png",
+}
+# The files change only with the package's version, i.e. with a new release of the service.
+DOCS_ASSET_MAX_AGE_S = 24 * 3600
 # FastAPI documents its own validation error body; ours is a problem, so these schemas would only mislead.
 FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 
@@ -82,17 +103,21 @@ def create_app(
 
     # FastAPI's own telemetry off: it would start spans, metrics and exception logs of its own whenever the
     # instrumentor is absent. Spans come from the instrumentor, and only when something exports them.
+    # FastAPI's own /docs and /redoc load their scripts from a CDN (blank offline): /docs is ours, below.
     app = FastAPI(
         title=title,
         version=version,
         lifespan=lifespan,
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
     install_authenticator(app, settings)
     install_problem_handlers(app)
     app.add_middleware(RequestContextMiddleware)
-    for router in (_probes_router(readiness_checks), *routers):
+    for router in (_probes_router(readiness_checks), _docs_router(app), *routers):
         add_routes(app, router)
     app.openapi = lambda: _openapi_with_problem_responses(app)  # type: ignore[method-assign]
     if spans_are_exported():
@@ -105,8 +130,14 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
     that FastAPI (0.165) matches a request against twice, route by route, with scope bookkeeping at each —
     ≈ 6 µs per route per request, a tenth of a lookup's CPU in a service of 30 routes; flat routes cost a
     third of that. Our routers carry their prefix and dependencies on each route (APIRouter applies them when
-    a route is declared), so nothing an include would add is lost."""
-    app.router.routes.extend(router.routes)
+    a route is declared), so nothing an include would add is lost.
+
+    A route that demands a bearer token checks it before FastAPI looks at the request's headers and body
+    (`auth.authenticate_first`): no token is a 401, whatever else is wrong with the request."""
+    for route in router.routes:
+        if isinstance(route, APIRoute) and _demands_bearer_token(route.dependant):
+            route.app = authenticate_first(route.app)
+        app.router.routes.append(route)
 
 
 class RequestContextMiddleware:
@@ -191,6 +222,44 @@ def _probes_router(readiness_checks: Sequence[ReadinessCheck]) -> APIRouter:
         return {"status": "ready", "checks": [_check_name(check) for check in readiness_checks]}
 
     return router
+
+
+def _docs_router(app: FastAPI) -> APIRouter:
+    """Swagger UI at /docs, its script, style sheet and icon served by the service itself from the pinned
+    `fastapi-swagger` package: the page works on a machine with no internet, and loads nothing from outside."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get(DOCS_PATH)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        # Behind a proxy that strips a prefix (`/api/<service>/`), the root path leads back to this service.
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=root + (app.openapi_url or "/openapi.json"),
+            title=f"{app.title} — API",
+            swagger_js_url=f"{root}{DOCS_ASSETS_PATH}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS_PATH}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS_PATH}/favicon-32x32.png",
+            # Swagger UI would send the document to validator.swagger.io for a badge.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @router.get(DOCS_ASSETS_PATH + "/{name}")
+    async def swagger_ui_asset(name: str) -> Response:
+        media_type = SWAGGER_UI_ASSETS.get(name)
+        if media_type is None:
+            raise StarletteHTTPException(404)
+        return Response(
+            _swagger_ui_asset(name),
+            media_type=media_type,
+            headers={"Cache-Control": f"public, max-age={DOCS_ASSET_MAX_AGE_S}"},
+        )
+
+    return router
+
+
+@functools.cache
+def _swagger_ui_asset(name: str) -> bytes:
+    return importlib.resources.files(SWAGGER_UI_PACKAGE).joinpath(name).read_bytes()
 
 
 def _check_name(check: ReadinessCheck) -> str:
