@@ -171,7 +171,7 @@ def test_the_openapi_document_marks_exactly_the_operations_that_demand_a_token(c
         for path, operations in document["paths"].items()
         for operation in operations.values()
     }
-    bearer_only = [{"HTTPBearer": []}]
+    bearer_only: list[dict[str, list[str]]] = [{"HTTPBearer": []}]
     assert security == {
         "/health": None,
         "/ready": None,

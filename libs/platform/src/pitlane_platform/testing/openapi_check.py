@@ -37,6 +37,7 @@ from fastapi import FastAPI
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
+from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -98,7 +99,10 @@ def _failures(document: dict[str, Any], base_url: str, tokens: list[str], max_ex
     schema = schemathesis.openapi.from_dict(document)
     failures: list[str] = []
     for result in schema.get_all_operations():
-        operation = result.ok()  # an operation the document cannot describe is a failure in itself: raise
+        if isinstance(result, Err):  # an operation the document cannot describe is a failure of its own
+            failures.append(f"the document cannot be read: {result.err()}")
+            continue
+        operation = result.ok()
         for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
             try:
                 _check_operation(operation, mode, base_url, tokens, max_examples)
