@@ -13,7 +13,7 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.dependencies.models import Dependant
@@ -23,6 +23,7 @@ from fastapi.routing import APIRoute
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
+from pydantic import BaseModel, Field
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
@@ -190,20 +191,29 @@ class RequestContextMiddleware:
                 otel_context.detach(caller_trace)
 
 
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    checks: list[str] = Field(description="what was checked, each by name")
+
+
 def _probes_router(readiness_checks: Sequence[ReadinessCheck]) -> APIRouter:
     router = APIRouter(tags=["probes"])
 
     @router.get("/health", summary="Liveness: the process is running")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> Health:
+        return Health(status="ok")
 
     @router.get(
         "/ready",
         summary="Readiness: every dependency answers",
         responses={503: _problem_response_doc("A dependency does not answer; the problem names it")},
-        response_model=None,
+        response_model=Readiness,
     )
-    async def ready(request: Request) -> dict[str, Any] | ProblemResponse:
+    async def ready(request: Request) -> Readiness | ProblemResponse:
         outcomes = await asyncio.gather(*(_failure_of(check) for check in readiness_checks))
         failures = {
             _check_name(check): failure
@@ -219,7 +229,7 @@ def _probes_router(readiness_checks: Sequence[ReadinessCheck]) -> APIRouter:
                 problem_type=PROBLEM_TYPE_PREFIX + "not-ready",
                 failing_checks=list(failures),
             )
-        return {"status": "ready", "checks": [_check_name(check) for check in readiness_checks]}
+        return Readiness(status="ready", checks=[_check_name(check) for check in readiness_checks])
 
     return router
 
