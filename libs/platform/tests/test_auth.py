@@ -183,6 +183,13 @@ def test_the_openapi_document_marks_exactly_the_operations_that_demand_a_token(c
         "/v1/work-orders/{work_order_id}/photos": bearer_only,
     }
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    may_be_401 = {
+        path
+        for path, operations in document["paths"].items()
+        for operation in operations.values()
+        if "401" in operation["responses"]
+    }
+    assert may_be_401 == {path for path, scheme in security.items() if scheme == bearer_only}
 
 
 def test_a_token_signed_with_another_secret_is_401(client: TestClient) -> None:

@@ -63,7 +63,8 @@ REQUEST_ID_HEADER = "X-Request-ID"
 ACCEPTED_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # A dependency that does not answer within this is as good as down, and a probe must not hang.
 READINESS_CHECK_TIMEOUT_SECONDS = 3.0
-# What any /v1 route may answer besides its own responses; listed in the OpenAPI document of each one.
+# What any /v1 route may answer besides its own responses; listed in the OpenAPI document of each one (401
+# only on those that demand a token).
 API_PROBLEM_RESPONSES = {
     401: "Missing, expired or otherwise untrusted bearer token",
     403: "The token's role or branches do not allow this",
@@ -301,8 +302,8 @@ def _problem_response_doc(description: str) -> dict[str, Any]:
 def _openapi_with_problem_responses(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         document = FastAPI.openapi(app)  # generates and caches on app.openapi_schema; completed in place
-        _add_problem_responses(document)
         _add_bearer_security(app, document)
+        _add_problem_responses(document)
     return app.openapi_schema  # type: ignore[return-value]
 
 
@@ -337,6 +338,8 @@ def _add_problem_responses(document: dict[str, Any]) -> None:
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             statuses = API_PROBLEM_RESPONSES if under_api else {422: API_PROBLEM_RESPONSES[422]}
+            if "security" not in operation:  # only the authenticator answers 401, and only where it runs
+                statuses = {status: text for status, text in statuses.items() if status != 401}
             for status, default_description in statuses.items():
                 code = str(status)
                 if under_api or code in responses:
