@@ -115,6 +115,16 @@ def test_a_body_that_breaks_the_schema_is_a_problem_naming_each_field(client: Te
     assert "A1" not in response.text, "the rejected input is not echoed back"
 
 
+def test_a_body_that_cannot_be_read_at_all_is_a_422_naming_the_body(client: TestClient) -> None:
+    for unreadable in (b"{\x80}", b"{broken"):  # not UTF-8; not JSON
+        response = client.post(
+            "/v1/vehicles", content=unreadable, headers={"content-type": "application/json"}
+        )
+
+        problem = assert_problem(response, 422)
+        assert [error["field"].split(".")[0] for error in problem["errors"]] == ["body"]
+
+
 def test_a_bad_query_parameter_is_named_too(client: TestClient) -> None:
     problem = assert_problem(client.get("/v1/work-orders", params={"limit": "many"}), 422)
 
