@@ -29,7 +29,7 @@ from pitlane_platform.auth import (
     require_roles,
 )
 from pitlane_platform.cli import app as cli_app
-from pitlane_platform.http import create_app
+from pitlane_platform.http import IDENTITY_PROVIDER_DOWN, create_app
 from pitlane_platform.settings import ServiceSettings
 
 SECRET = "test-secret-of-the-auth-tests-32-bytes-or-more"
@@ -430,9 +430,19 @@ def test_an_unreachable_jwks_is_503_not_a_bad_token(rsa_key: rsa.RSAPrivateKey) 
 
     with client_for(settings) as oidc_client:
         response = oidc_client.get("/v1/me", headers=bearer(provider_token(rsa_key, kid="rsa-1")))
+        operations = oidc_client.get("/openapi.json").json()["paths"]
 
     assert response.status_code == 503
     assert response.json()["title"] == "Identity provider unavailable"
+    # Documented where a token is verified.
+    assert operations["/v1/me"]["get"]["responses"]["503"]["description"] == IDENTITY_PROVIDER_DOWN
+    assert "503" not in operations["/v1/opening-hours"]["get"]["responses"]
+
+
+def test_with_dev_tokens_no_operation_documents_the_identity_provider(client: TestClient) -> None:
+    operations = client.get("/openapi.json").json()["paths"]
+
+    assert "503" not in operations["/v1/me"]["get"]["responses"]
 
 
 def test_pitlane_token_prints_a_token_the_service_accepts() -> None:

@@ -72,6 +72,8 @@ API_PROBLEM_RESPONSES = {
     409: "The command conflicts with the current state, or someone else changed it first",
     422: "Invalid input; `errors` names each field",
 }
+# Where tokens are verified against an OIDC provider's keys, fetching them may fail (auth.py).
+IDENTITY_PROVIDER_DOWN = "The identity provider's signing keys cannot be fetched; the token may be fine"
 DOCS_PATH = "/docs"
 DOCS_ASSETS_PATH = DOCS_PATH + "/assets"
 # Swagger UI 5.34.0 as the pinned fastapi-swagger release ships it; only these files are served.
@@ -303,7 +305,7 @@ def _openapi_with_problem_responses(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         document = FastAPI.openapi(app)  # generates and caches on app.openapi_schema; completed in place
         _add_bearer_security(app, document)
-        _add_problem_responses(document)
+        _add_problem_responses(document, verifies_with_jwks=bool(app.state.settings.oidc_jwks_url))
     return app.openapi_schema  # type: ignore[return-value]
 
 
@@ -327,7 +329,7 @@ def _demands_bearer_token(dependant: Dependant) -> bool:
     )
 
 
-def _add_problem_responses(document: dict[str, Any]) -> None:
+def _add_problem_responses(document: dict[str, Any], *, verifies_with_jwks: bool) -> None:
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     problem_schema = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(problem_schema.pop("$defs", {}))
@@ -340,6 +342,8 @@ def _add_problem_responses(document: dict[str, Any]) -> None:
             statuses = API_PROBLEM_RESPONSES if under_api else {422: API_PROBLEM_RESPONSES[422]}
             if "security" not in operation:  # only the authenticator answers 401, and only where it runs
                 statuses = {status: text for status, text in statuses.items() if status != 401}
+            elif verifies_with_jwks:
+                statuses = {**statuses, 503: IDENTITY_PROVIDER_DOWN}
             for status, default_description in statuses.items():
                 code = str(status)
                 if under_api or code in responses:
