@@ -1,7 +1,12 @@
+import re
+
 import pytest
 from pydantic import BaseModel, ValidationError
 
 from pitlane_events.identifiers import (
+    MOBILE_PATTERN,
+    PLATE_PATTERN,
+    VIN_PATTERN,
     MobileInput,
     PlateInput,
     VinInput,
@@ -91,3 +96,58 @@ def test_request_models_name_the_bad_field():
     with pytest.raises(ValidationError) as error:
         Registration(plate="沪A12345", vin="LSVAU2181N2183294", phone="13812345678")
     assert [e["loc"] for e in error.value.errors()] == [("vin",)]
+
+
+ACCEPTED = {
+    PLATE_PATTERN: [
+        "沪A12345",
+        "沪a·12345",
+        " 京 N 8 8 8 8 8 ",
+        "粤B D12345",
+        "苏E12345D",
+        "浙A1234学",
+        "鲁Ｂ１２３４５",
+    ],
+    VIN_PATTERN: ["1m8gdm9a xkp042788", "LSVAU218XN2183294", "LSVAU-218XN-2183294"],
+    MOBILE_PATTERN: [
+        "13812345678",
+        "+86 138 1234 5678",
+        "0086-138-1234-5678",
+        "86 13812345678",
+        "(138)12345678",
+    ],
+}
+REFUSED_BY_PATTERN = {
+    PLATE_PATTERN: ["", "AB12345", "沪A1234", "沪AO2345", "粤BX12345", "沪A123456789"],
+    VIN_PATTERN: ["LSVAU218XN218329", "LSVAU218XN21832IO"],
+    MOBILE_PATTERN: ["12812345678", "1381234567", "+1 415 555 0100", "phone"],
+}
+NORMALISE = {PLATE_PATTERN: normalise_plate, VIN_PATTERN: normalise_vin, MOBILE_PATTERN: normalise_mobile}
+
+
+def test_the_documented_patterns_admit_what_the_validators_accept_and_refuse_what_they_refuse():
+    for pattern, typed_values in ACCEPTED.items():
+        for typed in typed_values:
+            assert re.fullmatch(pattern, typed), typed
+            assert re.fullmatch(pattern, NORMALISE[pattern](typed)), typed  # the canonical form too
+    for pattern, typed_values in REFUSED_BY_PATTERN.items():
+        for typed in typed_values:
+            assert not re.fullmatch(pattern, typed), typed
+            with pytest.raises(ValueError):
+                NORMALISE[pattern](typed)
+
+
+def test_request_models_show_the_patterns_and_still_validate():
+    class Registration(BaseModel):
+        plate: PlateInput
+        vin: VinInput | None = None
+        phone: MobileInput
+
+    properties = Registration.model_json_schema()["properties"]
+    assert properties["plate"]["pattern"] == PLATE_PATTERN
+    assert properties["phone"]["pattern"] == MOBILE_PATTERN
+    assert {"type": "string", "pattern": VIN_PATTERN} in [
+        {key: option.get(key) for key in ("type", "pattern")} for option in properties["vin"]["anyOf"]
+    ]
+    with pytest.raises(ValidationError):
+        Registration(plate="沪A12345", vin="LSVAU2181N2183294", phone="13812345678")  # the check digit

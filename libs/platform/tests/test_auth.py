@@ -13,8 +13,9 @@ from typing import Annotated, Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Header, UploadFile
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from pitlane_platform.auth import (
@@ -28,7 +29,7 @@ from pitlane_platform.auth import (
     require_roles,
 )
 from pitlane_platform.cli import app as cli_app
-from pitlane_platform.http import create_app
+from pitlane_platform.http import IDENTITY_PROVIDER_DOWN, create_app
 from pitlane_platform.settings import ServiceSettings
 
 SECRET = "test-secret-of-the-auth-tests-32-bytes-or-more"
@@ -72,7 +73,24 @@ def api_router() -> APIRouter:
     async def opening_hours() -> list[str]:
         return []
 
+    @router.post("/work-orders/{work_order_id}/notes")
+    async def add_note(
+        work_order_id: str,
+        note: Note,
+        if_match: Annotated[int, Header()],
+        principal: CurrentPrincipal,
+    ) -> str:
+        return note.text
+
+    @router.post("/work-orders/{work_order_id}/photos")
+    async def upload_photo(work_order_id: str, photo: UploadFile, principal: CurrentPrincipal) -> int:
+        return len(await photo.read())
+
     return router
+
+
+class Note(BaseModel):
+    text: str
 
 
 def client_for(settings: ServiceSettings) -> TestClient:
@@ -120,10 +138,39 @@ def test_another_scheme_or_an_empty_bearer_is_401(client: TestClient, settings: 
     assert client.get("/v1/me", headers={"Authorization": f"bearer {token}"}).status_code == 200
 
 
+def test_no_token_is_401_before_any_header_or_body_is_looked_at(
+    client: TestClient, settings: ServiceSettings
+) -> None:
+    malformed = {"If-Match": "not-a-version", "content-type": "application/json"}
+
+    response = client.post("/v1/work-orders/w1/notes", headers=malformed, content=b"{broken")
+    assert_unauthorized(response, "Authorization: Bearer")
+    upload = client.post("/v1/work-orders/w1/photos", files={"photo": ("p.jpg", b"\xff" * 1024)})
+    assert_unauthorized(upload, "Authorization: Bearer")
+
+    # With a token the same requests are judged on their input.
+    authorised = malformed | bearer(advisor_token(settings))
+    bad_header = client.post("/v1/work-orders/w1/notes", headers=authorised, json={"text": "ok"}).json()
+    assert (bad_header["status"], [error["field"] for error in bad_header["errors"]]) == (
+        422,
+        ["header.if-match"],
+    )
+    assert (
+        client.post(
+            "/v1/work-orders/w1/notes", headers=authorised | {"If-Match": "3"}, json={"text": "ok"}
+        ).json()
+        == "ok"
+    )
+
+
 def test_the_openapi_document_marks_exactly_the_operations_that_demand_a_token(client: TestClient) -> None:
     document = client.get("/openapi.json").json()
 
-    security = {path: operations["get"].get("security") for path, operations in document["paths"].items()}
+    security = {
+        path: operation.get("security")
+        for path, operations in document["paths"].items()
+        for operation in operations.values()
+    }
     bearer_only: list[dict[str, list[str]]] = [{"HTTPBearer": []}]
     assert security == {
         "/health": None,
@@ -132,8 +179,17 @@ def test_the_openapi_document_marks_exactly_the_operations_that_demand_a_token(c
         "/v1/ledger": bearer_only,
         "/v1/branches/{branch_id}/work-orders": bearer_only,
         "/v1/opening-hours": None,
+        "/v1/work-orders/{work_order_id}/notes": bearer_only,
+        "/v1/work-orders/{work_order_id}/photos": bearer_only,
     }
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    may_be_401 = {
+        path
+        for path, operations in document["paths"].items()
+        for operation in operations.values()
+        if "401" in operation["responses"]
+    }
+    assert may_be_401 == {path for path, scheme in security.items() if scheme == bearer_only}
 
 
 def test_a_token_signed_with_another_secret_is_401(client: TestClient) -> None:
@@ -374,9 +430,19 @@ def test_an_unreachable_jwks_is_503_not_a_bad_token(rsa_key: rsa.RSAPrivateKey) 
 
     with client_for(settings) as oidc_client:
         response = oidc_client.get("/v1/me", headers=bearer(provider_token(rsa_key, kid="rsa-1")))
+        operations = oidc_client.get("/openapi.json").json()["paths"]
 
     assert response.status_code == 503
     assert response.json()["title"] == "Identity provider unavailable"
+    # Documented where a token is verified.
+    assert operations["/v1/me"]["get"]["responses"]["503"]["description"] == IDENTITY_PROVIDER_DOWN
+    assert "503" not in operations["/v1/opening-hours"]["get"]["responses"]
+
+
+def test_with_dev_tokens_no_operation_documents_the_identity_provider(client: TestClient) -> None:
+    operations = client.get("/openapi.json").json()["paths"]
+
+    assert "503" not in operations["/v1/me"]["get"]["responses"]
 
 
 def test_pitlane_token_prints_a_token_the_service_accepts() -> None:

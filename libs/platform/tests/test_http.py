@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -111,6 +113,16 @@ def test_a_body_that_breaks_the_schema_is_a_problem_naming_each_field(client: Te
     assert set(fields) == {"body.customer_id", "body.vehicle.plate"}
     assert "at least 5" in fields["body.vehicle.plate"]
     assert "A1" not in response.text, "the rejected input is not echoed back"
+
+
+def test_a_body_that_cannot_be_read_at_all_is_a_422_naming_the_body(client: TestClient) -> None:
+    for unreadable in (b"{\x80}", b"{broken"):  # not UTF-8; not JSON
+        response = client.post(
+            "/v1/vehicles", content=unreadable, headers={"content-type": "application/json"}
+        )
+
+        problem = assert_problem(response, 422)
+        assert [error["field"].split(".")[0] for error in problem["errors"]] == ["body"]
 
 
 def test_a_bad_query_parameter_is_named_too(client: TestClient) -> None:
@@ -240,11 +252,43 @@ def test_openapi_lists_the_problem_responses_on_every_api_route(client: TestClie
     ]
     assert len(api_operations) == 8
     for path, method, operation in api_operations:
-        for status in ("401", "403", "404", "409", "422"):
+        for status in ("403", "404", "409", "422"):
             response = operation["responses"].get(status)
             assert response is not None, f"{method} {path} lacks {status}"
             assert response["content"] == problem_content
+        assert "401" not in operation["responses"]  # no operation here demands a token (test_auth.py)
     problem_schema = document["components"]["schemas"]["ProblemDetails"]
     assert {"type", "title", "status", "detail", "instance", "errors"} <= set(problem_schema["properties"])
     assert "HTTPValidationError" not in document["components"]["schemas"]
     assert "ProblemDetails" in str(document["paths"]["/ready"]["get"]["responses"]["503"])
+
+
+DOCS_MEDIA_TYPES = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".png": "image/png",
+    ".json": "application/json",
+}
+
+
+@pytest.mark.parametrize("root_path", ["", "/api/http-test"])
+def test_docs_load_only_what_the_service_itself_serves(root_path: str) -> None:
+    app = create_app(settings(), title="http-test", version="1.2.3", routers=[api_router()])
+    with TestClient(app, root_path=root_path) as client:
+        page = client.get("/docs")
+
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        referenced = re.findall(r"""(?:src|href)="([^"]*)"|url: '([^']*)'""", page.text)
+        urls = [src_or_href or url for src_or_href, url in referenced]
+        assert len(urls) == 4  # script, style sheet, icon, the OpenAPI document
+        assert not re.search(r"https?:|//", page.text.replace("<!DOCTYPE html>", ""))
+        for url in urls:
+            assert url.startswith(root_path + "/"), url
+            # The test client plays the proxy: it sends the path without the prefix it strips.
+            response = client.get(url.removeprefix(root_path))
+            assert response.status_code == 200, url
+            assert response.headers["content-type"].startswith(DOCS_MEDIA_TYPES[Path(url).suffix]), url
+            assert response.content
+        assert client.get("/docs/assets/__init__.py").status_code == 404
+        assert client.get("/redoc").status_code == 404  # its scripts would come from a CDN

@@ -23,6 +23,7 @@ import jwt
 from fastapi import Depends, FastAPI, Request
 from opentelemetry import trace
 from pydantic import SecretStr
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pitlane_platform.errors import ForbiddenError, PitlaneError, UnauthorizedError
 from pitlane_platform.settings import ServiceSettings
@@ -209,9 +210,37 @@ def requires_bearer_token(dependency: F) -> F:
     return dependency
 
 
+# Where `authenticate_first` leaves the verified caller for the route's dependencies.
+PRINCIPAL_SCOPE_KEY = "pitlane.principal"
+
+
+def authenticate_first(route_app: ASGIApp) -> ASGIApp:
+    """The route's ASGI app, preceded by the bearer-token check. FastAPI validates headers, reads a body and
+    parses a multipart upload before it runs the dependency that authenticates: without this, a request with
+    no token and a malformed `If-Match` is a 422 that tells an anonymous caller about the API's inputs, and an
+    anonymous upload is read whole before its 401. `create_app` wraps every route whose dependencies demand a
+    token; the 401 raised here reaches the app's problem handlers like any other. Idempotent: a router's
+    routes added to a second app are not checked twice."""
+    if getattr(route_app, "authenticates_first", False):
+        return route_app
+
+    async def authenticated(scope: Scope, receive: Receive, send: Send) -> None:
+        scope[PRINCIPAL_SCOPE_KEY] = await _authenticate(Request(scope))
+        await route_app(scope, receive, send)
+
+    authenticated.authenticates_first = True  # type: ignore[attr-defined]
+    return authenticated
+
+
 @requires_bearer_token
 async def current_principal(request: Request) -> Principal:
     """The verified caller; 401 problem when the bearer token is missing or cannot be trusted."""
+    principal: Principal | None = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    # Verified here only for a route that did not come through `create_app` (so nothing is ever unchecked).
+    return principal if principal is not None else await _authenticate(request)
+
+
+async def _authenticate(request: Request) -> Principal:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:

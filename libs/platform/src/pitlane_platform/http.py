@@ -7,23 +7,34 @@ of its own for these concerns, so every service answers errors, probes and trace
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.resources
 import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.dependencies.models import Dependant
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
+from pydantic import BaseModel, Field
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from pitlane_events.codec import TRACEPARENT_HEADER
-from pitlane_platform.auth import BEARER_SCHEME, BEARER_SCHEME_NAME, install_authenticator
+from pitlane_platform.auth import (
+    BEARER_SCHEME,
+    BEARER_SCHEME_NAME,
+    authenticate_first,
+    install_authenticator,
+)
 from pitlane_platform.logging import configure_logging, request_id_var
 from pitlane_platform.problems import (
     PROBLEM_MEDIA_TYPE,
@@ -52,7 +63,8 @@ REQUEST_ID_HEADER = "X-Request-ID"
 ACCEPTED_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # A dependency that does not answer within this is as good as down, and a probe must not hang.
 READINESS_CHECK_TIMEOUT_SECONDS = 3.0
-# What any /v1 route may answer besides its own responses; listed in the OpenAPI document of each one.
+# What any /v1 route may answer besides its own responses; listed in the OpenAPI document of each one (401
+# only on those that demand a token).
 API_PROBLEM_RESPONSES = {
     401: "Missing, expired or otherwise untrusted bearer token",
     403: "The token's role or branches do not allow this",
@@ -60,6 +72,19 @@ API_PROBLEM_RESPONSES = {
     409: "The command conflicts with the current state, or someone else changed it first",
     422: "Invalid input; `errors` names each field",
 }
+# Where tokens are verified against an OIDC provider's keys, fetching them may fail (auth.py).
+IDENTITY_PROVIDER_DOWN = "The identity provider's signing keys cannot be fetched; the token may be fine"
+DOCS_PATH = "/docs"
+DOCS_ASSETS_PATH = DOCS_PATH + "/assets"
+# Swagger UI 5.34.0 as the pinned fastapi-swagger release ships it; only these files are served.
+SWAGGER_UI_PACKAGE = "fastapi_swagger.resources"
+SWAGGER_UI_ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "favicon-32x32.png": "image/png",
+}
+# The files change only with the package's version, i.e. with a new release of the service.
+DOCS_ASSET_MAX_AGE_S = 24 * 3600
 # FastAPI documents its own validation error body; ours is a problem, so these schemas would only mislead.
 FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 
@@ -82,17 +107,21 @@ def create_app(
 
     # FastAPI's own telemetry off: it would start spans, metrics and exception logs of its own whenever the
     # instrumentor is absent. Spans come from the instrumentor, and only when something exports them.
+    # FastAPI's own /docs and /redoc load their scripts from a CDN (blank offline): /docs is ours, below.
     app = FastAPI(
         title=title,
         version=version,
         lifespan=lifespan,
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
     install_authenticator(app, settings)
     install_problem_handlers(app)
     app.add_middleware(RequestContextMiddleware)
-    for router in (_probes_router(readiness_checks), *routers):
+    for router in (_probes_router(readiness_checks), _docs_router(app), *routers):
         add_routes(app, router)
     app.openapi = lambda: _openapi_with_problem_responses(app)  # type: ignore[method-assign]
     if spans_are_exported():
@@ -105,8 +134,14 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
     that FastAPI (0.165) matches a request against twice, route by route, with scope bookkeeping at each —
     ≈ 6 µs per route per request, a tenth of a lookup's CPU in a service of 30 routes; flat routes cost a
     third of that. Our routers carry their prefix and dependencies on each route (APIRouter applies them when
-    a route is declared), so nothing an include would add is lost."""
-    app.router.routes.extend(router.routes)
+    a route is declared), so nothing an include would add is lost.
+
+    A route that demands a bearer token checks it before FastAPI looks at the request's headers and body
+    (`auth.authenticate_first`): no token is a 401, whatever else is wrong with the request."""
+    for route in router.routes:
+        if isinstance(route, APIRoute) and _demands_bearer_token(route.dependant):
+            route.app = authenticate_first(route.app)
+        app.router.routes.append(route)
 
 
 class RequestContextMiddleware:
@@ -159,20 +194,29 @@ class RequestContextMiddleware:
                 otel_context.detach(caller_trace)
 
 
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    checks: list[str] = Field(description="what was checked, each by name")
+
+
 def _probes_router(readiness_checks: Sequence[ReadinessCheck]) -> APIRouter:
     router = APIRouter(tags=["probes"])
 
     @router.get("/health", summary="Liveness: the process is running")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> Health:
+        return Health(status="ok")
 
     @router.get(
         "/ready",
         summary="Readiness: every dependency answers",
         responses={503: _problem_response_doc("A dependency does not answer; the problem names it")},
-        response_model=None,
+        response_model=Readiness,
     )
-    async def ready(request: Request) -> dict[str, Any] | ProblemResponse:
+    async def ready(request: Request) -> Readiness | ProblemResponse:
         outcomes = await asyncio.gather(*(_failure_of(check) for check in readiness_checks))
         failures = {
             _check_name(check): failure
@@ -188,9 +232,47 @@ def _probes_router(readiness_checks: Sequence[ReadinessCheck]) -> APIRouter:
                 problem_type=PROBLEM_TYPE_PREFIX + "not-ready",
                 failing_checks=list(failures),
             )
-        return {"status": "ready", "checks": [_check_name(check) for check in readiness_checks]}
+        return Readiness(status="ready", checks=[_check_name(check) for check in readiness_checks])
 
     return router
+
+
+def _docs_router(app: FastAPI) -> APIRouter:
+    """Swagger UI at /docs, its script, style sheet and icon served by the service itself from the pinned
+    `fastapi-swagger` package: the page works on a machine with no internet, and loads nothing from outside."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get(DOCS_PATH)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        # Behind a proxy that strips a prefix (`/api/<service>/`), the root path leads back to this service.
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=root + (app.openapi_url or "/openapi.json"),
+            title=f"{app.title} — API",
+            swagger_js_url=f"{root}{DOCS_ASSETS_PATH}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS_PATH}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS_PATH}/favicon-32x32.png",
+            # Swagger UI would send the document to validator.swagger.io for a badge.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @router.get(DOCS_ASSETS_PATH + "/{name}")
+    async def swagger_ui_asset(name: str) -> Response:
+        media_type = SWAGGER_UI_ASSETS.get(name)
+        if media_type is None:
+            raise StarletteHTTPException(404)
+        return Response(
+            _swagger_ui_asset(name),
+            media_type=media_type,
+            headers={"Cache-Control": f"public, max-age={DOCS_ASSET_MAX_AGE_S}"},
+        )
+
+    return router
+
+
+@functools.cache
+def _swagger_ui_asset(name: str) -> bytes:
+    return importlib.resources.files(SWAGGER_UI_PACKAGE).joinpath(name).read_bytes()
 
 
 def _check_name(check: ReadinessCheck) -> str:
@@ -222,8 +304,8 @@ def _problem_response_doc(description: str) -> dict[str, Any]:
 def _openapi_with_problem_responses(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         document = FastAPI.openapi(app)  # generates and caches on app.openapi_schema; completed in place
-        _add_problem_responses(document)
         _add_bearer_security(app, document)
+        _add_problem_responses(document, verifies_with_jwks=bool(app.state.settings.oidc_jwks_url))
     return app.openapi_schema  # type: ignore[return-value]
 
 
@@ -247,7 +329,7 @@ def _demands_bearer_token(dependant: Dependant) -> bool:
     )
 
 
-def _add_problem_responses(document: dict[str, Any]) -> None:
+def _add_problem_responses(document: dict[str, Any], *, verifies_with_jwks: bool) -> None:
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     problem_schema = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(problem_schema.pop("$defs", {}))
@@ -258,6 +340,10 @@ def _add_problem_responses(document: dict[str, Any]) -> None:
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             statuses = API_PROBLEM_RESPONSES if under_api else {422: API_PROBLEM_RESPONSES[422]}
+            if "security" not in operation:  # only the authenticator answers 401, and only where it runs
+                statuses = {status: text for status, text in statuses.items() if status != 401}
+            elif verifies_with_jwks:
+                statuses = {**statuses, 503: IDENTITY_PROVIDER_DOWN}
             for status, default_description in statuses.items():
                 code = str(status)
                 if under_api or code in responses:

@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:pitlane:problem:"
 VALIDATION_PROBLEM_TYPE = PROBLEM_TYPE_PREFIX + "validation-error"
+# What FastAPI (0.165) raises as a 400 when a body cannot be read as its content type at all (bytes that are
+# not UTF-8 JSON, a broken multipart form); JSON with a syntax error is a 422 already. Both are one problem to
+# a client: an invalid body. Should FastAPI reword it, the 400 stays a 400 and the OpenAPI check flags it.
+UNPARSABLE_BODY_DETAIL = "There was an error parsing the body"
 
 
 class FieldProblem(BaseModel):
@@ -109,10 +113,16 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 async def _request_validation_problem(request: Request, error: RequestValidationError) -> ProblemResponse:
     # The rejected input is not echoed back: it may be a customer's phone number or name.
-    field_problems = [
-        FieldProblem(field=".".join(str(part) for part in item["loc"]), message=item["msg"])
-        for item in error.errors()
-    ]
+    return _invalid_request_problem(
+        request,
+        [
+            FieldProblem(field=".".join(str(part) for part in item["loc"]), message=item["msg"])
+            for item in error.errors()
+        ],
+    )
+
+
+def _invalid_request_problem(request: Request, field_problems: list[FieldProblem]) -> ProblemResponse:
     fields = ", ".join(problem.field for problem in field_problems)
     return problem_response(
         request,
@@ -154,6 +164,10 @@ def _bearer_challenge(error: UnauthorizedError) -> str:
 
 
 async def _http_exception_problem(request: Request, error: StarletteHTTPException) -> ProblemResponse:
+    if error.status_code == 400 and error.detail == UNPARSABLE_BODY_DETAIL:
+        return _invalid_request_problem(
+            request, [FieldProblem(field="body", message="cannot be read as the content type it is sent as")]
+        )
     title = HTTPStatus(error.status_code).phrase
     detail = error.detail if isinstance(error.detail, str) and error.detail != title else None
     return problem_response(

@@ -45,6 +45,8 @@ Writer = Annotated[Principal, Depends(require_roles(*WRITERS))]
 Importer = Annotated[Principal, Depends(require_roles(*IMPORTERS))]
 Owner = Annotated[Principal, Depends(require_roles(Role.OWNER))]
 
+PageOffset = Annotated[int, Query(ge=0, le=limits.MAX_PAGE_OFFSET, description="rows to skip")]
+
 
 @dataclass(frozen=True)
 class Services:
@@ -152,8 +154,8 @@ def build_router(services: Services) -> APIRouter:
         phone_prefix: Annotated[str | None, Query(pattern=r"^\+?[0-9]{3,15}$")] = None,
         plate: Annotated[str | None, Query(min_length=2, max_length=10)] = None,
         tag: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-        limit: Annotated[int, Query(ge=1, le=100)] = 20,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=limits.MAX_PAGE_SIZE)] = 20,
+        offset: PageOffset = 0,
     ) -> views.SearchPage:
         if not (name or phone_prefix or plate or tag):
             raise InvalidInputError("name", "give a name, phone_prefix, plate or tag to search by")
@@ -235,8 +237,8 @@ def build_router(services: Services) -> APIRouter:
         customer_id: str | None = None,
         reader_user_id: str | None = None,
         since: datetime | None = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=limits.MAX_PROFILE_READS_PAGE_SIZE)] = 100,
+        offset: PageOffset = 0,
     ) -> list[views.ProfileRead]:
         async with services.uow() as uow:
             rows = await profile_queries.profile_reads_page(

@@ -7,7 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from pitlane_events.customer_profile import InsuranceCoverage
 from pitlane_events.identifiers import mask_mobile
+from pitlane_events.types import LineItem
 
 
 class Masking:
@@ -69,6 +71,12 @@ class MileageReading(BaseModel):
     work_order_id: str | None
 
 
+class InsurancePolicy(BaseModel):
+    insurer: str
+    policy_number: str | None
+    expires_on: date
+
+
 class Vehicle(BaseModel):
     vehicle_id: str
     version: int
@@ -82,7 +90,7 @@ class Vehicle(BaseModel):
     purchase_date: date | None
     registration_date: date | None
     mileage_km: int | None
-    insurance: dict[str, dict[str, Any]]
+    insurance: dict[InsuranceCoverage, InsurancePolicy]
     visit_count: int
     total_spend_fen: int
     last_service_at: datetime | None
@@ -100,7 +108,7 @@ class Visit(BaseModel):
     completed_at: datetime
     total_fen: int
     paid_fen: int
-    line_items: list[dict[str, Any]]
+    line_items: list[LineItem]  # as the WorkOrderCompleted event settled them
 
 
 class DeclinedAddOn(BaseModel):

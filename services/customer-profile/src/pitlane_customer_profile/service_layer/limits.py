@@ -46,3 +46,10 @@ CUSTOM_FIELD_LABEL_LENGTH = 100
 CUSTOM_FIELD_VALUE_LENGTH = 200
 """A custom field's value, a choice, and the most a field's own `max_length` may allow."""
 MAX_CUSTOM_FIELD_CHOICES = 50
+
+MAX_PAGE_SIZE = 100
+"""Search hits per page."""
+MAX_PROFILE_READS_PAGE_SIZE = 500
+"""Access-log rows per page: owners page through it for audits."""
+MAX_PAGE_OFFSET = 10_000
+"""How deep offset paging goes: past this, narrow the search (PostgreSQL still reads every skipped row)."""
