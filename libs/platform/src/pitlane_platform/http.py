@@ -329,6 +329,12 @@ def _demands_bearer_token(dependant: Dependant) -> bool:
     )
 
 
+def _answers_in_its_own_media_type(response: dict[str, Any]) -> bool:
+    """A response the route documents with content of its own (not FastAPI's JSON default) is kept as is."""
+    content = response.get("content", {})
+    return bool(content) and "application/json" not in content
+
+
 def _add_problem_responses(document: dict[str, Any], *, verifies_with_jwks: bool) -> None:
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     problem_schema = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -346,6 +352,8 @@ def _add_problem_responses(document: dict[str, Any], *, verifies_with_jwks: bool
                 statuses = {**statuses, 503: IDENTITY_PROVIDER_DOWN}
             for status, default_description in statuses.items():
                 code = str(status)
+                if _answers_in_its_own_media_type(responses.get(code, {})):
+                    continue  # e.g. an HTML error page a route documents itself
                 if under_api or code in responses:
                     # A route's own description (e.g. "no such work order") is kept, except FastAPI's
                     # automatic 422 "Validation Error", which describes a body we never send.

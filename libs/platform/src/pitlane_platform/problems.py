@@ -30,10 +30,10 @@ logger = logging.getLogger(__name__)
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:pitlane:problem:"
 VALIDATION_PROBLEM_TYPE = PROBLEM_TYPE_PREFIX + "validation-error"
-# What FastAPI (0.165) raises as a 400 when a body cannot be read as its content type at all (bytes that are
-# not UTF-8 JSON, a broken multipart form); JSON with a syntax error is a 422 already. Both are one problem to
-# a client: an invalid body. Should FastAPI reword it, the 400 stays a 400 and the OpenAPI check flags it.
-UNPARSABLE_BODY_DETAIL = "There was an error parsing the body"
+# FastAPI (0.165) and Starlette raise a 400 only when a body cannot be read as its content type at all: bytes
+# that are not UTF-8 JSON ("There was an error parsing the body"), a broken multipart form ("Invalid multipart
+# data.", "Missing boundary in multipart."). JSON with a syntax error is a 422 already; to a client all are one
+# problem, an invalid body. Our own code never raises a bare 400 (errors.PitlaneError carries its status).
 
 
 class FieldProblem(BaseModel):
@@ -164,9 +164,11 @@ def _bearer_challenge(error: UnauthorizedError) -> str:
 
 
 async def _http_exception_problem(request: Request, error: StarletteHTTPException) -> ProblemResponse:
-    if error.status_code == 400 and error.detail == UNPARSABLE_BODY_DETAIL:
+    if error.status_code == 400:
+        reason = f" ({error.detail.rstrip('.')})" if isinstance(error.detail, str) else ""
         return _invalid_request_problem(
-            request, [FieldProblem(field="body", message="cannot be read as the content type it is sent as")]
+            request,
+            [FieldProblem(field="body", message=f"cannot be read as the content type it is sent as{reason}")],
         )
     title = HTTPStatus(error.status_code).phrase
     detail = error.detail if isinstance(error.detail, str) and error.detail != title else None

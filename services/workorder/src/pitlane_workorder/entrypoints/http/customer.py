@@ -22,7 +22,7 @@ from pitlane_platform.errors import NotFoundError, PitlaneError
 from pitlane_workorder.adapters import queries
 from pitlane_workorder.domain.workorder import WorkOrder, WorkOrderState
 from pitlane_workorder.entrypoints.http.common import Service, WorkorderContext
-from pitlane_workorder.entrypoints.http.media import media_response
+from pitlane_workorder.entrypoints.http.media import MEDIA_RESPONSES, media_response
 from pitlane_workorder.service_layer import limits
 from pitlane_workorder.service_layer.links import CustomerLink, verify_link
 from pitlane_workorder.service_layer.unit_of_work import unit_of_work
@@ -32,7 +32,21 @@ TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"])
 )
 
-router = APIRouter(prefix="/c", tags=["customer"])
+HTML = {"text/html": {"schema": {"type": "string"}}}
+# Errors on the customer's pages are pages in the customer's language (install_error_pages), not problem+json.
+ERROR_PAGES: dict[int | str, dict[str, Any]] = {
+    403: {"description": "The link is forged, altered or expired: a page saying so", "content": HTML},
+    404: {"description": "No such add-on or file on this work order: a page saying so", "content": HTML},
+    409: {
+        "description": "The add-on was decided or the estimate moved on: a page linking back",
+        "content": HTML,
+    },
+    422: {"description": "The form or link does not fit: a page saying so", "content": HTML},
+}
+router = APIRouter(prefix="/c", tags=["customer"], responses=ERROR_PAGES)
+DECIDED: dict[int | str, dict[str, Any]] = {
+    303: {"description": "Recorded: back to the customer's page (post/redirect/get)"}
+}
 
 LABELS: dict[str, dict[str, Any]] = {
     "zh-CN": {
@@ -181,7 +195,7 @@ async def _linked_order(service: WorkorderContext, token: str) -> tuple[Customer
     return link, order
 
 
-@router.get("/{token}", response_class=HTMLResponse)
+@router.get("/{token}", response_class=HTMLResponse, responses={200: {"content": HTML}})
 async def customer_page(token: str, service: Service, lang: Language = "zh-CN") -> HTMLResponse:
     link, order = await _linked_order(service, token)
     async with service.handlers.driver.transaction() as unit:
@@ -242,7 +256,12 @@ Revision = Annotated[int, Form(ge=1)]
 PageLanguage = Annotated[Language, Query()]
 
 
-@router.post("/{token}/add-ons/{add_on_id}/approve")
+@router.post(
+    "/{token}/add-ons/{add_on_id}/approve",
+    status_code=303,
+    response_class=RedirectResponse,
+    responses=DECIDED,
+)
 async def customer_approves(
     token: str,
     add_on_id: str,
@@ -255,7 +274,12 @@ async def customer_approves(
     )
 
 
-@router.post("/{token}/add-ons/{add_on_id}/decline")
+@router.post(
+    "/{token}/add-ons/{add_on_id}/decline",
+    status_code=303,
+    response_class=RedirectResponse,
+    responses=DECIDED,
+)
 async def customer_declines(
     token: str,
     add_on_id: str,
@@ -275,7 +299,7 @@ async def customer_declines(
     )
 
 
-@router.get("/{token}/media/{content_hash}")
+@router.get("/{token}/media/{content_hash}", response_class=Response, responses=MEDIA_RESPONSES)
 async def customer_media(token: str, content_hash: ContentHash, service: Service) -> Response:
     _, order = await _linked_order(service, token)
     if content_hash not in order.media_hashes:

@@ -4,7 +4,7 @@ serves its own order's files through `media_response`)."""
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Response, UploadFile
 
@@ -18,6 +18,10 @@ from pitlane_workorder.entrypoints.http.responses import StoredMedia
 ACCEPTED_MEDIA = re.compile(r"^(image|video)/[a-z0-9.+-]{1,64}$")
 
 router = APIRouter(prefix="/v1", tags=["staff"])
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+MEDIA_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The photo or video, as uploaded", "content": {"image/*": BINARY, "video/*": BINARY}}
+}
 
 
 @router.post("/branches/{branch_id}/media", status_code=201)
@@ -43,7 +47,7 @@ async def upload_media(
     return StoredMedia(content_hash=content_hash, media_type=media_type, size_bytes=len(data))
 
 
-@router.get("/media/{content_hash}")
+@router.get("/media/{content_hash}", response_class=Response, responses=MEDIA_RESPONSES)
 async def download_media(
     content_hash: ContentHash, service: Service, principal: CurrentPrincipal
 ) -> Response:

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Any, Literal
+from datetime import date, datetime, time
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from pitlane_events import Actor
-from pitlane_events.types import Bay, LineCategory, OpeningHours, StaffRole, TimeSlot
+from pitlane_events.types import Bay, LineCategory, StaffRole, TimeSlot
 from pitlane_events.workorder import BookingChannel
 from pitlane_workorder.domain.workorder import WorkOrderState
+
+# A local time of day, as the branch's clock shows it: no offset, so not JSON Schema's "time" (RFC 3339).
+LocalTime = Annotated[
+    time,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$",
+            "description": "local time of day in the branch's time zone, HH:MM:SS",
+        }
+    ),
+]
+
+
+class OpeningHoursView(BaseModel):
+    weekday: int = Field(ge=1, le=7, description="ISO weekday: 1 is Monday")
+    opens_at: LocalTime
+    closes_at: LocalTime
 
 
 class BranchView(BaseModel):
@@ -18,7 +36,7 @@ class BranchView(BaseModel):
     name: str
     address: str
     timezone: str = Field(description="IANA time zone; slots, opening hours and pages are in it")
-    opening_hours: list[OpeningHours]
+    opening_hours: list[OpeningHoursView]
     bays: list[Bay]
     slot_minutes: int = Field(description="length of a booking slot; slots start at opening time + n × this")
     opened_at: datetime

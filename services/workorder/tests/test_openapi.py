@@ -1,0 +1,17 @@
+"""The OpenAPI document tells the truth: schemathesis drives every operation of workorder and holds each
+answer to it — staff routes, the public booking, the customer's pages and media downloads."""
+
+from __future__ import annotations
+
+from workorder_harness import BRANCH, Harness
+
+from pitlane_platform.auth import mint_dev_token
+from pitlane_platform.testing.openapi_check import assert_answers_as_documented
+
+
+async def test_every_operation_answers_as_its_document_says(branch: Harness) -> None:
+    # A manager reaches every branch route; a technician meets the 403s and the masked phones.
+    manager = mint_dev_token(branch.settings, role="manager", branches=[BRANCH], sub="openapi-manager")
+    technician = mint_dev_token(branch.settings, role="technician", branches=[BRANCH], sub="openapi-tech")
+
+    await assert_answers_as_documented(branch.service.app, tokens=[manager, technician])
