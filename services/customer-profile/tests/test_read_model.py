@@ -4,6 +4,7 @@ NPS, reminders; each event counted once however often it is delivered."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from profile_testing import (
@@ -32,6 +33,17 @@ from pitlane_events.workorder import (
 from pitlane_platform.schema import events
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+async def mileage_events(service: Service, vehicle_id: str) -> list[dict[str, Any]]:
+    """The vehicle's stored VehicleMileageRecorded envelopes, in order."""
+    async with service.runtime.sessions() as session:
+        rows = await session.execute(
+            select(events.c.envelope)
+            .where(events.c.stream_id == vehicle_id, events.c.event_type == VehicleMileageRecorded.event_type)
+            .order_by(events.c.version)
+        )
+        return list(rows.scalars())
 
 
 async def test_lookup_by_plate_returns_three_vehicles_ten_visits_and_everything_else(
@@ -151,21 +163,7 @@ async def test_a_completion_delivered_twice_counts_once(service: Service, produc
     await eventually(marker_applied)
     assert marker.event_id
     assert await figures(service, customer_id) == (2, 50_001)
-    async with service.runtime.sessions() as session:
-        readings = (
-            (
-                await session.execute(
-                    select(events.c.envelope)
-                    .where(
-                        events.c.stream_id == vehicle_id,
-                        events.c.event_type == VehicleMileageRecorded.event_type,
-                    )
-                    .order_by(events.c.version)
-                )
-            )
-            .scalars()
-            .all()
-        )
+    readings = await mileage_events(service, vehicle_id)
     assert [r["data"]["mileage_km"] for r in readings] == [15_000, 16_000]
     # A chain-wide vehicle's event, caused by the completion it came from.
     assert {r["branch_id"] for r in readings} == {None}
@@ -418,21 +416,7 @@ async def test_a_corrected_check_in_reading_moves_the_odometer_back_and_a_lower_
         return bool(vehicle["mileage_km"] == 120)
 
     await eventually(corrected)
-    async with service.runtime.sessions() as session:
-        readings = (
-            (
-                await session.execute(
-                    select(events.c.envelope)
-                    .where(
-                        events.c.stream_id == vehicle_id,
-                        events.c.event_type == VehicleMileageRecorded.event_type,
-                    )
-                    .order_by(events.c.version)
-                )
-            )
-            .scalars()
-            .all()
-        )
+    readings = await mileage_events(service, vehicle_id)
     assert [(r["data"]["mileage_km"], r["data"]["correction"]) for r in readings] == [(120, "更换仪表")]
     [warning] = [r for r in caplog.records if r.getMessage().startswith("mileage reading set aside")]
     assert (warning.vehicle_id, warning.mileage_km, warning.last_mileage_km) == (vehicle_id, 1_000, 80_000)  # type: ignore[attr-defined]
