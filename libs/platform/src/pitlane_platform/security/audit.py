@@ -224,18 +224,19 @@ def audit_router(trail: AuditTrail) -> APIRouter:
         before: Annotated[int | None, Query(ge=1, le=BIGINT_MAX, description="ids below this")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
     ) -> AuditPage:
-        conditions = [
-            condition
-            for given, condition in (
-                (subject, audit_log.c.subject == subject),
-                (route, audit_log.c.route == route),
-                (since, audit_log.c.occurred_at >= since),
-                (until, audit_log.c.occurred_at < until),
-                (status, audit_log.c.status == status),
-                (before, audit_log.c.id < before),
-            )
-            if given is not None
-        ]
+        conditions: list[Any] = []
+        if subject is not None:
+            conditions.append(audit_log.c.subject == subject)
+        if route is not None:
+            conditions.append(audit_log.c.route == route)
+        if since is not None:
+            conditions.append(audit_log.c.occurred_at >= since)
+        if until is not None:
+            conditions.append(audit_log.c.occurred_at < until)
+        if status is not None:
+            conditions.append(audit_log.c.status == status)
+        if before is not None:
+            conditions.append(audit_log.c.id < before)
         if resource_id is not None:
             values = func.jsonb_each_text(audit_log.c.resource_ids).table_valued("value")
             conditions.append(
