@@ -8,6 +8,7 @@ of its own for these concerns, so every service answers errors, probes and trace
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import importlib.resources
 import logging
@@ -178,7 +179,10 @@ def add_routes(app: FastAPI, router: APIRouter, limits: RouteLimits | None = Non
     (`auth.authenticate_first`): no token is a 401, whatever else is wrong with the request. With `limits`,
     a route named by a user limit counts the verified caller next, and a route that demands no token counts
     the client's address first; a request over its limit is a 429 before anything else is read."""
-    for route in router.routes:
+    for shared_route in router.routes:
+        # A copy per app: routers are module globals, and the wrappers below hold this app's limiter (an app
+        # built in the same process, as tests do, must not inherit another app's counts or rates).
+        route = copy.copy(shared_route)
         if isinstance(route, APIRoute):
             demands_token = _demands_bearer_token(route.dependant)
             if limits is not None:
