@@ -1,4 +1,5 @@
-"""Events published by customer-profile: customers, vehicles, consent and tags.
+"""Events published by customer-profile: customers, vehicles, consent and tags, and the alert that a user
+went over the limit on lookups or searches.
 
 Customers and vehicles are chain-wide aggregates: their envelopes carry no branch_id.
 """
@@ -347,3 +348,26 @@ class VehicleInsuranceUpdated(DomainEvent):
     """Policy number, if known."""
     expires_on: date
     """Last day of cover; drives renewal reminders."""
+
+
+@event("customer-profile.LookupLimitReached", 1)
+class LookupLimitReached(DomainEvent):
+    """A user went over the per-user limit on lookups or searches: someone may be harvesting customers'
+    data. Published at most once per window per user and route; refusals go on in between. Carries no
+    query values (they are phones and plates). Each alert is an aggregate of its own (a new id, version 1):
+    alerts are facts side by side, not a stream.
+    """
+
+    user_id: Id
+    """The token's user id."""
+    role: Code
+    """The token's role."""
+    method: Code
+    """The HTTP method of the refused requests, e.g. GET."""
+    route: NonBlank
+    """The route template, e.g. /v1/lookup."""
+    limit: NonBlank
+    """The limit that was reached, e.g. `30 per 1 minute`."""
+    window_s: Annotated[int, Field(gt=0)]
+    """The limit's window, in seconds: the next alert for this user and route comes a window later at the
+    earliest."""

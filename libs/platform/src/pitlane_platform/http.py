@@ -1,4 +1,5 @@
-"""The FastAPI application every service serves: auth, problem+json errors, request ids, probes, tracing.
+"""The FastAPI application every service serves: auth, problem+json errors, request ids, probes, tracing,
+the audit trail and abuse limits.
 
 A service builds its app with `create_app(settings, title=..., version=..., routers=[...])` and adds nothing
 of its own for these concerns, so every service answers errors, probes and traces the same way.
@@ -7,6 +8,7 @@ of its own for these concerns, so every service answers errors, probes and trace
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import importlib.resources
 import logging
@@ -45,6 +47,8 @@ from pitlane_platform.problems import (
     internal_error_response,
     problem_response,
 )
+from pitlane_platform.security.audit import AuditMiddleware, AuditTrail, audit_router
+from pitlane_platform.security.limits import RequestLimiter, UserLimit
 from pitlane_platform.settings import ServiceSettings
 from pitlane_platform.telemetry import (
     context_from_headers,
@@ -74,6 +78,11 @@ API_PROBLEM_RESPONSES = {
 }
 # Where tokens are verified against an OIDC provider's keys, fetching them may fail (auth.py).
 IDENTITY_PROVIDER_DOWN = "The identity provider's signing keys cannot be fetched; the token may be fine"
+TOO_MANY_REQUESTS = "Over the route's limit for this caller; retry after the seconds in Retry-After"
+RETRY_AFTER_HEADER = {
+    "description": "seconds until the window has room again",
+    "schema": {"type": "integer", "minimum": 1},
+}
 DOCS_PATH = "/docs"
 DOCS_ASSETS_PATH = DOCS_PATH + "/assets"
 # Swagger UI 5.34.0 as the pinned fastapi-swagger release ships it; only these files are served.
@@ -97,9 +106,16 @@ def create_app(
     routers: Sequence[APIRouter],
     readiness_checks: Sequence[ReadinessCheck] = (),
     lifespan: Lifespan[FastAPI] | None = None,
+    audit: AuditTrail | None = None,
+    user_limits: Sequence[UserLimit] = (),
 ) -> FastAPI:
     """The service's ASGI app. Readiness checks are async callables named after what they check
-    (`async def database() -> None`); raising, or taking longer than a few seconds, means not ready."""
+    (`async def database() -> None`); raising, or taking longer than a few seconds, means not ready.
+
+    A service passes its runtime's `audit` (`ServiceRuntime.audit`): every authenticated request is then on
+    the trail and owners read it at `GET /v1/audit`; only the platform's own tests of the HTTP plumbing
+    build apps without one. `user_limits` name the routes counted per user; every route that demands no
+    token is counted per client address (`settings.public_rate_limit`)."""
     setup_telemetry(
         settings.service_name, otlp_endpoint=settings.otlp_endpoint, sample_ratio=settings.otel_sample_ratio
     )
@@ -120,16 +136,39 @@ def create_app(
     app.state.settings = settings
     install_authenticator(app, settings)
     install_problem_handlers(app)
+    if audit is not None:
+        app.add_middleware(AuditMiddleware, trail=audit)  # inside the next: the request id is known
     app.add_middleware(RequestContextMiddleware)
-    for router in (_probes_router(readiness_checks), _docs_router(app), *routers):
+    for router in (_probes_router(readiness_checks), _docs_router(app)):
         add_routes(app, router)
+    limits = RouteLimits(RequestLimiter(), settings.public_rate_limit, user_limits)
+    for router in (*routers, *([audit_router(audit)] if audit is not None else [])):
+        add_routes(app, router, limits)
+    limits.check_all_applied()
+    app.state.rate_limited_routes = limits.applied
     app.openapi = lambda: _openapi_with_problem_responses(app)  # type: ignore[method-assign]
     if spans_are_exported():
         instrument_app(app)
     return app
 
 
-def add_routes(app: FastAPI, router: APIRouter) -> None:
+class RouteLimits:
+    """Which limit goes in front of which route: the per-user ones by (method, path), the per-client one on
+    every route that demands no token."""
+
+    def __init__(self, limiter: RequestLimiter, public_rate: str, user_limits: Sequence[UserLimit]) -> None:
+        self.limiter = limiter
+        self.public_rate = public_rate
+        self.per_user = {(limit.method, limit.path): limit for limit in user_limits}
+        self.applied: set[tuple[str, str]] = set()
+
+    def check_all_applied(self) -> None:
+        missing = set(self.per_user) - self.applied
+        if missing:  # a renamed route must not silently lose its limit
+            raise ValueError(f"user limits name routes the app does not have: {sorted(missing)}")
+
+
+def add_routes(app: FastAPI, router: APIRouter, limits: RouteLimits | None = None) -> None:
     """The router's routes, straight onto the app. `include_router` keeps an included router as one route
     that FastAPI (0.165) matches a request against twice, route by route, with scope bookkeeping at each —
     ≈ 6 µs per route per request, a tenth of a lookup's CPU in a service of 30 routes; flat routes cost a
@@ -137,11 +176,35 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
     a route is declared), so nothing an include would add is lost.
 
     A route that demands a bearer token checks it before FastAPI looks at the request's headers and body
-    (`auth.authenticate_first`): no token is a 401, whatever else is wrong with the request."""
-    for route in router.routes:
-        if isinstance(route, APIRoute) and _demands_bearer_token(route.dependant):
-            route.app = authenticate_first(route.app)
+    (`auth.authenticate_first`): no token is a 401, whatever else is wrong with the request. With `limits`,
+    a route named by a user limit counts the verified caller next, and a route that demands no token counts
+    the client's address first; a request over its limit is a 429 before anything else is read."""
+    for shared_route in router.routes:
+        # A copy per app: routers are module globals, and the wrappers below hold this app's limiter (an app
+        # built in the same process, as tests do, must not inherit another app's counts or rates).
+        route = copy.copy(shared_route)
+        if isinstance(route, APIRoute):
+            demands_token = _demands_bearer_token(route.dependant)
+            if limits is not None:
+                _limit(route, limits, demands_token=demands_token)
+            if demands_token:
+                route.app = authenticate_first(route.app)
         app.router.routes.append(route)
+
+
+def _limit(route: APIRoute, limits: RouteLimits, *, demands_token: bool) -> None:
+    keys = [(method, route.path) for method in sorted(route.methods or ())]
+    for key in keys:
+        user_limit = limits.per_user.get(key)
+        if user_limit is None:
+            continue
+        if not demands_token:
+            raise ValueError(f"{key[0]} {key[1]} demands no token: it cannot be limited per user")
+        route.app = limits.limiter.per_user(route.app, user_limit)
+        limits.applied.add(key)
+    if not demands_token:
+        route.app = limits.limiter.per_client(route.app, path=route.path, rate=limits.public_rate)
+        limits.applied.update(keys)
 
 
 class RequestContextMiddleware:
@@ -306,6 +369,7 @@ def _openapi_with_problem_responses(app: FastAPI) -> dict[str, Any]:
         document = FastAPI.openapi(app)  # generates and caches on app.openapi_schema; completed in place
         _add_bearer_security(app, document)
         _add_problem_responses(document, verifies_with_jwks=bool(app.state.settings.oidc_jwks_url))
+        _add_rate_limited_responses(document, app.state.rate_limited_routes)
     return app.openapi_schema  # type: ignore[return-value]
 
 
@@ -333,6 +397,31 @@ def _answers_in_its_own_media_type(response: dict[str, Any]) -> bool:
     """A response the route documents with content of its own (not FastAPI's JSON default) is kept as is."""
     content = response.get("content", {})
     return bool(content) and "application/json" not in content
+
+
+def _add_rate_limited_responses(document: dict[str, Any], limited: set[tuple[str, str]]) -> None:
+    """429 with Retry-After on every limited operation; in the operation's own media type where it answers
+    its errors in one (the customer's HTML pages), as problem+json elsewhere."""
+    for method, path in limited:
+        operation = document["paths"].get(path, {}).get(method.lower())
+        if operation is None:
+            continue
+        responses = operation["responses"]
+        own = next(
+            (
+                doc
+                for code, doc in responses.items()
+                if code.startswith("4") and _answers_in_its_own_media_type(doc)
+            ),
+            None,
+        )
+        doc = (
+            {"description": TOO_MANY_REQUESTS, "content": own["content"]}
+            if own is not None
+            else _problem_response_doc(TOO_MANY_REQUESTS)
+        )
+        doc["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
+        responses["429"] = doc
 
 
 def _add_problem_responses(document: dict[str, Any], *, verifies_with_jwks: bool) -> None:

@@ -20,8 +20,8 @@ from pitlane_platform.db import sqlalchemy_url
 
 
 def create_platform_tables() -> None:
-    """For a service's first migration: the event store, outbox, inbox, read-model version and consumer
-    hold tables, as `pitlane_platform.schema` defines them, so every service gets the same ones."""
+    """For a service's first migration: the event store, outbox, inbox, read-model version, consumer
+    hold and audit tables, as `pitlane_platform.schema` defines them, so every service gets the same ones."""
     from alembic import op
 
     from pitlane_platform.schema import PLATFORM_TABLES, metadata

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pitlane_platform.auth import InvalidTokenError
 from pitlane_platform.errors import InvalidInputError, PitlaneError, UnauthorizedError
+from pitlane_platform.security.limits import TooManyRequestsError
 from pitlane_platform.telemetry import current_trace_id
 
 logger = logging.getLogger(__name__)
@@ -138,7 +139,11 @@ async def _pitlane_error_problem(request: Request, error: PitlaneError) -> Probl
     if error.status == 500:
         logger.error("request failed", exc_info=error)
         return internal_error_response(request)
-    headers = {"WWW-Authenticate": _bearer_challenge(error)} if isinstance(error, UnauthorizedError) else None
+    headers: dict[str, str] | None = None
+    if isinstance(error, UnauthorizedError):
+        headers = {"WWW-Authenticate": _bearer_challenge(error)}
+    elif isinstance(error, TooManyRequestsError):
+        headers = {"Retry-After": str(error.retry_after_s)}
     errors = (
         [FieldProblem(field=error.field, message=error.message)]
         if isinstance(error, InvalidInputError)

@@ -24,9 +24,14 @@ from pitlane_platform.messaging.outbox import set_max_payload
 from pitlane_platform.messaging.relay import OutboxRelay, RelayConfig, outbox_health
 from pitlane_platform.messaging.streams import declare_stream, platform_streams, service_stream
 from pitlane_platform.migrations import upgrade
+from pitlane_platform.security.audit import AuditTrail
 from pitlane_platform.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+
+# Readiness fails when the audit trail's oldest unwritten note is older than this: requests would be
+# served without their trail being kept.
+AUDIT_MAX_BACKLOG_S = 30.0
 
 
 class ServiceRuntime:
@@ -46,6 +51,8 @@ class ServiceRuntime:
         self.sessions = session_factory(self.engine)
         # Units of work on fixed SQL only (appends, the outbox, health): no ORM session to pay for.
         self.driver = DriverPool(settings.database_url)
+        # Every process that serves HTTP keeps the trail of its requests, API-only ones included.
+        self.audit = AuditTrail(self.driver, self.sessions)
         self.consumers = list(consumers)
         self.migrations = migrations
         self.after_commit = list(after_commit)
@@ -60,6 +67,9 @@ class ServiceRuntime:
         if self.migrations is not None and self.settings.migrate_at_start:
             await asyncio.to_thread(upgrade, self.settings.database_url, self.migrations)
         await self.driver.open()
+        self._tasks.append(
+            asyncio.create_task(self.audit.run(self._stop), name=f"{self.service} audit trail")
+        )
         self.nats = await connect_nats(self.settings.nats_url, name=self.service)
         set_max_payload(self.nats.max_payload)  # commands that would produce larger events are refused
         js = self.nats.jetstream()
@@ -140,7 +150,17 @@ class ServiceRuntime:
             if problems:
                 raise OutboxNotDraining("; ".join(problems))
 
-        return [database, nats, outbox]
+        async def audit_trail() -> None:
+            """Requests whose audit notes the database has not taken for too long."""
+            age = self.audit.backlog_age_s()
+            if age > AUDIT_MAX_BACKLOG_S:
+                raise AuditTrailBehind(f"the oldest unwritten audit note is {age:.0f} s old")
+
+        return [database, nats, outbox, audit_trail]
+
+
+class AuditTrailBehind(RuntimeError):
+    """The audit trail cannot write its notes (the database refuses them)."""
 
 
 class OutboxNotDraining(RuntimeError):

@@ -1,5 +1,5 @@
-"""The tables every service has: its event store, its outbox, its inbox, read-model version marks, and the
-consumers' held-back aggregates.
+"""The tables every service has: its event store, its outbox, its inbox, read-model version marks, the
+consumers' held-back aggregates, and the audit trail of authenticated requests.
 
 A service's own tables live in the same MetaData (`service_metadata()`), so one Alembic history per service
 creates both; nothing is shared between services' databases.
@@ -8,6 +8,7 @@ creates both; nothing is shared between services' databases.
 from __future__ import annotations
 
 from sqlalchemy import (
+    DDL,
     BigInteger,
     Column,
     DateTime,
@@ -15,9 +16,11 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     Table,
     Text,
     UniqueConstraint,
+    event,
     func,
     text,
 )
@@ -132,7 +135,49 @@ consumer_parked_messages = Table(
     Index("ix_consumer_parked_messages_order", "consumer", "aggregate_id", "aggregate_version", "position"),
 )
 
-PLATFORM_TABLES = (events, outbox, inbox, read_model_versions, consumer_holds, consumer_parked_messages)
+# One row per authenticated request (security/audit.py, ADR 12): who, which route and resource, when, with
+# what outcome. Never query values or bodies: they hold phones and names. Append-only, enforced by a trigger
+# below, so not even the service's own role can rewrite history through a bug.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("branches", JSONB, nullable=False),
+    Column("method", Text, nullable=False),
+    Column("route", Text, nullable=False),
+    Column("resource_ids", JSONB, nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("request_id", Text),
+    Index("ix_audit_log_occurred_at", "occurred_at"),
+    Index("ix_audit_log_subject", "subject", "id"),
+    Index("ix_audit_log_route", "route", "id"),
+)
+event.listen(
+    audit_log,
+    "after_create",
+    DDL(
+        """
+        CREATE FUNCTION audit_log_is_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$;
+        CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log
+            FOR EACH STATEMENT EXECUTE FUNCTION audit_log_is_append_only();
+        """
+    ),
+)
+event.listen(audit_log, "after_drop", DDL("DROP FUNCTION IF EXISTS audit_log_is_append_only()"))
+
+PLATFORM_TABLES = (
+    events,
+    outbox,
+    inbox,
+    read_model_versions,
+    consumer_holds,
+    consumer_parked_messages,
+    audit_log,
+)
 
 OUTBOX_CHANNEL = "pitlane_outbox"
 

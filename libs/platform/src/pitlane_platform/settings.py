@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pitlane_platform.clock import Clock, clock_from_settings
+from pitlane_platform.security.rates import checked_rate
 
 DEV_JWT_SECRET = "pitlane-dev-jwt-secret-not-for-production"
 DEV_LINK_SECRET = "pitlane-dev-link-secret-not-for-production"
@@ -58,6 +59,12 @@ class ServiceSettings(BaseSettings):
         default=60.0, description="readiness fails when the oldest unpublished event is older than this"
     )
 
+    public_rate_limit: str = Field(
+        default="60/minute;600/hour",
+        description="requests per client address and route to every route that demands no token (public "
+        "booking, the customer's pages); `limits` notation, several windows separated by ';'",
+    )
+
     clock_fixed_at: datetime | None = None
     clock_offset: timedelta | None = None
 
@@ -69,6 +76,11 @@ class ServiceSettings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown IANA time zone {value!r} (e.g. Asia/Shanghai)") from None
         return value
+
+    @field_validator("public_rate_limit")
+    @classmethod
+    def _a_rate(cls, value: str) -> str:
+        return checked_rate(value)
 
     @model_validator(mode="after")
     def _no_default_secrets_outside_dev(self) -> ServiceSettings:

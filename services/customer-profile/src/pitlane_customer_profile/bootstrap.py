@@ -6,17 +6,19 @@ import base64
 from pathlib import Path
 
 from fastapi import FastAPI
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from pitlane_customer_profile.adapters.event_store import ProfileEventStore
 from pitlane_customer_profile.adapters.pii_vault import PiiVault
+from pitlane_customer_profile.entrypoints.abuse import publish_limit_reached, user_limits
 from pitlane_customer_profile.entrypoints.consumers import build_consumers
 from pitlane_customer_profile.entrypoints.http import Services, build_router
 from pitlane_customer_profile.entrypoints.imports import build_import_router
 from pitlane_customer_profile.service_layer.unit_of_work import UnitOfWorkFactory
 from pitlane_platform.http import create_app as create_http_app
 from pitlane_platform.runtime import ServiceRuntime
+from pitlane_platform.security.rates import checked_rate
 from pitlane_platform.services import ServiceSpec
 from pitlane_platform.settings import ServiceSettings
 
@@ -34,6 +36,18 @@ class CustomerProfileSettings(ServiceSettings):
     pii_master_key: SecretStr = SecretStr(DEV_PII_MASTER_KEY)
     """Wraps every customer's data key (crypto-shredding, ADR 0006); base64 of 32 random bytes."""
     import_max_rows: int = 100_000
+    # A front desk looks up a few customers an hour at its busiest; harvesting tries thousands.
+    lookup_rate_limit: str = Field(
+        default="30/minute;300/hour", description="lookups (GET /v1/lookup) per user; `limits` notation"
+    )
+    search_rate_limit: str = Field(
+        default="30/minute;300/hour", description="searches (GET /v1/customers) per user; `limits` notation"
+    )
+
+    @field_validator("lookup_rate_limit", "search_rate_limit")
+    @classmethod
+    def _a_rate(cls, value: str) -> str:
+        return checked_rate(value)
 
     @model_validator(mode="after")
     def _no_default_pii_key_outside_dev(self) -> CustomerProfileSettings:
@@ -65,6 +79,12 @@ def build(settings: CustomerProfileSettings) -> tuple[ServiceRuntime, FastAPI]:
         routers=[build_router(services), build_import_router(services, max_rows=settings.import_max_rows)],
         readiness_checks=runtime.readiness_checks(),
         lifespan=runtime.lifespan,
+        audit=runtime.audit,
+        user_limits=user_limits(
+            lookup_rate=settings.lookup_rate_limit,
+            search_rate=settings.search_rate_limit,
+            on_refused=publish_limit_reached(runtime.driver, chain_id=settings.chain_id, clock=runtime.clock),
+        ),
     )
     app.state.runtime = runtime
     return runtime, app

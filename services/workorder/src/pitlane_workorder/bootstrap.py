@@ -114,6 +114,7 @@ def build(
         routers=ROUTERS,
         readiness_checks=runtime.readiness_checks(),
         lifespan=lifespan,
+        audit=runtime.audit,
     )
     install_error_handlers(app)
     app.state.workorder = WorkorderContext(
