@@ -76,6 +76,10 @@ async def test_relay_publishes_in_commit_order_with_the_event_id_as_msg_id(datab
     assert [m.headers["Nats-Msg-Id"] for m in messages] == [str(e.event_id) for e in stored]
     assert {m.subject for m in messages} == {"customer-profile.chain.VehicleMileageRecorded.v1"}
     assert relay.status.published == 5
+    # A published row keeps no payload: no copy of the event waits in the outbox for an erasure to find.
+    async with sessions() as session:
+        kept = (await session.execute(text("SELECT length(payload) FROM outbox"))).scalars().all()
+    assert kept == [0] * 5
 
 
 async def test_rolled_back_transaction_is_never_published(database_url, flow):

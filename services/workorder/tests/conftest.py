@@ -26,6 +26,7 @@ async def harness(database_url: str, nats_url: str, tmp_path) -> AsyncIterator[H
         env="test",
         jwt_secret="workorder-test-jwt-secret-of-32-bytes-or-more",
         link_secret="workorder-test-link-secret-of-32-bytes-or-more",
+        public_base_url="https://shop.example.cn/",
         relay_poll_interval_s=0.2,
         blob_dir=tmp_path / "blobs",
         no_show_sweep_interval_s=3600,  # tests sweep explicitly, on their own clock

@@ -16,7 +16,7 @@ PHOTO = b"\xff\xd8\xff\xe0" + b"brake pad, 2 mm left" * 50
 
 async def test_online_booking_to_completion_with_a_photo_served_by_hash(branch: Harness):
     h = branch
-    booked = await h.book(10, online=True, campaign_id="camp-double11")
+    booked = await h.book(10, online=True, attribution=await h.attribution("campaign", "camp-double11"))
     assert booked.status_code == 201, booked.text
     appointment_id = booked.json()["appointment_id"]
 

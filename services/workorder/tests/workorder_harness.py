@@ -120,6 +120,14 @@ class Harness:
             return await self.client.post(f"/v1/public/branches/{BRANCH}/appointments", json=body)
         return await self.post(f"/v1/branches/{BRANCH}/appointments", body)
 
+    async def attribution(self, kind: str, source_id: str) -> str:
+        """The signed token a campaign's or reminder's booking link carries, as a manager mints it."""
+        response = await self.post(
+            "/v1/attribution-tokens", {"kind": kind, "source_id": source_id}, role="manager", sub="max"
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["attribution"])
+
     async def upload(self, data: bytes, media_type: str = "image/jpeg", *, role: str = "technician") -> str:
         response = await self.post(
             f"/v1/branches/{BRANCH}/media",

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import boto3
 from fastapi import FastAPI
-from pydantic import SecretStr, model_validator
+from pydantic import AnyHttpUrl, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from pitlane_platform.clock import Clock
@@ -48,6 +48,9 @@ class WorkorderSettings(ServiceSettings):
     no_show_grace_minutes: int = 15
     no_show_sweep_interval_s: float = 60.0
     customer_link_ttl_hours: int = 72
+    # Where customers reach `/c/…` (the front door), so a link never depends on the Host header of the
+    # request that asked for it (which a client chooses).
+    public_base_url: AnyHttpUrl = AnyHttpUrl("http://localhost:8080")
 
     @model_validator(mode="after")
     def _s3_needs_a_bucket(self) -> WorkorderSettings:
@@ -84,7 +87,8 @@ class Workorder:
 def build(
     settings: WorkorderSettings, *, clock: Clock | None = None, blob_store: BlobStore | None = None
 ) -> Workorder:
-    runtime = ServiceRuntime(settings, migrations=MIGRATIONS, consumers=build_consumers())
+    runtime = ServiceRuntime(settings, migrations=MIGRATIONS)
+    runtime.consumers.extend(build_consumers(runtime))
     if clock is not None:
         runtime.clock = clock
     handlers = Handlers(
@@ -122,6 +126,7 @@ def build(
         blobs=blob_store or blob_store_from(settings),
         link_secret=settings.link_secret.get_secret_value(),
         link_ttl=timedelta(hours=settings.customer_link_ttl_hours),
+        public_base_url=str(settings.public_base_url).rstrip("/"),
         max_upload_bytes=settings.max_upload_bytes,
     )
     return Workorder(app=app, runtime=runtime, handlers=handlers)

@@ -45,7 +45,10 @@ _SELECT_PENDING = """
       )
     ORDER BY id LIMIT %s
 """
-_MARK_PUBLISHED = "UPDATE outbox SET published_at = now() WHERE id = ANY(%s)"
+# A published row keeps no payload: the stream has the message now, and a payload kept for the purge's day
+# would be one more copy of personal data for an erasure to chase (ADR 13). Empty, not NULL: the column is
+# NOT NULL, and health and `pitlane status` read only unpublished and parked rows' payloads.
+_MARK_PUBLISHED = "UPDATE outbox SET published_at = now(), payload = ''::bytea WHERE id = ANY(%s)"
 _PARK = "UPDATE outbox SET parked_at = now(), park_reason = %s WHERE id = %s"
 _PURGE = "DELETE FROM outbox WHERE published_at < now() - %s::interval"
 # JetStream's "message size exceeds maximum allowed" (a stream's max_msg_size): retrying cannot help.

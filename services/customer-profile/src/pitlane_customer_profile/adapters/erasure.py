@@ -5,28 +5,24 @@ become unreadable ciphertext), the personal columns of the read model are cleare
 vehicles lose their link to the customer, and the outbox rows that still hold plaintext copies are deleted.
 Figures (visits, spend) stay under the now anonymous id.
 
-In the stream, after the CustomerErased event is published: the published copies of the customer's
-personal events are securely deleted (JetStream overwrites the message), see `scrub_published_copies`.
+In the streams, after the CustomerErased event is published: the published copies of the customer's
+personal events are securely deleted from our stream, the dead letters and the replays
+(`pitlane_platform.messaging.erasure.scrub_event_copies`, fed by `personal_event_ids` and
+`personal_subjects`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError as JsNotFoundError
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pitlane_customer_profile.adapters.event_store import PERSONAL_FIELDS
 from pitlane_customer_profile.adapters.pii_vault import PiiVault
 from pitlane_customer_profile.adapters.tables import customer_phones, customers, vehicles
-from pitlane_events.codec import MSG_ID_HEADER
+from pitlane_platform.messaging.erasure import event_subjects
 from pitlane_platform.schema import events, outbox
 
 
@@ -76,51 +72,4 @@ async def personal_event_ids(session: AsyncSession, customer_ids: Sequence[str])
 
 def personal_subjects() -> list[str]:
     """Stream subjects that can carry personal data, any branch token, any version."""
-    return sorted(f"{service}.*.{name}.*" for service, name in (t.split(".", 1) for t in PERSONAL_FIELDS))
-
-
-async def scrub_published_copies(js: JetStreamContext, stream: str, event_ids: set[str]) -> int:
-    """Securely delete the stream messages whose `Nats-Msg-Id` is one of `event_ids`; the number deleted.
-
-    The scan reads headers only, of the personal event subjects only, through a short-lived consumer. It
-    costs one pass over those messages, which is acceptable for a rare, audited operation."""
-    if not event_ids:
-        return 0
-    name = f"customer-profile_scrub_{uuid.uuid4().hex}"
-    await js.add_consumer(
-        stream,
-        ConsumerConfig(
-            name=name,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.NONE,
-            headers_only=True,
-            filter_subjects=personal_subjects(),
-            inactive_threshold=60.0,
-            mem_storage=True,
-        ),
-    )
-    subscription = await js.pull_subscribe_bind(durable=name, stream=stream)
-    deleted = 0
-    try:
-        while True:
-            info = await subscription.consumer_info()
-            if info.num_pending == 0:
-                break
-            try:
-                messages = await subscription.fetch(512, timeout=1.0)
-            except (TimeoutError, NatsTimeoutError):
-                continue
-            for message in messages:
-                if (message.headers or {}).get(MSG_ID_HEADER) in event_ids:
-                    try:
-                        await js.delete_msg(
-                            stream, message.metadata.sequence.stream
-                        )  # no_erase=false: overwritten
-                        deleted += 1
-                    except JsNotFoundError:
-                        pass  # already gone (a retried scrub)
-            await asyncio.sleep(0)
-    finally:
-        await subscription.unsubscribe()
-        await js.delete_consumer(stream, name)
-    return deleted
+    return event_subjects(PERSONAL_FIELDS)

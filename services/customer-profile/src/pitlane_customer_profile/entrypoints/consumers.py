@@ -3,7 +3,7 @@ answer and unsubscribes, which withdraw consent (notification), the next reminde
 row, so a redelivered event has no second effect.
 
 One consumer reads our own stream: after CustomerErased is published, it scrubs the published copies of the
-customer's personal events from the stream (ADR 0006).
+customer's personal events from the stream, the dead letters and the replays (ADR 0006, 0013).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pitlane_customer_profile.adapters import profile_queries, projections
-from pitlane_customer_profile.adapters.erasure import personal_event_ids, scrub_published_copies
+from pitlane_customer_profile.adapters.erasure import personal_event_ids, personal_subjects
 from pitlane_customer_profile.adapters.event_store import ProfileEventStore
 from pitlane_customer_profile.adapters.profile_writer import fold_merged_customers
 from pitlane_customer_profile.adapters.tables import (
@@ -45,6 +45,7 @@ from pitlane_events.workorder import (
 )
 from pitlane_platform.errors import NotFoundError
 from pitlane_platform.messaging.consumer import Consumer, HandlerContext, advance_read_model
+from pitlane_platform.messaging.erasure import scrub_event_copies
 from pitlane_platform.messaging.eventstore import CommandContext
 from pitlane_platform.messaging.streams import stream_name
 from pitlane_platform.runtime import ServiceRuntime
@@ -412,7 +413,12 @@ def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[C
             )
         ).scalars()
         event_ids = await personal_event_ids(ctx.session, [event.customer_id, *merged])
-        await scrub_published_copies(runtime.nats.jetstream(), stream_name(SERVICE), event_ids)
+        await scrub_event_copies(
+            runtime.nats.jetstream(),
+            stream=stream_name(SERVICE),
+            subjects=personal_subjects(),
+            event_ids=event_ids,
+        )
         await ctx.session.execute(
             update(erasures)
             .where(erasures.c.erasure_request_id == event.erasure_request_id)

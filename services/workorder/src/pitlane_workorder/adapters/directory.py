@@ -75,12 +75,12 @@ _MERGE = """
 """
 _ERASE = """
     WITH erased AS (
-        INSERT INTO directory_customers (customer_id, erased_at) VALUES (%(customer_id)s, %(at)s)
+        INSERT INTO directory_customers (customer_id, erased_at) SELECT unnest(%(ids)s::text[]), %(at)s
         ON CONFLICT (customer_id) DO UPDATE SET erased_at = excluded.erased_at
     ), cars AS (
-        UPDATE directory_vehicles SET owner_customer_id = NULL WHERE owner_customer_id = %(customer_id)s
+        UPDATE directory_vehicles SET owner_customer_id = NULL WHERE owner_customer_id = ANY(%(ids)s)
     )
-    DELETE FROM directory_phones WHERE customer_id = %(customer_id)s
+    DELETE FROM directory_phones WHERE customer_id = ANY(%(ids)s)
 """
 
 
@@ -170,5 +170,6 @@ async def merge(unit: Unit, survivor: str, merged: list[str]) -> None:
     await execute_on_driver(unit, "merge customers", _MERGE, {"survivor": survivor, "merged": merged})
 
 
-async def erase(unit: Unit, customer_id: str, at: datetime) -> None:
-    await execute_on_driver(unit, "erase customer", _ERASE, {"customer_id": customer_id, "at": at})
+async def erase(unit: Unit, customer_ids: list[str], at: datetime) -> None:
+    """The customers are erased: their phones leave the directory and their cars have no owner."""
+    await execute_on_driver(unit, "erase customers", _ERASE, {"ids": customer_ids, "at": at})

@@ -164,22 +164,69 @@ async def appointments_between(
 # Media -----------------------------------------------------------------------------------------------------
 
 _ADD_MEDIA = """
-    INSERT INTO media (content_hash, media_type, size_bytes) VALUES (%(content_hash)s, %(media_type)s, %(size_bytes)s)
+    INSERT INTO media (content_hash, branch_id, media_type, size_bytes)
+    VALUES (%(content_hash)s, %(branch_id)s, %(media_type)s, %(size_bytes)s)
     ON CONFLICT DO NOTHING
 """
-_MEDIA = "SELECT content_hash, media_type, size_bytes FROM media WHERE content_hash = ANY(%(hashes)s)"
+# A branch's files, and those uploaded before uploads were recorded per branch (`*`).
+_MEDIA = """
+    SELECT DISTINCT ON (content_hash) content_hash, media_type, size_bytes FROM media
+    WHERE content_hash = ANY(%(hashes)s) AND branch_id IN (%(branch_id)s, '*')
+"""
+_MEDIA_BRANCHES = "SELECT branch_id, media_type FROM media WHERE content_hash = %(content_hash)s"
 
 
-async def add_media(unit: Unit, content_hash: str, media_type: str, size_bytes: int) -> None:
+async def add_media(unit: Unit, content_hash: str, branch_id: str, media_type: str, size_bytes: int) -> None:
     await execute_on_driver(
         unit,
         "add media",
         _ADD_MEDIA,
-        {"content_hash": content_hash, "media_type": media_type, "size_bytes": size_bytes},
+        {
+            "content_hash": content_hash,
+            "branch_id": branch_id,
+            "media_type": media_type,
+            "size_bytes": size_bytes,
+        },
     )
 
 
-async def media(unit: Unit, hashes: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The stored files among `hashes`, by hash."""
-    rows = await fetch_on_driver(unit, "media", _MEDIA, {"hashes": list(hashes)}, as_dicts=True)
+async def media(unit: Unit, branch_id: str, hashes: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The files among `hashes` the branch uploaded, by hash."""
+    rows = await fetch_on_driver(
+        unit, "media", _MEDIA, {"hashes": list(hashes), "branch_id": branch_id}, as_dicts=True
+    )
     return {row["content_hash"]: row for row in rows}
+
+
+async def media_branches(unit: Unit, content_hash: str) -> dict[str, str]:
+    """The branches that uploaded the file, each with the media type its content was found to be."""
+    rows = await fetch_on_driver(unit, "media branches", _MEDIA_BRANCHES, {"content_hash": content_hash})
+    return {branch_id: media_type for branch_id, media_type in rows}
+
+
+# Customer links ---------------------------------------------------------------------------------------------
+
+_LINK_GENERATION = "SELECT generation FROM customer_links WHERE work_order_id = %(work_order_id)s"
+_REVOKE_LINKS = """
+    INSERT INTO customer_links (work_order_id, generation, revoked_at, revoked_by)
+    VALUES (%(work_order_id)s, 1, %(at)s, %(by)s)
+    ON CONFLICT (work_order_id) DO UPDATE SET
+        generation = customer_links.generation + 1, revoked_at = excluded.revoked_at,
+        revoked_by = excluded.revoked_by
+    RETURNING generation
+"""
+
+
+async def link_generation(unit: Unit, work_order_id: str) -> int:
+    """The generation the order's valid links carry: 0 until its links are first revoked."""
+    row = await execute_on_driver(unit, "link generation", _LINK_GENERATION, {"work_order_id": work_order_id})
+    return int(row[0]) if row else 0
+
+
+async def revoke_links(unit: Unit, work_order_id: str, at: datetime, by: str) -> int:
+    """Every link of the order signed so far stops working; the generation new links carry."""
+    row = await execute_on_driver(
+        unit, "revoke links", _REVOKE_LINKS, {"work_order_id": work_order_id, "at": at, "by": by}
+    )
+    assert row is not None  # INSERT … RETURNING always returns the row
+    return int(row[0])

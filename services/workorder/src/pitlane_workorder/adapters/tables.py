@@ -48,8 +48,9 @@ appointments = Table(
     Column("channel", Text, nullable=False),
     Column("campaign_id", Text),
     Column("customer_id", Text, nullable=False),
-    Column("customer_name", Text, nullable=False),
-    Column("phone", Text, nullable=False),
+    # NULL once the customer is erased (ADR 13).
+    Column("customer_name", Text),
+    Column("phone", Text),
     Column("plate", Text, nullable=False),
     Column("service_requested", Text, nullable=False),
     Column("work_order_id", Text),
@@ -80,14 +81,27 @@ work_orders = Table(
     Index("ix_work_orders_branch_state", "branch_id", "state"),
 )
 
-# What the blob store holds, so files are served with their media type and refused when unknown.
+# What the blob store holds, so files are served with their media type and refused when unknown; one row per
+# branch that uploaded the file, whose staff alone may read it (`*`: uploaded before branches were recorded).
 media = Table(
     "media",
     metadata,
     Column("content_hash", Text, primary_key=True),
+    Column("branch_id", Text, primary_key=True),
     Column("media_type", Text, nullable=False),
     Column("size_bytes", BigInteger, nullable=False),
     Column("stored_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Revoked customer links: a link is signed with its order's generation (0 until the first revocation), and
+# revoking moves the generation on, so every link signed before stops working.
+customer_links = Table(
+    "customer_links",
+    metadata,
+    Column("work_order_id", Text, primary_key=True),
+    Column("generation", Integer, nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_by", Text, nullable=False),
 )
 
 # The directory: customer-profile's customers and vehicles as far as resolving a phone or plate needs them,

@@ -1,7 +1,8 @@
 """What customer-profile tells us, kept in the directory (adapters/directory.py): whose phone is whose, which
 car has which plate, who was merged into whom, who was erased — so bookings and check-ins resolve to the
-chain's one customer and vehicle without calling customer-profile (ADR 11). Fixed SQL only: the consumer runs
-on the driver."""
+chain's one customer and vehicle without calling customer-profile (ADR 11) — and who was erased, whose
+personal data then leaves every copy workorder holds (ADR 13). Fixed SQL only: the consumer runs on the
+driver."""
 
 from __future__ import annotations
 
@@ -18,12 +19,15 @@ from pitlane_events.customer_profile import (
     VehicleUpdated,
 )
 from pitlane_platform.messaging.consumer import Consumer, HandlerContext, advance_read_model
-from pitlane_workorder.adapters import directory
+from pitlane_platform.messaging.erasure import event_subjects, scrub_event_copies
+from pitlane_platform.messaging.streams import stream_name
+from pitlane_platform.runtime import ServiceRuntime
+from pitlane_workorder.adapters import directory, erasure
 
 SERVICE = "workorder"
 
 
-def build_consumers() -> list[Consumer]:
+def build_consumers(runtime: ServiceRuntime) -> list[Consumer]:
     identities = Consumer(
         service=SERVICE, purpose="customer-directory", source_service="customer-profile", on_driver=True
     )
@@ -56,8 +60,19 @@ def build_consumers() -> list[Consumer]:
 
     @identities.on(CustomerErased)
     async def on_erased(ctx: HandlerContext, event: CustomerErased) -> None:
-        if await newer(ctx, "directory_customers"):
-            await directory.erase(ctx.unit, event.customer_id, ctx.envelope.occurred_at)
+        if not await newer(ctx, "directory_customers"):
+            return
+        if runtime.nats is None:
+            raise RuntimeError("not connected to NATS yet")  # retried with back-off
+        event_ids = await erasure.forget_customer(ctx.unit, event.customer_id, ctx.envelope.occurred_at)
+        # Before the commit: a failed scrub rolls the erasure back and the retry does it all again, so a
+        # committed erasure (`directory_customers.erased_at`) means the streams hold no copy either.
+        await scrub_event_copies(
+            runtime.nats.jetstream(),
+            stream=stream_name(SERVICE),
+            subjects=event_subjects(erasure.PERSONAL_FIELDS),
+            event_ids=event_ids,
+        )
 
     @identities.on(VehicleRegistered)
     async def on_vehicle_registered(ctx: HandlerContext, event: VehicleRegistered) -> None:

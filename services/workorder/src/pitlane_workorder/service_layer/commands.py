@@ -104,23 +104,45 @@ class AddStaffMember(Command):
 
 
 class BookAppointment(Command):
+    """What every booking says: when, who (as they give themselves), which car and what for."""
+
     slot_start: AwareDatetime
     customer_name: Name
     phone: MobileInput
     plate: PlateInput
     service_requested: Text
-    customer_id: Id | None = None
-    vehicle_id: Id | None = None
     # A car the chain does not know yet gets its id at booking when its make and model are given.
     brand: Name | None = None
     model: Name | None = None
     vin: VinInput | None = None
-    campaign_id: Id | None = None
-    reminder_id: Id | None = None
+
+
+# base64url payload and signature (service_layer/links.py); bounded so a pasted junk string is a 422.
+SignedToken = Annotated[
+    str, StringConstraints(min_length=3, max_length=512, pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+]
+
+
+class BookOnline(BookAppointment):
+    """A booking by the customer, without a token. Anyone can send it, so it names no customer or vehicle id
+    (the phone and plate resolve them) and says which campaign or reminder it came from only through the
+    signed token of that campaign's or reminder's link."""
+
+    attribution: SignedToken | None = None
 
 
 class BookByStaff(BookAppointment):
     channel: Literal["phone", "walk_in", "staff"] = "phone"
+    customer_id: Id | None = None
+    vehicle_id: Id | None = None
+    campaign_id: Id | None = None
+    reminder_id: Id | None = None
+
+
+class MintAttribution(Command):
+    kind: Literal["campaign", "reminder"]
+    source_id: Id
+    valid_days: Annotated[int, Field(ge=1, le=366)] = 90
 
 
 class RescheduleAppointment(Command):

@@ -108,8 +108,19 @@ class Handlers:
     # Appointments ------------------------------------------------------------------------------------------
 
     async def book(
-        self, branch_id: str, command: commands.BookAppointment, channel: BookingChannel, actor: Actor | None
+        self,
+        branch_id: str,
+        command: commands.BookAppointment,
+        channel: BookingChannel,
+        actor: Actor | None,
+        *,
+        customer_id: str | None = None,
+        vehicle_id: str | None = None,
+        campaign_id: str | None = None,
+        reminder_id: str | None = None,
     ) -> dict[str, Any]:
+        """Book a slot. Only staff name the customer, vehicle, campaign or reminder; an online booking's
+        campaign or reminder comes from a verified attribution token (the public route)."""
         now = self.clock.now()
         async with unit_of_work(self.driver) as uow:
             # The branch row lock serialises bookings of one branch, so two requests cannot both take the
@@ -122,10 +133,10 @@ class Handlers:
                 uow.unit,
                 Visitor(
                     channel,
-                    customer_id=command.customer_id,
+                    customer_id=customer_id,
                     full_name=command.customer_name,
                     phone=command.phone,
-                    vehicle_id=command.vehicle_id,
+                    vehicle_id=vehicle_id,
                     plate=command.plate,
                     brand=command.brand,
                     model=command.model,
@@ -133,22 +144,21 @@ class Handlers:
                 ),
                 vehicle_required=False,
             )
-            customer_id = resolution.customer_id
             appointment = Appointment.book(
                 AppointmentBooked(
                     appointment_id=new_id(),
                     channel=channel,
-                    campaign_id=command.campaign_id,
-                    customer_id=customer_id,
+                    campaign_id=campaign_id,
+                    customer_id=resolution.customer_id,
                     vehicle_id=resolution.vehicle_id,
                     plate=command.plate,
                     slot=slot,
                     service_requested=command.service_requested,
-                    reminder_id=command.reminder_id,
+                    reminder_id=reminder_id,
                 ),
                 now,
             )
-            actor = actor or Actor(kind="customer", id=customer_id)
+            actor = actor or Actor(kind="customer", id=resolution.customer_id)
             context = self.context(actor, branch_id, now)
             await resolution.publish(uow.unit, context)
             await uow.save(appointment, context)
@@ -161,8 +171,8 @@ class Handlers:
                     "slot_end": slot.end,
                     "status": appointment.status.value,
                     "channel": channel.value,
-                    "campaign_id": command.campaign_id,
-                    "customer_id": customer_id,
+                    "campaign_id": campaign_id,
+                    "customer_id": resolution.customer_id,
                     "customer_name": command.customer_name,
                     "phone": command.phone,
                     "plate": command.plate,
@@ -172,7 +182,7 @@ class Handlers:
             )
         return {
             "appointment_id": appointment.id,
-            "customer_id": customer_id,
+            "customer_id": resolution.customer_id,
             "slot": slot.model_dump(mode="json"),
         }
 
@@ -254,9 +264,11 @@ class Handlers:
         now = self.clock.now()
         async with unit_of_work(self.driver) as uow:
             await _branch_grid(uow.unit, branch_id, lock=False)
-            await _ensure_media(uow.unit, command.photo_hashes, "body.photo_hashes")
+            await _ensure_media(uow.unit, branch_id, command.photo_hashes, "body.photo_hashes")
             for index, item in enumerate(command.inspection):
-                await _ensure_media(uow.unit, item.photo_hashes, f"body.inspection.{index}.photo_hashes")
+                await _ensure_media(
+                    uow.unit, branch_id, item.photo_hashes, f"body.inspection.{index}.photo_hashes"
+                )
             customer_name = command.customer_name
             customer_id, plate, vehicle_id = command.customer_id, command.plate, command.vehicle_id
             channel = BookingChannel.WALK_IN
@@ -369,7 +381,7 @@ class Handlers:
         **options: Any,
     ) -> WorkOrder:
         async def record(order: WorkOrder, uow: UnitOfWork, now: datetime) -> None:
-            attachments = await _ensure_media(uow.unit, command.attachments, "body.attachments")
+            attachments = await _ensure_media(uow.unit, branch_id, command.attachments, "body.attachments")
             order.record_progress(actor.id, command.text, attachments, now)
 
         return await self.change_work_order(branch_id, work_order_id, actor, record, **options)
@@ -378,7 +390,7 @@ class Handlers:
         self, branch_id: str, work_order_id: str, command: commands.ProposeAddOn, actor: Actor, **options: Any
     ) -> WorkOrder:
         async def propose(order: WorkOrder, uow: UnitOfWork, now: datetime) -> None:
-            await _ensure_media(uow.unit, command.photo_hashes, "body.photo_hashes")
+            await _ensure_media(uow.unit, branch_id, command.photo_hashes, "body.photo_hashes")
             proposal = AddOnProposed(
                 work_order_id=order.id,
                 add_on_id=new_id(),
@@ -530,14 +542,15 @@ async def _live_bookings(unit: Unit, branch_id: str, start: datetime, now: datet
     return await queries.live_bookings(unit, branch_id, *suggestion_window(start, now))
 
 
-async def _ensure_media(unit: Unit, hashes: Sequence[str], field: str) -> list[Attachment]:
-    """The stored files' attachments, or a 422 naming the first hash nothing was uploaded under."""
+async def _ensure_media(unit: Unit, branch_id: str, hashes: Sequence[str], field: str) -> list[Attachment]:
+    """The stored files' attachments, or a 422 naming the first hash the branch uploaded nothing under (a
+    file of another branch is not this order's to show)."""
     if not hashes:
         return []
-    known = await queries.media(unit, hashes)
+    known = await queries.media(unit, branch_id, hashes)
     for index, hash_ in enumerate(hashes):
         if hash_ not in known:
-            raise InvalidInputError(f"{field}.{index}", f"no file was uploaded under {hash_}")
+            raise InvalidInputError(f"{field}.{index}", f"branch {branch_id} uploaded no file under {hash_}")
     return [
         Attachment(
             content_hash=hash_,

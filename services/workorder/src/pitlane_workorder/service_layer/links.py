@@ -1,9 +1,17 @@
-"""Signed, expiring links to a work order's customer page: the only way a customer acts on Pitlane.
+"""Signed tokens: the customer's links to a work order's page (the only way a customer acts on Pitlane), and
+the attribution tokens a campaign's or reminder's booking link carries.
 
-A link is `<payload>.<signature>`, both base64url: the payload names the work order, its branch and the
-expiry; the signature is HMAC-SHA256 with the service's `link_secret`. Nothing is stored per link; a link is
-"single-use" per add-on because the decision it records is on the work order, and deciding the same way
-again records nothing.
+A token is `<payload>.<signature>`, both base64url: the payload is a small JSON object, the signature
+HMAC-SHA256 with the service's `link_secret`. Each payload names its use (`page`, `attribution`), so a token
+minted for one use never passes for the other.
+
+A customer link names the work order, its branch, the expiry and the order's link generation: revoking the
+order's links moves the generation on (table `customer_links`), so every link signed before stops working.
+A link is "single-use" per add-on because the decision it records is on the work order, and deciding the
+same way again records nothing.
+
+An attribution token names a campaign or a reminder and an expiry: a public booking is attributed only
+through one (ADR 13), never through an id the caller types.
 """
 
 from __future__ import annotations
@@ -14,14 +22,32 @@ import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
 
-from pitlane_platform.errors import ForbiddenError
+from pitlane_platform.errors import ForbiddenError, InvalidInputError
+
+PAGE = "page"
+ATTRIBUTION = "attribution"
+
+
+class AttributionKind(StrEnum):
+    CAMPAIGN = "campaign"
+    REMINDER = "reminder"
 
 
 @dataclass(frozen=True)
 class CustomerLink:
     work_order_id: str
     branch_id: str
+    expires_at: datetime
+    generation: int = 0
+
+
+@dataclass(frozen=True)
+class Attribution:
+    kind: AttributionKind
+    source_id: str
     expires_at: datetime
 
 
@@ -37,26 +63,82 @@ def _signature(secret: str, payload: str) -> str:
     return _b64(hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest())
 
 
-def sign_link(secret: str, link: CustomerLink) -> str:
-    payload = _b64(
-        json.dumps(
-            {"wo": link.work_order_id, "br": link.branch_id, "exp": int(link.expires_at.timestamp())},
-            separators=(",", ":"),
-        ).encode()
-    )
+def _sign(secret: str, claims: dict[str, Any]) -> str:
+    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
     return f"{payload}.{_signature(secret, payload)}"
 
 
-def verify_link(secret: str, token: str, now: datetime) -> CustomerLink:
-    """The link's content, or ForbiddenError (403) for a forged, damaged or expired link."""
+def _claims(secret: str, token: str, use: str) -> dict[str, Any] | None:
+    """The payload of a token signed with `secret` for `use`, else None (forged, altered, other use)."""
     payload, _, signature = token.partition(".")
     if not hmac.compare_digest(signature.encode(), _signature(secret, payload).encode()):
-        raise ForbiddenError("this link is not valid; ask the branch for a new one")
+        return None
     try:
         claims = json.loads(_unb64(payload))
-        link = CustomerLink(claims["wo"], claims["br"], datetime.fromtimestamp(claims["exp"], UTC))
+    except ValueError:
+        return None
+    # Links signed before uses were named are page links.
+    if not isinstance(claims, dict) or claims.get("use", PAGE) != use:
+        return None
+    return claims
+
+
+def sign_link(secret: str, link: CustomerLink) -> str:
+    return _sign(
+        secret,
+        {
+            "use": PAGE,
+            "wo": link.work_order_id,
+            "br": link.branch_id,
+            "exp": int(link.expires_at.timestamp()),
+            "gen": link.generation,
+        },
+    )
+
+
+def verify_link(secret: str, token: str, now: datetime) -> CustomerLink:
+    """The link's content, or ForbiddenError (403) for a forged, damaged or expired link. Whether the
+    order's links were revoked since is the caller's to check (`generation`)."""
+    invalid = ForbiddenError("this link is not valid; ask the branch for a new one")
+    claims = _claims(secret, token, PAGE)
+    if claims is None:
+        raise invalid
+    try:
+        link = CustomerLink(
+            claims["wo"], claims["br"], datetime.fromtimestamp(claims["exp"], UTC), int(claims.get("gen", 0))
+        )
     except (ValueError, KeyError, TypeError):
-        raise ForbiddenError("this link is not valid; ask the branch for a new one") from None
+        raise invalid from None
     if now >= link.expires_at:
         raise ForbiddenError("this link has expired; ask the branch for a new one")
     return link
+
+
+def sign_attribution(secret: str, attribution: Attribution) -> str:
+    return _sign(
+        secret,
+        {
+            "use": ATTRIBUTION,
+            "kind": attribution.kind.value,
+            "id": attribution.source_id,
+            "exp": int(attribution.expires_at.timestamp()),
+        },
+    )
+
+
+def verify_attribution(secret: str, token: str, now: datetime, *, field: str) -> Attribution:
+    """The campaign or reminder the token names, or a 422 naming `field` for a forged, altered or expired
+    token (the booking itself is fine; its attribution is not)."""
+    invalid = InvalidInputError(field, "is not an attribution token this chain signed")
+    claims = _claims(secret, token, ATTRIBUTION)
+    if claims is None:
+        raise invalid
+    try:
+        attribution = Attribution(
+            AttributionKind(claims["kind"]), str(claims["id"]), datetime.fromtimestamp(claims["exp"], UTC)
+        )
+    except (ValueError, KeyError, TypeError):
+        raise invalid from None
+    if now >= attribution.expires_at:
+        raise InvalidInputError(field, "the campaign's or reminder's link has expired")
+    return attribution

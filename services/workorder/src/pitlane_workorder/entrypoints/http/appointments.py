@@ -8,10 +8,11 @@ from datetime import date, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from pitlane_events.identifiers import mask_mobile
 from pitlane_events.workorder import BookingChannel
+from pitlane_platform.auth import Principal, Role, require_roles
 from pitlane_platform.errors import NotFoundError
 from pitlane_platform.problems import FieldProblem, problem_response, problem_type_of
 from pitlane_workorder.adapters import queries
@@ -23,17 +24,22 @@ from pitlane_workorder.entrypoints.http.common import (
     WorkorderContext,
     actor_of,
     order_response,
+    sees_personal_data,
 )
 from pitlane_workorder.entrypoints.http.responses import (
     AppointmentView,
+    AttributionToken,
     Booked,
     DaySlots,
     SlotView,
     WorkOrderAnswer,
 )
 from pitlane_workorder.service_layer import commands
+from pitlane_workorder.service_layer.links import Attribution, AttributionKind, sign_attribution
 
 router = APIRouter(prefix="/v1", tags=["staff"])
+# Campaigns and reminders are the chain's and the branch managers' to run.
+CampaignOwner = Annotated[Principal, Depends(require_roles(Role.OWNER, Role.MANAGER))]
 
 
 async def slot_full_problem(request: Request, error: SlotFullError) -> Response:
@@ -97,9 +103,17 @@ async def book_by_staff(
     service: Service,
     principal: FrontDesk,
 ) -> Booked:
-    return Booked.model_validate(
-        await service.handlers.book(branch_id, body, BookingChannel(body.channel), actor_of(principal))
+    booked = await service.handlers.book(
+        branch_id,
+        body,
+        BookingChannel(body.channel),
+        actor_of(principal),
+        customer_id=body.customer_id,
+        vehicle_id=body.vehicle_id,
+        campaign_id=body.campaign_id,
+        reminder_id=body.reminder_id,
     )
+    return Booked.model_validate(booked)
 
 
 @router.get("/branches/{branch_id}/appointments")
@@ -115,10 +129,28 @@ async def list_appointments(
             raise NotFoundError(f"branch {branch_id} does not exist")
         start = datetime.combine(on, datetime.min.time(), ZoneInfo(branch["timezone"]))
         listed = await queries.appointments_between(unit, branch_id, start, start + timedelta(days=1))
-    if not principal.sees_full_phone_numbers:
-        for appointment in listed:
+    for appointment in listed:
+        if not sees_personal_data(principal):
+            appointment["customer_name"] = appointment["phone"] = None
+        elif appointment["phone"] is not None and not principal.sees_full_phone_numbers:
             appointment["phone"] = mask_mobile(appointment["phone"])
     return [AppointmentView.model_validate(appointment) for appointment in listed]
+
+
+@router.post("/attribution-tokens", status_code=201)
+async def mint_attribution(
+    body: commands.MintAttribution, service: Service, principal: CampaignOwner
+) -> AttributionToken:
+    """The token a campaign's or reminder's booking link carries (`attribution`): online bookings made from
+    the link count for it; a typed id counts for nothing (ADR 13)."""
+    expires_at = service.handlers.clock.now() + timedelta(days=body.valid_days)
+    attribution = Attribution(AttributionKind(body.kind), body.source_id, expires_at)
+    return AttributionToken(
+        attribution=sign_attribution(service.link_secret, attribution),
+        kind=body.kind,
+        source_id=body.source_id,
+        expires_at=expires_at,
+    )
 
 
 @router.post("/branches/{branch_id}/appointments/{appointment_id}/reschedule", status_code=204)

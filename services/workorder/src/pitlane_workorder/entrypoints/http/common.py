@@ -38,6 +38,7 @@ class WorkorderContext:
     blobs: BlobStore
     link_secret: str
     link_ttl: timedelta
+    public_base_url: str
     max_upload_bytes: int
 
 
@@ -47,6 +48,11 @@ async def workorder(request: Request) -> WorkorderContext:
 
 
 Service = Annotated[WorkorderContext, Depends(workorder)]
+
+
+def sees_personal_data(principal: Principal) -> bool:
+    """Analysts work with figures: names and phones are left out of what they read, not masked (ADR 13)."""
+    return principal.role is not Role.ANALYST
 
 
 def actor_of(principal: Principal) -> Actor:

@@ -4,7 +4,7 @@ or decline, the bill once settled, and the order's own photos and videos. Errors
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 from zoneinfo import ZoneInfo
@@ -12,17 +12,18 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, FastAPI, Form, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pitlane_events import Actor
 from pitlane_events.types import ContentHash
 from pitlane_events.workorder import DecidedBy, DecisionMethod
-from pitlane_platform.errors import NotFoundError, PitlaneError
+from pitlane_platform.errors import ForbiddenError, NotFoundError, PitlaneError
 from pitlane_workorder.adapters import queries
 from pitlane_workorder.domain.workorder import WorkOrder, WorkOrderState
 from pitlane_workorder.entrypoints.http.common import Service, WorkorderContext
-from pitlane_workorder.entrypoints.http.media import MEDIA_RESPONSES, media_response
+from pitlane_workorder.entrypoints.http.media import MEDIA_RESPONSES, branches_reader, media_response
 from pitlane_workorder.service_layer import limits
 from pitlane_workorder.service_layer.links import CustomerLink, verify_link
 from pitlane_workorder.service_layer.unit_of_work import unit_of_work
@@ -43,9 +44,42 @@ ERROR_PAGES: dict[int | str, dict[str, Any]] = {
     },
     422: {"description": "The form or link does not fit: a page saying so", "content": HTML},
 }
-router = APIRouter(prefix="/c", tags=["customer"], responses=ERROR_PAGES)
+# Every answer under /c/ carries these: the page is nobody's frame (clickjacking an Approve button), the
+# token in its URL never leaves in a Referer, and neither the page nor its files stay in a shared cache or a
+# phone's back-forward cache. The pages run no script; their only style is inline.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+PAGE_HEADER_DOCS = {
+    name: {"schema": {"type": "string", "enum": [value]}} for name, value in PAGE_HEADERS.items()
+}
+
+
+class CustomerPageRoute(APIRoute):
+    """A route whose answers carry PAGE_HEADERS (error pages add them in `error_page`)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def with_page_headers(request: Request) -> Response:
+            response = await handler(request)
+            response.headers.update(PAGE_HEADERS)
+            return response
+
+        return with_page_headers
+
+
+router = APIRouter(prefix="/c", tags=["customer"], responses=ERROR_PAGES, route_class=CustomerPageRoute)
 DECIDED: dict[int | str, dict[str, Any]] = {
-    303: {"description": "Recorded: back to the customer's page (post/redirect/get)"}
+    303: {
+        "description": "Recorded: back to the customer's page (post/redirect/get)",
+        "headers": PAGE_HEADER_DOCS,
+    }
 }
 
 LABELS: dict[str, dict[str, Any]] = {
@@ -189,13 +223,22 @@ Language = Literal["zh-CN", "en"]
 
 
 async def _linked_order(service: WorkorderContext, token: str) -> tuple[CustomerLink, WorkOrder]:
+    """The link's order, or a 403 when the link is forged, altered, expired or revoked, or the order voided
+    (a voided order is no longer the customer's business)."""
     link = verify_link(service.link_secret, token, service.handlers.clock.now())
     async with unit_of_work(service.handlers.driver) as uow:
         order = await service.handlers.work_order(uow, link.branch_id, link.work_order_id)
+        generation = await queries.link_generation(uow.unit, link.work_order_id)
+    if link.generation != generation:
+        raise ForbiddenError("this link was withdrawn; ask the branch for a new one")
+    if order.state is WorkOrderState.VOIDED:
+        raise ForbiddenError("this work order was voided")
     return link, order
 
 
-@router.get("/{token}", response_class=HTMLResponse, responses={200: {"content": HTML}})
+@router.get(
+    "/{token}", response_class=HTMLResponse, responses={200: {"content": HTML, "headers": PAGE_HEADER_DOCS}}
+)
 async def customer_page(token: str, service: Service, lang: Language = "zh-CN") -> HTMLResponse:
     link, order = await _linked_order(service, token)
     async with service.handlers.driver.transaction() as unit:
@@ -301,10 +344,10 @@ async def customer_declines(
 
 @router.get("/{token}/media/{content_hash}", response_class=Response, responses=MEDIA_RESPONSES)
 async def customer_media(token: str, content_hash: ContentHash, service: Service) -> Response:
-    _, order = await _linked_order(service, token)
+    link, order = await _linked_order(service, token)
     if content_hash not in order.media_hashes:
         raise NotFoundError(f"work order {order.id} has no file {content_hash}")
-    return await media_response(service, content_hash)
+    return await media_response(service, content_hash, branches_reader([link.branch_id]))
 
 
 # Errors as pages --------------------------------------------------------------------------------------------
@@ -352,4 +395,4 @@ def error_page(request: Request, error: Exception) -> HTMLResponse:
         # A dead link leads nowhere; after a refused decision the page shows what is on record.
         back=f"{router.prefix}/{token}?lang={language}" if token and status not in (403, 404) else None,
     )
-    return HTMLResponse(html, status_code=status, headers=headers)
+    return HTMLResponse(html, status_code=status, headers={**(headers or {}), **PAGE_HEADERS})

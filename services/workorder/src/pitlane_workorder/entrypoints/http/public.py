@@ -1,4 +1,6 @@
-"""Online booking by the customer, without a token: the day's free slots and the booking itself."""
+"""Online booking by the customer, without a token: the day's free slots and the booking itself. Anyone can
+call these, so a booking names no ids, answers none, and is attributed to a campaign or reminder only
+through the signed token of its link (ADR 13)."""
 
 from __future__ import annotations
 
@@ -7,18 +9,37 @@ from fastapi import APIRouter
 from pitlane_events.workorder import BookingChannel
 from pitlane_workorder.entrypoints.http.appointments import LocalDay, day_slots
 from pitlane_workorder.entrypoints.http.common import Service
-from pitlane_workorder.entrypoints.http.responses import Booked, DaySlots
+from pitlane_workorder.entrypoints.http.responses import DaySlots, PublicBooking
 from pitlane_workorder.service_layer import commands
+from pitlane_workorder.service_layer.links import AttributionKind, verify_attribution
 
 router = APIRouter(prefix="/v1/public", tags=["public"])
 
 
 @router.post("/branches/{branch_id}/appointments", status_code=201)
-async def book_online(branch_id: str, body: commands.BookAppointment, service: Service) -> Booked:
-    """Online booking by the customer (no token): the channel is online; a campaign link passes its id."""
-    return Booked.model_validate(
-        await service.handlers.book(branch_id, body, BookingChannel.ONLINE, actor=None)
+async def book_online(branch_id: str, body: commands.BookOnline, service: Service) -> PublicBooking:
+    """Online booking by the customer (no token): the channel is online; a campaign's or reminder's link
+    passes its signed `attribution` token."""
+    attribution = (
+        verify_attribution(
+            service.link_secret, body.attribution, service.handlers.clock.now(), field="body.attribution"
+        )
+        if body.attribution is not None
+        else None
     )
+    booked = await service.handlers.book(
+        branch_id,
+        body,
+        BookingChannel.ONLINE,
+        actor=None,
+        campaign_id=attribution.source_id
+        if attribution and attribution.kind is AttributionKind.CAMPAIGN
+        else None,
+        reminder_id=attribution.source_id
+        if attribution and attribution.kind is AttributionKind.REMINDER
+        else None,
+    )
+    return PublicBooking.model_validate(booked)
 
 
 @router.get("/branches/{branch_id}/slots")

@@ -93,10 +93,23 @@ class StaffAdded(BaseModel):
     staff_id: str
 
 
-class Booked(BaseModel):
+class PublicBooking(BaseModel):
+    """What an online booking answers: no customer id, which would tell whoever typed a phone number whose it
+    is (ADR 13)."""
+
     appointment_id: str
-    customer_id: str = Field(description="the customer the booking resolved to, or the new id it introduced")
     slot: TimeSlot
+
+
+class Booked(PublicBooking):
+    customer_id: str = Field(description="the customer the booking resolved to, or the new id it introduced")
+
+
+class AttributionToken(BaseModel):
+    attribution: str = Field(description="send it as `attribution` with an online booking made from the link")
+    kind: Literal["campaign", "reminder"]
+    source_id: str
+    expires_at: datetime
 
 
 class AppointmentView(BaseModel):
@@ -108,8 +121,10 @@ class AppointmentView(BaseModel):
     channel: BookingChannel
     campaign_id: str | None
     customer_id: str
-    customer_name: str
-    phone: str = Field(description="E.164; masked for roles that do not see full numbers")
+    customer_name: str | None = Field(description="null for analysts, and once the customer is erased")
+    phone: str | None = Field(
+        description="E.164; masked for roles that do not see full numbers; null for analysts and once erased"
+    )
     plate: str
     service_requested: str
     work_order_id: str | None
@@ -132,7 +147,7 @@ class BoardCard(BaseModel):
     work_order_id: str
     plate: str
     customer_id: str
-    customer_name: str | None
+    customer_name: str | None = Field(description="null for analysts, and once the customer is erased")
     advisor_id: str
     technician_ids: list[str]
     pending_add_ons: int

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
 from pitlane_events.workorder import DecidedBy, DecisionMethod
-from pitlane_workorder.adapters import read_models
+from pitlane_platform.errors import ConflictError
+from pitlane_workorder.adapters import queries, read_models
+from pitlane_workorder.domain.workorder import WorkOrderState
 from pitlane_workorder.entrypoints.http.common import (
     AnyStaff,
     BranchAdmin,
@@ -17,6 +19,7 @@ from pitlane_workorder.entrypoints.http.common import (
     Workshop,
     actor_of,
     order_response,
+    sees_personal_data,
 )
 from pitlane_workorder.entrypoints.http.responses import (
     AddOnProposalAnswer,
@@ -196,21 +199,39 @@ async def customer_link(
     branch_id: str,
     work_order_id: str,
     service: Service,
-    request: Request,
     principal: FrontDesk,
 ) -> CustomerLinkAnswer:
+    """A signed link to the customer's page, under the configured public base URL (never the request's
+    Host header, which the client chooses)."""
+    async with unit_of_work(service.handlers.driver) as uow:
+        order = await service.handlers.work_order(uow, branch_id, work_order_id)
+        generation = await queries.link_generation(uow.unit, work_order_id)
+    if order.state is WorkOrderState.VOIDED:
+        raise ConflictError(f"work order {work_order_id} is voided; its customer page is closed")
+    expires_at = service.handlers.clock.now() + service.link_ttl
+    token = sign_link(service.link_secret, CustomerLink(work_order_id, branch_id, expires_at, generation))
+    path = f"/c/{token}"
+    return CustomerLinkAnswer(url=service.public_base_url + path, path=path, expires_at=expires_at)
+
+
+@router.post("/branches/{branch_id}/work-orders/{work_order_id}/customer-link/revocation", status_code=204)
+async def revoke_customer_links(
+    branch_id: str, work_order_id: str, service: Service, principal: FrontDesk
+) -> None:
+    """Every link to the order's page sent so far stops working (a 403); a link made afterwards works."""
     async with unit_of_work(service.handlers.driver) as uow:
         await service.handlers.work_order(uow, branch_id, work_order_id)
-    expires_at = service.handlers.clock.now() + service.link_ttl
-    token = sign_link(service.link_secret, CustomerLink(work_order_id, branch_id, expires_at))
-    path = f"/c/{token}"
-    return CustomerLinkAnswer(url=str(request.base_url).rstrip("/") + path, path=path, expires_at=expires_at)
+        await queries.revoke_links(uow.unit, work_order_id, service.handlers.clock.now(), principal.user_id)
 
 
 @router.get("/branches/{branch_id}/board")
 async def board(branch_id: str, service: Service, principal: AnyStaff) -> Board:
     async with service.handlers.driver.transaction() as unit:
-        return Board.model_validate(await read_models.board(unit, branch_id, service.handlers.clock.now()))
+        board = await read_models.board(unit, branch_id, service.handlers.clock.now())
+    if not sees_personal_data(principal):
+        for card in (card for column in board["columns"].values() for card in column):
+            card["customer_name"] = None
+    return Board.model_validate(board)
 
 
 @router.get("/branches/{branch_id}/work-orders/{work_order_id}")
