@@ -4,8 +4,8 @@ branch, readable only by that branch's staff; customer links can be revoked."""
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 
 
 def upgrade() -> None:
