@@ -12,7 +12,7 @@ import importlib.resources
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -45,6 +45,7 @@ from pitlane_platform.problems import (
     internal_error_response,
     problem_response,
 )
+from pitlane_platform.request_guards import guard_input
 from pitlane_platform.settings import ServiceSettings
 from pitlane_platform.telemetry import (
     context_from_headers,
@@ -97,9 +98,13 @@ def create_app(
     routers: Sequence[APIRouter],
     readiness_checks: Sequence[ReadinessCheck] = (),
     lifespan: Lifespan[FastAPI] | None = None,
+    max_body_bytes: Mapping[str, int] | None = None,
 ) -> FastAPI:
     """The service's ASGI app. Readiness checks are async callables named after what they check
-    (`async def database() -> None`); raising, or taking longer than a few seconds, means not ready."""
+    (`async def database() -> None`); raising, or taking longer than a few seconds, means not ready.
+
+    Every route accepts a body of at most `settings.max_body_bytes`; `max_body_bytes` gives routes that take
+    more (uploads) their own limit, by path as declared (`{"/v1/branches/{branch_id}/media": 64 << 20}`)."""
     setup_telemetry(
         settings.service_name, otlp_endpoint=settings.otlp_endpoint, sample_ratio=settings.otel_sample_ratio
     )
@@ -123,6 +128,7 @@ def create_app(
     app.add_middleware(RequestContextMiddleware)
     for router in (_probes_router(readiness_checks), _docs_router(app), *routers):
         add_routes(app, router)
+    _guard_routes(app, settings.max_body_bytes, dict(max_body_bytes or {}))
     app.openapi = lambda: _openapi_with_problem_responses(app)  # type: ignore[method-assign]
     if spans_are_exported():
         instrument_app(app)
@@ -134,14 +140,33 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
     that FastAPI (0.165) matches a request against twice, route by route, with scope bookkeeping at each —
     ≈ 6 µs per route per request, a tenth of a lookup's CPU in a service of 30 routes; flat routes cost a
     third of that. Our routers carry their prefix and dependencies on each route (APIRouter applies them when
-    a route is declared), so nothing an include would add is lost.
+    a route is declared), so nothing an include would add is lost."""
+    app.router.routes.extend(router.routes)
 
-    A route that demands a bearer token checks it before FastAPI looks at the request's headers and body
-    (`auth.authenticate_first`): no token is a 401, whatever else is wrong with the request."""
-    for route in router.routes:
-        if isinstance(route, APIRoute) and _demands_bearer_token(route.dependant):
-            route.app = authenticate_first(route.app)
-        app.router.routes.append(route)
+
+# Where a guarded route keeps the ASGI app FastAPI made for it: routers are module-level, so the same route
+# is added to every app a process builds (tests build many), and is guarded anew, not once more, each time.
+ROUTE_APP_ATTRIBUTE = "pitlane_route_app"
+
+
+def _guard_routes(app: FastAPI, default_body_bytes: int, route_body_bytes: dict[str, int]) -> None:
+    """Every route behind its checks, outermost first:
+
+    - a route that demands a bearer token checks it before FastAPI looks at the request's headers and body
+      (`auth.authenticate_first`): no token is a 401, whatever else is wrong with the request, and an
+      anonymous upload is refused before a byte of it is read;
+    - the body is bounded and NUL characters are refused (`request_guards.guard_input`)."""
+    routes = [route for route in app.routes if isinstance(route, APIRoute)]
+    unknown = set(route_body_bytes) - {route.path_format for route in routes}
+    if unknown:
+        raise ValueError(f"body limits for paths no route has: {', '.join(sorted(unknown))}")
+    for route in routes:
+        route_app = getattr(route.app, ROUTE_APP_ATTRIBUTE, route.app)
+        guarded = guard_input(route_app, route_body_bytes.get(route.path_format, default_body_bytes))
+        if _demands_bearer_token(route.dependant):
+            guarded = authenticate_first(guarded)
+        setattr(guarded, ROUTE_APP_ATTRIBUTE, route_app)
+        route.app = guarded
 
 
 class RequestContextMiddleware:

@@ -13,9 +13,10 @@ from pitlane_customer_profile.adapters.event_store import ProfileEventStore
 from pitlane_customer_profile.adapters.pii_vault import PiiVault
 from pitlane_customer_profile.entrypoints.consumers import build_consumers
 from pitlane_customer_profile.entrypoints.http import Services, build_router
-from pitlane_customer_profile.entrypoints.imports import build_import_router
+from pitlane_customer_profile.entrypoints.imports import IMPORT_PATH, MAX_FILE_BYTES, build_import_router
 from pitlane_customer_profile.service_layer.unit_of_work import UnitOfWorkFactory
 from pitlane_platform.http import create_app as create_http_app
+from pitlane_platform.request_guards import MULTIPART_ALLOWANCE_BYTES
 from pitlane_platform.runtime import ServiceRuntime
 from pitlane_platform.services import ServiceSpec
 from pitlane_platform.settings import ServiceSettings
@@ -65,6 +66,7 @@ def build(settings: CustomerProfileSettings) -> tuple[ServiceRuntime, FastAPI]:
         routers=[build_router(services), build_import_router(services, max_rows=settings.import_max_rows)],
         readiness_checks=runtime.readiness_checks(),
         lifespan=runtime.lifespan,
+        max_body_bytes={IMPORT_PATH: MAX_FILE_BYTES + MULTIPART_ALLOWANCE_BYTES},
     )
     app.state.runtime = runtime
     return runtime, app
