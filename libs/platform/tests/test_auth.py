@@ -228,7 +228,11 @@ def test_a_token_of_another_chain_is_401(client: TestClient) -> None:
 
 
 def test_a_refused_token_learns_nothing_of_the_expected_issuer_audience_or_chain() -> None:
-    expected = {"jwt_issuer": "issuer-to-hide", "jwt_audience": "audience-to-hide", "chain_id": "chain-to-hide"}
+    expected = {
+        "jwt_issuer": "issuer-to-hide",
+        "jwt_audience": "audience-to-hide",
+        "chain_id": "chain-to-hide",
+    }
     claims = {"role": "owner", "branches": ["*"], "sub": "mallory"}
     probes = {
         "audience": mint_dev_token(SECRET, chain="chain-to-hide", issuer="issuer-to-hide", **claims),

@@ -35,7 +35,7 @@ from pitlane_platform.auth import (
     authenticate_first,
     install_authenticator,
 )
-from pitlane_platform.logging import configure_logging, request_id_var
+from pitlane_platform.logging import configure_logging, describe_exception, redact_url, request_id_var
 from pitlane_platform.problems import (
     PROBLEM_MEDIA_TYPE,
     PROBLEM_TYPE_PREFIX,
@@ -207,7 +207,14 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_request_id)
         except Exception as error:
-            logger.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            # The traceback as describe_exception tells it, to every handler: never a query string, a
+            # customer link's token or the data a database error quotes.
+            logger.error(
+                "unhandled error in %s %s",
+                scope["method"],
+                redact_url(scope["path"]),
+                extra={"error": describe_exception(error)},
+            )
             span.record_exception(error)
             span.set_status(Status(StatusCode.ERROR, type(error).__name__))
             if response_started:
@@ -314,7 +321,9 @@ async def _failure_of(check: ReadinessCheck) -> str | None:
         logger.warning("readiness check %s timed out", _check_name(check))
         return "timed out"
     except Exception as error:
-        logger.warning("readiness check %s failed", _check_name(check), exc_info=error)
+        logger.warning(
+            "readiness check %s failed", _check_name(check), extra={"error": describe_exception(error)}
+        )
         return type(error).__name__
     return None
 

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query, Request, Response
 
 from pitlane_events.identifiers import mask_mobile
+from pitlane_events.inputs import DateInput
 from pitlane_events.workorder import BookingChannel
 from pitlane_platform.errors import NotFoundError
 from pitlane_platform.problems import FieldProblem, problem_response, problem_type_of
@@ -82,7 +83,7 @@ async def day_slots(service: WorkorderContext, branch_id: str, on: date) -> DayS
     )
 
 
-LocalDay = Annotated[date, Query(description="local date of the branch, YYYY-MM-DD")]
+LocalDay = Annotated[DateInput, Query(description="local date of the branch, YYYY-MM-DD")]
 
 
 @router.get("/branches/{branch_id}/slots")
