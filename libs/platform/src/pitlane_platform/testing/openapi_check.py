@@ -96,7 +96,7 @@ async def assert_answers_as_documented(
     if not tokens:
         raise ValueError("give at least one bearer token: without one every /v1 operation is only a 401")
     document = app.openapi()
-    async with _served(app) as base_url:
+    async with served_on_loopback(app) as base_url:
         failures = await asyncio.to_thread(
             _failures, document, base_url, list(tokens), max_examples, dict(known_path_parameters or {})
         )
@@ -104,7 +104,7 @@ async def assert_answers_as_documented(
 
 
 @contextlib.asynccontextmanager
-async def _served(app: FastAPI) -> AsyncIterator[str]:
+async def served_on_loopback(app: FastAPI) -> AsyncIterator[str]:
     """Serves the app on a free loopback port in this event loop (its lifespan belongs to the caller)."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
