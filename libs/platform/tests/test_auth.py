@@ -233,7 +233,7 @@ def test_a_refused_token_learns_nothing_of_the_expected_issuer_audience_or_chain
         "jwt_audience": "audience-to-hide",
         "chain_id": "chain-to-hide",
     }
-    claims = {"role": "owner", "branches": ["*"], "sub": "mallory"}
+    claims: dict[str, Any] = {"role": "owner", "branches": ["*"], "sub": "mallory"}
     probes = {
         "audience": mint_dev_token(SECRET, chain="chain-to-hide", issuer="issuer-to-hide", **claims),
         "issuer": mint_dev_token(SECRET, chain="chain-to-hide", audience="audience-to-hide", **claims),
