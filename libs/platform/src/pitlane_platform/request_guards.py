@@ -5,6 +5,10 @@ Why here and not in each model: PostgreSQL cannot store a NUL in text (psycopg r
 and no pydantic setting forbids it in every string of every model; a body is bounded before it is read, so a
 client cannot make a service buffer or spool more than the route accepts. `create_app` wraps every route with
 `guard_input`, inside `auth.authenticate_first`: an anonymous request is a 401 before its body is looked at.
+
+FastAPI's own `max_body_size` (0.165) is not used: where a route answers without reading the body (a 401),
+its limiter replaces the answer with a plain-text 413, and its limit is fixed when the route is declared,
+while upload limits are service settings.
 """
 
 from __future__ import annotations
