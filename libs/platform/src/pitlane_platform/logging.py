@@ -88,6 +88,8 @@ def _safe_message(error: BaseException) -> str:
 
 
 class _RedactedJsonFormatter(JsonFormatter):
+    """Every exception a record carries (`logger.exception`, `exc_info=`) told as `describe_exception` does."""
+
     def formatException(
         self, ei: tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
     ) -> str:

@@ -37,6 +37,7 @@ import contextlib
 import copy
 import socket
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import hypothesis
@@ -80,6 +81,9 @@ HOSTILE_INPUTS: dict[str, tuple[Any, ...]] = {
 }
 # Leaves of one JSON body swept at most (a list's first item stands for the others, which repeat its fields).
 MAX_SWEPT_BODY_LEAVES = 40
+# Sweep requests of a read in flight at once.
+SWEEP_CONCURRENCY = 4
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 # Failures reported per operation by the sweep: the first few say what is wrong.
 MAX_SWEEP_FAILURES_SHOWN = 5
 
@@ -208,8 +212,9 @@ def _sweep(
         "header": dict(valid.headers or {}),
     }
     json_body = _is_json(valid.media_type) and valid.body is not schemathesis.core.NOT_SET
-    failures: list[str] = []
-    for location, place, value in _hostile_variants(base, valid.body if json_body else None):
+
+    def send(variant: tuple[str, tuple[Any, ...], Any]) -> str | None:
+        location, place, value = variant
         parts = copy.deepcopy(base)
         body = copy.deepcopy(valid.body)
         if location == "body":
@@ -237,7 +242,16 @@ def _sweep(
             )
         except (Exception, FailureGroup) as error:
             shown = value if not isinstance(value, str) or len(value) < 40 else f"{value[:12]}…({len(value)})"
-            failures.append(f"{location} {'.'.join(map(str, place))} = {shown!r}: {error}")
+            return f"{location} {'.'.join(map(str, place))} = {shown!r}: {error}"
+        return None
+
+    variants = list(_hostile_variants(base, valid.body if json_body else None))
+    # Requests wait on the server's database round trips: a few reads at a time keep both cores busy.
+    # Commands go one at a time, as a client sends them: concurrent commands on one record are a test of
+    # their own, and their outcome would depend on timing.
+    reads = operation.method.upper() in SAFE_METHODS
+    with ThreadPoolExecutor(SWEEP_CONCURRENCY if reads else 1) as pool:
+        failures = [failure for failure in pool.map(send, variants) if failure is not None]
     if not failures:
         return []
     hidden = len(failures) - MAX_SWEEP_FAILURES_SHOWN
