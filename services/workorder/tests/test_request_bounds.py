@@ -96,3 +96,38 @@ async def test_a_body_over_the_route_limit_is_a_413_problem_even_with_a_token(br
     for response in (declared_too_large, media_too_large):
         assert response.status_code == 413, response.text
         assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("branch_id", ["a.b", "b*", "b>", "b 1"])
+async def test_a_branch_id_that_is_no_subject_token_is_a_422_naming_it(
+    harness: Harness, branch_id: str
+) -> None:
+    response = await harness.post(
+        "/v1/branches",
+        {"branch_id": branch_id, "name": "店", "address": "路", "bays": [{"bay_id": "b", "name": "1号"}]},
+        headers=harness.auth("owner", branches=("*",)),
+    )
+
+    assert response.status_code == 422, response.text
+    assert [error["field"] for error in response.json()["errors"]] == ["body.branch_id"]
+
+
+async def test_dates_at_the_calendars_edge_and_loose_values_are_422s_naming_the_field(
+    branch: Harness,
+) -> None:
+    far_slot = await branch.book(slot_start="9999-12-31T23:00:00+08:00")
+    numeric_slot = await branch.book(slot_start=0)
+    far_day = await branch.get(f"/v1/branches/{BRANCH}/slots", params={"on": "9999-12-31"})
+    false_mileage = await branch.post(
+        f"/v1/branches/{BRANCH}/work-orders",
+        {"customer_name": "刘女士", "plate": "沪B54321", "mileage_km": False, "complaint": "异响"},
+    )
+
+    for response, field in (
+        (far_slot, "body.slot_start"),
+        (numeric_slot, "body.slot_start"),
+        (far_day, "query.on"),
+        (false_mileage, "body.mileage_km"),
+    ):
+        assert response.status_code == 422, response.text
+        assert field in [error["field"] for error in response.json()["errors"]]
