@@ -224,7 +224,71 @@ def test_a_token_for_another_audience_is_401(client: TestClient) -> None:
 def test_a_token_of_another_chain_is_401(client: TestClient) -> None:
     other_chain = mint_dev_token(SECRET, role="owner", branches=["*"], sub="user-1", chain="chain-2")
 
-    assert_unauthorized(client.get("/v1/me", headers=bearer(other_chain)), "chain-2")
+    assert_unauthorized(client.get("/v1/me", headers=bearer(other_chain)), "another chain")
+
+
+def test_a_refused_token_learns_nothing_of_the_expected_issuer_audience_or_chain() -> None:
+    expected = {
+        "jwt_issuer": "issuer-to-hide",
+        "jwt_audience": "audience-to-hide",
+        "chain_id": "chain-to-hide",
+    }
+    claims: dict[str, Any] = {"role": "owner", "branches": ["*"], "sub": "mallory"}
+    probes = {
+        "audience": mint_dev_token(SECRET, chain="chain-to-hide", issuer="issuer-to-hide", **claims),
+        "issuer": mint_dev_token(SECRET, chain="chain-to-hide", audience="audience-to-hide", **claims),
+        "chain": mint_dev_token(SECRET, issuer="issuer-to-hide", audience="audience-to-hide", **claims),
+    }
+
+    with client_for(make_settings(**expected)) as probed:
+        for probe, token in probes.items():
+            response = probed.get("/v1/me", headers=bearer(token))
+
+            assert_unauthorized(response, probe)
+            said = response.headers["www-authenticate"] + response.text
+            assert "to-hide" not in said, (probe, said)
+
+
+def token_living(seconds: float, *, issued_ago: float = 0) -> str:
+    now = time.time()
+    return jwt.encode(
+        {
+            "sub": "user-1",
+            "role": "advisor",
+            "branches": ["b1"],
+            "chain": "chain-1",
+            "iss": "pitlane-dev",
+            "aud": "pitlane",
+            "iat": int(now - issued_ago),
+            "exp": int(now - issued_ago + seconds),
+        },
+        SECRET,
+        algorithm="HS256",
+    )
+
+
+def test_a_token_living_longer_than_the_maximum_lifetime_is_401(client: TestClient) -> None:
+    twelve_hours = 12 * 3600
+
+    assert client.get("/v1/me", headers=bearer(token_living(twelve_hours))).status_code == 200
+    assert_unauthorized(
+        client.get("/v1/me", headers=bearer(token_living(twelve_hours + 120))), "lives longer"
+    )
+    # Issued long ago, still unexpired: its lifetime, not what is left of it, counts.
+    old = token_living(twelve_hours + 3600, issued_ago=twelve_hours)
+    assert_unauthorized(client.get("/v1/me", headers=bearer(old)), "lives longer")
+
+
+def test_the_maximum_lifetime_is_a_setting_and_minting_keeps_to_it() -> None:
+    short = make_settings(jwt_max_lifetime=timedelta(hours=1))
+    with client_for(short) as strict_client:
+        assert_unauthorized(strict_client.get("/v1/me", headers=bearer(token_living(7200))), "lives longer")
+        assert strict_client.get("/v1/me", headers=bearer(token_living(3000))).status_code == 200
+
+    with pytest.raises(ValueError, match="at most"):
+        advisor_token(short, ttl=timedelta(hours=2))
+    with pytest.raises(ValueError, match="at most"):
+        mint_dev_token(SECRET, role="owner", branches=["*"], sub="u", ttl=timedelta(days=7))
 
 
 def test_a_valid_token_yields_its_principal(client: TestClient, settings: ServiceSettings) -> None:

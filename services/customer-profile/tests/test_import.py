@@ -165,3 +165,22 @@ async def test_a_file_without_the_needed_columns_is_refused_naming_them(service:
         "/v1/imports", files={"file": ("x.csv", b"a\n")}, headers=service.headers("advisor")
     )
     assert advisor.status_code == 403
+
+
+async def test_a_csv_field_over_128_kib_or_a_nul_is_a_422_naming_the_file(service: Service) -> None:
+    header = "姓名,手机,车牌\n".encode()
+    huge_field = header + "张三,13812345678,".encode() + b"x" * (130 * 1024) + b"\n"
+    with_nul = header + "张\x00三,13812345678,沪A12345\n".encode()
+
+    for content in (huge_field, with_nul):
+        response = await service.client.post(
+            "/v1/imports",
+            params={"dry_run": "false"},
+            files={"file": ("customers.csv", content)},
+            headers=service.owner_headers(),
+        )
+
+        assert response.status_code == 422, response.text
+        assert [error["field"] for error in response.json()["errors"]] == ["file"]
+        assert "line 2" in response.json()["detail"]
+    assert (await counts(service))[0] == 0

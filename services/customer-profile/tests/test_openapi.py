@@ -13,7 +13,20 @@ async def test_every_operation_answers_as_its_document_says(service: Service) ->
     owner = mint_dev_token(service.settings, role="owner", branches=["*"], sub="openapi-owner")
     technician = mint_dev_token(service.settings, role="technician", branches=["b1"], sub="openapi-tech")
 
-    await assert_answers_as_documented(service.app, tokens=[owner, technician])
+    # The sweep of hostile inputs (sent with the owner's token) runs on a customer and a vehicle that exist.
+    customer = await service.post("/v1/customers", {"full_name": "测试", "phone": "13812345678"})
+    customer_id = customer.json()["id"]
+    vehicle = await service.post(
+        "/v1/vehicles",
+        {"owner_customer_id": customer_id, "plate": "沪A12345", "brand": "大众", "model": "朗逸"},
+    )
+    assert vehicle.status_code == 201, vehicle.text
+
+    await assert_answers_as_documented(
+        service.app,
+        tokens=[owner, technician],
+        known_path_parameters={"customer_id": customer_id, "vehicle_id": vehicle.json()["id"]},
+    )
 
 
 async def test_paging_past_its_bounds_is_a_422_naming_the_field(service: Service) -> None:

@@ -10,8 +10,17 @@ from pitlane_platform.testing.openapi_check import assert_answers_as_documented
 
 
 async def test_every_operation_answers_as_its_document_says(branch: Harness) -> None:
-    # A manager reaches every branch route; a technician meets the 403s and the masked phones.
+    # An owner reaches every route (and may open branches); a manager the branch's; a technician meets the
+    # 403s and the masked phones.
+    owner = mint_dev_token(branch.settings, role="owner", branches=["*"], sub="openapi-owner")
     manager = mint_dev_token(branch.settings, role="manager", branches=[BRANCH], sub="openapi-manager")
     technician = mint_dev_token(branch.settings, role="technician", branches=[BRANCH], sub="openapi-tech")
 
-    await assert_answers_as_documented(branch.service.app, tokens=[manager, technician])
+    # The sweep of hostile inputs (sent with the first token) runs on the branch and a work order that exist.
+    work_order_id = await branch.walk_in()
+
+    await assert_answers_as_documented(
+        branch.service.app,
+        tokens=[owner, manager, technician],
+        known_path_parameters={"branch_id": BRANCH, "work_order_id": work_order_id},
+    )

@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, SerializeAsAny, field_validator, model_validator
 from uuid_utils.compat import uuid7
 
+from pitlane_events.inputs import SUBJECT_TOKEN_FORBIDDEN
 from pitlane_events.model import DomainEvent
 
 E = TypeVar("E", bound=DomainEvent)
@@ -85,7 +86,7 @@ class Envelope(BaseModel, Generic[E]):
     def _usable_as_subject_token(cls, value: str | None) -> str | None:
         # The branch id is one token of the NATS subject: a dot, wildcard or space would change which
         # streams and consumers see the event.
-        if value is not None and (not value or any(c in value for c in ".*> \t\r\n")):
+        if value is not None and (not value or any(c in value for c in SUBJECT_TOKEN_FORBIDDEN)):
             raise ValueError("branch_id must be a non-empty NATS subject token (no '.', '*', '>' or spaces)")
         return value
 

@@ -115,6 +115,7 @@ class Authenticator:
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._chain_id = settings.chain_id
+        self._max_lifetime_s = settings.jwt_max_lifetime.total_seconds()
         self._hmac_secret = settings.jwt_secret.get_secret_value()
         self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self._jwks_client = (
@@ -167,18 +168,28 @@ class Authenticator:
             )
         except jwt.PyJWKClientConnectionError as error:
             raise IdentityProviderUnavailableError("the signing keys could not be fetched") from error
+        # The messages (the problem's detail and the WWW-Authenticate challenge) never name the issuer,
+        # audience or chain this service expects: a caller probing with forged tokens learns nothing to
+        # forge a better one with.
         except jwt.ExpiredSignatureError:
             raise InvalidTokenError("the token has expired") from None
         except jwt.InvalidAudienceError:
-            raise InvalidTokenError(f"the token is not meant for audience {self._audience!r}") from None
+            raise InvalidTokenError("the token is not meant for this service (audience)") from None
         except jwt.InvalidIssuerError:
-            raise InvalidTokenError(f"the token was not issued by {self._issuer!r}") from None
+            raise InvalidTokenError("the token was not issued by the trusted issuer") from None
         except (jwt.InvalidTokenError, jwt.PyJWKClientError) as error:
             raise InvalidTokenError(f"the token cannot be verified: {error}") from None
+        expires_at = float(claims["exp"])
+        # From its issue, or from now for a token claiming to be issued later (never more than the skew).
+        if (
+            expires_at - min(float(claims["iat"]), time.time())
+            > self._max_lifetime_s + CLOCK_SKEW.total_seconds()
+        ):
+            raise InvalidTokenError("the token lives longer than this service accepts (exp - iat)")
         principal = principal_from_claims(claims)
         if principal.chain_id != self._chain_id:
-            raise InvalidTokenError(f"the token is for chain {principal.chain_id!r}, not {self._chain_id!r}")
-        return principal, float(claims["exp"]) + CLOCK_SKEW.total_seconds()
+            raise InvalidTokenError("the token is for another chain")
+        return principal, expires_at + CLOCK_SKEW.total_seconds()
 
     async def verify_async(self, token: str) -> Principal:
         if self._jwks_client is None or token in self._verified:
@@ -219,16 +230,12 @@ def authenticate_first(route_app: ASGIApp) -> ASGIApp:
     parses a multipart upload before it runs the dependency that authenticates: without this, a request with
     no token and a malformed `If-Match` is a 422 that tells an anonymous caller about the API's inputs, and an
     anonymous upload is read whole before its 401. `create_app` wraps every route whose dependencies demand a
-    token; the 401 raised here reaches the app's problem handlers like any other. Idempotent: a router's
-    routes added to a second app are not checked twice."""
-    if getattr(route_app, "authenticates_first", False):
-        return route_app
+    token; the 401 raised here reaches the app's problem handlers like any other."""
 
     async def authenticated(scope: Scope, receive: Receive, send: Send) -> None:
         scope[PRINCIPAL_SCOPE_KEY] = await _authenticate(Request(scope))
         await route_app(scope, receive, send)
 
-    authenticated.authenticates_first = True  # type: ignore[attr-defined]
     return authenticated
 
 
@@ -298,15 +305,17 @@ def mint_dev_token(
     issuer: str | None = None,
     audience: str | None = None,
 ) -> str:
-    """An HS256 token as the dev verifier expects it. With settings, the issuer, audience and chain are
-    theirs; with a bare secret they default to ServiceSettings' defaults unless given."""
+    """An HS256 token as the dev verifier expects it. With settings, the issuer, audience, chain and maximum
+    lifetime are theirs; with a bare secret they default to ServiceSettings' defaults unless given."""
     defaults = ServiceSettings.model_fields
+    max_lifetime: timedelta = defaults["jwt_max_lifetime"].default
     if isinstance(settings_or_secret, ServiceSettings):
         settings = settings_or_secret
         if settings.oidc_jwks_url:
             raise ValueError("these settings verify tokens of an OIDC provider; a dev token would be refused")
         secret = settings.jwt_secret.get_secret_value()
         issuer, audience, chain = settings.jwt_issuer, settings.jwt_audience, chain or settings.chain_id
+        max_lifetime = settings.jwt_max_lifetime
     else:
         secret = (
             settings_or_secret.get_secret_value()
@@ -316,6 +325,8 @@ def mint_dev_token(
         issuer = issuer or defaults["jwt_issuer"].default
         audience = audience or defaults["jwt_audience"].default
         chain = chain or defaults["chain_id"].default
+    if ttl > max_lifetime:
+        raise ValueError(f"a token may live at most {max_lifetime} (jwt_max_lifetime), not {ttl}")
     issued_at = datetime.now(UTC)
     claims = {
         "sub": sub,

@@ -71,7 +71,9 @@ def token(
         list[str], typer.Option("--branch", help="a branch the user may see; repeat it; '*' (quoted) for all")
     ],
     sub: Annotated[str | None, typer.Option(help="the user id; default dev-<role>")] = None,
-    ttl: Annotated[str, typer.Option(help="lifetime: 90s, 30m, 8h, 7d")] = "8h",
+    ttl: Annotated[
+        str, typer.Option(help="lifetime: 90s, 30m, 8h; at most 12h (services refuse longer-lived tokens)")
+    ] = "8h",
     chain: Annotated[str, typer.Option(envvar="PITLANE_CHAIN_ID")] = DEFAULT_CHAIN_ID,
     issuer: Annotated[str, typer.Option(envvar="PITLANE_JWT_ISSUER")] = DEFAULT_JWT_ISSUER,
     audience: Annotated[str, typer.Option(envvar="PITLANE_JWT_AUDIENCE")] = DEFAULT_JWT_AUDIENCE,

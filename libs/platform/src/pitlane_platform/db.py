@@ -37,7 +37,10 @@ def libpq_url(url: str) -> str:
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     # No pool_pre_ping: it costs a round trip per checkout. A connection the server dropped (a restart) fails
     # its next use once and is discarded by the pool; consumers retry that as an outage (messaging/faults.py).
-    return create_async_engine(sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size)
+    # hide_parameters: SQLAlchemy's errors quote a statement's parameters (names, phones), and errors are logged.
+    return create_async_engine(
+        sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size, hide_parameters=True
+    )
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker:

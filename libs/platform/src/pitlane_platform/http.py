@@ -14,7 +14,8 @@ import importlib.resources
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -37,7 +38,7 @@ from pitlane_platform.auth import (
     authenticate_first,
     install_authenticator,
 )
-from pitlane_platform.logging import configure_logging, request_id_var
+from pitlane_platform.logging import configure_logging, describe_exception, redact_url, request_id_var
 from pitlane_platform.problems import (
     PROBLEM_MEDIA_TYPE,
     PROBLEM_TYPE_PREFIX,
@@ -47,6 +48,7 @@ from pitlane_platform.problems import (
     internal_error_response,
     problem_response,
 )
+from pitlane_platform.request_guards import guard_input
 from pitlane_platform.security.audit import AuditMiddleware, AuditTrail, audit_router
 from pitlane_platform.security.limits import RequestLimiter, UserLimit
 from pitlane_platform.settings import ServiceSettings
@@ -108,6 +110,7 @@ def create_app(
     lifespan: Lifespan[FastAPI] | None = None,
     audit: AuditTrail | None = None,
     user_limits: Sequence[UserLimit] = (),
+    max_body_bytes: Mapping[str, int] | None = None,
 ) -> FastAPI:
     """The service's ASGI app. Readiness checks are async callables named after what they check
     (`async def database() -> None`); raising, or taking longer than a few seconds, means not ready.
@@ -115,7 +118,10 @@ def create_app(
     A service passes its runtime's `audit` (`ServiceRuntime.audit`): every authenticated request is then on
     the trail and owners read it at `GET /v1/audit`; only the platform's own tests of the HTTP plumbing
     build apps without one. `user_limits` name the routes counted per user; every route that demands no
-    token is counted per client address (`settings.public_rate_limit`)."""
+    token is counted per client address (`settings.public_rate_limit`).
+
+    Every route accepts a body of at most `settings.max_body_bytes`; `max_body_bytes` gives routes that take
+    more (uploads) their own limit, by path as declared (`{"/v1/branches/{branch_id}/media": 64 << 20}`)."""
     setup_telemetry(
         settings.service_name, otlp_endpoint=settings.otlp_endpoint, sample_ratio=settings.otel_sample_ratio
     )
@@ -139,12 +145,14 @@ def create_app(
     if audit is not None:
         app.add_middleware(AuditMiddleware, trail=audit)  # inside the next: the request id is known
     app.add_middleware(RequestContextMiddleware)
+    bodies = BodyLimits(settings.max_body_bytes, dict(max_body_bytes or {}))
     for router in (_probes_router(readiness_checks), _docs_router(app)):
-        add_routes(app, router)
+        add_routes(app, router, bodies=bodies)
     limits = RouteLimits(RequestLimiter(), settings.public_rate_limit, user_limits)
     for router in (*routers, *([audit_router(audit)] if audit is not None else [])):
-        add_routes(app, router, limits)
+        add_routes(app, router, bodies=bodies, limits=limits)
     limits.check_all_applied()
+    bodies.check_all_applied()
     app.state.rate_limited_routes = limits.applied
     app.openapi = lambda: _openapi_with_problem_responses(app)  # type: ignore[method-assign]
     if spans_are_exported():
@@ -168,22 +176,49 @@ class RouteLimits:
             raise ValueError(f"user limits name routes the app does not have: {sorted(missing)}")
 
 
-def add_routes(app: FastAPI, router: APIRouter, limits: RouteLimits | None = None) -> None:
+@dataclass
+class BodyLimits:
+    """How large a body each route accepts: `default`, or the route's own by path as declared (uploads)."""
+
+    default: int
+    per_path: dict[str, int]
+    applied: set[str] = field(default_factory=set)
+
+    def for_route(self, path: str) -> int:
+        if path in self.per_path:
+            self.applied.add(path)
+            return self.per_path[path]
+        return self.default
+
+    def check_all_applied(self) -> None:
+        unknown = set(self.per_path) - self.applied
+        if unknown:
+            raise ValueError(f"body limits for paths no route has: {', '.join(sorted(unknown))}")
+
+
+def add_routes(
+    app: FastAPI, router: APIRouter, *, bodies: BodyLimits, limits: RouteLimits | None = None
+) -> None:
     """The router's routes, straight onto the app. `include_router` keeps an included router as one route
     that FastAPI (0.165) matches a request against twice, route by route, with scope bookkeeping at each —
     ≈ 6 µs per route per request, a tenth of a lookup's CPU in a service of 30 routes; flat routes cost a
     third of that. Our routers carry their prefix and dependencies on each route (APIRouter applies them when
     a route is declared), so nothing an include would add is lost.
 
-    A route that demands a bearer token checks it before FastAPI looks at the request's headers and body
-    (`auth.authenticate_first`): no token is a 401, whatever else is wrong with the request. With `limits`,
-    a route named by a user limit counts the verified caller next, and a route that demands no token counts
-    the client's address first; a request over its limit is a 429 before anything else is read."""
+    Each route goes behind its checks, outermost first:
+    - a route that demands no token counts the client's address (with `limits`): over its limit is a 429
+      before anything is read;
+    - a route that demands a bearer token checks it before FastAPI looks at the request's headers and body
+      (`auth.authenticate_first`): no token is a 401, whatever else is wrong with the request, and an
+      anonymous upload is refused before a byte of it is read; a route named by a user limit then counts the
+      verified caller;
+    - the body is bounded and NUL characters are refused (`request_guards.guard_input`)."""
     for shared_route in router.routes:
-        # A copy per app: routers are module globals, and the wrappers below hold this app's limiter (an app
-        # built in the same process, as tests do, must not inherit another app's counts or rates).
+        # A copy per app: routers are module globals, and the wrappers below hold this app's limiter and
+        # limits (an app built in the same process, as tests do, must not inherit another app's).
         route = copy.copy(shared_route)
         if isinstance(route, APIRoute):
+            route.app = guard_input(route.app, bodies.for_route(route.path_format))
             demands_token = _demands_bearer_token(route.dependant)
             if limits is not None:
                 _limit(route, limits, demands_token=demands_token)
@@ -245,7 +280,14 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_request_id)
         except Exception as error:
-            logger.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            # The traceback as describe_exception tells it, to every handler: never a query string, a
+            # customer link's token or the data a database error quotes.
+            logger.error(
+                "unhandled error in %s %s",
+                scope["method"],
+                redact_url(scope["path"]),
+                extra={"error": describe_exception(error)},
+            )
             span.record_exception(error)
             span.set_status(Status(StatusCode.ERROR, type(error).__name__))
             if response_started:
@@ -352,7 +394,9 @@ async def _failure_of(check: ReadinessCheck) -> str | None:
         logger.warning("readiness check %s timed out", _check_name(check))
         return "timed out"
     except Exception as error:
-        logger.warning("readiness check %s failed", _check_name(check), exc_info=error)
+        logger.warning(
+            "readiness check %s failed", _check_name(check), extra={"error": describe_exception(error)}
+        )
         return type(error).__name__
     return None
 

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pitlane_platform.auth import InvalidTokenError
 from pitlane_platform.errors import InvalidInputError, PitlaneError, UnauthorizedError
+from pitlane_platform.logging import describe_exception
 from pitlane_platform.security.limits import TooManyRequestsError
 from pitlane_platform.telemetry import current_trace_id
 
@@ -137,7 +138,7 @@ def _invalid_request_problem(request: Request, field_problems: list[FieldProblem
 
 async def _pitlane_error_problem(request: Request, error: PitlaneError) -> ProblemResponse:
     if error.status == 500:
-        logger.error("request failed", exc_info=error)
+        logger.error("request failed", extra={"error": describe_exception(error)})
         return internal_error_response(request)
     headers: dict[str, str] | None = None
     if isinstance(error, UnauthorizedError):

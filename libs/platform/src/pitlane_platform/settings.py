@@ -40,7 +40,20 @@ class ServiceSettings(BaseSettings):
     jwt_issuer: str = "pitlane-dev"
     jwt_audience: str = "pitlane"
     oidc_jwks_url: str | None = None
+    jwt_max_lifetime: timedelta = Field(
+        default=timedelta(hours=12),
+        gt=timedelta(0),
+        description="a token living longer than this (exp - iat) is refused: a staff token leaked from a "
+        "browser or a log is then good for one shift at most, whatever its issuer allowed",
+    )
     link_secret: SecretStr = SecretStr(DEV_LINK_SECRET)
+
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        description="the largest request body a route accepts (an event fits the broker's 1 MiB); "
+        "upload routes are given their own limit by the service (create_app's max_body_bytes)",
+    )
 
     otlp_endpoint: str | None = None
     otel_sample_ratio: float = Field(

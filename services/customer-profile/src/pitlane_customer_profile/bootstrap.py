@@ -14,9 +14,10 @@ from pitlane_customer_profile.adapters.pii_vault import PiiVault
 from pitlane_customer_profile.entrypoints.abuse import publish_limit_reached, user_limits
 from pitlane_customer_profile.entrypoints.consumers import build_consumers
 from pitlane_customer_profile.entrypoints.http import Services, build_router
-from pitlane_customer_profile.entrypoints.imports import build_import_router
+from pitlane_customer_profile.entrypoints.imports import IMPORT_PATH, MAX_FILE_BYTES, build_import_router
 from pitlane_customer_profile.service_layer.unit_of_work import UnitOfWorkFactory
 from pitlane_platform.http import create_app as create_http_app
+from pitlane_platform.request_guards import MULTIPART_ALLOWANCE_BYTES
 from pitlane_platform.runtime import ServiceRuntime
 from pitlane_platform.security.rates import checked_rate
 from pitlane_platform.services import ServiceSpec
@@ -85,6 +86,7 @@ def build(settings: CustomerProfileSettings) -> tuple[ServiceRuntime, FastAPI]:
             search_rate=settings.search_rate_limit,
             on_refused=publish_limit_reached(runtime.driver, chain_id=settings.chain_id, clock=runtime.clock),
         ),
+        max_body_bytes={IMPORT_PATH: MAX_FILE_BYTES + MULTIPART_ALLOWANCE_BYTES},
     )
     app.state.runtime = runtime
     return runtime, app

@@ -18,6 +18,7 @@ from pydantic_settings import SettingsConfigDict
 
 from pitlane_platform.clock import Clock
 from pitlane_platform.http import create_app as create_platform_app
+from pitlane_platform.request_guards import MULTIPART_ALLOWANCE_BYTES
 from pitlane_platform.runtime import ServiceRuntime
 from pitlane_platform.services import ServiceSpec
 from pitlane_platform.settings import ServiceSettings
@@ -28,6 +29,8 @@ from pitlane_workorder.entrypoints.sweeper import run_no_show_sweeper
 from pitlane_workorder.service_layer.handlers import Handlers
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The one route whose body may be larger than the platform's default limit.
+UPLOAD_PATH = "/v1/branches/{branch_id}/media"
 
 
 class WorkorderSettings(ServiceSettings):
@@ -119,6 +122,7 @@ def build(
         readiness_checks=runtime.readiness_checks(),
         lifespan=lifespan,
         audit=runtime.audit,
+        max_body_bytes={UPLOAD_PATH: settings.max_upload_bytes + MULTIPART_ALLOWANCE_BYTES},
     )
     install_error_handlers(app)
     app.state.workorder = WorkorderContext(

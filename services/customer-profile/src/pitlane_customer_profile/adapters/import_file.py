@@ -13,6 +13,7 @@ from openpyxl import load_workbook
 from pitlane_platform.errors import InvalidInputError
 
 XLSX_MAGIC = b"PK\x03\x04"
+NUL = "\x00"
 
 
 def read_rows(filename: str, content: bytes) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
@@ -31,18 +32,35 @@ def _csv(content: bytes) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
             continue
     else:  # pragma: no cover - gb18030 decodes any byte sequence
         raise InvalidInputError("file", "not a text file in UTF-8 or GBK")
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = [cell.strip() for cell in next(reader, [])]
+    if NUL in text:
+        # PostgreSQL cannot store it in text; a file with one is a broken export, not data.
+        row = text.count("\n", 0, text.index(NUL)) + 1
+        raise InvalidInputError("file", f"line {row} contains a NUL character")
+    records = _csv_records(csv.reader(io.StringIO(text, newline="")))
+    header = [cell.strip() for cell in next(records, [])]
     if not any(header):
         raise InvalidInputError("file", "the file is empty: the first row must name the columns")
 
     def rows() -> Iterator[tuple[int, list[str]]]:
-        for number, cells in enumerate(reader, start=2):
+        for number, cells in enumerate(records, start=2):
             cells = [cell.strip() for cell in cells]
             if any(cells):
                 yield number, cells
 
     return header, rows()
+
+
+def _csv_records(reader: Iterator[list[str]]) -> Iterator[list[str]]:
+    """The reader's records; what it cannot parse (a field over its 128 KiB limit, an unclosed quote at
+    the end) is a 422 naming the file and the line, not an error escaping the import."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            line = getattr(reader, "line_num", "?")
+            raise InvalidInputError("file", f"line {line} cannot be read as CSV ({error})") from None
 
 
 def _xlsx(content: bytes) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:

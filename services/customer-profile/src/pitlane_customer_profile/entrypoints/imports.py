@@ -13,6 +13,7 @@ from pitlane_customer_profile.service_layer.importer import run_import
 from pitlane_platform.errors import InvalidInputError
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
+IMPORT_PATH = "/v1/imports"
 
 
 class RowProblemView(BaseModel):
@@ -35,7 +36,9 @@ class ImportReportView(BaseModel):
 def build_import_router(services: Services, *, max_rows: int) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["import"])
 
-    @router.post("/imports", summary="Import customers and vehicles from a CSV or XLSX file")
+    @router.post(
+        IMPORT_PATH.removeprefix("/v1"), summary="Import customers and vehicles from a CSV or XLSX file"
+    )
     async def import_file(
         file: UploadFile,
         principal: Importer,

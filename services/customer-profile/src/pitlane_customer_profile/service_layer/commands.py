@@ -4,7 +4,6 @@ phone is a 422 naming the field before anything is loaded or stored. Collections
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -12,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pitlane_customer_profile.service_layer import limits
 from pitlane_events.customer_profile import CustomerSource, EnergyType, Gender, InsuranceCoverage
 from pitlane_events.identifiers import MobileInput, PlateInput, VinInput
+from pitlane_events.inputs import NOT_A_BOOLEAN, DateInput
 from pitlane_events.types import Channel, Purpose
 
 
@@ -25,8 +25,8 @@ Tag = Annotated[str, _text(limits.TAG_LENGTH)]
 ShortText = Annotated[str, _text(limits.SHORT_TEXT_LENGTH)]
 LongText = Annotated[str, _text(limits.LONG_TEXT_LENGTH)]
 ServiceName = Annotated[str, _text(limits.PREFERRED_SERVICE_LENGTH)]
-Kilometres = Annotated[int, Field(ge=0, le=2_000_000)]
-ModelYear = Annotated[int, Field(ge=1950, le=2100)]
+Kilometres = Annotated[int, NOT_A_BOOLEAN, Field(ge=0, le=2_000_000)]
+ModelYear = Annotated[int, NOT_A_BOOLEAN, Field(ge=1950, le=2100)]
 
 OtherPhones = Annotated[tuple[MobileInput, ...], Field(max_length=limits.MAX_OTHER_PHONES)]
 Tags = Annotated[tuple[Tag, ...], Field(max_length=limits.MAX_TAGS)]
@@ -60,7 +60,7 @@ class RegisterCustomer(Command):
     other_phones: OtherPhones = ()
     wechat_id: ShortText | None = None
     gender: Gender = Gender.UNSPECIFIED
-    birthday: date | None = None
+    birthday: DateInput | None = None
     source: CustomerSource = CustomerSource.WALK_IN
     registered_at_branch_id: EntityId | None = None
     referrer_customer_id: EntityId | None = None
@@ -75,13 +75,13 @@ class RegisterCustomer(Command):
 class UpdateCustomer(Command):
     """Only the fields present change; `expected_version` (from the last read) guards against lost updates."""
 
-    expected_version: int | None = Field(default=None, ge=1)
+    expected_version: Annotated[int, NOT_A_BOOLEAN] | None = Field(default=None, ge=1, le=2**31 - 1)
     full_name: Name | None = None
     phone: MobileInput | None = None
     other_phones: OtherPhones | None = None
     wechat_id: ShortText | None = None
     gender: Gender | None = None
-    birthday: date | None = None
+    birthday: DateInput | None = None
     referrer_customer_id: EntityId | None = None
     membership_tier: Tag | None = None
     tags: Tags | None = None
@@ -94,7 +94,7 @@ class UpdateCustomer(Command):
 class InsuranceInput(Command):
     coverage: InsuranceCoverage
     insurer: ShortText
-    expires_on: date
+    expires_on: DateInput
     policy_number: Tag | None = None
 
 
@@ -109,22 +109,22 @@ class RegisterVehicle(Command):
     model: ShortText
     model_year: ModelYear | None = None
     energy_type: EnergyType | None = None
-    purchase_date: date | None = None
-    registration_date: date | None = None
+    purchase_date: DateInput | None = None
+    registration_date: DateInput | None = None
     mileage_km: Kilometres | None = None
     insurance: Policies = ()
 
 
 class UpdateVehicle(Command):
-    expected_version: int | None = Field(default=None, ge=1)
+    expected_version: Annotated[int, NOT_A_BOOLEAN] | None = Field(default=None, ge=1, le=2**31 - 1)
     plate: PlateInput | None = None
     vin: VinInput | None = None
     brand: ShortText | None = None
     model: ShortText | None = None
     model_year: ModelYear | None = None
     energy_type: EnergyType | None = None
-    purchase_date: date | None = None
-    registration_date: date | None = None
+    purchase_date: DateInput | None = None
+    registration_date: DateInput | None = None
     mileage_km: Kilometres | None = None
     insurance: Policies | None = None
     owner_customer_id: EntityId | None = None
@@ -133,4 +133,4 @@ class UpdateVehicle(Command):
 class MergeCustomers(Command):
     merged_customer_ids: tuple[EntityId, ...] = Field(min_length=1, max_length=limits.MAX_MERGED_CUSTOMERS)
     reason: LongText | None = None
-    expected_version: int | None = Field(default=None, ge=1)
+    expected_version: Annotated[int, NOT_A_BOOLEAN] | None = Field(default=None, ge=1, le=2**31 - 1)

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from datetime import time
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from pitlane_events.identifiers import MobileInput, PlateInput, VinInput
+from pitlane_events.inputs import NOT_A_BOOLEAN, BranchIdInput, DatetimeInput
 from pitlane_events.types import (
     Bay,
     Code,
@@ -37,8 +38,8 @@ Name = Annotated[str, _text(limits.NAME_LENGTH)]
 Text = Annotated[str, _text(limits.TEXT_LENGTH)]
 ItemCode = Annotated[str, _text(limits.CODE_LENGTH)]
 ItemName = Annotated[str, _text(limits.ITEM_NAME_LENGTH)]
-Fen = Annotated[int, Field(ge=0, le=limits.MAX_FEN)]
-PositiveFen = Annotated[int, Field(gt=0, le=limits.MAX_FEN)]
+Fen = Annotated[int, NOT_A_BOOLEAN, Field(ge=0, le=limits.MAX_FEN)]
+PositiveFen = Annotated[int, NOT_A_BOOLEAN, Field(gt=0, le=limits.MAX_FEN)]
 Photos = Annotated[list[ContentHash], Field(max_length=limits.MAX_PHOTOS)]
 
 
@@ -84,7 +85,7 @@ class Command(BaseModel):
 
 
 class OpenBranch(Command):
-    branch_id: Id
+    branch_id: BranchIdInput
     name: Name
     address: Annotated[str, _text(limits.ADDRESS_LENGTH)]
     timezone: TimeZoneName = "Asia/Shanghai"
@@ -94,7 +95,7 @@ class OpenBranch(Command):
         ]
     )
     bays: Annotated[list[BayInput], Field(min_length=1, max_length=limits.MAX_BAYS)]
-    slot_minutes: Annotated[int, Field(ge=15, le=480)] = 60
+    slot_minutes: Annotated[int, NOT_A_BOOLEAN, Field(ge=15, le=480)] = 60
 
 
 class AddStaffMember(Command):
@@ -106,7 +107,7 @@ class AddStaffMember(Command):
 class BookAppointment(Command):
     """What every booking says: when, who (as they give themselves), which car and what for."""
 
-    slot_start: AwareDatetime
+    slot_start: DatetimeInput
     customer_name: Name
     phone: MobileInput
     plate: PlateInput
@@ -146,7 +147,7 @@ class MintAttribution(Command):
 
 
 class RescheduleAppointment(Command):
-    slot_start: AwareDatetime
+    slot_start: DatetimeInput
     reason: Text | None = None
 
 
@@ -168,7 +169,7 @@ class CheckIn(Command):
     brand: Name | None = None
     model: Name | None = None
     vin: VinInput | None = None
-    mileage_km: Kilometres
+    mileage_km: Annotated[Kilometres, NOT_A_BOOLEAN]
     # A reading below the vehicle's last known one is refused unless the advisor says why it is right.
     mileage_correction: Text | None = None
     complaint: Text
@@ -203,7 +204,7 @@ class RecordDecision(Command):
 
     decision: Literal["approved", "declined"]
     method: Literal["phone_call", "in_person"]
-    estimate_revision_seen: Annotated[int, Field(ge=1)]
+    estimate_revision_seen: Annotated[int, NOT_A_BOOLEAN, Field(ge=1, le=limits.MAX_REVISION)]
     reason: Text | None = None
 
 
@@ -225,7 +226,7 @@ class RecordQualityCheck(Command):
 class PaymentReceived(Command):
     method: PaymentMethod
     amount_fen: PositiveFen
-    paid_at: AwareDatetime | None = None
+    paid_at: DatetimeInput | None = None
     reference: Code | None = None
 
 

@@ -24,6 +24,8 @@ ITEM_NAME_LENGTH = 50
 """What a bill line, an add-on or an inspection point is: 更换前刹车片, 左前轮胎."""
 MAX_FEN = 10_000_000_000
 """Any amount of money: 100 million yuan, in fen."""
+MAX_REVISION = 1_000_000
+"""An estimate revision a client quotes back: far beyond any work order's, within PostgreSQL's integer."""
 
 MAX_OPENING_PERIODS = 21
 """Opening periods of a branch's week: up to three a day."""

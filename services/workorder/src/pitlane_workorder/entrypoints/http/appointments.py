@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from pitlane_events.identifiers import mask_mobile
+from pitlane_events.inputs import DateInput
 from pitlane_events.workorder import BookingChannel
 from pitlane_platform.auth import Principal, Role, require_roles
 from pitlane_platform.errors import NotFoundError
@@ -88,7 +89,7 @@ async def day_slots(service: WorkorderContext, branch_id: str, on: date) -> DayS
     )
 
 
-LocalDay = Annotated[date, Query(description="local date of the branch, YYYY-MM-DD")]
+LocalDay = Annotated[DateInput, Query(description="local date of the branch, YYYY-MM-DD")]
 
 
 @router.get("/branches/{branch_id}/slots")
