@@ -3,6 +3,7 @@ published stream yield the customer's name or phone; anonymous figures stay."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -157,3 +158,18 @@ async def test_after_erasure_nothing_yields_the_name_or_phone(service: Service, 
     assert (
         await service.post("/v1/customers", {"full_name": "钱七", "phone": "13812345678"})
     ).status_code == 201
+
+
+async def test_two_erasures_of_one_customer_at_once_erase_once_and_refuse_the_other(service: Service) -> None:
+    customer_id = await register_customer(service)
+    path = f"/v1/customers/{customer_id}/erasure"
+
+    answers = await asyncio.gather(
+        *(service.client.post(path, headers=service.owner_headers()) for _ in range(2))
+    )
+
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses[0] < 300 and statuses[1] in (404, 409), [a.text for a in answers]
+    async with service.runtime.sessions() as session:
+        recorded = (await session.execute(select(erasures.c.customer_id))).scalars().all()
+    assert recorded == [customer_id]

@@ -1,4 +1,4 @@
-"""Abuse limits on requests, with the `limits` library's moving windows in memory (ADR 12).
+"""Abuse limits on requests, with the `limits` library's sliding-window counters in memory (ADR 12).
 
 Two kinds, both applied by `http.create_app` in front of a route (no dependency level of their own):
 - **per user** on the routes a service names (`UserLimit`, e.g. customer-profile's lookups and searches),
@@ -21,7 +21,7 @@ from typing import Any
 
 from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pitlane_platform.auth import PRINCIPAL_SCOPE_KEY, Principal
@@ -68,10 +68,15 @@ class UserLimit:
 
 
 class RequestLimiter:
-    """The counts of one app: a moving window per (kind, route, caller) for every rate given."""
+    """The counts of one app: a sliding window per (kind, route, caller) for every rate given.
+
+    Sliding-window counters, not moving windows: the moving window's memory storage keeps one entry per
+    request and inserts each new one at the head of a list, so a generous limit (a busy front desk's) costs
+    every request time in proportion to the requests of the last window; two counters per window cost the
+    same whatever the rate, and still allow no burst of twice the rate at a window's edge."""
 
     def __init__(self) -> None:
-        self._strategy = MovingWindowRateLimiter(MemoryStorage())
+        self._strategy = SlidingWindowCounterRateLimiter(MemoryStorage())
 
     async def refused(
         self, items: list[RateLimitItem], *identifiers: str

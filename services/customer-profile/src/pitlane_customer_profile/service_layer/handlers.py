@@ -255,6 +255,11 @@ async def erase_customer(
 ) -> str:
     """Erase a customer and the duplicates merged into them; the erasure request's id. The CustomerErased
     event it records names ids only."""
+    # The customer's row locked first: of two erasures at once, the second waits, then finds the customer
+    # erased (409) instead of colliding with the first's erasure record.
+    await uow.session.execute(
+        select(customers.c.customer_id).where(customers.c.customer_id == customer_id).with_for_update()
+    )
     await _refuse_merged(uow, customer_id)
     customer = await uow.customer(customer_id)
     merged_ids = list(
