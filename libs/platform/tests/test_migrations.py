@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 from sqlalchemy import inspect
@@ -77,3 +78,19 @@ async def test_a_database_created_before_the_order_and_holds_tables_is_brought_u
     assert {"aggregate_id", "parked_at", "park_reason"} <= columns
     assert kept == [""]  # the row queued before the upgrade is still there to publish
     assert {"consumer_holds", "consumer_parked_messages"} <= await table_names(database_url)
+
+
+async def test_processes_starting_together_migrate_one_at_a_time(database_url):
+    # `pitlane up --api-workers 4`: four processes of one service apply the same history to a fresh database
+    # (processes, not threads: Alembic's context is one per process).
+    script = "import sys; from pitlane_platform.migrations import upgrade; upgrade(sys.argv[1], sys.argv[2])"
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, database_url, str(PROBE_MIGRATIONS), stderr=asyncio.subprocess.PIPE
+        )
+        for _ in range(4)
+    ]
+    outcomes = [(await process.wait(), (await process.stderr.read())[-2000:]) for process in processes]  # type: ignore[union-attr]
+
+    assert [outcome for outcome in outcomes if outcome[0] != 0] == []
+    assert {"events", "outbox", "alembic_version"} <= await table_names(database_url)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import MetaData, pool
+from sqlalchemy import MetaData, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from pitlane_platform.db import sqlalchemy_url
+from pitlane_platform.db import advisory_lock_key, sqlalchemy_url
 
 
 def create_platform_tables() -> None:
@@ -60,6 +60,9 @@ def drop_platform_tables() -> None:
     metadata.drop_all(op.get_bind(), tables=list(PLATFORM_TABLES))
 
 
+MIGRATION_LOCK_KEY = advisory_lock_key("pitlane-migrations")
+
+
 def alembic_config(database_url: str, script_location: Path) -> Config:
     config = Config()
     config.set_main_option("script_location", str(script_location))
@@ -82,6 +85,10 @@ def run_env(target_metadata: MetaData) -> None:
     def migrate(connection: Connection) -> None:
         context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
         with context.begin_transaction():
+            # Processes of one service starting together (`pitlane up --api-workers N`, replicas) migrate one
+            # at a time: the lock is held to the end of the transaction, so the next one finds the schema
+            # up to date instead of racing it to create alembic_version.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             context.run_migrations()
 
     async def run() -> None:
