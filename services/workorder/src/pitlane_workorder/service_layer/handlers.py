@@ -233,10 +233,17 @@ class Handlers:
             return await queries.missed_appointments(unit, self.clock.now() - self.no_show_grace)
 
     async def _appointment(self, uow: UnitOfWork, branch_id: str, appointment_id: str) -> Appointment:
+        appointment, _ = await self._appointment_and_row(uow, branch_id, appointment_id)
+        return appointment
+
+    async def _appointment_and_row(
+        self, uow: UnitOfWork, branch_id: str, appointment_id: str
+    ) -> tuple[Appointment, dict[str, Any]]:
+        """The appointment of this branch, and its read-model row (what the booking said: name, phone)."""
         row = await queries.appointment(uow.unit, appointment_id)
         if row is None or row["branch_id"] != branch_id:
             raise NotFoundError(f"branch {branch_id} has no appointment {appointment_id}")
-        return await uow.load(Appointment, appointment_id)
+        return await uow.load(Appointment, appointment_id), row
 
     async def _save_appointment(
         self, uow: UnitOfWork, appointment: Appointment, context: CommandContext
@@ -274,12 +281,11 @@ class Handlers:
             channel = BookingChannel.WALK_IN
             appointment: Appointment | None = None
             if appointment_id is not None:
-                appointment = await self._appointment(uow, branch_id, appointment_id)
+                appointment, booked = await self._appointment_and_row(uow, branch_id, appointment_id)
                 customer_id = customer_id or appointment.customer_id
                 plate = plate or appointment.plate
                 vehicle_id = vehicle_id or appointment.vehicle_id
-                booked = await queries.appointment(uow.unit, appointment_id)
-                customer_name = customer_name or (booked["customer_name"] if booked else None)
+                customer_name = customer_name or booked["customer_name"]
             resolution = await identities.resolve(
                 uow.unit,
                 Visitor(
