@@ -7,7 +7,7 @@ UV := .tools/bin/uv
 RUN := $(UV) run --locked --no-sync
 PYTEST_ARGS ?=
 
-.PHONY: up test lint bench schemas catalog sync clean-data status
+.PHONY: up test lint bench mutation schemas catalog sync clean-data status
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -30,7 +30,7 @@ lint: sync
 	$(RUN) ruff format --check .
 	$(RUN) lint-imports
 	@# One run per package: each has its own tests/conftest.py, which mypy would see as one module twice.
-	@for package in libs/events libs/platform $(wildcard services/*/) bench tests/contract; do \
+	@for package in libs/events libs/platform $(wildcard services/*/) bench mutation tests/contract; do \
 		echo "mypy $$package"; $(RUN) mypy $$package || exit 1; \
 	done
 
@@ -39,6 +39,10 @@ test: lint
 
 bench: sync
 	$(RUN) python -m bench
+
+# Not part of `make test`: it runs the tests once per mutant (docs/testing.md). MUTATION_ARGS="workorder --fresh".
+mutation: sync
+	$(RUN) python -m mutation $(MUTATION_ARGS)
 
 schemas: sync
 	$(RUN) pitlane-events schemas --write
