@@ -57,19 +57,27 @@ class Harness:
         return int(stored or 0), int(queued or 0)
 
     async def published(self, *, at_least: int) -> list[Envelope[Any]]:
-        """Every event on the WORKORDER stream, once the relay has published at least `at_least`."""
+        """Every event on the WORKORDER stream, once the relay has published every row queued so far.
+
+        The outbox drained is the signal, not a message count: a count can already be reached by earlier
+        events while the one under test is still queued. `at_least` checks what the caller expects."""
         connection = await nats.connect(self.settings.nats_url)
         try:
             js = connection.jetstream()
 
-            async def enough() -> bool:
-                try:
-                    return (await js.stream_info("WORKORDER")).state.messages >= at_least
-                except nats.js.errors.NotFoundError:
-                    return False
+            async def relayed_everything() -> bool:
+                async with self.service.runtime.sessions() as session:
+                    queued = await session.scalar(
+                        select(func.count())
+                        .select_from(outbox)
+                        .where(outbox.c.published_at.is_(None), outbox.c.parked_at.is_(None))
+                    )
+                return queued == 0
 
-            await wait_until(enough)
-            return [decode(message.data) for message in await stream_messages(js, "WORKORDER")]
+            await wait_until(relayed_everything)
+            found = [decode(message.data) for message in await stream_messages(js, "WORKORDER")]
+            assert len(found) >= at_least, f"{len(found)} events published, expected at least {at_least}"
+            return found
         finally:
             await connection.close()
 
