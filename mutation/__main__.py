@@ -6,8 +6,9 @@ only those tests, in a fork of itself. The tests run against real servers as in 
 PostgreSQL for the whole run (each test still makes its own database), and an embedded nats-server per forked
 test run (each test wipes the streams of its server, so concurrent runs must not share one).
 
-Results stay in each package's mutants/ directory: a second run only tests what changed, `--fresh` starts
-over. Exit status 1 when a package's group scores under THRESHOLD.
+Results stay in each package's mutants/ directory: a second run only tests what changed, `--survivors` tests
+the survivors again (after new tests), `--fresh` starts over. Exit status 1 when a group scores under
+THRESHOLD.
 """
 
 from __future__ import annotations
@@ -55,9 +56,18 @@ class Score:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m mutation", description=__doc__.splitlines()[0])
-    parser.add_argument("packages", nargs="*", metavar="package", help=f"of {', '.join(PACKAGES)} (all by default)")
-    parser.add_argument("--fresh", action="store_true", help="forget earlier results (the mutants/ directory)")
+    parser.add_argument(
+        "packages", nargs="*", metavar="package", help=f"of {', '.join(PACKAGES)} (all by default)"
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="forget earlier results (the mutants/ directory)"
+    )
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--survivors",
+        action="store_true",
+        help="test again only the mutants that survived the last run (after new tests were written)",
+    )
     parser.add_argument("--report-only", action="store_true", help="print the scores of the last run")
     args = parser.parse_args(argv)
     args.packages = args.packages or list(PACKAGES)
@@ -67,11 +77,17 @@ def main(argv: list[str]) -> int:
     if not args.report_only:
         with _database_for_tests() as database_url:
             for name in args.packages:
-                _run_mutmut(PACKAGES[name], database_url, fresh=args.fresh, max_children=args.max_children)
+                package = PACKAGES[name]
+                only = _survivors(package) if args.survivors else []
+                if args.survivors and not only:
+                    continue
+                _run_mutmut(package, database_url, only, fresh=args.fresh, max_children=args.max_children)
 
     scores = {name: score_by_group(PACKAGES[name] / "mutants") for name in args.packages}
     print(report(scores))
-    below = [group for groups in scores.values() for group, score in groups.items() if score.ratio < THRESHOLD]
+    below = [
+        group for groups in scores.values() for group, score in groups.items() if score.ratio < THRESHOLD
+    ]
     print(json.dumps({"groups": {g: round(s.ratio, 3) for gs in scores.values() for g, s in gs.items()}}))
     return 1 if below else 0
 
@@ -93,7 +109,11 @@ class _database_for_tests:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
 
-def _run_mutmut(package: Path, database_url: str, *, fresh: bool, max_children: int) -> None:
+def _survivors(package: Path) -> list[str]:
+    return [mutant for score in score_by_group(package / "mutants").values() for mutant in score.survivors]
+
+
+def _run_mutmut(package: Path, database_url: str, only: list[str], *, fresh: bool, max_children: int) -> None:
     if fresh:
         shutil.rmtree(package / "mutants", ignore_errors=True)
     environment = {key: value for key, value in os.environ.items() if key != "NATS_URL"}
@@ -102,7 +122,7 @@ def _run_mutmut(package: Path, database_url: str, *, fresh: bool, max_children: 
     print(f"mutmut in {package.relative_to(ROOT)} (progress in {log.relative_to(ROOT)})", flush=True)
     with log.open("w") as output:
         subprocess.run(
-            [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)],
+            [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *only],
             cwd=package,
             env=environment,
             stdout=output,
