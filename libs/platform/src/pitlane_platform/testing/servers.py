@@ -16,6 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
+
+from pitlane_platform.db import libpq_url
 from pitlane_platform.embedded import EmbeddedNats, EmbeddedPostgres, database_url, server_version
 from pitlane_platform.testing.jetstream import nats_server_version, run_in_fresh_loop
 
@@ -51,6 +55,21 @@ def docker_engine_answers() -> bool:
             client.close()
     except Exception:  # no SDK, no socket, refused, timed out: all mean "no Docker here"
         return False
+
+
+# A server the session throws away needs no crash safety against the OS going down: without these, every
+# DROP DATABASE (a test's teardown) waits for a checkpoint that flushes every file to disk. A killed
+# PostgreSQL process still loses nothing that committed: the writes are in the OS page cache, and commits
+# still wait for their WAL to be written (synchronous_commit stays on, as tests kill servers).
+DISPOSABLE_SERVER_SETTINGS = {"fsync": "off", "full_page_writes": "off"}
+
+
+def make_disposable(admin_url: str) -> None:
+    """Turn the crash safety of a scratch PostgreSQL off (reloadable settings, no restart)."""
+    with psycopg.connect(libpq_url(admin_url), autocommit=True, connect_timeout=10) as conn:
+        for name, value in DISPOSABLE_SERVER_SETTINGS.items():
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        conn.execute("SELECT pg_reload_conf()")
 
 
 class TestServers:
@@ -145,6 +164,7 @@ class TestServers:
             version = server_version(url)
             return RunningServer("PostgreSQL", url, source, version, stop=container.stop, shared=False)
         postgres = EmbeddedPostgres(self._scratch() / "postgres").start()
+        make_disposable(postgres.admin_url)
         source = f"embedded PostgreSQL (pgserver) pid {postgres.pid} on socket dir {postgres.socket_dir}"
         url, version = postgres.admin_url, postgres.version
         return RunningServer("PostgreSQL", url, source, version, stop=postgres.stop, shared=False)
