@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pitlane_platform.embedded import EmbeddedPostgres
+from pitlane_platform.testing.servers import make_disposable
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {
@@ -101,6 +102,7 @@ class _database_for_tests:
             return url
         self._scratch = Path(tempfile.mkdtemp(prefix="pitlane-mutation-"))
         self._server = EmbeddedPostgres(self._scratch / "postgres").start()
+        make_disposable(self._server.admin_url)
         return self._server.admin_url
 
     def __exit__(self, *exc: object) -> None:
