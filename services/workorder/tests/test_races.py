@@ -233,7 +233,8 @@ async def test_an_approval_link_tapped_twice_at_once_records_one_decision_and_an
 
 @pytest.mark.parametrize("by", ["the link", "the advisor"])
 async def test_contrary_decisions_at_once_record_one(branch: Harness, by: str) -> None:
-    """Guard: one version per stream in the event store (the advisor's command takes no link lock)."""
+    """Guards: one version per stream in the event store (the advisor's command takes no link lock); two
+    decisions through the link are also serialised by the link lock, so that case fails only without both."""
     order, add_on, page = await awaiting_approval(branch)
     form = {"estimate_revision_seen": "2"}
     decline = (

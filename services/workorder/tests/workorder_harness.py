@@ -21,7 +21,7 @@ from pitlane_platform.clock import FixedClock
 from pitlane_platform.db import libpq_url
 from pitlane_platform.messaging.streams import stream_name
 from pitlane_platform.schema import events, outbox
-from pitlane_workorder.bootstrap import Workorder, WorkorderSettings
+from pitlane_workorder.bootstrap import Workorder, WorkorderSettings, build
 from pitlane_workorder.entrypoints.consumers import build_consumers
 from platform_flow import stream_messages, wait_until
 
@@ -160,6 +160,19 @@ class Harness:
         )
         assert response.status_code == 201, response.text
         return str(response.json()["work_order_id"])
+
+    @asynccontextmanager
+    async def instance(self, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+        """A client of another instance of the service on the same database and NATS (its own app, pools,
+        relay and consumers, as another process would have), with `settings` changed."""
+        service = build(self.settings.model_copy(update=settings), clock=self.clock)
+        async with (
+            service.app.router.lifespan_context(service.app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=service.app), base_url="http://workorder"
+            ) as client,
+        ):
+            yield client
 
     def order_path(self, work_order_id: str, command: str = "") -> str:
         return f"/v1/branches/{BRANCH}/work-orders/{work_order_id}" + (f"/{command}" if command else "")
