@@ -164,7 +164,7 @@ async def test_after_a_merge_the_merged_customers_phone_and_orders_belong_to_the
     )
     assert introduced.status_code == 201
     order = introduced.json()["work_order_id"]
-    published = await branch.published(at_least=6)
+    published = await branch.published(at_least=7)  # branch + 3 staff, customer and car introduced, opened
     [newcomer] = [e.data.customer_id for e in published if isinstance(e.data, CustomerIntroduced)]
     await publish_from_profile(
         branch,

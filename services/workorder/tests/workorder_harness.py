@@ -65,12 +65,21 @@ class Harness:
         return int(stored or 0), int(queued or 0)
 
     async def published(self, *, at_least: int) -> list[Envelope[Any]]:
-        """Every event on the WORKORDER stream, once the relay has published at least `at_least`."""
+        """Every event on the WORKORDER stream, once the relay has published every event stored so far —
+        the outbox holds no unpublished row — and they are at least `at_least`. A count alone is met too
+        early when it is one short: the last event, the one under test, would still be on its way."""
         connection = await nats.connect(self.settings.nats_url)
         try:
             js = connection.jetstream()
 
             async def enough() -> bool:
+                async with self.service.runtime.driver.transaction() as unit:
+                    cursor = await unit.connection.execute(
+                        "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+                    )
+                    unpublished = await cursor.fetchone()
+                if unpublished != (0,):
+                    return False
                 try:
                     return (await js.stream_info("WORKORDER")).state.messages >= at_least
                 except nats.js.errors.NotFoundError:
