@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,8 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from workorder_harness import MONDAY_8AM, Harness
 
 
-@pytest.fixture
-async def harness(database_url: str, nats_url: str, tmp_path) -> AsyncIterator[Harness]:
+async def running(database_url: str, nats_url: str, tmp_path: Path, **changes: Any) -> AsyncIterator[Harness]:
     settings = WorkorderSettings(
         database_url=database_url,
         nats_url=nats_url,
@@ -30,6 +30,7 @@ async def harness(database_url: str, nats_url: str, tmp_path) -> AsyncIterator[H
         relay_poll_interval_s=0.2,
         blob_dir=tmp_path / "blobs",
         no_show_sweep_interval_s=3600,  # tests sweep explicitly, on their own clock
+        **changes,
     )
     clock = FixedClock(MONDAY_8AM)
     service = build(settings, clock=clock)
@@ -40,6 +41,19 @@ async def harness(database_url: str, nats_url: str, tmp_path) -> AsyncIterator[H
         ) as client,
     ):
         yield Harness(settings, service, client, clock)
+
+
+@pytest.fixture
+async def harness(database_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[Harness]:
+    async for running_harness in running(database_url, nats_url, tmp_path):
+        yield running_harness
+
+
+@pytest.fixture
+async def api_only(database_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[Harness]:
+    """An API process without the relay and the consumers: what it writes stays in the outbox."""
+    async for running_harness in running(database_url, nats_url, tmp_path, run_background=False):
+        yield running_harness
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import nats
-from workorder_harness import BRANCH, Harness
+from workorder_harness import BRANCH, Harness, directory_has, publish_from_profile
 
-from pitlane_events import Actor, Envelope, encode
 from pitlane_events.customer_profile import (
     CustomerRegistered,
     CustomersMerged,
@@ -22,32 +20,6 @@ from pitlane_events.workorder import AppointmentBooked, CustomerIntroduced, Vehi
 from platform_flow import wait_until
 
 WALK_INS = f"/v1/branches/{BRANCH}/work-orders"
-
-
-async def publish_from_profile(harness: Harness, *events: tuple[Any, str, int]) -> None:
-    """customer-profile's events as its relay publishes them: (event, aggregate id, version)."""
-    connection = await nats.connect(harness.settings.nats_url)
-    try:
-        js = connection.jetstream()
-        for event, aggregate_id, version in events:
-            envelope = Envelope.new(
-                event,
-                chain_id=harness.settings.chain_id,
-                aggregate_id=aggregate_id,
-                aggregate_version=version,
-                actor=Actor.service("customer-profile"),
-                occurred_at=harness.clock.now(),
-            )
-            message = encode(envelope)
-            await js.publish(message.subject, message.payload, headers=message.headers)
-    finally:
-        await connection.close()
-
-
-async def directory_has(harness: Harness, sql: str, *parameters: Any) -> bool:
-    async with harness.service.runtime.driver.transaction() as unit:
-        cursor = await unit.connection.execute(sql, parameters)
-        return await cursor.fetchone() is not None
 
 
 def check_in(**body: Any) -> dict[str, Any]:
@@ -192,7 +164,7 @@ async def test_after_a_merge_the_merged_customers_phone_and_orders_belong_to_the
     )
     assert introduced.status_code == 201
     order = introduced.json()["work_order_id"]
-    published = await branch.published(at_least=6)
+    published = await branch.published(at_least=7)  # branch + 3 staff, customer and car introduced, opened
     [newcomer] = [e.data.customer_id for e in published if isinstance(e.data, CustomerIntroduced)]
     await publish_from_profile(
         branch,

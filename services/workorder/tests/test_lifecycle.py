@@ -148,7 +148,7 @@ async def test_online_booking_to_completion_with_a_photo_served_by_hash(branch: 
     assert approval["data"]["estimate_revision_seen"] == revision
 
     # branch + 3 staff, the first-time booker introduced, booking, arrival, the order's 9
-    published = await h.published(at_least=15)
+    published = await h.published(at_least=16)
     types = [envelope.event_type.split(".")[1] for envelope in published]
     assert types[:7] == [
         "BranchOpened",

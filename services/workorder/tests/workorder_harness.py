@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import nats
+import psycopg
 from sqlalchemy import func, select
 
-from pitlane_events import Envelope, decode
+from pitlane_events import Actor, DomainEvent, Envelope, decode, encode
+from pitlane_events.codec import MSG_ID_HEADER
 from pitlane_platform.auth import mint_dev_token
 from pitlane_platform.clock import FixedClock
+from pitlane_platform.db import libpq_url
+from pitlane_platform.messaging.streams import stream_name
 from pitlane_platform.schema import events, outbox
-from pitlane_workorder.bootstrap import Workorder, WorkorderSettings
+from pitlane_workorder.bootstrap import Workorder, WorkorderSettings, build
+from pitlane_workorder.entrypoints.consumers import build_consumers
 from platform_flow import stream_messages, wait_until
 
 BRANCH = "b1"
@@ -57,27 +65,28 @@ class Harness:
         return int(stored or 0), int(queued or 0)
 
     async def published(self, *, at_least: int) -> list[Envelope[Any]]:
-        """Every event on the WORKORDER stream, once the relay has published every row queued so far.
-
-        The outbox drained is the signal, not a message count: a count can already be reached by earlier
-        events while the one under test is still queued. `at_least` checks what the caller expects."""
+        """Every event on the WORKORDER stream, once the relay has published every event stored so far —
+        the outbox holds no unpublished row — and they are at least `at_least`. A count alone is met too
+        early when it is one short: the last event, the one under test, would still be on its way."""
         connection = await nats.connect(self.settings.nats_url)
         try:
             js = connection.jetstream()
 
-            async def relayed_everything() -> bool:
-                async with self.service.runtime.sessions() as session:
-                    queued = await session.scalar(
-                        select(func.count())
-                        .select_from(outbox)
-                        .where(outbox.c.published_at.is_(None), outbox.c.parked_at.is_(None))
+            async def enough() -> bool:
+                async with self.service.runtime.driver.transaction() as unit:
+                    cursor = await unit.connection.execute(
+                        "SELECT count(*) FROM outbox WHERE published_at IS NULL"
                     )
-                return queued == 0
+                    unpublished = await cursor.fetchone()
+                if unpublished != (0,):
+                    return False
+                try:
+                    return (await js.stream_info("WORKORDER")).state.messages >= at_least
+                except nats.js.errors.NotFoundError:
+                    return False
 
-            await wait_until(relayed_everything)
-            found = [decode(message.data) for message in await stream_messages(js, "WORKORDER")]
-            assert len(found) >= at_least, f"{len(found)} events published, expected at least {at_least}"
-            return found
+            await wait_until(enough)
+            return [decode(message.data) for message in await stream_messages(js, "WORKORDER")]
         finally:
             await connection.close()
 
@@ -161,6 +170,19 @@ class Harness:
         assert response.status_code == 201, response.text
         return str(response.json()["work_order_id"])
 
+    @asynccontextmanager
+    async def instance(self, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+        """A client of another instance of the service on the same database and NATS (its own app, pools,
+        relay and consumers, as another process would have), with `settings` changed."""
+        service = build(self.settings.model_copy(update=settings), clock=self.clock)
+        async with (
+            service.app.router.lifespan_context(service.app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=service.app), base_url="http://workorder"
+            ) as client,
+        ):
+            yield client
+
     def order_path(self, work_order_id: str, command: str = "") -> str:
         return f"/v1/branches/{BRANCH}/work-orders/{work_order_id}" + (f"/{command}" if command else "")
 
@@ -170,3 +192,127 @@ class Harness:
 
 def advance(harness: Harness, **by: float) -> None:
     harness.clock.advance(timedelta(**by))
+
+
+# customer-profile's events, as its relay publishes them, and workorder's directory consumer of them -------------
+
+PROFILE_STREAM = stream_name("customer-profile")
+
+
+def from_profile(harness: Harness, event: DomainEvent, aggregate_id: str, version: int) -> Envelope[Any]:
+    return Envelope.new(
+        event,
+        chain_id=harness.settings.chain_id,
+        aggregate_id=aggregate_id,
+        aggregate_version=version,
+        actor=Actor.service("customer-profile"),
+        occurred_at=harness.clock.now(),
+    )
+
+
+async def publish_envelopes(harness: Harness, *envelopes: Envelope[Any], msg_id: str | None = None) -> int:
+    """Publish the envelopes on customer-profile's stream; the stream sequence of the last. `msg_id` replaces
+    the message id the codec gives (the event id), so JetStream keeps a copy its dedupe would drop: what a
+    producer's relay republishing after the duplicate window leaves."""
+    connection = await nats.connect(harness.settings.nats_url)
+    try:
+        js = connection.jetstream()
+        sequence = 0
+        for envelope in envelopes:
+            message = encode(envelope)
+            headers = {**message.headers, **({MSG_ID_HEADER: msg_id} if msg_id else {})}
+            sequence = (await js.publish(message.subject, message.payload, headers=headers)).seq
+        return sequence
+    finally:
+        await connection.close()
+
+
+async def publish_from_profile(harness: Harness, *events: tuple[Any, str, int]) -> int:
+    """customer-profile's events as its relay publishes them: (event, aggregate id, version); the stream
+    sequence of the last."""
+    return await publish_envelopes(
+        harness,
+        *(from_profile(harness, event, aggregate_id, version) for event, aggregate_id, version in events),
+    )
+
+
+async def directory_consumed_through(harness: Harness, sequence: int) -> None:
+    """Wait until workorder's customer-directory consumer has acked every message of customer-profile's
+    stream up to `sequence`: each was handled (or skipped) and its transaction committed."""
+    [consumer] = build_consumers(harness.service.runtime)
+    connection = await nats.connect(harness.settings.nats_url)
+    try:
+        js = connection.jetstream()
+
+        async def acked() -> bool:
+            try:
+                info = await js.consumer_info(PROFILE_STREAM, consumer.subscription_durable)
+            except nats.js.errors.NotFoundError:
+                return False
+            return info.ack_floor.stream_seq >= sequence and not info.num_ack_pending
+
+        await wait_until(acked)
+    finally:
+        await connection.close()
+
+
+async def directory_has(harness: Harness, sql: str, *parameters: Any) -> bool:
+    return bool(await rows(harness, sql, *parameters))
+
+
+async def rows(harness: Harness, sql: str, *parameters: Any) -> list[tuple[Any, ...]]:
+    async with harness.service.runtime.driver.transaction() as unit:
+        cursor = await unit.connection.execute(sql, parameters)
+        return list(await cursor.fetchall())
+
+
+# Real races: requests of their own connections, held at one step until every one has reached it -----------
+
+
+async def lock_waiters(connection: psycopg.AsyncConnection[Any]) -> int:
+    """How many backends of this database wait for a lock."""
+    cursor = await connection.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+class HeldTable:
+    """An EXCLUSIVE lock on a table, held by a connection of the test's own (reads pass, writes wait)."""
+
+    def __init__(self, observer: psycopg.AsyncConnection[Any]) -> None:
+        self.observer = observer
+
+    async def reached(self, tasks: Sequence[asyncio.Future[Any]]) -> None:
+        """Wait until every task has answered or waits for a lock — this one, or one another request holds
+        (a guard at work)."""
+
+        async def reached_the_lock() -> bool:
+            done = sum(task.done() for task in tasks)
+            return done == len(tasks) or done + await lock_waiters(self.observer) >= len(tasks)
+
+        await wait_until(reached_the_lock)
+
+
+@asynccontextmanager
+async def writes_held(harness: Harness, table: str) -> AsyncIterator[HeldTable]:
+    url = libpq_url(harness.settings.database_url)
+    async with (
+        await psycopg.AsyncConnection.connect(url, autocommit=True) as observer,
+        await psycopg.AsyncConnection.connect(url) as holder,
+        holder.transaction(),
+    ):
+        await holder.execute(f'LOCK TABLE "{table}" IN EXCLUSIVE MODE')
+        yield HeldTable(observer)
+
+
+async def contend(harness: Harness, table: str, *requests: Awaitable[httpx.Response]) -> list[httpx.Response]:
+    """Run the requests concurrently, each in a transaction of its own on its own connection, so that they
+    really race: writes to `table` are held until every request has answered or waits for a lock, so none
+    has committed when each has read what it decides on; then they go on."""
+    async with writes_held(harness, table) as held:
+        tasks = [asyncio.ensure_future(request) for request in requests]
+        await held.reached(tasks)
+    return list(await asyncio.gather(*tasks))

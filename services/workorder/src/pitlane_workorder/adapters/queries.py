@@ -207,6 +207,12 @@ async def media_branches(unit: Unit, content_hash: str) -> dict[str, str]:
 # Customer links ---------------------------------------------------------------------------------------------
 
 _LINK_GENERATION = "SELECT generation FROM customer_links WHERE work_order_id = %(work_order_id)s"
+# A lock of the order's links alone, for the transaction: not its row on the board, which every command
+# writes after appending its events — a decision holding that row while its append waits behind another
+# command's would deadlock with it.
+_LOCK_LINKS = (
+    "SELECT pg_advisory_xact_lock(hashtextextended('workorder.customer_links:' || %(work_order_id)s, 0))"
+)
 _REVOKE_LINKS = """
     INSERT INTO customer_links (work_order_id, generation, revoked_at, revoked_by)
     VALUES (%(work_order_id)s, 1, %(at)s, %(by)s)
@@ -221,6 +227,14 @@ async def link_generation(unit: Unit, work_order_id: str) -> int:
     """The generation the order's valid links carry: 0 until its links are first revoked."""
     row = await execute_on_driver(unit, "link generation", _LINK_GENERATION, {"work_order_id": work_order_id})
     return int(row[0]) if row else 0
+
+
+async def lock_links(unit: Unit, work_order_id: str) -> None:
+    """Serialise the order's link revocations with the decisions made through its links, until the unit
+    commits: a decision checks the generation after taking this lock, so a revocation that was answered is
+    never followed by a decision through a link it withdrew (the page's own check runs in a transaction of
+    its own, before the decision's)."""
+    await execute_on_driver(unit, "lock links", _LOCK_LINKS, {"work_order_id": work_order_id})
 
 
 async def revoke_links(unit: Unit, work_order_id: str, at: datetime, by: str) -> int:

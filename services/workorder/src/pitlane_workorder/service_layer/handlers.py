@@ -31,7 +31,13 @@ from pitlane_events.workorder import (
 )
 from pitlane_platform.clock import Clock
 from pitlane_platform.db import DriverPool, Unit
-from pitlane_platform.errors import ConcurrencyError, ConflictError, InvalidInputError, NotFoundError
+from pitlane_platform.errors import (
+    ConcurrencyError,
+    ConflictError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+)
 from pitlane_platform.messaging import eventstore
 from pitlane_platform.messaging.eventstore import CommandContext
 from pitlane_workorder.adapters import directory, queries
@@ -338,11 +344,22 @@ class Handlers:
         change: WorkOrderChange,
         *,
         expected_version: int | None = None,
+        link_generation: int | None = None,
     ) -> WorkOrder:
         """Load, change and save one work order. `expected_version` (the client's If-Match) makes a command
-        based on a stale view a 409 instead of a silent overwrite of someone else's change."""
+        based on a stale view a 409 instead of a silent overwrite of someone else's change.
+        `link_generation`: the command comes through a customer link of that generation, which must still
+        be the order's."""
         now = self.clock.now()
         async with unit_of_work(self.driver) as uow:
+            if link_generation is not None:
+                # Checked again here, under the lock a revocation takes, and before the order is loaded: a
+                # revocation that committed after the page's check would otherwise be answered while the
+                # decision through the withdrawn link is still recorded, and the second of two taps on the
+                # same button would meet the first's append as a 409 instead of the decision on record.
+                await queries.lock_links(uow.unit, work_order_id)
+                if await queries.link_generation(uow.unit, work_order_id) != link_generation:
+                    raise ForbiddenError("this link was withdrawn; ask the branch for a new one")
             order = await self.work_order(uow, branch_id, work_order_id)
             if expected_version is not None and expected_version != order.version:
                 raise ConcurrencyError(work_order_id, expected_version, order.version)
@@ -426,9 +443,10 @@ class Handlers:
         actor: Actor,
         reason: str | None = None,
         expected_version: int | None = None,
+        link_generation: int | None = None,
     ) -> tuple[WorkOrder, bool]:
         """The order, and True if the decision was recorded now, False if the same decision was already on
-        record."""
+        record. `link_generation`: the customer decides through a link of that generation."""
         recorded = False
 
         async def decide(order: WorkOrder, uow: UnitOfWork, now: datetime) -> None:
@@ -444,7 +462,12 @@ class Handlers:
             )
 
         order = await self.change_work_order(
-            branch_id, work_order_id, actor, decide, expected_version=expected_version
+            branch_id,
+            work_order_id,
+            actor,
+            decide,
+            expected_version=expected_version,
+            link_generation=link_generation,
         )
         return order, recorded
 

@@ -288,6 +288,7 @@ async def _customer_decision(
         method=DecisionMethod.SIGNED_LINK,
         reason=reason,
         actor=Actor(kind="customer", id=order.facts.customer_id),
+        link_generation=link.generation,
     )
     # Post/redirect/get: reloading the page never re-sends the form.
     return RedirectResponse(f"/c/{token}?lang={lang}", status_code=303)

@@ -221,6 +221,9 @@ async def revoke_customer_links(
     """Every link to the order's page sent so far stops working (a 403); a link made afterwards works."""
     async with unit_of_work(service.handlers.driver) as uow:
         await service.handlers.work_order(uow, branch_id, work_order_id)
+        # Waits for a decision in flight through one of the links, and holds back those that come after
+        # (queries.lock_links): once this answers, no withdrawn link records anything.
+        await queries.lock_links(uow.unit, work_order_id)
         await queries.revoke_links(uow.unit, work_order_id, service.handlers.clock.now(), principal.user_id)
 
 
