@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -34,6 +36,8 @@ PACKAGES = {
     "workorder": ROOT / "services" / "workorder",
 }
 THRESHOLD = 0.80
+# The sample is the same from run to run (and between machines), so results of earlier runs keep counting.
+SAMPLE_SEED = 19
 # mutmut's exit codes of a mutant's test run (mutmut/stats.py): a failing test kills, and so does a timeout
 # (the mutant made the code hang, which the tests noticed by not finishing).
 KILLED = {1, 3, 36, -24}
@@ -54,6 +58,12 @@ class Score:
     def ratio(self) -> float:
         return self.killed / self.checked if self.checked else 1.0
 
+    @property
+    def margin(self) -> float:
+        """Half the 95 % interval of the ratio, for a score over a random sample (conservative: it ignores
+        that the sample is a large share of a finite population)."""
+        return 1.96 * math.sqrt(self.ratio * (1 - self.ratio) / self.checked) if self.checked else 0.0
+
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m mutation", description=__doc__.splitlines()[0])
@@ -69,6 +79,13 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="test again only the mutants that survived the last run (after new tests were written)",
     )
+    parser.add_argument(
+        "--sample",
+        type=float,
+        default=1.0,
+        metavar="FRACTION",
+        help="test a seeded random share of each group's mutants and score on those (default: all)",
+    )
     parser.add_argument("--report-only", action="store_true", help="print the scores of the last run")
     args = parser.parse_args(argv)
     args.packages = args.packages or list(PACKAGES)
@@ -79,12 +96,21 @@ def main(argv: list[str]) -> int:
         with _database_for_tests() as database_url:
             for name in args.packages:
                 package = PACKAGES[name]
-                only = _survivors(package) if args.survivors else []
-                if args.survivors and not only:
-                    continue
-                _run_mutmut(package, database_url, only, fresh=args.fresh, max_children=args.max_children)
+                if args.fresh:
+                    shutil.rmtree(package / "mutants", ignore_errors=True)
+                only: list[str] = []
+                if args.sample < 1.0 or args.survivors:
+                    if not _mutants(package):
+                        _generate_mutants(package, database_url)
+                    only = _to_test(package, args.sample, survivors=args.survivors)
+                    if not only:
+                        continue
+                _run_mutmut(package, database_url, only, max_children=args.max_children)
 
-    scores = {name: score_by_group(PACKAGES[name] / "mutants") for name in args.packages}
+    scores = {
+        name: score_by_group(PACKAGES[name] / "mutants", sampled(PACKAGES[name], args.sample))
+        for name in args.packages
+    }
     print(report(scores))
     below = [
         group for groups in scores.values() for group, score in groups.items() if score.ratio < THRESHOLD
@@ -111,13 +137,49 @@ class _database_for_tests:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
 
-def _survivors(package: Path) -> list[str]:
-    return [mutant for score in score_by_group(package / "mutants").values() for mutant in score.survivors]
+def _mutants(package: Path) -> dict[str, int | None]:
+    """Every mutant of the package with its exit code (None: not tested yet), from mutmut's `.meta` files."""
+    found: dict[str, int | None] = {}
+    for meta in sorted((package / "mutants").glob("src/**/*.py.meta")):
+        found.update(json.loads(meta.read_text())["exit_code_by_key"])
+    return found
 
 
-def _run_mutmut(package: Path, database_url: str, only: list[str], *, fresh: bool, max_children: int) -> None:
-    if fresh:
-        shutil.rmtree(package / "mutants", ignore_errors=True)
+def sampled(package: Path, fraction: float) -> set[str] | None:
+    """The mutants a `--sample fraction` run tests: per group, the same seeded random choice every time."""
+    if fraction >= 1.0:
+        return None
+    by_group: dict[str, list[str]] = defaultdict(list)
+    for mutant in sorted(_mutants(package)):
+        by_group[_group_of(mutant)].append(mutant)
+    chosen: set[str] = set()
+    for group, mutants in sorted(by_group.items()):
+        chosen.update(
+            random.Random(f"{SAMPLE_SEED}:{group}").sample(mutants, math.ceil(fraction * len(mutants)))
+        )
+    return chosen
+
+
+def _to_test(package: Path, fraction: float, *, survivors: bool) -> list[str]:
+    """The sampled mutants not tested yet, and with `survivors` those that survived, to test again."""
+    chosen = sampled(package, fraction)
+    return [
+        mutant
+        for mutant, exit_code in sorted(_mutants(package).items())
+        if (chosen is None or mutant in chosen)
+        and (exit_code is None or (survivors and (exit_code in SURVIVED or exit_code not in KILLED)))
+    ]
+
+
+def _generate_mutants(package: Path, database_url: str) -> None:
+    """mutmut writes its mutants (and learns which tests reach what) before it filters them by name: a name
+    that matches none stops it right after, with every mutant known and none tested (and a non-zero exit)."""
+    _run_mutmut(package, database_url, ["pitlane-mutation-matches-no-mutant"], max_children=1, check=False)
+
+
+def _run_mutmut(
+    package: Path, database_url: str, only: list[str], *, max_children: int, check: bool = True
+) -> None:
     environment = {key: value for key, value in os.environ.items() if key != "NATS_URL"}
     environment["DATABASE_URL"] = database_url
     log = package / "mutants.log"
@@ -129,16 +191,18 @@ def _run_mutmut(package: Path, database_url: str, only: list[str], *, fresh: boo
             env=environment,
             stdout=output,
             stderr=subprocess.STDOUT,
-            check=True,
+            check=check,
         )
 
 
-def score_by_group(mutants: Path) -> dict[str, Score]:
+def score_by_group(mutants: Path, only: set[str] | None = None) -> dict[str, Score]:
     """Scores per group of modules (`pitlane_workorder.domain`, `pitlane_platform.auth`, ...), from the
-    `.meta` files mutmut writes beside each mutated module."""
+    `.meta` files mutmut writes beside each mutated module; of the mutants in `only`, when given."""
     scores: dict[str, Score] = defaultdict(Score)
     for meta in sorted(mutants.glob("src/**/*.py.meta")):
         for mutant, exit_code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            if only is not None and mutant not in only:
+                continue
             score = scores[_group_of(mutant)]
             if exit_code is None:
                 score.not_checked += 1
@@ -157,13 +221,16 @@ def _group_of(mutant: str) -> str:
 
 
 def report(scores: dict[str, dict[str, Score]]) -> str:
-    lines = ["| group | mutants | killed | survived | score |", "|---|---|---|---|---|"]
+    lines = [
+        "| group | mutants tested | killed | survived | score (95 % interval if sampled) |",
+        "|---|---|---|---|---|",
+    ]
     for groups in scores.values():
         for group, score in sorted(groups.items()):
             unchecked = f" ({score.not_checked} not yet checked)" if score.not_checked else ""
             lines.append(
                 f"| {group} | {score.checked}{unchecked} | {score.killed} | {len(score.survivors)} "
-                f"| {score.ratio:.1%} |"
+                f"| {score.ratio:.1%} (± {score.margin:.1%}) |"
             )
     survivors = Counter(
         mutant.rsplit("__mutmut_", 1)[0]
