@@ -5,7 +5,8 @@ the producers publish them."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -13,16 +14,29 @@ from typing import Any
 
 import httpx
 import nats
+import psycopg
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import select, text
 
-from pitlane_customer_profile.adapters.tables import customers
+from pitlane_customer_profile.adapters.event_store import ProfileEventStore
+from pitlane_customer_profile.adapters.pii_vault import PiiVault
+from pitlane_customer_profile.adapters.tables import (
+    customer_phones,
+    customers,
+    declined_add_ons,
+    reminders,
+    vehicles,
+    visits,
+)
 from pitlane_customer_profile.bootstrap import CustomerProfileSettings
+from pitlane_customer_profile.domain.customer import Customer
+from pitlane_customer_profile.service_layer.unit_of_work import UnitOfWork
 from pitlane_events import Actor, DomainEvent, Envelope, encode
 from pitlane_events.identifiers import vin_check_digit
 from pitlane_events.types import AddOnDecision, AddOnSummary, LineCategory, LineItem, Payment, PaymentMethod
 from pitlane_events.workorder import WorkOrderCompleted
 from pitlane_platform.auth import mint_dev_token
+from pitlane_platform.db import libpq_url
 from pitlane_platform.messaging.streams import declare_stream, service_stream
 from pitlane_platform.runtime import ServiceRuntime
 
@@ -220,3 +234,153 @@ async def figures(service: Service, customer_id: str) -> tuple[int, int]:
             )
         ).one()
     return row.visit_count, row.total_spend_fen
+
+
+async def handled(service: Service, *envelopes: Envelope[Any]) -> None:
+    """Wait until the service's consumers applied these events: their inbox rows commit with their effect,
+    so this is the positive signal after which an absence may be asserted."""
+    wanted = {str(envelope.event_id) for envelope in envelopes}
+
+    async def all_in_inbox() -> bool:
+        async with service.runtime.sessions() as session:
+            found = (
+                await session.execute(
+                    text("SELECT event_id::text FROM inbox WHERE event_id::text = ANY(:ids)"),
+                    {"ids": list(wanted)},
+                )
+            ).scalars()
+            return set(found) == wanted
+
+    await eventually(all_in_inbox)
+
+
+@asynccontextmanager
+async def holding(service: Service, statement: str, **params: Any) -> AsyncIterator[None]:
+    """Hold the lock `statement` takes (`LOCK TABLE events IN EXCLUSIVE MODE`, `SELECT … FOR UPDATE`) in a
+    transaction of the test's own until the block ends. Commands started inside run up to the lock and wait
+    there (`waiting_on_locks`), so a race is decided by the lock manager, not by the scheduler's luck."""
+    async with await psycopg.AsyncConnection.connect(libpq_url(service.settings.database_url)) as connection:
+        async with connection.transaction():
+            await connection.execute(statement, params)  # type: ignore[arg-type]
+            yield
+
+
+async def lock_waiters(service: Service) -> int:
+    """How many sessions of the service's database are blocked on a lock right now."""
+    async with service.runtime.sessions() as session:
+        waiting = await session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+    return waiting or 0
+
+
+async def waiting_on_locks(service: Service, count: int) -> None:
+    """Wait until `count` sessions of the service's database are blocked on a lock."""
+
+    async def blocked() -> bool:
+        return await lock_waiters(service) >= count
+
+    await eventually(blocked)
+
+
+async def upload(service: Service, content: bytes, *, dry_run: bool, filename: str = "customers.csv") -> dict:
+    """POST the file to /v1/imports as an owner; the report (the import must answer 200)."""
+    response = await service.client.post(
+        "/v1/imports",
+        params={"dry_run": str(dry_run).lower()},
+        files={"file": (filename, content)},
+        headers=service.owner_headers(),
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def inconsistencies(service: Service) -> list[str]:
+    """What breaks the invariants that span commands, over the whole database (empty when all hold):
+    - a customer merged away points at a live customer whose stream (or that of one it absorbed) records
+      the merge: never both of a pair, never a chain, never a half-merged customer;
+    - the phones table holds exactly the phones of the live customers' streams, each once, and each live
+      customer's row says what its stream says;
+    - no vehicle, visit, declined add-on or reminder stays with a merged customer; a vehicle's owner is live
+      (or none, after an erasure);
+    - a live or erased customer's figures are the sum of their visits that were not voided."""
+    store = ProfileEventStore(PiiVault(service.settings.master_key()))
+    problems: list[str] = []
+    async with service.runtime.sessions() as session:
+        rows = {row.customer_id: row for row in (await session.execute(select(customers))).all()}
+        live = {cid for cid, row in rows.items() if row.merged_into is None and row.erased_at is None}
+        merged = {cid for cid, row in rows.items() if row.merged_into is not None}
+        uow = UnitOfWork(session, store)
+        streams: dict[str, Customer] = {}
+        for cid in sorted(set(rows) - {c for c, row in rows.items() if row.erased_at is not None}):
+            streams[cid] = await uow.customer(cid)
+        phone_rows = {
+            (row.phone, row.customer_id, row.is_primary)
+            for row in (await session.execute(select(customer_phones))).all()
+        }
+        owners = (await session.execute(select(vehicles.c.vehicle_id, vehicles.c.owner_customer_id))).all()
+        held = [
+            (table.name, row[0], row[1])
+            for table, key in ((visits, visits.c.work_order_id), (declined_add_ons, declined_add_ons.c.add_on_id))
+            for row in (await session.execute(select(key, table.c.customer_id))).all()
+        ] + [
+            ("reminders", row[0], row[1])
+            for row in (await session.execute(select(reminders.c.reminder_id, reminders.c.customer_id))).all()
+        ]
+        counted = {
+            row.customer_id: (row.n, row.spend)
+            for row in (
+                await session.execute(
+                    text(
+                        "SELECT customer_id, count(*) AS n, sum(total_fen) AS spend FROM visits "
+                        "WHERE NOT voided GROUP BY customer_id"
+                    )
+                )
+            ).all()
+        }
+
+    def absorbed_by(survivor: str) -> set[str]:
+        found: set[str] = set()
+        todo = [survivor]
+        while todo:
+            for absorbed in streams[todo.pop()].merged_customer_ids:
+                if absorbed not in found and absorbed in streams:
+                    found.add(absorbed)
+                    todo.append(absorbed)
+        return found
+
+    for cid in sorted(merged):
+        target = rows[cid].merged_into
+        if rows[cid].erased_at is not None and rows[target].erased_at is not None:
+            continue  # erased with the customer it was merged into
+        if target not in live:
+            problems.append(f"customer {cid} is merged into {target}, which is not a live customer")
+        elif rows[cid].erased_at is None and cid not in absorbed_by(target):
+            problems.append(f"customer {cid} is merged into {target}, whose stream records no such merge")
+    expected_phones = {
+        (phone, cid, phone == streams[cid].phone)
+        for cid in live
+        for phone in (streams[cid].phone, *streams[cid].other_phones)
+    }
+    for phone, cid, primary in sorted(phone_rows ^ expected_phones):
+        where = "table only" if (phone, cid, primary) in phone_rows else "stream only"
+        problems.append(f"phone {phone} of {cid} (primary: {primary}) is in the {where}")
+    for cid in sorted(live):
+        row, stream = rows[cid], streams[cid]
+        if (row.full_name, row.primary_phone, row.version) != (stream.full_name, stream.phone, stream.version):
+            problems.append(f"customer {cid}'s row differs from its stream")
+    for vehicle_id, owner in owners:
+        if owner is not None and owner not in live:
+            problems.append(f"vehicle {vehicle_id} belongs to {owner}, which is not a live customer")
+    for table, key, cid in held:
+        if cid in merged:
+            problems.append(f"{table} {key} stayed with merged customer {cid}")
+    for cid in sorted(set(rows) - merged):
+        figures_ = (rows[cid].visit_count, rows[cid].total_spend_fen)
+        if figures_ != counted.get(cid, (0, 0)):
+            problems.append(f"customer {cid} counts {figures_}, its visits add up to {counted.get(cid, (0, 0))}")
+    return problems
