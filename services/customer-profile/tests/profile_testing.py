@@ -5,6 +5,7 @@ the producers publish them."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import httpx
 import nats
 import psycopg
 from fastapi import FastAPI
+from nats.js.errors import NotFoundError as JsNotFoundError
 from sqlalchemy import select, text
 
 from pitlane_customer_profile.adapters.event_store import ProfileEventStore
@@ -28,7 +30,7 @@ from pitlane_customer_profile.adapters.tables import (
     vehicles,
     visits,
 )
-from pitlane_customer_profile.bootstrap import CustomerProfileSettings
+from pitlane_customer_profile.bootstrap import CustomerProfileSettings, build
 from pitlane_customer_profile.domain.customer import Customer
 from pitlane_customer_profile.service_layer.unit_of_work import UnitOfWork
 from pitlane_events import Actor, DomainEvent, Envelope, encode
@@ -37,7 +39,13 @@ from pitlane_events.types import AddOnDecision, AddOnSummary, LineCategory, Line
 from pitlane_events.workorder import WorkOrderCompleted
 from pitlane_platform.auth import mint_dev_token
 from pitlane_platform.db import libpq_url
-from pitlane_platform.messaging.streams import declare_stream, service_stream
+from pitlane_platform.messaging.streams import (
+    DEAD_LETTER_STREAM,
+    REPLAY_STREAM,
+    declare_stream,
+    service_stream,
+    stream_name,
+)
 from pitlane_platform.runtime import ServiceRuntime
 
 CHAIN = "chain-test"
@@ -71,6 +79,19 @@ class Service:
         self, path: str, role: str = "advisor", *, sub: str = "amy", **params: Any
     ) -> httpx.Response:
         return await self.client.get(path, params=params, headers=self.headers(role, sub=sub))
+
+
+@asynccontextmanager
+async def serving(settings: CustomerProfileSettings, **overrides: Any) -> AsyncIterator[Service]:
+    """The service as `create_app()` builds it, running inside its lifespan, driven over ASGI; `overrides`
+    change settings (limits a test can reach quickly)."""
+    settings = settings.model_copy(update=overrides)
+    runtime, app = build(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cp") as client,
+    ):
+        yield Service(settings, runtime, app, client)
 
 
 class Producer:
@@ -255,11 +276,13 @@ async def handled(service: Service, *envelopes: Envelope[Any]) -> None:
 
 
 @asynccontextmanager
-async def holding(service: Service, statement: str, **params: Any) -> AsyncIterator[None]:
+async def holding(database: Service | str, statement: str, **params: Any) -> AsyncIterator[None]:
     """Hold the lock `statement` takes (`LOCK TABLE events IN EXCLUSIVE MODE`, `SELECT … FOR UPDATE`) in a
-    transaction of the test's own until the block ends. Commands started inside run up to the lock and wait
-    there (`waiting_on_locks`), so a race is decided by the lock manager, not by the scheduler's luck."""
-    async with await psycopg.AsyncConnection.connect(libpq_url(service.settings.database_url)) as connection:
+    transaction of the test's own on the service's database (or the one at that URL) until the block ends.
+    Commands started inside run up to the lock and wait there (`waiting_on_locks`), so a race is decided by
+    the lock manager, not by the scheduler's luck."""
+    url = database if isinstance(database, str) else database.settings.database_url
+    async with await psycopg.AsyncConnection.connect(libpq_url(url)) as connection:
         async with connection.transaction():
             await connection.execute(statement, params)  # type: ignore[arg-type]
             yield
@@ -325,7 +348,10 @@ async def inconsistencies(service: Service) -> list[str]:
         owners = (await session.execute(select(vehicles.c.vehicle_id, vehicles.c.owner_customer_id))).all()
         held = [
             (table.name, row[0], row[1])
-            for table, key in ((visits, visits.c.work_order_id), (declined_add_ons, declined_add_ons.c.add_on_id))
+            for table, key in (
+                (visits, visits.c.work_order_id),
+                (declined_add_ons, declined_add_ons.c.add_on_id),
+            )
             for row in (await session.execute(select(key, table.c.customer_id))).all()
         ] + [
             ("reminders", row[0], row[1])
@@ -353,13 +379,24 @@ async def inconsistencies(service: Service) -> list[str]:
                     todo.append(absorbed)
         return found
 
+    def last_survivor(cid: str) -> str | None:
+        seen = set()
+        while rows[cid].merged_into is not None:
+            if cid in seen or rows[cid].merged_into not in rows:
+                return None  # a cycle, or a merge into no one
+            seen.add(cid)
+            cid = rows[cid].merged_into
+        return cid
+
     for cid in sorted(merged):
-        target = rows[cid].merged_into
-        if rows[cid].erased_at is not None and rows[target].erased_at is not None:
+        target = last_survivor(cid)
+        if target is None:
+            problems.append(f"customer {cid} is merged in a cycle or into no one")
+        elif rows[cid].erased_at is not None and rows[target].erased_at is not None:
             continue  # erased with the customer it was merged into
-        if target not in live:
+        elif target not in live:
             problems.append(f"customer {cid} is merged into {target}, which is not a live customer")
-        elif rows[cid].erased_at is None and cid not in absorbed_by(target):
+        elif cid not in absorbed_by(target):
             problems.append(f"customer {cid} is merged into {target}, whose stream records no such merge")
     expected_phones = {
         (phone, cid, phone == streams[cid].phone)
@@ -371,7 +408,11 @@ async def inconsistencies(service: Service) -> list[str]:
         problems.append(f"phone {phone} of {cid} (primary: {primary}) is in the {where}")
     for cid in sorted(live):
         row, stream = rows[cid], streams[cid]
-        if (row.full_name, row.primary_phone, row.version) != (stream.full_name, stream.phone, stream.version):
+        if (row.full_name, row.primary_phone, row.version) != (
+            stream.full_name,
+            stream.phone,
+            stream.version,
+        ):
             problems.append(f"customer {cid}'s row differs from its stream")
     for vehicle_id, owner in owners:
         if owner is not None and owner not in live:
@@ -382,5 +423,83 @@ async def inconsistencies(service: Service) -> list[str]:
     for cid in sorted(set(rows) - merged):
         figures_ = (rows[cid].visit_count, rows[cid].total_spend_fen)
         if figures_ != counted.get(cid, (0, 0)):
-            problems.append(f"customer {cid} counts {figures_}, its visits add up to {counted.get(cid, (0, 0))}")
+            problems.append(
+                f"customer {cid} counts {figures_}, its visits add up to {counted.get(cid, (0, 0))}"
+            )
     return problems
+
+
+async def stream_texts(producer: Producer, *, whole: bool = False) -> list[str]:
+    """The payload of every message of customer-profile's stream, as text; `whole`: of the dead letters and
+    replays too, each with its headers. Deleted messages are skipped."""
+    js = producer.connection.jetstream()
+    texts = []
+    names = [stream_name("customer-profile"), *((DEAD_LETTER_STREAM, REPLAY_STREAM) if whole else ())]
+    for name in names:
+        try:
+            info = await js.stream_info(name)
+        except JsNotFoundError:
+            continue  # never created: nothing was dead-lettered or replayed
+        for sequence in range(max(info.state.first_seq, 1), info.state.last_seq + 1):
+            try:
+                message = await js.get_msg(name, sequence)
+            except JsNotFoundError:
+                continue  # deleted
+            payload = (message.data or b"").decode(errors="replace")
+            texts.append(f"{message.headers or {}} {payload}" if whole else payload)
+    return texts
+
+
+@dataclass(frozen=True)
+class Answer:
+    method: str
+    route: str
+    params: dict[str, str]
+    status: int
+    body: str
+
+
+async def walk_get_routes(
+    service: Service,
+    headers: dict[str, str],
+    path_values: dict[str, str],
+    query_values: dict[str, list[str]],
+) -> list[Answer]:
+    """Every GET operation of the app's OpenAPI document, as `headers` (a role's token): once with its path
+    parameters only, then once per value of each query parameter that `query_values` names. A path
+    parameter without a value fails, so a new route cannot slip past a walk."""
+    answers = []
+    for route, operations in service.app.openapi()["paths"].items():
+        operation = operations.get("get")
+        if operation is None:
+            continue
+        parameters = operation.get("parameters", [])
+        path = route
+        for parameter in parameters:
+            if parameter["in"] == "path":
+                assert parameter["name"] in path_values, f"no value for {parameter['name']} of GET {route}"
+                path = path.replace("{" + parameter["name"] + "}", path_values[parameter["name"]])
+        tries: list[dict[str, str]] = [{}] + [
+            {parameter["name"]: value}
+            for parameter in parameters
+            if parameter["in"] == "query"
+            for value in query_values.get(parameter["name"], [])
+        ]
+        for params in tries:
+            response = await service.client.get(path, params=params, headers=headers)
+            body = response.text
+            answers.append(Answer("GET", route, params, response.status_code, body))
+    return answers
+
+
+def needles(*secrets: str) -> set[str]:
+    """Each secret as it can be written down in a body, a column or a message: as is, JSON-escaped (`\\u738b`),
+    and a mainland mobile in each of its forms (+8613812345678, 8613812345678, 13812345678)."""
+    found: set[str] = set()
+    for secret in secrets:
+        forms = {secret}
+        if secret.startswith("+86"):
+            forms |= {secret[1:], secret[3:]}
+        for form in forms:
+            found |= {form, json.dumps(form)[1:-1]}
+    return found

@@ -3,18 +3,15 @@ searches with their alert — against the real service, PostgreSQL and JetStream
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import nats
 import pytest
-from profile_testing import Service, eventually, make_phone, register_customer
+from profile_testing import Service, eventually, make_phone, register_customer, serving
 from sqlalchemy import text
 
-from pitlane_customer_profile.bootstrap import CustomerProfileSettings, build
+from pitlane_customer_profile.bootstrap import CustomerProfileSettings
 from pitlane_events import decode
 from pitlane_events.customer_profile import LookupLimitReached
 from pitlane_platform.messaging.streams import service_stream
@@ -148,18 +145,6 @@ async def test_only_owners_read_the_trail_filtered_and_paged(service: Service) -
 
     naive = await service.client.get("/v1/audit", params={"since": "2026-01-01T00:00:00"}, headers=owner)
     assert naive.status_code == 422 and naive.json()["errors"][0]["field"] == "query.since"
-
-
-@asynccontextmanager
-async def serving(settings: CustomerProfileSettings, **limits: str) -> AsyncIterator[Service]:
-    """The service as the `service` fixture runs it, with limits the test can reach quickly."""
-    settings = settings.model_copy(update=limits)
-    runtime, app = build(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cp") as client,
-    ):
-        yield Service(settings, runtime, app, client)
 
 
 async def alerts(nats_url: str) -> list[LookupLimitReached]:

@@ -136,7 +136,10 @@ async def test_an_import_and_a_registration_of_one_phone_at_once_make_one_custom
     )
 
     # One of the two is refused; a refused import stores none of its batch and can simply be run again.
-    assert sorted(statuses(imported, registered)) in ([200, 409], [201, 409]), (imported.text, registered.text)
+    assert sorted(statuses(imported, registered)) in ([200, 409], [201, 409]), (
+        imported.text,
+        registered.text,
+    )
     owners = await live_customers_with_phone(service, "+8613812345678")
     assert len(owners) == 1
     again = await upload(service, content, dry_run=False)
@@ -255,6 +258,7 @@ async def test_a_merge_while_the_absorbed_customer_gets_a_new_phone_loses_no_pho
     assert changed.status_code in (200, 409), changed.text
     new_phone = await service.get("/v1/lookup", phone="13700000009")
     if changed.status_code == 200:
+        assert new_phone.status_code == 200, "the phone the change added belongs to no one"
         assert new_phone.json()["customer"]["customer_id"] == survivor
     else:
         assert new_phone.status_code == 404
@@ -291,7 +295,8 @@ async def test_a_car_registered_while_its_owner_is_erased_is_refused(service: Se
         EVENTS_APPENDED,
         service.client.post(f"/v1/customers/{owner}/erasure", headers=service.owner_headers()),
         service.post(
-            "/v1/vehicles", {"owner_customer_id": owner, "plate": "沪A12345", "brand": "大众", "model": "朗逸"}
+            "/v1/vehicles",
+            {"owner_customer_id": owner, "plate": "沪A12345", "brand": "大众", "model": "朗逸"},
         ),
     )
 

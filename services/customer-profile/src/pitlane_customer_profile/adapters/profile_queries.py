@@ -63,8 +63,10 @@ async def customer_state(session: AsyncSession, customer_id: str) -> dict[str, A
 async def absorbed_customers(session: AsyncSession, customer_id: str) -> list[str]:
     """Every customer merged into this one, directly or into one merged into it later: the same person. A
     merge marks only the duplicates it names (`merged_into`), so the older merges hang off them."""
-    absorbed = select(customers.c.customer_id).where(customers.c.merged_into == customer_id).cte(
-        "absorbed", recursive=True
+    absorbed = (
+        select(customers.c.customer_id)
+        .where(customers.c.merged_into == customer_id)
+        .cte("absorbed", recursive=True)
     )
     absorbed = absorbed.union(
         select(customers.c.customer_id).where(customers.c.merged_into == absorbed.c.customer_id)
