@@ -34,6 +34,7 @@ from pitlane_customer_profile.bootstrap import CustomerProfileSettings, build
 from pitlane_customer_profile.domain.customer import Customer
 from pitlane_customer_profile.service_layer.unit_of_work import UnitOfWork
 from pitlane_events import Actor, DomainEvent, Envelope, encode
+from pitlane_events.customer_profile import VehicleMileageRecorded
 from pitlane_events.identifiers import vin_check_digit
 from pitlane_events.types import AddOnDecision, AddOnSummary, LineCategory, LineItem, Payment, PaymentMethod
 from pitlane_events.workorder import WorkOrderCompleted
@@ -47,6 +48,7 @@ from pitlane_platform.messaging.streams import (
     stream_name,
 )
 from pitlane_platform.runtime import ServiceRuntime
+from pitlane_platform.schema import events
 
 CHAIN = "chain-test"
 
@@ -109,9 +111,11 @@ class Producer:
         branch_id: str = "b1",
         envelope: Envelope[Any] | None = None,
         message_id: str | None = None,
+        occurred_at: datetime | None = None,
     ) -> Envelope[Any]:
-        """Publish `event` in a new envelope, or `envelope` again; `message_id` overrides the Nats-Msg-Id, as
-        a relay republishing after the stream's duplicate window does in effect."""
+        """Publish `event` in a new envelope (occurred at `occurred_at`, by default its completion or now), or
+        `envelope` again; `message_id` overrides the Nats-Msg-Id, as a relay republishing after the stream's
+        duplicate window does in effect."""
         if envelope is None:
             assert event is not None
             envelope = Envelope.new(
@@ -121,7 +125,7 @@ class Producer:
                 aggregate_id=aggregate_id,
                 aggregate_version=version,
                 actor=Actor.service(event.service()),
-                occurred_at=event_time(event),
+                occurred_at=occurred_at or event_time(event),
             )
         js = self.connection.jetstream()
         await declare_stream(js, service_stream(envelope.event_type.split(".")[0]))
@@ -243,6 +247,17 @@ async def register_vehicle(
     response = await service.post("/v1/vehicles", body)
     assert response.status_code == 201, response.text
     return response.json()["id"]
+
+
+async def mileage_events(service: Service, vehicle_id: str) -> list[dict[str, Any]]:
+    """The vehicle's stored VehicleMileageRecorded envelopes, in order."""
+    async with service.runtime.sessions() as session:
+        rows = await session.execute(
+            select(events.c.envelope)
+            .where(events.c.stream_id == vehicle_id, events.c.event_type == VehicleMileageRecorded.event_type)
+            .order_by(events.c.version)
+        )
+        return list(rows.scalars())
 
 
 async def figures(service: Service, customer_id: str) -> tuple[int, int]:

@@ -4,7 +4,6 @@ NPS, reminders; each event counted once however often it is delivered."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import pytest
 from profile_testing import (
@@ -14,12 +13,13 @@ from profile_testing import (
     eventually,
     figures,
     make_vin,
+    mileage_events,
     register_customer,
     register_vehicle,
 )
 from sqlalchemy import select, text
 
-from pitlane_events.customer_profile import ConsentChanged, VehicleMileageRecorded
+from pitlane_events.customer_profile import ConsentChanged
 from pitlane_events.notification import CustomerUnsubscribed, NpsAnswered, UnsubscribeSource
 from pitlane_events.reminder import ReminderCancelled, ReminderKind, ReminderScheduled
 from pitlane_events.types import Channel, LineCategory, Purpose
@@ -33,17 +33,6 @@ from pitlane_events.workorder import (
 from pitlane_platform.schema import events
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-
-
-async def mileage_events(service: Service, vehicle_id: str) -> list[dict[str, Any]]:
-    """The vehicle's stored VehicleMileageRecorded envelopes, in order."""
-    async with service.runtime.sessions() as session:
-        rows = await session.execute(
-            select(events.c.envelope)
-            .where(events.c.stream_id == vehicle_id, events.c.event_type == VehicleMileageRecorded.event_type)
-            .order_by(events.c.version)
-        )
-        return list(rows.scalars())
 
 
 async def test_lookup_by_plate_returns_three_vehicles_ten_visits_and_everything_else(
