@@ -290,6 +290,17 @@ async def handled(service: Service, *envelopes: Envelope[Any]) -> None:
     await eventually(all_in_inbox)
 
 
+async def outbox_published(service: Service) -> None:
+    """Wait until the relay published every event the service queued: from then on, what the stream lacks
+    was never sent."""
+
+    async def published() -> bool:
+        async with service.runtime.sessions() as session:
+            return await session.scalar(text("SELECT count(*) FROM outbox WHERE published_at IS NULL")) == 0
+
+    await eventually(published)
+
+
 @asynccontextmanager
 async def holding(database: Service | str, statement: str, **params: Any) -> AsyncIterator[None]:
     """Hold the lock `statement` takes (`LOCK TABLE events IN EXCLUSIVE MODE`, `SELECT … FOR UPDATE`) in a

@@ -21,6 +21,7 @@ from profile_testing import (
     inconsistencies,
     make_vin,
     needles,
+    outbox_published,
     register_customer,
     register_vehicle,
     serving,
@@ -150,14 +151,6 @@ def scrubbed(service: Service, request_id: str) -> Callable[[], Awaitable[bool]]
         return done is not None
 
     return stamped
-
-
-async def outbox_published(service: Service) -> None:
-    async def published() -> bool:
-        async with service.runtime.sessions() as session:
-            return await session.scalar(text("SELECT count(*) FROM outbox WHERE published_at IS NULL")) == 0
-
-    await eventually(published)
 
 
 async def test_after_erasure_no_value_of_the_customer_is_left_in_any_column_event_message_or_answer(

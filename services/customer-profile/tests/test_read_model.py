@@ -12,6 +12,7 @@ from profile_testing import (
     completion,
     eventually,
     figures,
+    handled,
     make_vin,
     mileage_events,
     register_customer,
@@ -166,50 +167,63 @@ async def test_a_voided_work_order_no_longer_counts_and_a_cancelled_reminder_is_
 ) -> None:
     customer_id = await register_customer(service)
     vehicle_id = await register_vehicle(service, customer_id, "沪A12345")
-    await producer.publish(
-        completion(
-            work_order_id="wo-1",
-            customer_id=customer_id,
-            vehicle_id=vehicle_id,
-            plate="沪A12345",
-            mileage_km=1_000,
-            completed_at=START,
-            total_fen=9_900,
+    published = [
+        await producer.publish(
+            completion(
+                work_order_id="wo-1",
+                customer_id=customer_id,
+                vehicle_id=vehicle_id,
+                plate="沪A12345",
+                mileage_km=1_000,
+                completed_at=START,
+                total_fen=9_900,
+            ),
+            aggregate_id="wo-1",
+            version=5,
         ),
-        aggregate_id="wo-1",
-        version=5,
-    )
-    await producer.publish(
-        WorkOrderVoided(work_order_id="wo-1", customer_id=customer_id, reason="录入错误", manager_id="mia"),
-        aggregate_id="wo-1",
-        version=6,
-    )
-    await producer.publish(
-        ReminderScheduled(
-            reminder_id="r-1",
-            rule_id="ins",
-            kind=ReminderKind.INSURANCE_RENEWAL,
-            vehicle_id=vehicle_id,
-            customer_id=customer_id,
-            due_on=date(2027, 3, 1),
+        await producer.publish(
+            WorkOrderVoided(
+                work_order_id="wo-1", customer_id=customer_id, reason="录入错误", manager_id="mia"
+            ),
+            aggregate_id="wo-1",
+            version=6,
         ),
-        aggregate_id="r-1",
-        version=1,
-    )
-    await producer.publish(
-        ReminderCancelled(reminder_id="r-1", reason="manual"), aggregate_id="r-1", version=2
-    )
+        await producer.publish(
+            ReminderScheduled(
+                reminder_id="r-1",
+                rule_id="ins",
+                kind=ReminderKind.INSURANCE_RENEWAL,
+                vehicle_id=vehicle_id,
+                customer_id=customer_id,
+                due_on=date(2027, 3, 1),
+            ),
+            aggregate_id="r-1",
+            version=1,
+        ),
+        await producer.publish(
+            ReminderCancelled(reminder_id="r-1", reason="manual"), aggregate_id="r-1", version=2
+        ),
+    ]
+    # Waiting for "no spend, no visit, no reminder" would be waiting for what is true before anything
+    # arrives: wait until each event was applied, then look.
+    await handled(service, *published)
 
-    async def settled() -> bool:
-        profile = (await service.get(f"/v1/customers/{customer_id}")).json()
-        return (
-            profile["figures"]["total_spend_fen"] == 0
-            and not profile["reminders"]
-            and profile["visits"] == []
-            and (await figures(service, customer_id)) == (0, 0)
-        )
-
-    await eventually(settled)
+    profile = (await service.get(f"/v1/customers/{customer_id}")).json()
+    assert (profile["figures"]["visit_count"], profile["figures"]["total_spend_fen"]) == (0, 0)
+    assert profile["visits"] == [] and profile["reminders"] == []
+    assert await figures(service, customer_id) == (0, 0)
+    vehicle = (await service.get(f"/v1/vehicles/{vehicle_id}")).json()
+    assert (vehicle["visit_count"], vehicle["total_spend_fen"]) == (0, 0)
+    async with service.runtime.engine.connect() as connection:
+        applied = (
+            await connection.execute(
+                text(
+                    "SELECT (SELECT voided FROM visits WHERE work_order_id = 'wo-1'), "
+                    "(SELECT status FROM reminders WHERE reminder_id = 'r-1')"
+                )
+            )
+        ).one()
+    assert tuple(applied) == (True, "cancelled")  # both were recorded, then taken back
 
 
 async def test_an_unsubscribe_withdraws_consent_on_the_customer(service: Service, producer: Producer) -> None:
