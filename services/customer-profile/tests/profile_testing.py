@@ -51,6 +51,7 @@ from pitlane_platform.runtime import ServiceRuntime
 from pitlane_platform.schema import events
 
 CHAIN = "chain-test"
+SCANNED_TYPES = ("text", "character varying", "character", "json", "jsonb", "bytea", "ARRAY")
 
 
 @dataclass
@@ -528,4 +529,40 @@ def needles(*secrets: str) -> set[str]:
             forms |= {secret[1:], secret[3:]}
         for form in forms:
             found |= {form, json.dumps(form)[1:-1]}
+    return found
+
+
+async def database_texts_with(service: Service, secrets: set[str]) -> dict[str, set[str]]:
+    """Which secrets each text, varchar, JSON, array or bytea column of the service's database holds, by
+    `table.column`; every table of its schema, found through information_schema."""
+    found: dict[str, set[str]] = {}
+    async with service.runtime.engine.connect() as connection:
+        columns = (
+            await connection.execute(
+                text(
+                    "SELECT c.table_name, c.column_name, c.data_type FROM information_schema.columns c "
+                    "JOIN information_schema.tables t USING (table_schema, table_name) "
+                    "WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE' "
+                    "AND c.data_type = ANY(:types)"
+                ),
+                {"types": list(SCANNED_TYPES)},
+            )
+        ).all()
+        assert {table for table, _, _ in columns} >= {"customers", "events", "outbox", "inbox", "visits"}
+        for table, column, data_type in columns:
+            holds = (
+                f"position(convert_to(n, 'UTF8') IN t.\"{column}\") > 0"
+                if data_type == "bytea"
+                else f'strpos(CAST(t."{column}" AS text), n) > 0'
+            )
+            hits = (
+                await connection.execute(
+                    text(
+                        f'SELECT DISTINCT n FROM "{table}" t, unnest(CAST(:secrets AS text[])) n WHERE {holds}'
+                    ),
+                    {"secrets": sorted(secrets)},
+                )
+            ).scalars()
+            if held := set(hits):
+                found[f"{table}.{column}"] = held
     return found

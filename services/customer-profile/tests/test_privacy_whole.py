@@ -15,6 +15,7 @@ from profile_testing import (
     Producer,
     Service,
     completion,
+    database_texts_with,
     eventually,
     handled,
     holding,
@@ -28,7 +29,7 @@ from profile_testing import (
     stream_texts,
     walk_get_routes,
 )
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from pitlane_customer_profile.adapters.event_store import ProfileEventStore
 from pitlane_customer_profile.adapters.pii_vault import PiiVault
@@ -39,8 +40,6 @@ from pitlane_events.notification import CustomerUnsubscribed, NpsAnswered, Unsub
 from pitlane_events.types import Channel, Purpose
 from pitlane_events.workorder import BookingChannel, CustomerIntroduced
 from pitlane_platform.db import advisory_lock_key
-
-SCANNED_TYPES = ("text", "character varying", "character", "json", "jsonb", "bytea", "ARRAY")
 
 
 def leaks(answers: list[Answer], secrets: set[str]) -> list[tuple[str, dict[str, str], int, str]]:
@@ -90,42 +89,6 @@ async def test_a_technician_meets_no_full_phone_number_and_no_wechat_id_on_any_g
     # ... which the front desk sees in full: the same walk finds them.
     advisor = await walk_get_routes(service, service.headers("advisor"), path_values, query_values)
     assert {s for _, _, _, s in leaks(advisor, secrets)} >= {"+8613600001234", "+8613812345678", "wx_wangjg"}
-
-
-async def database_texts_with(service: Service, secrets: set[str]) -> dict[str, set[str]]:
-    """Which secrets each text, varchar, JSON, array or bytea column of the service's database holds, by
-    `table.column`; every table of its schema, found through information_schema."""
-    found: dict[str, set[str]] = {}
-    async with service.runtime.engine.connect() as connection:
-        columns = (
-            await connection.execute(
-                text(
-                    "SELECT c.table_name, c.column_name, c.data_type FROM information_schema.columns c "
-                    "JOIN information_schema.tables t USING (table_schema, table_name) "
-                    "WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE' "
-                    "AND c.data_type = ANY(:types)"
-                ),
-                {"types": list(SCANNED_TYPES)},
-            )
-        ).all()
-        assert {table for table, _, _ in columns} >= {"customers", "events", "outbox", "inbox", "visits"}
-        for table, column, data_type in columns:
-            holds = (
-                f"position(convert_to(n, 'UTF8') IN t.\"{column}\") > 0"
-                if data_type == "bytea"
-                else f'strpos(CAST(t."{column}" AS text), n) > 0'
-            )
-            hits = (
-                await connection.execute(
-                    text(
-                        f'SELECT DISTINCT n FROM "{table}" t, unnest(CAST(:secrets AS text[])) n WHERE {holds}'
-                    ),
-                    {"secrets": sorted(secrets)},
-                )
-            ).scalars()
-            if held := set(hits):
-                found[f"{table}.{column}"] = held
-    return found
 
 
 async def opened_events_with(service: Service, secrets: set[str]) -> set[str]:

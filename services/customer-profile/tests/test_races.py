@@ -14,16 +14,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 from profile_testing import (
     Producer,
     Service,
     completion,
+    database_texts_with,
     eventually,
     figures,
     handled,
     holding,
     inconsistencies,
     lock_waiters,
+    needles,
     register_customer,
     register_vehicle,
     upload,
@@ -340,4 +343,28 @@ async def test_a_visit_completed_while_its_customer_is_merged_counts_for_the_sur
     assert await figures(service, survivor) == (1, 45_600)
     profile = (await service.get(f"/v1/customers/{survivor}")).json()
     assert [visit["work_order_id"] for visit in profile["visits"]] == ["wo-1"]
+    assert await inconsistencies(service) == []
+
+
+@pytest.mark.parametrize("first", ["update", "erasure"])
+async def test_an_update_and_an_erasure_of_one_customer_at_once_end_erased_with_nothing_of_the_update(
+    service: Service, first: str
+) -> None:
+    customer_id = await register_customer(service)
+    update = service.patch(
+        f"/v1/customers/{customer_id}", {"notes": "新备注秘密", "wechat_id": "wx_secret_new"}
+    )
+    erasure = service.client.post(f"/v1/customers/{customer_id}/erasure", headers=service.owner_headers())
+
+    if first == "update":
+        updated, erased = await raced(service, EVENTS_APPENDED, update, erasure)
+        expected = [200, 200]
+    else:
+        erased, updated = await raced(service, EVENTS_APPENDED, erasure, update)
+        expected = [404, 200]  # the update meets an erased customer
+
+    # Never a deadlock's 500, never the update kept: whichever ran first, the customer ends erased.
+    assert statuses(updated, erased) == expected, (updated.text, erased.text)
+    assert (await service.get(f"/v1/customers/{customer_id}")).status_code == 404
+    assert await database_texts_with(service, needles("新备注秘密", "wx_secret_new", "wx_wangjg")) == {}
     assert await inconsistencies(service) == []

@@ -77,6 +77,10 @@ async def register_customer(
 async def update_customer(
     uow: UnitOfWork, customer_id: str, command: UpdateCustomer, *, at: datetime
 ) -> Customer:
+    # The row locked first, as an erasure and a merge lock it: the later command waits and then meets what the
+    # earlier one did (an erased or merged customer is a 404). Without it an erasure racing an update could
+    # deadlock with it (row lock against the stream's next version) and answer 500.
+    await _lock_customers(uow, [customer_id])
     await _refuse_merged(uow, customer_id)
     customer = await uow.customer(customer_id)
     _check_version(customer.id, command.expected_version, customer.version)
