@@ -6,16 +6,15 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import nats
 import pytest
 
 # Tests import their shared helpers by module name (pytest runs with --import-mode=importlib).
 sys.path.insert(0, str(Path(__file__).parent))
 
-from profile_testing import CHAIN, Producer, Service
+from profile_testing import CHAIN, Producer, Service, serving
 
-from pitlane_customer_profile.bootstrap import CustomerProfileSettings, build
+from pitlane_customer_profile.bootstrap import CustomerProfileSettings
 
 
 @pytest.fixture
@@ -34,12 +33,8 @@ def settings(database_url: str, nats_url: str) -> CustomerProfileSettings:
 
 @pytest.fixture
 async def service(settings: CustomerProfileSettings) -> AsyncIterator[Service]:
-    runtime, app = build(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cp") as client,
-    ):
-        yield Service(settings, runtime, app, client)
+    async with serving(settings) as running:
+        yield running
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import asyncio
 import json
 from datetime import UTC, datetime
 
-from nats.js.errors import NotFoundError as JsNotFoundError
 from profile_testing import (
     Producer,
     Service,
@@ -16,6 +15,7 @@ from profile_testing import (
     figures,
     register_customer,
     register_vehicle,
+    stream_texts,
 )
 from sqlalchemy import select, text
 
@@ -23,7 +23,6 @@ from pitlane_customer_profile.adapters.event_store import ProfileEventStore
 from pitlane_customer_profile.adapters.pii_vault import PiiVault
 from pitlane_customer_profile.adapters.tables import customers, erasures
 from pitlane_events.customer_profile import CustomerErased
-from pitlane_platform.messaging.streams import stream_name
 
 SECRETS = (
     "王建国",
@@ -35,19 +34,6 @@ SECRETS = (
     "wx_wangjg",
     "只在周末来店",
 )
-
-
-async def stream_texts(producer: Producer) -> list[str]:
-    js = producer.connection.jetstream()
-    info = await js.stream_info(stream_name("customer-profile"))
-    texts = []
-    for sequence in range(info.state.first_seq, info.state.last_seq + 1):
-        try:
-            message = await js.get_msg(stream_name("customer-profile"), sequence)
-        except JsNotFoundError:
-            continue  # deleted
-        texts.append((message.data or b"").decode())
-    return texts
 
 
 def leaked(texts: list[str]) -> list[str]:

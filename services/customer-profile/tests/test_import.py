@@ -7,7 +7,7 @@ import csv
 import io
 
 from openpyxl import Workbook
-from profile_testing import Service, make_vin
+from profile_testing import Service, make_vin, upload
 from sqlalchemy import func, select
 
 from pitlane_customer_profile.adapters.tables import customers, vehicles
@@ -78,18 +78,6 @@ def as_csv(rows: list[list[str]]) -> bytes:
     writer.writerow(HEADER)
     writer.writerows(rows)
     return buffer.getvalue().encode("utf-8-sig")
-
-
-async def upload(service: Service, content: bytes, *, dry_run: bool, filename: str = "customers.csv") -> dict:
-    response = await service.client.post(
-        "/v1/imports",
-        params={"dry_run": str(dry_run).lower()},
-        files={"file": (filename, content)},
-        headers=service.owner_headers(),
-        timeout=120,
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 async def counts(service: Service) -> tuple[int, int, int]:

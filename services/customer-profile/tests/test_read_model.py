@@ -4,7 +4,6 @@ NPS, reminders; each event counted once however often it is delivered."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import pytest
 from profile_testing import (
@@ -13,13 +12,15 @@ from profile_testing import (
     completion,
     eventually,
     figures,
+    handled,
     make_vin,
+    mileage_events,
     register_customer,
     register_vehicle,
 )
 from sqlalchemy import select, text
 
-from pitlane_events.customer_profile import ConsentChanged, VehicleMileageRecorded
+from pitlane_events.customer_profile import ConsentChanged
 from pitlane_events.notification import CustomerUnsubscribed, NpsAnswered, UnsubscribeSource
 from pitlane_events.reminder import ReminderCancelled, ReminderKind, ReminderScheduled
 from pitlane_events.types import Channel, LineCategory, Purpose
@@ -33,17 +34,6 @@ from pitlane_events.workorder import (
 from pitlane_platform.schema import events
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-
-
-async def mileage_events(service: Service, vehicle_id: str) -> list[dict[str, Any]]:
-    """The vehicle's stored VehicleMileageRecorded envelopes, in order."""
-    async with service.runtime.sessions() as session:
-        rows = await session.execute(
-            select(events.c.envelope)
-            .where(events.c.stream_id == vehicle_id, events.c.event_type == VehicleMileageRecorded.event_type)
-            .order_by(events.c.version)
-        )
-        return list(rows.scalars())
 
 
 async def test_lookup_by_plate_returns_three_vehicles_ten_visits_and_everything_else(
@@ -177,50 +167,63 @@ async def test_a_voided_work_order_no_longer_counts_and_a_cancelled_reminder_is_
 ) -> None:
     customer_id = await register_customer(service)
     vehicle_id = await register_vehicle(service, customer_id, "沪A12345")
-    await producer.publish(
-        completion(
-            work_order_id="wo-1",
-            customer_id=customer_id,
-            vehicle_id=vehicle_id,
-            plate="沪A12345",
-            mileage_km=1_000,
-            completed_at=START,
-            total_fen=9_900,
+    published = [
+        await producer.publish(
+            completion(
+                work_order_id="wo-1",
+                customer_id=customer_id,
+                vehicle_id=vehicle_id,
+                plate="沪A12345",
+                mileage_km=1_000,
+                completed_at=START,
+                total_fen=9_900,
+            ),
+            aggregate_id="wo-1",
+            version=5,
         ),
-        aggregate_id="wo-1",
-        version=5,
-    )
-    await producer.publish(
-        WorkOrderVoided(work_order_id="wo-1", customer_id=customer_id, reason="录入错误", manager_id="mia"),
-        aggregate_id="wo-1",
-        version=6,
-    )
-    await producer.publish(
-        ReminderScheduled(
-            reminder_id="r-1",
-            rule_id="ins",
-            kind=ReminderKind.INSURANCE_RENEWAL,
-            vehicle_id=vehicle_id,
-            customer_id=customer_id,
-            due_on=date(2027, 3, 1),
+        await producer.publish(
+            WorkOrderVoided(
+                work_order_id="wo-1", customer_id=customer_id, reason="录入错误", manager_id="mia"
+            ),
+            aggregate_id="wo-1",
+            version=6,
         ),
-        aggregate_id="r-1",
-        version=1,
-    )
-    await producer.publish(
-        ReminderCancelled(reminder_id="r-1", reason="manual"), aggregate_id="r-1", version=2
-    )
+        await producer.publish(
+            ReminderScheduled(
+                reminder_id="r-1",
+                rule_id="ins",
+                kind=ReminderKind.INSURANCE_RENEWAL,
+                vehicle_id=vehicle_id,
+                customer_id=customer_id,
+                due_on=date(2027, 3, 1),
+            ),
+            aggregate_id="r-1",
+            version=1,
+        ),
+        await producer.publish(
+            ReminderCancelled(reminder_id="r-1", reason="manual"), aggregate_id="r-1", version=2
+        ),
+    ]
+    # Waiting for "no spend, no visit, no reminder" would be waiting for what is true before anything
+    # arrives: wait until each event was applied, then look.
+    await handled(service, *published)
 
-    async def settled() -> bool:
-        profile = (await service.get(f"/v1/customers/{customer_id}")).json()
-        return (
-            profile["figures"]["total_spend_fen"] == 0
-            and not profile["reminders"]
-            and profile["visits"] == []
-            and (await figures(service, customer_id)) == (0, 0)
-        )
-
-    await eventually(settled)
+    profile = (await service.get(f"/v1/customers/{customer_id}")).json()
+    assert (profile["figures"]["visit_count"], profile["figures"]["total_spend_fen"]) == (0, 0)
+    assert profile["visits"] == [] and profile["reminders"] == []
+    assert await figures(service, customer_id) == (0, 0)
+    vehicle = (await service.get(f"/v1/vehicles/{vehicle_id}")).json()
+    assert (vehicle["visit_count"], vehicle["total_spend_fen"]) == (0, 0)
+    async with service.runtime.engine.connect() as connection:
+        applied = (
+            await connection.execute(
+                text(
+                    "SELECT (SELECT voided FROM visits WHERE work_order_id = 'wo-1'), "
+                    "(SELECT status FROM reminders WHERE reminder_id = 'r-1')"
+                )
+            )
+        ).one()
+    assert tuple(applied) == (True, "cancelled")  # both were recorded, then taken back
 
 
 async def test_an_unsubscribe_withdraws_consent_on_the_customer(service: Service, producer: Producer) -> None:

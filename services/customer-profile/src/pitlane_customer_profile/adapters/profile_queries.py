@@ -60,6 +60,21 @@ async def customer_state(session: AsyncSession, customer_id: str) -> dict[str, A
     return dict(row) if row else None
 
 
+async def absorbed_customers(session: AsyncSession, customer_id: str) -> list[str]:
+    """Every customer merged into this one, directly or into one merged into it later: the same person. A
+    merge marks only the duplicates it names (`merged_into`), so the older merges hang off them."""
+    absorbed = (
+        select(customers.c.customer_id)
+        .where(customers.c.merged_into == customer_id)
+        .cte("absorbed", recursive=True)
+    )
+    absorbed = absorbed.union(
+        select(customers.c.customer_id).where(customers.c.merged_into == absorbed.c.customer_id)
+    )
+    rows = await session.execute(select(absorbed.c.customer_id).order_by(absorbed.c.customer_id))
+    return list(rows.scalars())
+
+
 # The whole 360° view in one statement: PostgreSQL assembles the JSON, so a lookup costs one round trip
 # however many vehicles and visits the customer has (the front desk's most frequent request).
 PROFILE_SQL = f"""

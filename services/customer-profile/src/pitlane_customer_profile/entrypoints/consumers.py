@@ -53,6 +53,7 @@ from pitlane_platform.runtime import ServiceRuntime
 logger = logging.getLogger(__name__)
 
 SERVICE = "customer-profile"
+MAX_MERGE_HOPS = 100
 # How workorder met a customer, as the customer's source; a booking taken by staff is the shop's own contact.
 MET_THROUGH = {
     BookingChannel.ONLINE: CustomerSource.ONLINE_BOOKING,
@@ -69,11 +70,23 @@ UNSUBSCRIBE_SOURCES = {
 
 
 async def surviving_customer_id(session: AsyncSession, customer_id: str) -> str:
-    """Events about a duplicate that was merged count for the customer it was merged into."""
-    merged_into = await session.scalar(
-        select(customers.c.merged_into).where(customers.c.customer_id == customer_id)
-    )
-    return merged_into or customer_id
+    """Events about a duplicate that was merged count for the customer it was merged into — through every
+    later merge: a customer merged into one that was merged itself counts for the last survivor.
+
+    Each row on the way is key-share locked until the handler commits, which a merge's lock waits for
+    (handlers.merge_customers): a merge under way finishes first and the event counts for its survivor, or it
+    waits for the event and then folds what the event added. Read without the lock, a visit completed during
+    a merge stayed with the merged record. (An erasure's updates do not wait for a key-share lock.)"""
+    for _ in range(MAX_MERGE_HOPS):
+        merged_into = await session.scalar(
+            select(customers.c.merged_into)
+            .where(customers.c.customer_id == customer_id)
+            .with_for_update(read=True, key_share=True)
+        )
+        if merged_into is None:
+            return customer_id
+        customer_id = merged_into
+    raise RuntimeError(f"customer {customer_id}: more than {MAX_MERGE_HOPS} merges in a row")
 
 
 def chain_wide(ctx: HandlerContext) -> CommandContext:
@@ -407,11 +420,7 @@ def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[C
     async def on_erased(ctx: HandlerContext, event: CustomerErased) -> None:
         if runtime.nats is None:
             raise RuntimeError("not connected to NATS yet")  # retried with back-off
-        merged = (
-            await ctx.session.execute(
-                select(customers.c.customer_id).where(customers.c.merged_into == event.customer_id)
-            )
-        ).scalars()
+        merged = await profile_queries.absorbed_customers(ctx.session, event.customer_id)
         event_ids = await personal_event_ids(ctx.session, [event.customer_id, *merged])
         await scrub_event_copies(
             runtime.nats.jetstream(),

@@ -77,6 +77,10 @@ async def register_customer(
 async def update_customer(
     uow: UnitOfWork, customer_id: str, command: UpdateCustomer, *, at: datetime
 ) -> Customer:
+    # The row locked first, as an erasure and a merge lock it: the later command waits and then meets what the
+    # earlier one did (an erased or merged customer is a 404). Without it an erasure racing an update could
+    # deadlock with it (row lock against the stream's next version) and answer 500.
+    await _lock_customers(uow, [customer_id])
     await _refuse_merged(uow, customer_id)
     customer = await uow.customer(customer_id)
     _check_version(customer.id, command.expected_version, customer.version)
@@ -178,6 +182,11 @@ async def merge_customers(
 ) -> Customer:
     """The duplicates' phones, tags and vehicles move to the survivor; their visits, spend, declined add-ons
     and reminders are re-keyed onto it, so the history follows."""
+    # Every customer involved locked first, in id order: of two merges (or a merge and an erasure) sharing a
+    # customer, the second waits, then finds it merged or erased and is refused. Without the locks, A into B
+    # and B into A at once both succeeded (each only appends to its survivor's stream), and an erasure of the
+    # absorbed customer meanwhile let its phones live on under the survivor.
+    await _lock_customers(uow, [surviving_id, *command.merged_customer_ids])
     await _refuse_merged(uow, surviving_id)
     survivor = await uow.customer(surviving_id)
     _check_version(survivor.id, command.expected_version, survivor.version)
@@ -233,8 +242,31 @@ async def _plate_and_vin_are_free(
             raise ConflictError(f"vin: {vin} is already registered as vehicle {found[0]}")
 
 
+async def _lock_customers(uow: UnitOfWork, customer_ids: list[str]) -> None:
+    await uow.session.execute(
+        select(customers.c.customer_id)
+        .where(customers.c.customer_id.in_(sorted(set(customer_ids))))
+        .order_by(customers.c.customer_id)
+        .with_for_update()
+    )
+
+
 async def _live_customer(uow: UnitOfWork, customer_id: str, *, field: str) -> None:
-    state = await profile_queries.customer_state(uow.session, customer_id)
+    # Share-locked until the command commits: a merge or an erasure of this customer (which lock its row for
+    # update) waits for the command, or the command for them and then sees what they did. Otherwise a car
+    # registered for a customer being merged or erased stayed with the merged or erased record, where no
+    # lookup finds it.
+    state = (
+        (
+            await uow.session.execute(
+                select(customers.c.erased_at, customers.c.merged_into)
+                .where(customers.c.customer_id == customer_id)
+                .with_for_update(read=True)
+            )
+        )
+        .mappings()
+        .first()
+    )
     if state is None or state["erased_at"] is not None:
         raise InvalidInputError(field, f"no customer {customer_id}")
     if state["merged_into"] is not None:
@@ -262,13 +294,9 @@ async def erase_customer(
     )
     await _refuse_merged(uow, customer_id)
     customer = await uow.customer(customer_id)
-    merged_ids = list(
-        (
-            await uow.session.execute(
-                select(customers.c.customer_id).where(customers.c.merged_into == customer_id)
-            )
-        ).scalars()
-    )
+    # Those merged into someone merged into this customer too: without them, erasing the last survivor of
+    # two merges left the first duplicate's data key and personal columns in place.
+    merged_ids = await profile_queries.absorbed_customers(uow.session, customer_id)
     vehicle_ids = tuple(
         (
             await uow.session.execute(

@@ -31,6 +31,7 @@ from pitlane_customer_profile.service_layer.unit_of_work import UnitOfWork, Unit
 from pitlane_events.customer_profile import ConsentSource, CustomerSource, Gender, InsuranceCoverage
 from pitlane_platform.errors import InvalidInputError
 from pitlane_platform.messaging.eventstore import CommandContext
+from pitlane_platform.schema import events
 
 BATCH_ROWS = 1000
 # Column headers as shops write them (Chinese or English) → command fields.
@@ -287,6 +288,10 @@ async def _apply(
     existing_vins = await _pairs(
         session, select(vehicles.c.vin, vehicles.c.plate).where(vehicles.c.vin.in_(vins))
     )
+    new_customer_ids = await _new_ids(
+        session, chain_id, "phone", {row.customer.phone for row in parsed} - phone_owner.keys()
+    )
+    new_vehicle_ids = await _new_ids(session, chain_id, "plate", plates - existing_plates.keys())
 
     for row in parsed:
         command = row.customer
@@ -309,7 +314,7 @@ async def _apply(
             customer_id = file_customers[command.phone]
         elif customer_id is None:
             customer = Customer.register(
-                identity(chain_id, "phone", command.phone),
+                new_customer_ids[command.phone],
                 full_name=command.full_name,
                 phone=command.phone,
                 source=CustomerSource.IMPORT,
@@ -339,7 +344,7 @@ async def _apply(
             report.vehicles_existing += 1
             continue
         registered = Vehicle.register(
-            identity(chain_id, "plate", vehicle.plate),
+            new_vehicle_ids[vehicle.plate],
             owner_customer_id=customer_id,
             plate=vehicle.plate,
             brand=vehicle.brand,
@@ -361,6 +366,29 @@ async def _apply(
         if vehicle.vin:
             existing_vins[vehicle.vin] = vehicle.plate
         report.vehicles_created += 1
+
+
+async def _new_ids(session: AsyncSession, chain_id: str, kind: str, keys: Iterable[str]) -> dict[str, str]:
+    """Key → the id a new aggregate for it gets: derived from the key, so two runs of one file at once pick
+    the same ids (and the second is refused by the event store). A key's id whose stream exists already —
+    a customer erased (their phone freed), a car whose plate changed — gives way to the next derivation:
+    taking it again failed the whole import on the event store's version check."""
+    ids = {key: identity(chain_id, kind, key) for key in keys}
+    attempt = 0
+    while ids:
+        taken = set(
+            (
+                await session.execute(
+                    select(events.c.stream_id).where(events.c.stream_id.in_(list(ids.values()))).distinct()
+                )
+            ).scalars()
+        )
+        clashing = [key for key, aggregate_id in ids.items() if aggregate_id in taken]
+        if not clashing:
+            break
+        attempt += 1
+        ids.update({key: identity(chain_id, kind, f"{key}#{attempt}") for key in clashing})
+    return ids
 
 
 async def _pairs(session: AsyncSession, statement: Select[Any]) -> dict[str, str]:
