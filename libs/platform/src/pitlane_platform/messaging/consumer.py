@@ -779,16 +779,20 @@ class ConsumerRunner:
                 log.info("consumer %s released a held aggregate", consumer.name)
                 return
             assert counts is not None
-            attempts, started, replays = counts
+            _, started, replays = counts
             position, event_id, subject, headers, payload = head
             held = _HeldMessage(position, event_id, subject, headers, payload, replays)
-            if started - attempts > consumer.max_deliver:
-                # Attempts begun and never finished: the process died during them. Give up on running it.
+            # Every attempt begun counts, finished or not (as JetStream's num_delivered counts a crashed
+            # delivery before the message is held): `started` includes this one. Counting only the failures,
+            # a process dying during the last attempt had the head run again after its restart, up to
+            # max_deliver more times.
+            if started > consumer.max_deliver:
+                # The process died during the last attempt. Give up on running it.
                 await self._dead_letter_head(
-                    consumer, keys, held, f"no outcome after {started - 1} attempts", attempts
+                    consumer, keys, held, f"no outcome after {started - 1} attempts", started - 1
                 )
                 return
-            if not await self._apply_head(consumer, keys, held, attempts + 1):
+            if not await self._apply_head(consumer, keys, held, started):
                 return
 
     async def _apply_head(
