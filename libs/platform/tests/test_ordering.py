@@ -297,6 +297,59 @@ async def test_a_poison_event_holds_its_aggregate_until_replayed_while_others_fl
         assert await inbox_count(sessions) == 15
 
 
+async def test_a_handler_failing_on_its_last_attempt_dead_letters_the_event_with_its_error_and_goes_on(
+    database_url, nats_url
+):
+    """max_deliver=1: the first delivery is also the last attempt. Its failure is a dead letter at once,
+    with the handler's error and the attempt count; the event and its aggregate's later one wait parked, and
+    the consumer applies everything else, before and after, without running the handler on it again."""
+    consumer = order_probe(backoff_s=(0.1,), max_deliver=1)
+    async with pipeline(database_url, nats_url, consumer) as (sessions, nc, runner, _):
+        js = nc.jetstream()
+        Faults.poison.add("customer-a@1")
+        poison = await register_customer(sessions, "customer-a")
+        await update_customer(sessions, "customer-a", 1)
+        for customer in range(3):
+            await register_customer(sessions, f"other-{customer}")
+
+        async def dead_lettered_and_parked():
+            return runner.dead_lettered == 1 and await parked_versions(sessions, "customer-a") == [1, 2]
+
+        await wait_until(dead_lettered_and_parked)
+        # A later round of the hold retries, which would retry the dead-lettered head too if it were due: at
+        # max_deliver=1 only a replay brings one about. Another event fails its only attempt, is replayed
+        # and applied.
+        Faults.handler_once.add("customer-marker@1")
+        await register_customer(sessions, "customer-marker")
+
+        async def marker_dead_lettered():
+            return runner.dead_lettered == 2
+
+        await wait_until(marker_dead_lettered)
+        [marker] = [
+            letter
+            for letter in await deadletter.list_dead_letters(js)
+            if letter.event_id != str(poison.event_id)
+        ]
+        await deadletter.replay(js, consumer=consumer.durable, sequences={marker.sequence})
+        await register_customer(sessions, "after-the-dead-letter")
+
+        async def the_others_applied():
+            order = await applied_order(sessions)
+            return order == {f"other-{n}": [1] for n in range(3)} | {
+                "customer-marker": [1],
+                "after-the-dead-letter": [1],
+            }
+
+        await wait_until(the_others_applied)
+        assert Faults.handler_runs[str(poison.event_id)] == 1
+        assert await holds(sessions) == [("customer-a", 1, True)]
+        [letter] = await deadletter.list_dead_letters(js)
+        assert (letter.event_id, letter.attempts, letter.subject) == (str(poison.event_id), 1, poison.subject)
+        assert letter.error == "ValueError: a field this probe refuses"
+        assert letter.consumer == consumer.durable
+
+
 async def test_a_handler_added_on_restart_applies_the_events_published_before_it_existed(
     database_url, nats_url
 ):
@@ -343,6 +396,11 @@ async def test_one_runner_per_service_consumes_and_a_standby_takes_over(database
 
             await wait_until(first_leads)
             background.append(asyncio.create_task(second.run(stop_second)))
+
+            async def second_stands_by():  # it asked for the lock, and was refused
+                return await standing_by(sessions) == 1
+
+            await wait_until(second_stands_by)
             await register_customer(sessions, "customer-a")
 
             async def applied():
@@ -411,6 +469,19 @@ async def advisory_lock_holders(sessions: Any) -> list[int]:
         return sorted(rows.scalars())
 
 
+async def standing_by(sessions: Any) -> int:
+    """Connections whose last statement asked for an advisory lock that they do not hold: standbys."""
+    async with sessions() as session:
+        rows = await session.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND query LIKE 'SELECT pg_try_advisory_lock(%' AND pid NOT IN "
+                "(SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)"
+            )
+        )
+        return int(rows.scalar_one())
+
+
 async def test_the_leadership_lock_stays_on_one_connection_and_is_released_when_the_runner_stops(
     database_url, nats_url
 ):
@@ -430,7 +501,15 @@ async def test_the_leadership_lock_stays_on_one_connection_and_is_released_when_
 
         await wait_until(leading)
         [holder] = await advisory_lock_holders(sessions)
-        await asyncio.sleep(2.5)  # past a leadership check, while the runner's sessions come and go
+
+        async def leadership_checked():  # the runner's periodic check ran, on the lock's connection
+            async with sessions() as session:
+                query = await session.execute(
+                    text("SELECT query FROM pg_stat_activity WHERE pid = :pid"), {"pid": holder}
+                )
+                return query.scalar_one_or_none() == "SELECT 1"
+
+        await wait_until(leadership_checked)
         assert await advisory_lock_holders(sessions) == [holder]
         stop.set()
         await asyncio.wait_for(task, 10)
