@@ -5,7 +5,11 @@ the customer-profile service records vehicle mileage (event-sourced, through the
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 from sqlalchemy import Column, Integer, MetaData, Table, Text, text
@@ -126,6 +130,16 @@ async def applied_counts(sessions: async_sessionmaker[AsyncSession]) -> dict[str
     async with sessions() as session:
         rows = await session.execute(text("SELECT event_id::text, times_applied FROM probe_effects"))
         return {event_id: times for event_id, times in rows}
+
+
+@contextlib.contextmanager
+def server_data_dir() -> Iterator[Path]:
+    """A directory for an embedded PostgreSQL's data, outside pytest's tmp_path. As root, pgserver runs the
+    server as another OS user and opens the path's parents to it; every pytest session that starts (another
+    engineer's, mutation testing's forks) takes those permissions off /tmp/pytest-of-<user> again, and the
+    server then fails on its next file open ("Permission denied"), whatever this test does."""
+    with tempfile.TemporaryDirectory(prefix="pitlane-data-", ignore_cleanup_errors=True) as directory:
+        yield Path(directory)
 
 
 async def wait_until(predicate: Any, *, timeout: float = 30.0, interval: float = 0.1) -> None:
