@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import psycopg
 import pytest
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -18,10 +19,11 @@ from sqlalchemy import text
 
 from pitlane_events.customer_profile import CustomerRegistered, CustomerUpdated
 from pitlane_platform.clock import SystemClock
-from pitlane_platform.db import DriverPool, create_engine, session_factory
+from pitlane_platform.db import DriverPool, create_engine, libpq_url, session_factory
 from pitlane_platform.messaging import deadletter
 from pitlane_platform.messaging.connection import connect_nats
 from pitlane_platform.messaging.consumer import Consumer, ConsumerRunner
+from pitlane_platform.messaging.health import ConsumerHealth, consumer_health
 from pitlane_platform.messaging.relay import OutboxRelay, RelayConfig
 from pitlane_platform.messaging.streams import declare_stream, platform_streams, service_stream, stream_name
 from platform_flow import (
@@ -281,6 +283,19 @@ async def test_a_poison_event_holds_its_aggregate_until_replayed_while_others_fl
         )
         [summary] = [json.loads(line) for line in listed.splitlines()]
         assert (summary["event_id"], summary["held_back"]) == (str(poison.event_id), 4)
+        # What `pitlane status` reports for the consumer: nothing pending, one aggregate dead-lettered with
+        # its four messages held back, one dead letter.
+        async with await psycopg.AsyncConnection.connect(libpq_url(database_url), autocommit=True) as db:
+            assert await consumer_health(js, "analytics", db) == [
+                ConsumerHealth(
+                    consumer.durable,
+                    pending=0,
+                    held_aggregates=0,
+                    dead_lettered_aggregates=1,
+                    held_messages=4,
+                    dead_letters=1,
+                )
+            ]
 
         Faults.poison.clear()  # the fix is deployed
         await deadletter.replay(js, consumer=consumer.durable)
