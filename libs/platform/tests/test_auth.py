@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -604,6 +605,10 @@ def unsigned(claims: dict[str, Any]) -> str:
     return f"{header}.{b64url(json.dumps(claims).encode())}."
 
 
+def without(claim: str) -> str:
+    return signed(claims_now(**{claim: None}))
+
+
 def ago(seconds: int) -> int:
     return int(time.time()) - seconds
 
@@ -648,7 +653,7 @@ REFUSED: dict[str, tuple[Callable[[], str], str]] = {
     "of another issuer": (lambda: signed(claims_now(iss="someone-else")), "issuer"),
     "for another chain": (lambda: signed(claims_now(chain="chain-2")), "another chain"),
     **{
-        f"without '{claim}'": (lambda claim=claim: signed(claims_now(**{claim: None})), detail)
+        f"without '{claim}'": (functools.partial(without, claim), detail)
         for claim, detail in {
             "sub": "cannot be verified",
             "exp": "cannot be verified",
