@@ -308,7 +308,15 @@ def handler_runs(runs_file: Path) -> int:
 
 
 async def killed_by_the_doomed_reading(process: subprocess.Popen) -> None:
-    assert await asyncio.to_thread(process.wait, 60) == -9  # it died on the reading, by its own SIGKILL
+    try:
+        exit_code = await asyncio.to_thread(process.wait, 60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+        raise AssertionError(
+            "the consumer never met the doomed reading: it did not run the handler"
+        ) from None
+    assert exit_code == -9  # it died on the reading, by its own SIGKILL
 
 
 async def dead_lettered_while_running(sessions, js, process: subprocess.Popen, doomed, survivor_km: int):
@@ -342,17 +350,19 @@ async def held_back(sessions) -> list[tuple]:
         return [tuple(row) for row in rows]
 
 
-async def test_a_consumer_killed_on_its_last_delivery_attempt_dead_letters_the_message_after_restart(
+async def test_a_consumer_killed_on_every_delivery_dead_letters_that_message_and_applies_its_neighbour(
     flow, database_url, nats_url, tmp_path
 ):
-    """Killed during every attempt (an event that crashes the process): JetStream redelivers it past the
-    consumer's max_deliver, as the server's own limit is off, and the next process dead-letters it without
-    running the handler again. Neither lost (a server-side max_deliver would drop it silently) nor a crash
-    loop."""
+    """An event that kills the process on every delivery: JetStream redelivers it past the consumer's
+    max_deliver (the server's own limit is off, so it is not dropped silently), together with the neighbour
+    that shared its batch and died with it. Then both are tried once more, alone: the doomed one kills the
+    process one last time, and after the restart it is dead-lettered without running again (no crash loop),
+    while the neighbour, innocent, is applied, not dead-lettered with it."""
     sessions, js = flow
     runs_file = tmp_path / "runs"
     doomed = await record(sessions, "vehicle-doomed", 0, DOOMED_KM)
-    for attempt in (1, 2):  # max_deliver is 2: the second is the last attempt
+    neighbour = await record(sessions, "vehicle-neighbour", 0, 6)  # fetched in the same batch
+    for attempt in (1, 2, 3):  # two deliveries (max_deliver), then the try alone
         await killed_by_the_doomed_reading(consumer_process(database_url, nats_url, runs_file, "die"))
         assert handler_runs(runs_file) == attempt
     restarted = consumer_process(database_url, nats_url, runs_file, "die")
@@ -362,8 +372,9 @@ async def test_a_consumer_killed_on_its_last_delivery_attempt_dead_letters_the_m
         restarted.terminate()
         await asyncio.to_thread(restarted.wait, 30)
     assert restarted.returncode == 0
-    assert handler_runs(runs_file) == 2
+    assert handler_runs(runs_file) == 3
     assert "no outcome after 2 attempts" in letter.error
+    assert (await applied_counts(sessions)).get(str(neighbour.event_id)) == 1
     # Still held for a replay after the fix, with nothing applied for it.
     assert await held_back(sessions) == [("vehicle-doomed", True, str(doomed.event_id))]
     assert str(doomed.event_id) not in await applied_counts(sessions)
