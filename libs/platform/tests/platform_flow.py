@@ -286,7 +286,7 @@ def order_probe(*event_types: type[DomainEvent], **options: Any) -> Consumer:
         Faults.handler_runs[event_id] = Faults.handler_runs.get(event_id, 0) + 1
         if keys & Faults.poison:
             raise ValueError("a field this probe refuses")
-        await asyncio.sleep(Faults.slow_s.get(event_id, 0))
+        await asyncio.sleep(max(Faults.slow_s.get(key, 0) for key in keys))
         if keys & Faults.handler_once:
             Faults.handler_once.difference_update(keys)
             raise ValueError("failing once")

@@ -454,8 +454,8 @@ async def test_one_runner_per_service_consumes_and_a_standby_takes_over(database
 async def test_a_handler_running_longer_than_ack_wait_keeps_its_message_and_runs_once(database_url, nats_url):
     consumer = order_probe(ack_wait_s=1)
     async with pipeline(database_url, nats_url, consumer) as (sessions, nc, _, _):
+        Faults.slow_s["customer-slow@1"] = 4.0  # four ack waits; set before the relay can publish it
         slow = await register_customer(sessions, "customer-slow")
-        Faults.slow_s[str(slow.event_id)] = 4.0  # four ack waits
 
         async def handler_started():
             return Faults.handler_runs.get(str(slow.event_id)) == 1
