@@ -55,8 +55,12 @@ class Score:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m mutation", description=__doc__.splitlines()[0])
-    parser.add_argument("packages", nargs="*", metavar="package", help=f"of {', '.join(PACKAGES)} (all by default)")
-    parser.add_argument("--fresh", action="store_true", help="forget earlier results (the mutants/ directory)")
+    parser.add_argument(
+        "packages", nargs="*", metavar="package", help=f"of {', '.join(PACKAGES)} (all by default)"
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="forget earlier results (the mutants/ directory)"
+    )
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--report-only", action="store_true", help="print the scores of the last run")
     args = parser.parse_args(argv)
@@ -71,7 +75,9 @@ def main(argv: list[str]) -> int:
 
     scores = {name: score_by_group(PACKAGES[name] / "mutants") for name in args.packages}
     print(report(scores))
-    below = [group for groups in scores.values() for group, score in groups.items() if score.ratio < THRESHOLD]
+    below = [
+        group for groups in scores.values() for group, score in groups.items() if score.ratio < THRESHOLD
+    ]
     print(json.dumps({"groups": {g: round(s.ratio, 3) for gs in scores.values() for g, s in gs.items()}}))
     return 1 if below else 0
 
