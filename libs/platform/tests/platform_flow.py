@@ -5,7 +5,11 @@ the customer-profile service records vehicle mileage (event-sourced, through the
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 from sqlalchemy import Column, Integer, MetaData, Table, Text, text
@@ -48,6 +52,8 @@ latest_mileage = Table(
 class Poison:
     broken = True
     attempts = 0
+    # Readings the handler refuses once each (the first attempt fails, a retry applies them).
+    fail_once_km: ClassVar[set[int]] = set()
 
 
 async def create_tables(database_url: str) -> None:
@@ -91,6 +97,9 @@ def probe_consumer(**options: Any) -> Consumer:
             Poison.attempts += 1
             if Poison.broken:
                 raise ValueError("odometer reading out of range for this probe")
+        if event.mileage_km in Poison.fail_once_km:
+            Poison.fail_once_km.discard(event.mileage_km)
+            raise ValueError("this reading fails once")
         await ctx.session.execute(
             pg_insert(effects)
             .values(event_id=ctx.envelope.event_id, times_applied=1)
@@ -123,6 +132,16 @@ async def applied_counts(sessions: async_sessionmaker[AsyncSession]) -> dict[str
         return {event_id: times for event_id, times in rows}
 
 
+@contextlib.contextmanager
+def server_data_dir() -> Iterator[Path]:
+    """A directory for an embedded PostgreSQL's data, outside pytest's tmp_path. As root, pgserver runs the
+    server as another OS user and opens the path's parents to it; every pytest session that starts (another
+    engineer's, mutation testing's forks) takes those permissions off /tmp/pytest-of-<user> again, and the
+    server then fails on its next file open ("Permission denied"), whatever this test does."""
+    with tempfile.TemporaryDirectory(prefix="pitlane-data-", ignore_cleanup_errors=True) as directory:
+        yield Path(directory)
+
+
 async def wait_until(predicate: Any, *, timeout: float = 30.0, interval: float = 0.1) -> None:
     """Poll an async predicate until true; fail with the predicate's name on timeout."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -148,6 +167,39 @@ async def stream_messages(js: Any, stream: str) -> list[Any]:
     return messages
 
 
+async def ack_waits_passed(js: Any, stream: str, *, ack_wait_s: float, times: int = 2) -> None:
+    """Wait until JetStream itself shows that `times` ack waits of `ack_wait_s` have passed since this call:
+    a short-lived consumer of the test's fetches the stream's first message, never acks it, and gets it
+    redelivered `times` times. A positive signal in the server's own time, so that a test asserting that
+    nothing was redelivered or retried meanwhile does not guess how long to sleep."""
+    import uuid
+
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    name = f"ack_wait_probe_{uuid.uuid4().hex[:8]}"
+    await js.add_consumer(
+        stream,
+        ConsumerConfig(
+            name=name,
+            durable_name=name,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ack_wait_s,
+            max_deliver=times + 1,
+            mem_storage=True,
+        ),
+    )
+    subscription = await js.pull_subscribe_bind(durable=name, stream=stream)
+    try:
+        delivered = 0
+        while delivered <= times:
+            [message] = await subscription.fetch(1, timeout=ack_wait_s * 2 + 10)
+            delivered = message.metadata.num_delivered
+    finally:
+        await subscription.unsubscribe()
+        await js.delete_consumer(stream, name)
+
+
 async def unpublished_count(sessions: async_sessionmaker[AsyncSession]) -> int:
     async with sessions() as session:
         return int(
@@ -170,7 +222,9 @@ applied_log = Table(
 
 
 class Faults:
-    """Failures the ordering probe's handler injects, by event id: each set entry fails once."""
+    """Failures the ordering probe's handler injects, by event id or by `<aggregate id>@<version>` (known
+    before the event is written, so the fault is in place before the relay can publish it): each entry of
+    `handler_once` and `database_once` fails once, of `poison` always."""
 
     handler_once: ClassVar[set[str]] = set()
     database_once: ClassVar[set[str]] = set()
@@ -228,15 +282,16 @@ def order_probe(*event_types: type[DomainEvent], **options: Any) -> Consumer:
 
     async def apply(ctx: HandlerContext, event: Any) -> None:
         event_id = str(ctx.envelope.event_id)
+        keys = {event_id, f"{ctx.envelope.aggregate_id}@{ctx.envelope.aggregate_version}"}
         Faults.handler_runs[event_id] = Faults.handler_runs.get(event_id, 0) + 1
-        if event_id in Faults.poison:
+        if keys & Faults.poison:
             raise ValueError("a field this probe refuses")
-        await asyncio.sleep(Faults.slow_s.get(event_id, 0))
-        if event_id in Faults.handler_once:
-            Faults.handler_once.discard(event_id)
+        await asyncio.sleep(max(Faults.slow_s.get(key, 0) for key in keys))
+        if keys & Faults.handler_once:
+            Faults.handler_once.difference_update(keys)
             raise ValueError("failing once")
-        if event_id in Faults.database_once:
-            Faults.database_once.discard(event_id)
+        if keys & Faults.database_once:
+            Faults.database_once.difference_update(keys)
             # A real fault: the server ends this very connection, as a restart or failover would.
             await execute_on_driver(ctx.unit, "fault", "SELECT pg_terminate_backend(pg_backend_pid())", {})
         await execute_on_driver(

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
+import hmac
 import json
+import string
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Annotated, Any
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from fastapi import APIRouter, Depends, Header, UploadFile
+from fastapi import APIRouter, Depends, Header, Request, UploadFile
 from fastapi.testclient import TestClient
+from hypothesis import assume, given
+from hypothesis import settings as settings_of_hypothesis
+from hypothesis import strategies as st
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from pitlane_platform.auth import (
+    CLOCK_SKEW,
     Authenticator,
     CurrentPrincipal,
     InvalidTokenError,
@@ -82,6 +92,12 @@ def api_router() -> APIRouter:
     ) -> str:
         return note.text
 
+    @router.post("/effects")
+    async def record_effect(request: Request, principal: CurrentPrincipal) -> int:
+        """A route with an effect: each request it runs for leaves its caller on app.state.effects."""
+        request.app.state.effects.append(principal.user_id)
+        return len(request.app.state.effects)
+
     @router.post("/work-orders/{work_order_id}/photos")
     async def upload_photo(work_order_id: str, photo: UploadFile, principal: CurrentPrincipal) -> int:
         return len(await photo.read())
@@ -94,7 +110,9 @@ class Note(BaseModel):
 
 
 def client_for(settings: ServiceSettings) -> TestClient:
-    return TestClient(create_app(settings, title="auth-test", version="0", routers=[api_router()]))
+    app = create_app(settings, title="auth-test", version="0", routers=[api_router()])
+    app.state.effects = []
+    return TestClient(app)
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +198,7 @@ def test_the_openapi_document_marks_exactly_the_operations_that_demand_a_token(c
         "/v1/branches/{branch_id}/work-orders": bearer_only,
         "/v1/opening-hours": None,
         "/v1/work-orders/{work_order_id}/notes": bearer_only,
+        "/v1/effects": bearer_only,
         "/v1/work-orders/{work_order_id}/photos": bearer_only,
     }
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
@@ -545,3 +564,237 @@ def test_a_verified_token_is_remembered_until_it_expires(settings: ServiceSettin
     with pytest.raises(InvalidTokenError, match="cannot be verified"):
         authenticator.verify(token)
     assert token not in authenticator._verified
+
+
+# Tokens that must be refused, each signed with the service's own secret unless the case is the signature:
+# a 401 problem, and the route never runs.
+
+TWELVE_HOURS = 12 * 3600
+SKEW = int(CLOCK_SKEW.total_seconds())
+
+
+def claims_now(**overrides: Any) -> dict[str, Any]:
+    """An advisor's claims as this service accepts them, issued now (whole seconds), changed by `overrides`
+    (a value of None removes the claim)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": "user-1",
+        "role": "advisor",
+        "branches": ["b1"],
+        "chain": "chain-1",
+        "iss": "pitlane-dev",
+        "aud": "pitlane",
+        "iat": now,
+        "exp": now + 3600,
+    }
+    claims.update(overrides)
+    return {key: value for key, value in claims.items() if value is not None}
+
+
+def signed(claims: dict[str, Any], *, key: str = SECRET, algorithm: str = "HS256") -> str:
+    return jwt.encode(claims, key, algorithm=algorithm)
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unsigned(claims: dict[str, Any]) -> str:
+    """alg=none: a token that claims to need no signature."""
+    header = b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    return f"{header}.{b64url(json.dumps(claims).encode())}."
+
+
+def without(claim: str) -> str:
+    return signed(claims_now(**{claim: None}))
+
+
+def ago(seconds: int) -> int:
+    return int(time.time()) - seconds
+
+
+REFUSED: dict[str, tuple[Callable[[], str], str]] = {
+    "signed with another secret": (
+        lambda: signed(claims_now(), key="another-secret-also-long-enough-for-hs256-x"),
+        "Signature verification failed",
+    ),
+    "alg none, no signature": (lambda: unsigned(claims_now()), "cannot be verified"),
+    "alg none, the original signature kept": (
+        lambda: unsigned(claims_now()) + signed(claims_now()).rsplit(".", 1)[1],
+        "cannot be verified",
+    ),
+    "an algorithm the service does not accept (HS512)": (
+        lambda: signed(claims_now(), algorithm="HS512"),
+        "cannot be verified",
+    ),
+    "expired one second past the clock skew": (
+        lambda: signed(claims_now(iat=ago(3600), exp=ago(SKEW + 1))),
+        "expired",
+    ),
+    "living one second longer than the maximum (with the skew)": (
+        lambda: signed(claims_now(exp=int(time.time()) + TWELVE_HOURS + SKEW + 1)),
+        "lives longer",
+    ),
+    "issued later than now, living longer from now than the maximum": (
+        lambda: signed(
+            claims_now(iat=int(time.time()) + 20, exp=int(time.time()) + TWELVE_HOURS + SKEW + 20)
+        ),
+        "lives longer",
+    ),
+    "issued in the future beyond the skew": (
+        lambda: signed(claims_now(iat=int(time.time()) + SKEW + 60, exp=int(time.time()) + 7200)),
+        "cannot be verified",
+    ),
+    "not valid before a time to come": (
+        lambda: signed(claims_now(nbf=int(time.time()) + SKEW + 60)),
+        "cannot be verified",
+    ),
+    "for another audience": (lambda: signed(claims_now(aud="another-system")), "audience"),
+    "of another issuer": (lambda: signed(claims_now(iss="someone-else")), "issuer"),
+    "for another chain": (lambda: signed(claims_now(chain="chain-2")), "another chain"),
+    **{
+        f"without '{claim}'": (functools.partial(without, claim), detail)
+        for claim, detail in {
+            "sub": "cannot be verified",
+            "exp": "cannot be verified",
+            "iat": "cannot be verified",
+            "iss": "cannot be verified",
+            "aud": "cannot be verified",
+            "role": "claim 'role'",
+            "branches": "claim 'branches'",
+            "chain": "claim 'chain'",
+        }.items()
+    },
+    "an empty subject": (lambda: signed(claims_now(sub="")), "claim 'sub'"),
+    # Role escalation: a role that does not exist, spelled otherwise, or smuggled in as a list; every branch
+    # claimed by a role that may not; branches that are not a list of ids.
+    "role superuser": (lambda: signed(claims_now(role="superuser")), "claim 'role'"),
+    "role OWNER": (lambda: signed(claims_now(role="OWNER")), "claim 'role'"),
+    "role as a list": (lambda: signed(claims_now(role=["owner"])), "claim 'role'"),
+    "a manager claiming every branch": (
+        lambda: signed(claims_now(role="manager", branches=["*"])),
+        "every branch",
+    ),
+    "branches as one string": (lambda: signed(claims_now(branches="b1")), "claim 'branches'"),
+    "every branch as one string": (
+        lambda: signed(claims_now(role="owner", branches="*")),
+        "claim 'branches'",
+    ),
+    "an empty branch id": (lambda: signed(claims_now(branches=[""])), "claim 'branches'"),
+    "a branch id that is a number": (lambda: signed(claims_now(branches=[7])), "claim 'branches'"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_a_token_that_cannot_be_trusted_is_401_and_the_route_never_runs(
+    client: TestClient, case: str
+) -> None:
+    make_token, detail = REFUSED[case]
+    effects_before = list(client.app.state.effects)  # type: ignore[attr-defined]
+
+    response = client.post("/v1/effects", headers=bearer(make_token()))
+
+    assert_unauthorized(response, detail)
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+    assert client.app.state.effects == effects_before  # type: ignore[attr-defined]
+
+
+def test_the_edges_of_the_refused_cases_are_accepted(client: TestClient) -> None:
+    """The other side of each time limit, so the limits above are where they are, not just somewhere."""
+    accepted = {
+        "expired, within the clock skew": claims_now(iat=ago(3600), exp=ago(SKEW - 10)),
+        "living exactly the maximum, with the skew": claims_now(exp=int(time.time()) + TWELVE_HOURS + SKEW),
+        "issued a little later than now (clock skew)": claims_now(
+            iat=int(time.time()) + 20, exp=int(time.time()) + TWELVE_HOURS
+        ),
+    }
+    for case, claims in accepted.items():
+        response = client.post("/v1/effects", headers=bearer(signed(claims)))
+        assert response.status_code == 200, (case, response.text)
+    assert client.app.state.effects[-3:] == ["user-1"] * 3  # type: ignore[attr-defined]
+
+
+def test_claims_besides_the_role_do_not_raise_it(client: TestClient) -> None:
+    token = signed(claims_now(roles=["owner"], scope="owner finance", is_admin=True, admin=True))
+
+    assert client.get("/v1/me", headers=bearer(token)).json()["role"] == "advisor"
+    assert client.get("/v1/ledger", headers=bearer(token)).status_code == 403
+
+
+def test_with_a_jwks_an_hs256_token_keyed_with_the_providers_public_key_is_refused(
+    oidc_client: TestClient, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    """The algorithm confusion attack: the public key, which anyone can fetch, used as an HMAC secret."""
+    public_pem = rsa_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    claims = claims_now(iss="https://id.example.test", role="owner", branches=["*"])
+    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "rsa-1"}).encode())
+    signing_input = f"{header}.{b64url(json.dumps(claims).encode())}"
+    signature = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
+    forged = f"{signing_input}.{b64url(signature)}"
+
+    response = oidc_client.post("/v1/effects", headers=bearer(forged))
+
+    assert_unauthorized(response, "cannot be verified")
+    assert oidc_client.app.state.effects == []  # type: ignore[attr-defined]
+
+
+# Any change to a valid token's text is refused, unless it leaves the signed bytes and the signature's bytes
+# as they were (base64url has spare bits in its last character; the verifier decodes leniently).
+
+TOKEN_CHARACTERS = string.ascii_letters + string.digits + "-_.=+/!~ "
+
+
+def signature_bytes(token: str) -> bytes | None:
+    try:
+        return base64.urlsafe_b64decode(token.rsplit(".", 1)[1] + "==")
+    except (ValueError, IndexError):
+        return None
+
+
+def same_signed_token(original: str, changed: str) -> bool:
+    changed = changed.strip()  # the header's value, as the server reads it
+    if changed.count(".") != 2 or changed.rsplit(".", 1)[0] != original.rsplit(".", 1)[0]:
+        return False
+    return signature_bytes(changed) == signature_bytes(original)
+
+
+@st.composite
+def changed_tokens(draw: st.DrawFn, token: str) -> str:
+    position = draw(st.integers(0, len(token) - 1))
+    kind = draw(st.sampled_from(["replace", "insert", "delete", "truncate", "swap"]))
+    if kind == "replace":
+        character = draw(st.sampled_from(TOKEN_CHARACTERS).filter(lambda c: c != token[position]))
+        return token[:position] + character + token[position + 1 :]
+    if kind == "insert":
+        return token[:position] + draw(st.sampled_from(TOKEN_CHARACTERS)) + token[position:]
+    if kind == "delete":
+        return token[:position] + token[position + 1 :]
+    if kind == "truncate":
+        return token[:position]
+    other = draw(st.integers(0, len(token) - 1).filter(lambda i: token[i] != token[position]))
+    first, second = sorted((position, other))
+    return token[:first] + token[second] + token[first + 1 : second] + token[first] + token[second + 1 :]
+
+
+def test_every_change_to_a_valid_tokens_bytes_is_refused(
+    client: TestClient, settings: ServiceSettings
+) -> None:
+    token = mint_dev_token(settings, role="owner", branches=["*"], sub="token-owner")
+    assert client.post("/v1/effects", headers=bearer(token)).status_code == 200
+
+    @settings_of_hypothesis(max_examples=300, deadline=None, derandomize=True)
+    @given(changed=changed_tokens(token))
+    def refused_unless_unchanged(changed: str) -> None:
+        assume(changed.strip() and changed != token)
+        runs_before = len(client.app.state.effects)  # type: ignore[attr-defined]
+        response = client.post("/v1/effects", headers={"Authorization": f"Bearer {changed}"})
+        if same_signed_token(token, changed):
+            assert response.status_code in (200, 401), response.text
+            return
+        assert response.status_code == 401, (changed, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert len(client.app.state.effects) == runs_before  # type: ignore[attr-defined]
+
+    refused_unless_unchanged()

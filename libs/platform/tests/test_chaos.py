@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+from sqlalchemy import text
+
 from pitlane_platform.clock import SystemClock
 from pitlane_platform.db import create_engine, session_factory
 from pitlane_platform.messaging.connection import connect_nats
@@ -28,6 +30,13 @@ from platform_flow import (
 )
 
 EVENTS = 600
+
+
+async def held_messages(sessions) -> int:
+    async with sessions() as session:
+        return int(
+            (await session.execute(text("SELECT count(*) FROM consumer_parked_messages"))).scalar_one()
+        )
 
 
 async def test_nats_crash_under_load_loses_nothing_and_applies_nothing_twice(
@@ -67,7 +76,15 @@ async def test_nats_crash_under_load_loses_nothing_and_applies_nothing_twice(
 
     await wait_until(a_quarter_applied, timeout=60)
     nats_server.kill()
-    await asyncio.sleep(1.5)  # the writer keeps committing while the broker is gone
+    committed_before_the_crash = len(attempted)
+
+    async def written_and_refused_while_the_broker_is_gone():
+        # The writer keeps committing, and the relay has tried to publish to the dead broker.
+        return len(attempted) >= committed_before_the_crash + 50 and (
+            relay.status.last_error or ""
+        ).startswith("publish:")
+
+    await wait_until(written_and_refused_while_the_broker_is_gone)
     await asyncio.to_thread(nats_server.restart)
     await writer
 
@@ -75,7 +92,13 @@ async def test_nats_crash_under_load_loses_nothing_and_applies_nothing_twice(
         return len(await applied_counts(sessions)) >= EVENTS and await unpublished_count(sessions) == 0
 
     await wait_until(everything_applied, timeout=120)
-    await asyncio.sleep(1.0)  # let any straggling redelivery arrive before checking for doubles
+
+    async def nothing_left_to_redeliver():
+        # Every delivery acknowledged and none pending: JetStream has nothing it could deliver again.
+        info = await js.consumer_info(stream_name(PRODUCER), runner.consumers[0].subscription_durable)
+        return info.num_ack_pending == 0 and info.num_pending == 0 and await held_messages(sessions) == 0
+
+    await wait_until(nothing_left_to_redeliver)
     stop.set()
     await asyncio.gather(*background)
 

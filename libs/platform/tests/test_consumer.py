@@ -8,11 +8,12 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 from nats.js.api import DeliverPolicy
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from pitlane_events import encode
 from pitlane_platform.clock import SystemClock
@@ -58,7 +59,7 @@ async def flow(database_url, nats_url):
     stop = asyncio.Event()
     relay = OutboxRelay(RelayConfig(service=PRODUCER, database_url=database_url, poll_interval_s=0.2), nc)
     relay_task = asyncio.create_task(relay.run(stop))
-    Poison.broken, Poison.attempts = True, 0
+    Poison.broken, Poison.attempts, Poison.fail_once_km = True, 0, set()
     yield session_factory(engine), js
     stop.set()
     await relay_task
@@ -118,7 +119,15 @@ async def test_poison_message_is_dead_lettered_after_max_deliver_and_replay_appl
             return runner.dead_lettered == 1
 
         await wait_until(dead_lettered)
-        await asyncio.sleep(0.5)  # no further attempts after dead-lettering
+        # No further attempts after dead-lettering: a reading failing once, written now, is held and applied
+        # by a later round of the hold retries, which would have retried the dead-lettered head too.
+        Poison.fail_once_km.add(4242)
+        marker = await record(sessions, "vehicle-marker", 0, 4242)
+
+        async def marker_applied_on_retry():
+            return not Poison.fail_once_km and str(marker.event_id) in await applied_counts(sessions)
+
+        await wait_until(marker_applied_on_retry)
         assert Poison.attempts == 3
 
         [letter] = await deadletter.list_dead_letters(js)
@@ -147,6 +156,7 @@ async def test_poison_message_is_dead_lettered_after_max_deliver_and_replay_appl
         await wait_until(poison_applied)
     assert await deadletter.list_dead_letters(js) == []
     assert Poison.attempts == 4
+    assert runner.dead_lettered == 1
 
 
 async def test_an_unreadable_message_goes_straight_to_the_dead_letters(flow):
@@ -166,23 +176,48 @@ async def test_an_unreadable_message_goes_straight_to_the_dead_letters(flow):
     assert letter.attempts == 1 and "payload is not JSON" in letter.error
 
 
+def another_copy(stored, *, km: int):
+    """The event at the same aggregate version under another event id (as a second source or a rebuilt
+    history would publish it), with another reading, so a test can tell which one the read model holds."""
+    copy = stored.model_copy(
+        update={"event_id": uuid.uuid4(), "data": stored.data.model_copy(update={"mileage_km": km})}
+    )
+    return encode(copy)
+
+
 async def test_read_model_ignores_an_event_older_than_what_it_applied(flow):
     sessions, js = flow
     first = await record(sessions, "vehicle-s", 0, 100)
-    await record(sessions, "vehicle-s", 1, 200)
+    second = await record(sessions, "vehicle-s", 1, 200)
     async with running(runner_for(sessions, js)):
 
         async def both_applied():
             return len(await applied_counts(sessions)) == 2
 
         await wait_until(both_applied)
-        # A replay of version 1 (e.g. from another source) arrives late.
-        late = encode(first)
-        await js.publish(late.subject, late.payload, headers={**late.headers, "Nats-Msg-Id": "late-copy"})
-        await asyncio.sleep(1.0)
+        # Events of vehicle-s arriving after version 2 was applied: an older version, and version 2 again,
+        # each under an event id of its own (the inbox cannot tell them from new events).
+        stale, same = another_copy(first, km=999), another_copy(second, km=888)
+        for late in (stale, same):
+            await js.publish(late.subject, late.payload, headers=late.headers)
+        late_ids = {late.headers["Nats-Msg-Id"] for late in (stale, same)}
+
+        async def late_ones_handled_and_acked():
+            info = await js.consumer_info(stream_name(PRODUCER), probe_durable())
+            handled = late_ids <= set(await applied_counts(sessions))
+            return handled and info.num_pending == 0 and info.num_ack_pending == 0
+
+        await wait_until(late_ones_handled_and_acked)
+    # Not lost: each late event reached the handler once, and nothing was held or dead-lettered for it.
+    counts = await applied_counts(sessions)
+    assert {event_id: counts[event_id] for event_id in late_ids} == dict.fromkeys(late_ids, 1)
+    assert await deadletter.list_dead_letters(js) == []
+    # Not applied: the read model still holds version 2's reading.
     async with sessions() as session:
         km = (await session.execute(select(latest_mileage.c.mileage_km))).scalar_one()
-    assert km == 200
+        seen = await session.execute(text("SELECT version FROM read_model_versions"))
+        held = await session.execute(text("SELECT count(*) FROM consumer_holds"))
+        assert (km, seen.scalar_one(), held.scalar_one()) == (200, 2, 0)
 
 
 async def test_changed_consumer_configuration_is_applied_or_refused_loudly(flow):
@@ -235,3 +270,134 @@ async def test_consumer_killed_between_commit_and_ack_applies_the_event_once(flo
         survivor.terminate()
         survivor.wait(10)
     assert await applied_counts(sessions) == {str(stored.event_id): 1}
+
+
+DOOMED_KM = (
+    666_666  # the reading the consumer processes of these tests crash or fail on (processes/run_consumer.py)
+)
+
+
+def consumer_process(database_url: str, nats_url: str, runs_file: Path, on_doomed: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(PROCESSES / "run_consumer.py"),
+            "--database-url",
+            database_url,
+            "--nats-url",
+            nats_url,
+            "--ack-wait",
+            "1",
+            "--max-deliver",
+            "2",
+            "--backoff",
+            "0.2",
+            "--doomed-km",
+            str(DOOMED_KM),
+            "--on-doomed",
+            on_doomed,
+            "--runs-file",
+            str(runs_file),
+        ],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def handler_runs(runs_file: Path) -> int:
+    return len(runs_file.read_text().splitlines()) if runs_file.exists() else 0
+
+
+async def killed_by_the_doomed_reading(process: subprocess.Popen) -> None:
+    try:
+        exit_code = await asyncio.to_thread(process.wait, 60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+        raise AssertionError(
+            "the consumer never met the doomed reading: it did not run the handler"
+        ) from None
+    assert exit_code == -9  # it died on the reading, by its own SIGKILL
+
+
+async def dead_lettered_while_running(sessions, js, process: subprocess.Popen, doomed, survivor_km: int):
+    """The doomed event's dead letter, once it is there and a reading written afterwards was applied (the
+    consumer goes on); the process must still be running then (it did not meet the doomed reading again)."""
+
+    async def dead_lettered():
+        return bool(await deadletter.list_dead_letters(js)) or process.poll() is not None
+
+    await wait_until(dead_lettered)
+    assert process.poll() is None, "the consumer ran the handler again and died on the reading"
+    later = await record(sessions, "vehicle-later", 0, survivor_km)
+
+    async def later_applied():
+        return str(later.event_id) in await applied_counts(sessions)
+
+    await wait_until(later_applied)
+    [letter] = await deadletter.list_dead_letters(js)
+    assert letter.event_id == str(doomed.event_id)
+    return letter
+
+
+async def held_back(sessions) -> list[tuple]:
+    async with sessions() as session:
+        rows = await session.execute(
+            text(
+                "SELECT h.aggregate_id, h.dead_lettered_at IS NOT NULL, p.event_id::text FROM consumer_holds h "
+                "JOIN consumer_parked_messages p USING (consumer, aggregate_id)"
+            )
+        )
+        return [tuple(row) for row in rows]
+
+
+async def test_a_consumer_killed_on_every_delivery_dead_letters_that_message_and_applies_its_neighbour(
+    flow, database_url, nats_url, tmp_path
+):
+    """An event that kills the process on every delivery: JetStream redelivers it past the consumer's
+    max_deliver (the server's own limit is off, so it is not dropped silently), together with the neighbour
+    that shared its batch and died with it. Then both are tried once more, alone: the doomed one kills the
+    process one last time, and after the restart it is dead-lettered without running again (no crash loop),
+    while the neighbour, innocent, is applied, not dead-lettered with it."""
+    sessions, js = flow
+    runs_file = tmp_path / "runs"
+    doomed = await record(sessions, "vehicle-doomed", 0, DOOMED_KM)
+    neighbour = await record(sessions, "vehicle-neighbour", 0, 6)  # fetched in the same batch
+    for attempt in (1, 2, 3):  # two deliveries (max_deliver), then the try alone
+        await killed_by_the_doomed_reading(consumer_process(database_url, nats_url, runs_file, "die"))
+        assert handler_runs(runs_file) == attempt
+    restarted = consumer_process(database_url, nats_url, runs_file, "die")
+    try:
+        letter = await dead_lettered_while_running(sessions, js, restarted, doomed, survivor_km=7)
+    finally:
+        restarted.terminate()
+        await asyncio.to_thread(restarted.wait, 30)
+    assert restarted.returncode == 0
+    assert handler_runs(runs_file) == 3
+    assert "no outcome after 2 attempts" in letter.error
+    assert (await applied_counts(sessions)).get(str(neighbour.event_id)) == 1
+    # Still held for a replay after the fix, with nothing applied for it.
+    assert await held_back(sessions) == [("vehicle-doomed", True, str(doomed.event_id))]
+    assert str(doomed.event_id) not in await applied_counts(sessions)
+
+
+async def test_a_consumer_killed_on_the_last_attempt_at_a_held_message_dead_letters_it_after_restart(
+    flow, database_url, nats_url, tmp_path
+):
+    """The first attempt fails (the message is parked and its aggregate held), the retry, the last attempt,
+    kills the process: after a restart the held message is dead-lettered, not attempted a third time."""
+    sessions, js = flow
+    runs_file = tmp_path / "runs"
+    doomed = await record(sessions, "vehicle-doomed", 0, DOOMED_KM)
+    await killed_by_the_doomed_reading(consumer_process(database_url, nats_url, runs_file, "fail-then-die"))
+    assert handler_runs(runs_file) == 2  # the failure, then the retry it died on
+    restarted = consumer_process(database_url, nats_url, runs_file, "fail-then-die")
+    try:
+        letter = await dead_lettered_while_running(sessions, js, restarted, doomed, survivor_km=8)
+    finally:
+        restarted.terminate()
+        await asyncio.to_thread(restarted.wait, 30)
+    assert restarted.returncode == 0
+    assert handler_runs(runs_file) == 2, "max_deliver is 2: a third attempt ran"
+    assert "no outcome after 2 attempts" in letter.error
+    assert await held_back(sessions) == [("vehicle-doomed", True, str(doomed.event_id))]
+    assert str(doomed.event_id) not in await applied_counts(sessions)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import queue
@@ -13,6 +12,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -26,6 +26,7 @@ from pitlane_platform.embedded import RESERVED_PORTS, drop_database
 from pitlane_platform.services import ServiceSpec
 from pitlane_platform.testing.jetstream import run_in_fresh_loop
 from pitlane_platform.testing.servers import TestServers
+from platform_flow import server_data_dir, wait_until
 
 PITLANE = str(Path(sys.executable).parent / "pitlane")
 STARTUP_TIMEOUT_S = 60
@@ -114,8 +115,14 @@ async def read_first_message(nats_url: str) -> bytes:
         await connection.close()
 
 
-def test_up_runs_servers_that_keep_their_data_across_restarts(tmp_path: Path) -> None:
-    data_dir = tmp_path / "pitlane"
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    with server_data_dir() as directory:
+        yield directory
+
+
+def test_up_runs_servers_that_keep_their_data_across_restarts(scratch: Path) -> None:
+    data_dir = scratch / "pitlane"
     assert pitlane_status(data_dir).returncode == 1
 
     first = RunningUp(data_dir)
@@ -207,8 +214,14 @@ async def test_a_service_runs_as_a_child_with_its_settings_and_prefixed_output(
         assert settings["DATABASE_URL"].startswith("postgresql+psycopg://")
         with psycopg.connect(libpq_url(settings["DATABASE_URL"])) as conn:
             assert conn.execute("SELECT current_database()").fetchone() == (spec.database,)
-        await asyncio.sleep(0.2)  # the output relay thread prints the line it has just read
+        printed = ""
+
+        async def relayed_with_its_prefix():  # by the cluster's output thread, as it reads the child's line
+            nonlocal printed
+            printed += capfd.readouterr().out
+            return f"[{spec.name}] settings asked for" in printed
+
+        await wait_until(relayed_with_its_prefix)
     finally:
         cluster.stop()
         drop_database(pitlane_servers.postgres_admin_url, spec.database)
-    assert f"[{spec.name}] settings asked for" in capfd.readouterr().out

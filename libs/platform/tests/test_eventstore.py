@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from pitlane_events import DomainEvent
 from pitlane_events.customer_profile import VehicleMileageRecorded
@@ -17,7 +17,7 @@ from pitlane_platform.messaging import eventstore
 from pitlane_platform.messaging.aggregate import load_aggregate, save_aggregate
 from pitlane_platform.messaging.outbox import max_payload
 from pitlane_platform.schema import events, outbox
-from platform_flow import context, create_tables, reading, record, register_customer
+from platform_flow import context, create_tables, reading, record, register_customer, wait_until
 
 
 @pytest.fixture
@@ -53,6 +53,44 @@ async def test_twenty_concurrent_appends_at_one_version_one_wins_without_gaps(se
         queued = (await session.execute(select(func.count()).select_from(outbox))).scalar_one()
     assert versions == [1, 2]
     assert queued == 2  # only committed events are queued for publishing
+
+
+async def waiting_for_a_lock(sessions) -> int:
+    async with sessions() as session:
+        return int(
+            (
+                await session.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock'"
+                    )
+                )
+            ).scalar_one()
+        )
+
+
+async def test_an_append_racing_an_uncommitted_one_at_the_same_version_loses_with_a_conflict(sessions):
+    """Both transactions find the stream at version 1 (neither sees the other's uncommitted append); the
+    second waits on the unique (stream_id, version) and, once the first commits, fails as a 409 conflict,
+    not as a database error, and leaves nothing behind."""
+    await record(sessions, "vehicle-r", 0, 1000)
+    async with sessions() as first, first.begin():
+        [won] = await eventstore.append(first, "vehicle-r", 1, [reading("vehicle-r", 2000)], context())
+        racing = asyncio.create_task(record(sessions, "vehicle-r", 1, 3000))
+
+        async def second_waits_on_the_first():
+            return await waiting_for_a_lock(sessions) == 1
+
+        await wait_until(second_waits_on_the_first)
+        assert not racing.done()
+    with pytest.raises(ConcurrencyError, match="vehicle-r") as conflict:
+        await racing
+    assert conflict.value.status == 409
+    async with sessions() as session:
+        loaded = await eventstore.load(session, "vehicle-r")
+        queued = (await session.execute(select(outbox.c.event_id))).scalars().all()
+    assert [(e.aggregate_version, e.data.mileage_km) for e in loaded] == [(1, 1000), (2, 2000)]
+    assert sorted(queued) == sorted(e.event_id for e in loaded) and won.event_id in queued
 
 
 async def test_append_at_a_stale_or_future_version_is_a_conflict(sessions):

@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import psycopg
 import pytest
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -18,15 +19,17 @@ from sqlalchemy import text
 
 from pitlane_events.customer_profile import CustomerRegistered, CustomerUpdated
 from pitlane_platform.clock import SystemClock
-from pitlane_platform.db import DriverPool, create_engine, session_factory
+from pitlane_platform.db import DriverPool, create_engine, libpq_url, session_factory
 from pitlane_platform.messaging import deadletter
 from pitlane_platform.messaging.connection import connect_nats
 from pitlane_platform.messaging.consumer import Consumer, ConsumerRunner
+from pitlane_platform.messaging.health import ConsumerHealth, consumer_health
 from pitlane_platform.messaging.relay import OutboxRelay, RelayConfig
 from pitlane_platform.messaging.streams import declare_stream, platform_streams, service_stream, stream_name
 from platform_flow import (
     PRODUCER,
     Faults,
+    ack_waits_passed,
     applied_order,
     create_tables,
     order_probe,
@@ -45,8 +48,9 @@ PROBE = "analytics.order-probe"
 @contextlib.asynccontextmanager
 async def pipeline(
     database_url: str, nats_url: str, consumer: Consumer, *, consumer_database_url: str | None = None
-) -> AsyncIterator[tuple[Any, Client, ConsumerRunner]]:
-    """Writer sessions, a relay and a runner of `consumer` (on `consumer_database_url` if given: a proxy)."""
+) -> AsyncIterator[tuple[Any, Client, ConsumerRunner, OutboxRelay]]:
+    """Writer sessions, the NATS client, a runner of `consumer` (on `consumer_database_url` if given: a
+    proxy) and the relay publishing the writers' events."""
     await create_tables(database_url)
     engine = create_engine(database_url)
     consumer_engine = create_engine(consumer_database_url or database_url)
@@ -67,7 +71,7 @@ async def pipeline(
     Faults.reset()
     tasks = [asyncio.create_task(relay.run(stop)), asyncio.create_task(runner.run(stop))]
     try:
-        yield session_factory(engine), nc, runner
+        yield session_factory(engine), nc, runner, relay
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 20)
@@ -102,11 +106,26 @@ async def inbox_count(sessions: Any) -> int:
         return int((await session.execute(text("SELECT count(*) FROM inbox"))).scalar_one())
 
 
+async def hold_retries_went_round(sessions: Any) -> None:
+    """The positive signal that the runner retried its holds after everything before this call: a new
+    aggregate's event fails once, is held, and is applied by a later round of the hold retries, the round
+    that would also have retried any other hold that was due (a dead-lettered one must not be)."""
+    Faults.handler_once.add("customer-marker@1")
+    await register_customer(sessions, "customer-marker")
+
+    async def marker_applied_on_retry():
+        return "customer-marker@1" not in Faults.handler_once and (
+            "customer-marker" in await applied_order(sessions)
+        )
+
+    await wait_until(marker_applied_on_retry)
+
+
 async def test_nats_killed_while_large_and_small_events_are_committed_keeps_every_aggregate_in_order(
     database_url, embedded_nats_factory
 ):
     nats_server = embedded_nats_factory()
-    async with pipeline(database_url, nats_server.url, order_probe(ack_wait_s=2)) as (sessions, nc, _):
+    async with pipeline(database_url, nats_server.url, order_probe(ack_wait_s=2)) as (sessions, nc, _, relay):
         await register_customer(sessions, "warm-up")
 
         async def warmed_up():
@@ -126,7 +145,11 @@ async def test_nats_killed_while_large_and_small_events_are_committed_keeps_ever
         await register_customer(sessions, "customer-pair", padding_bytes=8 * 1024)
         await update_customer(sessions, "customer-pair", 1, padding_bytes=512)
         expected["customer-pair"] = [1, 2]
-        await asyncio.sleep(1.0)  # the relay tries, and fails, while the broker is gone
+
+        async def relay_failed_to_publish():  # it tried while the broker was gone
+            return (relay.status.last_error or "").startswith("publish:")
+
+        await wait_until(relay_failed_to_publish)
         await asyncio.to_thread(nats_server.restart)
 
         async def everything_applied():
@@ -145,19 +168,20 @@ async def test_a_handler_failing_once_holds_back_the_next_event_of_its_aggregate
     database_url, nats_url, on_driver
 ):
     consumer = order_probe(backoff_s=(0.2,), max_deliver=3, on_driver=on_driver)
-    async with pipeline(database_url, nats_url, consumer) as (sessions, nc, _):
+    async with pipeline(database_url, nats_url, consumer) as (sessions, nc, _, _):
+        Faults.handler_once.add("customer-a@1")  # before the write: the relay may publish it at once
         first = await register_customer(sessions, "customer-a")
-        Faults.handler_once.add(str(first.event_id))
         await update_customer(sessions, "customer-a", 1)
         await register_customer(sessions, "customer-b")
 
-        async def both_applied():
-            return (await applied_order(sessions)).get("customer-a") == [1, 2]
+        async def both_applied_and_a_released():
+            # The hold is released in a transaction of its own, after the last parked event is applied.
+            order = await applied_order(sessions)
+            applied = order.get("customer-a") == [1, 2] and order.get("customer-b") == [1]
+            return applied and not await holds(sessions)
 
-        await wait_until(both_applied)
-        assert (await applied_order(sessions))["customer-b"] == [1]
+        await wait_until(both_applied_and_a_released)
         assert Faults.handler_runs[str(first.event_id)] == 2  # the failure, then the retry
-        assert await holds(sessions) == []
         assert await deadletter.list_dead_letters(nc.jetstream()) == []
 
 
@@ -168,9 +192,9 @@ async def test_a_transient_database_error_on_v1_is_retried_before_v2_without_cou
     consumer = order_probe(
         backoff_s=(0.2,), max_deliver=1, on_driver=on_driver
     )  # one counted failure would dead-letter it
-    async with pipeline(database_url, nats_url, consumer) as (sessions, nc, runner):
-        first = await register_customer(sessions, "customer-a")
-        Faults.database_once.add(str(first.event_id))
+    async with pipeline(database_url, nats_url, consumer) as (sessions, nc, runner, _):
+        Faults.database_once.add("customer-a@1")
+        await register_customer(sessions, "customer-a")
         await update_customer(sessions, "customer-a", 1)
 
         async def both_applied():
@@ -191,6 +215,7 @@ async def test_postgres_unreachable_longer_than_the_back_off_schedule_dead_lette
         sessions,
         nc,
         runner,
+        _,
     ):
         await register_customer(sessions, "before")
 
@@ -210,8 +235,9 @@ async def test_postgres_unreachable_longer_than_the_back_off_schedule_dead_lette
             return runner.infrastructure_failures > 0
 
         await wait_until(consumer_hit_the_outage)
-        # Five times the whole schedule (0.1 + 0.2 s) and past ack_wait: redeliveries would count attempts.
-        await asyncio.sleep(3.0)
+        # Past ack_wait twice, as JetStream counts it (and so past the whole back-off schedule, 0.1 + 0.2 s,
+        # several times): redeliveries or retries counted as attempts would have dead-lettered by now.
+        await ack_waits_passed(nc.jetstream(), STREAM, ack_wait_s=1, times=2)
         assert "during-0" not in await applied_order(sessions)
         await database_proxy.restore()
 
@@ -229,10 +255,10 @@ async def test_a_poison_event_holds_its_aggregate_until_replayed_while_others_fl
     database_url, nats_url, on_driver
 ):
     consumer = order_probe(backoff_s=(0.1,), max_deliver=2, on_driver=on_driver)
-    async with pipeline(database_url, nats_url, consumer) as (sessions, nc, runner):
+    async with pipeline(database_url, nats_url, consumer) as (sessions, nc, runner, _):
         js = nc.jetstream()
+        Faults.poison.add("customer-a@1")
         poison = await register_customer(sessions, "customer-a")
-        Faults.poison.add(str(poison.event_id))
         for version in range(1, 4):
             await update_customer(sessions, "customer-a", version)
         for customer in range(10):
@@ -247,6 +273,7 @@ async def test_a_poison_event_holds_its_aggregate_until_replayed_while_others_fl
             )
 
         await wait_until(others_applied_and_a_dead_lettered)
+        await hold_retries_went_round(sessions)
         assert "customer-a" not in await applied_order(sessions)
         assert await holds(sessions) == [("customer-a", 2, True)]
         [letter] = await deadletter.list_dead_letters(js)
@@ -257,24 +284,94 @@ async def test_a_poison_event_holds_its_aggregate_until_replayed_while_others_fl
         )
         [summary] = [json.loads(line) for line in listed.splitlines()]
         assert (summary["event_id"], summary["held_back"]) == (str(poison.event_id), 4)
+        # What `pitlane status` reports for the consumer: nothing pending, one aggregate dead-lettered with
+        # its four messages held back, one dead letter.
+        async with await psycopg.AsyncConnection.connect(libpq_url(database_url), autocommit=True) as db:
+            assert await consumer_health(js, "analytics", db) == [
+                ConsumerHealth(
+                    consumer.durable,
+                    pending=0,
+                    held_aggregates=0,
+                    dead_lettered_aggregates=1,
+                    held_messages=4,
+                    dead_letters=1,
+                )
+            ]
 
         Faults.poison.clear()  # the fix is deployed
         await deadletter.replay(js, consumer=consumer.durable)
+        others = {f"other-{n}": [1] for n in range(10)} | {"customer-marker": [1]}
 
-        async def a_applied():
-            return (await applied_order(sessions)).get("customer-a") == [1, 2, 3, 4]
+        async def a_applied_and_released():
+            # The hold is released in a transaction of its own, after the last parked event is applied.
+            return (await applied_order(sessions)).get("customer-a") == [1, 2, 3, 4] and not await holds(
+                sessions
+            )
 
-        await wait_until(a_applied)
-        assert await holds(sessions) == []
+        await wait_until(a_applied_and_released)
+        assert await applied_order(sessions) == others | {"customer-a": [1, 2, 3, 4]}
         assert await parked_versions(sessions, "customer-a") == []
         assert await deadletter.list_dead_letters(js) == []
-        assert await inbox_count(sessions) == 14
+        assert await inbox_count(sessions) == 15
+
+
+async def test_a_handler_failing_on_its_last_attempt_dead_letters_the_event_with_its_error_and_goes_on(
+    database_url, nats_url
+):
+    """max_deliver=1: the first delivery is also the last attempt. Its failure is a dead letter at once,
+    with the handler's error and the attempt count; the event and its aggregate's later one wait parked, and
+    the consumer applies everything else, before and after, without running the handler on it again."""
+    consumer = order_probe(backoff_s=(0.1,), max_deliver=1)
+    async with pipeline(database_url, nats_url, consumer) as (sessions, nc, runner, _):
+        js = nc.jetstream()
+        Faults.poison.add("customer-a@1")
+        poison = await register_customer(sessions, "customer-a")
+        await update_customer(sessions, "customer-a", 1)
+        for customer in range(3):
+            await register_customer(sessions, f"other-{customer}")
+
+        async def dead_lettered_and_parked():
+            return runner.dead_lettered == 1 and await parked_versions(sessions, "customer-a") == [1, 2]
+
+        await wait_until(dead_lettered_and_parked)
+        # A later round of the hold retries, which would retry the dead-lettered head too if it were due: at
+        # max_deliver=1 only a replay brings one about. Another event fails its only attempt, is replayed
+        # and applied.
+        Faults.handler_once.add("customer-marker@1")
+        await register_customer(sessions, "customer-marker")
+
+        async def marker_dead_lettered():
+            return runner.dead_lettered == 2
+
+        await wait_until(marker_dead_lettered)
+        [marker] = [
+            letter
+            for letter in await deadletter.list_dead_letters(js)
+            if letter.event_id != str(poison.event_id)
+        ]
+        await deadletter.replay(js, consumer=consumer.durable, sequences={marker.sequence})
+        await register_customer(sessions, "after-the-dead-letter")
+
+        async def the_others_applied():
+            order = await applied_order(sessions)
+            return order == {f"other-{n}": [1] for n in range(3)} | {
+                "customer-marker": [1],
+                "after-the-dead-letter": [1],
+            }
+
+        await wait_until(the_others_applied)
+        assert Faults.handler_runs[str(poison.event_id)] == 1
+        assert await holds(sessions) == [("customer-a", 1, True)]
+        [letter] = await deadletter.list_dead_letters(js)
+        assert (letter.event_id, letter.attempts, letter.subject) == (str(poison.event_id), 1, poison.subject)
+        assert letter.error == "ValueError: a field this probe refuses"
+        assert letter.consumer == consumer.durable
 
 
 async def test_a_handler_added_on_restart_applies_the_events_published_before_it_existed(
     database_url, nats_url
 ):
-    async with pipeline(database_url, nats_url, order_probe(CustomerRegistered)) as (sessions, _, _):
+    async with pipeline(database_url, nats_url, order_probe(CustomerRegistered)) as (sessions, _, _, _):
         for customer in range(3):
             await register_customer(sessions, f"customer-{customer}")
             await update_customer(sessions, f"customer-{customer}", 1)
@@ -288,7 +385,7 @@ async def test_a_handler_added_on_restart_applies_the_events_published_before_it
 
     widened = order_probe(CustomerRegistered, CustomerUpdated)
     assert widened.subscription_durable != old_durable
-    async with pipeline(database_url, nats_url, widened) as (sessions, nc, _):
+    async with pipeline(database_url, nats_url, widened) as (sessions, nc, _, _):
 
         async def updates_applied():
             return await applied_order(sessions) == {f"customer-{n}": [1, 2] for n in range(3)}
@@ -310,13 +407,18 @@ async def test_one_runner_per_service_consumes_and_a_standby_takes_over(database
     stop_second = asyncio.Event()
     background: list[asyncio.Task[None]] = []
     try:
-        async with pipeline(database_url, nats_url, order_probe()) as (sessions, _, first):
+        async with pipeline(database_url, nats_url, order_probe()) as (sessions, _, first, _):
 
             async def first_leads():
                 return first.leading
 
             await wait_until(first_leads)
             background.append(asyncio.create_task(second.run(stop_second)))
+
+            async def second_stands_by():  # it asked for the lock, and was refused
+                return await standing_by(sessions) == 1
+
+            await wait_until(second_stands_by)
             await register_customer(sessions, "customer-a")
 
             async def applied():
@@ -351,9 +453,9 @@ async def test_one_runner_per_service_consumes_and_a_standby_takes_over(database
 
 async def test_a_handler_running_longer_than_ack_wait_keeps_its_message_and_runs_once(database_url, nats_url):
     consumer = order_probe(ack_wait_s=1)
-    async with pipeline(database_url, nats_url, consumer) as (sessions, nc, _):
+    async with pipeline(database_url, nats_url, consumer) as (sessions, nc, _, _):
+        Faults.slow_s["customer-slow@1"] = 4.0  # four ack waits; set before the relay can publish it
         slow = await register_customer(sessions, "customer-slow")
-        Faults.slow_s[str(slow.event_id)] = 4.0  # four ack waits
 
         async def handler_started():
             return Faults.handler_runs.get(str(slow.event_id)) == 1
@@ -385,6 +487,19 @@ async def advisory_lock_holders(sessions: Any) -> list[int]:
         return sorted(rows.scalars())
 
 
+async def standing_by(sessions: Any) -> int:
+    """Connections whose last statement asked for an advisory lock that they do not hold: standbys."""
+    async with sessions() as session:
+        rows = await session.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND query LIKE 'SELECT pg_try_advisory_lock(%' AND pid NOT IN "
+                "(SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)"
+            )
+        )
+        return int(rows.scalar_one())
+
+
 async def test_the_leadership_lock_stays_on_one_connection_and_is_released_when_the_runner_stops(
     database_url, nats_url
 ):
@@ -404,7 +519,15 @@ async def test_the_leadership_lock_stays_on_one_connection_and_is_released_when_
 
         await wait_until(leading)
         [holder] = await advisory_lock_holders(sessions)
-        await asyncio.sleep(2.5)  # past a leadership check, while the runner's sessions come and go
+
+        async def leadership_checked():  # the runner's periodic check ran, on the lock's connection
+            async with sessions() as session:
+                query = await session.execute(
+                    text("SELECT query FROM pg_stat_activity WHERE pid = :pid"), {"pid": holder}
+                )
+                return query.scalar_one_or_none() == "SELECT 1"
+
+        await wait_until(leadership_checked)
         assert await advisory_lock_holders(sessions) == [holder]
         stop.set()
         await asyncio.wait_for(task, 10)

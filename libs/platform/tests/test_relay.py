@@ -93,15 +93,16 @@ async def test_rolled_back_transaction_is_never_published(database_url, flow):
             await eventstore.append(session, "vehicle-9", 0, [reading("vehicle-9", 1)], context())
             raise RuntimeError("rolled back")
     committed = await record(sessions, "vehicle-9", 0, 2)
-    async with running_relay(database_url, nc):
+    async with running_relay(database_url, nc) as relay:
 
         async def published():
             return await unpublished_count(sessions) == 0
 
+        # The relay publishes outbox rows only: once the committed one is marked, nothing is left to publish.
         await wait_until(published)
-        await asyncio.sleep(0.5)
     messages = await stream_messages(js, STREAM)
     assert [m.headers["Nats-Msg-Id"] for m in messages] == [str(committed.event_id)]
+    assert relay.status.published == 1
 
 
 async def test_one_relay_is_active_and_a_standby_takes_over(database_url, flow):
@@ -119,8 +120,19 @@ async def test_one_relay_is_active_and_a_standby_takes_over(database_url, flow):
 
     await wait_until(first_active)
     second_task = asyncio.create_task(second.run(second_stop))
-    await asyncio.sleep(1.0)
+
+    async def second_asked_for_the_lock_and_was_refused():
+        return await standing_by(sessions) == 1
+
+    await wait_until(second_asked_for_the_lock_and_was_refused)
+    while_both_run = [await record(sessions, f"vehicle-b{n}", 0, n) for n in range(3)]
+
+    async def published_by_the_first():
+        return await unpublished_count(sessions) == 0
+
+    await wait_until(published_by_the_first)
     assert first.status.active and not second.status.active
+    assert (first.status.published, second.status.published) == (3, 0)
 
     first_stop.set()
     await first_task
@@ -137,8 +149,31 @@ async def test_one_relay_is_active_and_a_standby_takes_over(database_url, flow):
     await wait_until(published)
     second_stop.set()
     await second_task
-    assert [m.headers["Nats-Msg-Id"] for m in await stream_messages(js, STREAM)] == [str(stored.event_id)]
+    assert [m.headers["Nats-Msg-Id"] for m in await stream_messages(js, STREAM)] == [
+        str(e.event_id) for e in [*while_both_run, stored]
+    ]
     assert second.status.published == 1
+
+
+async def standing_by(sessions) -> int:
+    """Connections whose last statement asked for an advisory lock that they do not hold: standbys."""
+    async with sessions() as session:
+        rows = await session.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND query LIKE 'SELECT pg_try_advisory_lock(%' AND pid NOT IN "
+                "(SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)"
+            )
+        )
+        return int(rows.scalar_one())
+
+
+async def relay_waiting_to_mark(connection) -> int:
+    cursor = await connection.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE outbox%%'"
+    )
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
 
 
 def start_relay_process(database_url: str, nats_url: str) -> subprocess.Popen[bytes]:
@@ -176,11 +211,7 @@ async def test_relay_killed_between_publish_and_mark_leaves_each_event_once_in_t
         await wait_until(all_in_stream)
 
         async def relay_waits_to_mark():
-            cursor = await blocker.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE outbox%%'"
-            )
-            row = await cursor.fetchone()
-            return row is not None and row[0] == 1
+            return await relay_waiting_to_mark(blocker) == 1
 
         await wait_until(relay_waits_to_mark)
         relay.send_signal(signal.SIGKILL)
@@ -208,6 +239,62 @@ async def test_relay_killed_between_publish_and_mark_leaves_each_event_once_in_t
         restarted.wait(10)
 
     messages = await stream_messages(js, STREAM)
+    assert sorted(m.headers["Nats-Msg-Id"] for m in messages) == sorted(str(e.event_id) for e in stored)
+
+
+async def test_after_a_nats_restart_the_relay_republishes_unmarked_rows_and_the_stream_keeps_each_once(
+    database_url, embedded_nats_factory
+):
+    """Published and acknowledged, never marked (the relay's database connection died marking them), and
+    nats-server killed and restarted meanwhile: the relay publishes the rows again to the restarted server,
+    and JetStream drops the copies by Nats-Msg-Id (its duplicate window outlives the restart)."""
+    nats_server = embedded_nats_factory()
+    await create_tables(database_url)
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    nc = await connect_nats(nats_server.url, name="test")
+    js = nc.jetstream()
+    await declare_stream(js, service_stream(PRODUCER))
+    stored = [await record(sessions, f"vehicle-{n}", 0, n) for n in range(10)]
+    # The rows stay locked: the relay can read and publish them, but its UPDATE marking them waits.
+    blocker = await psycopg.AsyncConnection.connect(libpq_url(database_url))
+    await blocker.execute("SELECT id FROM outbox FOR UPDATE")
+    try:
+        async with running_relay(database_url, nc, standby_retry_s=0.2, max_backoff_s=0.5) as relay:
+
+            async def all_in_stream():
+                return (await js.stream_info(STREAM)).state.messages == 10
+
+            await wait_until(all_in_stream)
+
+            async def waiting_to_mark():
+                return await relay_waiting_to_mark(blocker) == 1
+
+            await wait_until(waiting_to_mark)
+            nats_server.kill()
+            await asyncio.to_thread(nats_server.restart)
+            # The relay's connection ends while it waits: its marks roll back, the rows are unpublished.
+            await blocker.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE outbox%%'"
+            )
+            await blocker.rollback()
+
+            async def all_marked():
+                return await unpublished_count(sessions) == 0
+
+            await wait_until(all_marked)
+            assert relay.status.published == 10  # counted once marked: every row was published again
+    finally:
+        await blocker.close()
+        await nc.close()
+        await engine.dispose()
+    nc = await connect_nats(nats_server.url, name="check")
+    try:
+        messages = await stream_messages(nc.jetstream(), STREAM)
+    finally:
+        await nc.close()
+    assert len(messages) == 10
     assert sorted(m.headers["Nats-Msg-Id"] for m in messages) == sorted(str(e.event_id) for e in stored)
 
 

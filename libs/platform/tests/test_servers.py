@@ -6,7 +6,7 @@ import asyncio
 import os
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import nats
@@ -19,6 +19,7 @@ from pitlane_platform.db import create_engine, libpq_url
 from pitlane_platform.embedded import RESERVED_PORTS, EmbeddedNats, EmbeddedPostgres
 from pitlane_platform.testing.jetstream import run_in_fresh_loop
 from pitlane_platform.testing.servers import TestServers
+from platform_flow import server_data_dir
 
 
 async def stream_names(url: str) -> list[str]:
@@ -156,8 +157,14 @@ async def test_killed_nats_restarts_on_its_port_with_its_file_store(
         await connection.close()
 
 
-def test_embedded_postgres_started_again_keeps_its_data(tmp_path: Path) -> None:
-    postgres = EmbeddedPostgres(tmp_path / "postgres").start()
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    with server_data_dir() as directory:
+        yield directory
+
+
+def test_embedded_postgres_started_again_keeps_its_data(data_dir: Path) -> None:
+    postgres = EmbeddedPostgres(data_dir / "postgres").start()
     try:
         url = postgres.create_database("garage")
         assert postgres.create_database("garage") == url  # idempotent

@@ -513,9 +513,17 @@ class ConsumerRunner:
             delivery = _Delivery(message, envelope, handler, replayed)
             attempt = message.metadata.num_delivered
             if attempt > consumer.max_deliver and not replayed:
-                # The process died during each of its attempts: give up without running the handler again.
+                # The process died during each of its deliveries, and the rest of each batch died with it: the
+                # count cannot tell the message that kills the process from its neighbours (dead-lettering
+                # them all held back innocent aggregates). Held with one attempt left, run alone by the hold
+                # retries: the one that kills the process again is dead-lettered after the restart
+                # (_drain_hold counts the attempt begun), the others are applied.
                 await self._hold(
-                    consumer, delivery, f"no outcome after {consumer.max_deliver} attempts", attempt
+                    consumer,
+                    delivery,
+                    f"no outcome after {attempt - 1} deliveries; tried once more alone",
+                    consumer.max_deliver - 1,
+                    delay_s=0,
                 )
                 continue
             deliveries.append(delivery)
@@ -661,9 +669,18 @@ class ConsumerRunner:
         for hook in self.after_commit:
             hook(consumer, envelope)
 
-    async def _hold(self, consumer: Consumer, delivery: _Delivery, error: str, attempt: int) -> None:
+    async def _hold(
+        self,
+        consumer: Consumer,
+        delivery: _Delivery,
+        error: str,
+        attempt: int,
+        *,
+        delay_s: float | None = None,
+    ) -> None:
         """The delivery failed (attempt `attempt`): park it as the head of its aggregate's hold, to be
-        retried by the runner after the back-off delay, or dead-lettered if that was the last attempt."""
+        retried by the runner after the back-off delay (or `delay_s`), or dead-lettered if that was the last
+        attempt."""
         dead = attempt >= consumer.max_deliver
         log.warning(
             "handler %s failed on %s (attempt %d/%d); its aggregate is held back",
@@ -698,7 +715,7 @@ class ConsumerRunner:
                         "consumer": consumer.name,
                         "aggregate_id": delivery.aggregate_id,
                         "attempts": attempt,
-                        "delay_s": consumer.delay_after(attempt),
+                        "delay_s": consumer.delay_after(attempt) if delay_s is None else delay_s,
                         "error": error[:2000],
                         "dead": dead,
                     },
@@ -779,16 +796,20 @@ class ConsumerRunner:
                 log.info("consumer %s released a held aggregate", consumer.name)
                 return
             assert counts is not None
-            attempts, started, replays = counts
+            _, started, replays = counts
             position, event_id, subject, headers, payload = head
             held = _HeldMessage(position, event_id, subject, headers, payload, replays)
-            if started - attempts > consumer.max_deliver:
-                # Attempts begun and never finished: the process died during them. Give up on running it.
+            # Every attempt begun counts, finished or not (as JetStream's num_delivered counts a crashed
+            # delivery before the message is held): `started` includes this one. Counting only the failures,
+            # a process dying during the last attempt had the head run again after its restart, up to
+            # max_deliver more times.
+            if started > consumer.max_deliver:
+                # The process died during the last attempt. Give up on running it.
                 await self._dead_letter_head(
-                    consumer, keys, held, f"no outcome after {started - 1} attempts", attempts
+                    consumer, keys, held, f"no outcome after {started - 1} attempts", started - 1
                 )
                 return
-            if not await self._apply_head(consumer, keys, held, attempts + 1):
+            if not await self._apply_head(consumer, keys, held, started):
                 return
 
     async def _apply_head(
