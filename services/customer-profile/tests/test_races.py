@@ -258,7 +258,9 @@ async def test_a_merge_while_the_absorbed_customer_gets_a_new_phone_loses_no_pho
     merged, changed = await asyncio.gather(merge, change)
 
     assert merged.status_code == 200, merged.text
-    assert changed.status_code in (200, 409), changed.text
+    # Refused as a stale version (409) or, when the merge committed before the change read the customer, as
+    # a customer that is no more (404): either way nothing of it may land anywhere.
+    assert changed.status_code in (200, 404, 409), changed.text
     new_phone = await service.get("/v1/lookup", phone="13700000009")
     if changed.status_code == 200:
         assert new_phone.status_code == 200, "the phone the change added belongs to no one"
