@@ -14,10 +14,10 @@ THRESHOLD.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -38,6 +38,8 @@ PACKAGES = {
 THRESHOLD = 0.80
 # The sample is the same from run to run (and between machines), so results of earlier runs keep counting.
 SAMPLE_SEED = 19
+# Mutants per mutmut invocation of a sampled run (each starts with a clean run of their tests).
+CHUNK = 60
 # mutmut's exit codes of a mutant's test run (mutmut/stats.py): a failing test kills, and so does a timeout
 # (the mutant made the code hang, which the tests noticed by not finishing).
 KILLED = {1, 3, 36, -24}
@@ -103,14 +105,20 @@ def main(argv: list[str]) -> int:
                     if not _mutants(package):
                         _generate_mutants(package, database_url)
                     only = _to_test(package, args.sample, survivors=args.survivors)
-                    if not only:
-                        continue
-                _run_mutmut(package, database_url, only, max_children=args.max_children)
+                    # mutmut tests the names it is given in file order: chunks keep the rank order.
+                    for start in range(0, len(only), CHUNK):
+                        chunk = only[start : start + CHUNK]
+                        _run_mutmut(package, database_url, chunk, max_children=args.max_children)
+                else:
+                    _run_mutmut(package, database_url, [], max_children=args.max_children)
 
+    fractions = {name: min(args.sample, complete_fraction(PACKAGES[name])) for name in args.packages}
     scores = {
-        name: score_by_group(PACKAGES[name] / "mutants", sampled(PACKAGES[name], args.sample))
+        name: score_by_group(PACKAGES[name] / "mutants", sampled(PACKAGES[name], fractions[name]))
         for name in args.packages
     }
+    for name, fraction in fractions.items():
+        print(f"{name}: scored on the {fraction:.1%} sample, the largest one tested through")
     print(report(scores))
     below = [
         group for groups in scores.values() for group, score in groups.items() if score.ratio < THRESHOLD
@@ -145,30 +153,39 @@ def _mutants(package: Path) -> dict[str, int | None]:
     return found
 
 
+def rank(mutant: str) -> float:
+    """A mutant's place in the random order of sampling, in [0, 1): fixed by the seeded hash of its name, so
+    the same on every run and machine, and the sample of a smaller fraction lies inside a larger one's."""
+    digest = hashlib.sha256(f"{SAMPLE_SEED}:{mutant}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def sampled(package: Path, fraction: float) -> set[str] | None:
-    """The mutants a `--sample fraction` run tests: per group, the same seeded random choice every time."""
+    """The mutants a `--sample fraction` run tests (None: all of them)."""
     if fraction >= 1.0:
         return None
-    by_group: dict[str, list[str]] = defaultdict(list)
-    for mutant in sorted(_mutants(package)):
-        by_group[_group_of(mutant)].append(mutant)
-    chosen: set[str] = set()
-    for group, mutants in sorted(by_group.items()):
-        chosen.update(
-            random.Random(f"{SAMPLE_SEED}:{group}").sample(mutants, math.ceil(fraction * len(mutants)))
-        )
-    return chosen
+    return {mutant for mutant in _mutants(package) if rank(mutant) < fraction}
+
+
+def complete_fraction(package: Path) -> float:
+    """The largest fraction whose sample is tested through: the rank of the first mutant not tested yet."""
+    untested = [rank(mutant) for mutant, exit_code in _mutants(package).items() if exit_code is None]
+    return min(untested, default=1.0)
 
 
 def _to_test(package: Path, fraction: float, *, survivors: bool) -> list[str]:
-    """The sampled mutants not tested yet, and with `survivors` those that survived, to test again."""
+    """The sampled mutants not tested yet, and with `survivors` those that survived, to test again; in rank
+    order, so that a run stopped at any point leaves a complete random sample behind it."""
     chosen = sampled(package, fraction)
-    return [
-        mutant
-        for mutant, exit_code in sorted(_mutants(package).items())
-        if (chosen is None or mutant in chosen)
-        and (exit_code is None or (survivors and (exit_code in SURVIVED or exit_code not in KILLED)))
-    ]
+    return sorted(
+        (
+            mutant
+            for mutant, exit_code in _mutants(package).items()
+            if (chosen is None or mutant in chosen)
+            and (exit_code is None or (survivors and exit_code not in KILLED))
+        ),
+        key=rank,
+    )
 
 
 def _generate_mutants(package: Path, database_url: str) -> None:
