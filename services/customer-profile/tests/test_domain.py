@@ -281,7 +281,7 @@ def test_an_update_refuses_what_is_not_a_detail_a_blank_name_and_self_referral()
 
 def test_preferred_services_and_custom_fields_are_set_and_cleared_with_a_listed_null() -> None:
     c = replayed(customer(preferred_services=("小保养",), custom_fields={"company": "张江"}))
-    # The same services again, as a list, or no services for a customer without any: nothing changed.
+    # The same services again, given as a list: nothing changed.
     c.update_details(preferred_services=["小保养"], at=AT)
     assert c.pending == []
     c.update_details(preferred_services=["小保养", "四轮定位"], at=AT)
@@ -294,7 +294,7 @@ def test_preferred_services_and_custom_fields_are_set_and_cleared_with_a_listed_
     assert (cleared.preferred_services, cleared.custom_fields) == (None, None)
     assert (c.preferred_services, c.custom_fields) == ((), {})
     c.pending.clear()
-    c.update_details(preferred_services=None, at=AT)
+    c.update_details(preferred_services=None, at=AT)  # cleared again: nothing changed
     assert c.pending == []
 
 
