@@ -258,7 +258,9 @@ async def test_a_merge_while_the_absorbed_customer_gets_a_new_phone_loses_no_pho
     merged, changed = await asyncio.gather(merge, change)
 
     assert merged.status_code == 200, merged.text
-    assert changed.status_code in (200, 409), changed.text
+    # 404 when the merge locked the absorbed customer first (its id sorts first): the change waited, then met
+    # a merged customer. That depends on the random ids, so about every other run.
+    assert changed.status_code in (200, 404, 409), changed.text
     new_phone = await service.get("/v1/lookup", phone="13700000009")
     if changed.status_code == 200:
         assert new_phone.status_code == 200, "the phone the change added belongs to no one"
