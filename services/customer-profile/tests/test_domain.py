@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,10 @@ from pitlane_events.customer_profile import (
     CustomersMerged,
     CustomerSource,
     CustomerUpdated,
+    EnergyType,
     MileageSource,
     VehicleMileageRecorded,
+    VehicleUpdated,
 )
 from pitlane_events.types import Channel, Purpose
 from pitlane_platform.aggregate import Aggregate
@@ -66,6 +70,29 @@ def replayed(aggregate: Customer) -> Customer:
     again = Customer.rehydrate(aggregate.id, history(aggregate))
     assert again.version == len(aggregate.pending) and again.pending == []
     return again
+
+
+def refusal(command: Callable[[], object]) -> tuple[str, str]:
+    """The field and message of the InvalidInputError the command raises; a 422 always says why."""
+    with pytest.raises(InvalidInputError) as refused:
+        command()
+    assert isinstance(refused.value.message, str) and refused.value.message
+    return refused.value.field, refused.value.message
+
+
+def vehicle() -> Vehicle:
+    registered = Vehicle.register(
+        "v-1",
+        owner_customer_id="c-1",
+        plate="沪A12345",
+        vin="LSVAU218XN2183294",
+        brand="大众",
+        model="朗逸",
+        model_year=2019,
+        energy_type=EnergyType.PETROL,
+        at=AT,
+    )
+    return Vehicle.rehydrate("v-1", history(registered))
 
 
 def test_the_domain_imports_no_database_broker_or_web_code() -> None:
@@ -123,12 +150,11 @@ def test_a_customer_cannot_refer_or_absorb_themselves_and_an_erased_one_takes_no
         customer(referrer_customer_id="c-1")
     assert refused.value.field == "referrer_customer_id"
     c = replayed(customer())
-    with pytest.raises(InvalidInputError):
-        c.absorb([c], None, at=AT)
+    assert refusal(lambda: c.absorb([c], None, at=AT))[0] == "merged_customer_ids"
     c.erase("er-1", (), at=AT)
     with pytest.raises(ConflictError):
         c.set_tags(("VIP",), at=AT)
-    with pytest.raises(ConflictError):
+    with pytest.raises(ConflictError, match="c-1"):  # the 409 says which customer
         c.erase("er-2", (), at=AT)
 
 
@@ -221,3 +247,140 @@ def test_custom_fields_are_checked_by_type_choice_and_presence() -> None:
         assert refused.value.field == field
     with pytest.raises(InvalidInputError):
         CustomFieldSchema((CustomFieldDefinition("a", "A"), CustomFieldDefinition("a", "B")))
+
+
+def test_a_custom_field_definition_names_what_is_wrong_with_it() -> None:
+    field, message = refusal(lambda: CustomFieldDefinition("Company", "单位"))
+    assert field == "key" and "Company" in message
+    field, _ = refusal(lambda: CustomFieldDefinition("channel", "渠道", CustomFieldType.CHOICE))
+    assert field == "channel.choices"
+
+
+def test_a_custom_field_value_that_does_not_fit_says_why() -> None:
+    text = CustomFieldDefinition("company", "单位")
+    assert text.check(" 张江 ") == "张江"
+    assert refusal(lambda: text.check("   "))[0] == "custom_fields.company"
+    field, message = refusal(
+        lambda: CustomFieldDefinition("since", "首次到店", CustomFieldType.DATE).check("2020-13-01")
+    )
+    assert field == "custom_fields.since" and "2020-13-01" in message and "YYYY-MM-DD" in message
+    channel = CustomFieldDefinition("channel", "渠道", CustomFieldType.CHOICE, choices=("抖音", "美团"))
+    field, message = refusal(lambda: channel.check("微信"))
+    assert field == "custom_fields.channel" and "微信" in message and "抖音, 美团" in message
+
+
+def test_an_update_refuses_what_is_not_a_detail_a_blank_name_and_self_referral() -> None:
+    c = replayed(customer())
+    with pytest.raises(ValueError, match="phone"):
+        c.update_details(phone="+8613900001111", at=AT)
+    assert refusal(lambda: c.update_details(referrer_customer_id="c-1", at=AT))[0] == "referrer_customer_id"
+    assert refusal(lambda: c.update_details(full_name=None, at=AT))[0] == "full_name"
+    assert refusal(lambda: c.update_details(full_name="", at=AT))[0] == "full_name"
+    assert c.pending == []
+
+
+def test_preferred_services_and_custom_fields_are_set_and_cleared_with_a_listed_null() -> None:
+    c = replayed(customer(preferred_services=("小保养",), custom_fields={"company": "张江"}))
+    # The same services again, given as a list: nothing changed.
+    c.update_details(preferred_services=["小保养"], at=AT)
+    assert c.pending == []
+    c.update_details(preferred_services=["小保养", "四轮定位"], at=AT)
+    [added] = c.pending
+    assert isinstance(added, CustomerUpdated) and added.preferred_services == ("小保养", "四轮定位")
+    c.update_details(preferred_services=None, custom_fields={}, at=AT)
+    cleared = c.pending[-1]
+    assert isinstance(cleared, CustomerUpdated)
+    assert set(cleared.changed_fields) == {"preferred_services", "custom_fields"}
+    assert (cleared.preferred_services, cleared.custom_fields) == (None, None)
+    assert (c.preferred_services, c.custom_fields) == ((), {})
+    c.pending.clear()
+    c.update_details(preferred_services=None, at=AT)  # cleared again: nothing changed
+    assert c.pending == []
+
+
+def test_absorbing_takes_every_phone_and_a_wechat_id_only_when_the_survivor_has_none() -> None:
+    survivor = replayed(customer(other_phones=("+8613900001111",)))
+    first = replayed(
+        Customer.register(
+            "c-2",
+            full_name="王建国",
+            phone="+8613700000000",
+            other_phones=("+8613700000001",),
+            source=CustomerSource.IMPORT,
+            at=AT,
+        )
+    )
+    second = replayed(
+        Customer.register(
+            "c-3",
+            full_name="王建国",
+            phone="+8613600000000",
+            wechat_id="wx_c3",
+            source=CustomerSource.IMPORT,
+            at=AT,
+        )
+    )
+    survivor.absorb([first, second], "同一人", at=AT)
+    assert survivor.other_phones == ["+8613900001111", "+8613700000000", "+8613700000001", "+8613600000000"]
+    assert survivor.wechat_id == "wx_c3"
+    merged = survivor.pending[-1]
+    assert isinstance(merged, CustomersMerged)
+    assert (merged.merged_customer_ids, merged.reason) == (("c-2", "c-3"), "同一人")
+
+    with_wechat = replayed(customer(wechat_id="wx_wangjg"))
+    with_wechat.absorb([second], None, at=AT)
+    assert with_wechat.wechat_id == "wx_wangjg"
+
+
+def test_a_merge_names_at_least_one_other_customer() -> None:
+    c = replayed(customer())
+    assert refusal(lambda: c.absorb([], None, at=AT))[0] == "merged_customer_ids"
+    assert c.pending == []
+
+
+def test_a_vehicle_update_records_what_changed_and_nothing_when_nothing_did() -> None:
+    v = vehicle()
+    v.update_details(
+        plate="沪B54321",
+        vin=None,
+        brand="丰田",
+        model="凯美瑞",
+        model_year=2019,
+        energy_type=EnergyType.HYBRID,
+        purchase_date=date(2020, 5, 1),
+        registration_date=date(2020, 5, 10),
+        at=AT,
+    )
+    [event] = v.pending
+    assert isinstance(event, VehicleUpdated)
+    assert event.changed_fields == (
+        "plate",
+        "vin",
+        "brand",
+        "model",
+        "energy_type",
+        "purchase_date",
+        "registration_date",
+    )
+    assert (v.plate, v.vin, v.brand, v.model, v.model_year, v.energy_type) == (
+        "沪B54321",
+        None,
+        "丰田",
+        "凯美瑞",
+        2019,
+        EnergyType.HYBRID,
+    )
+    assert (v.purchase_date, v.registration_date) == (date(2020, 5, 1), date(2020, 5, 10))
+    v.pending.clear()
+    v.update_details(plate="沪B54321", brand="丰田", model_year=2019, at=AT)
+    assert v.pending == []
+
+
+def test_a_vehicle_update_refuses_an_empty_plate_brand_or_model_and_what_is_not_a_detail() -> None:
+    v = vehicle()
+    for name in ("plate", "brand", "model"):
+        for empty in ("", None):
+            assert refusal(partial(v.update_details, at=AT, **{name: empty}))[0] == name
+    with pytest.raises(ValueError, match="owner_customer_id"):
+        v.update_details(owner_customer_id="c-2", at=AT)
+    assert v.pending == []

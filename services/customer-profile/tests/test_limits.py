@@ -104,3 +104,14 @@ def test_one_over_a_limit_is_refused_naming_the_field(field: str, value: object)
     with pytest.raises(ValidationError) as refused:
         RegisterCustomer.model_validate({"full_name": "王建国", "phone": "13812345678", field: value})
     assert {error["loc"][0] for error in refused.value.errors()} == {field}
+
+
+def test_texts_are_trimmed_and_a_blank_one_is_refused_but_one_character_is_enough() -> None:
+    registration = RegisterCustomer.model_validate(
+        {"full_name": "  王建国 ", "phone": "13812345678", "tags": ["急"], "notes": " 周末来 "}
+    )
+    assert (registration.full_name, registration.tags, registration.notes) == ("王建国", ("急",), "周末来")
+    for field, value in [("full_name", "   "), ("notes", ""), ("tags", [" "])]:
+        with pytest.raises(ValidationError) as refused:
+            RegisterCustomer.model_validate({"full_name": "王建国", "phone": "13812345678", field: value})
+        assert {error["loc"][0] for error in refused.value.errors()} == {field}

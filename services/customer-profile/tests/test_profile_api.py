@@ -169,3 +169,72 @@ async def test_custom_fields_are_checked_against_the_chain_schema(service: Servi
     customer_id = await register_customer(service, custom_fields={"company": "张江高科", "fleet_size": "12"})
     customer = (await service.get(f"/v1/customers/{customer_id}")).json()["customer"]
     assert customer["custom_fields"] == {"company": "张江高科", "fleet_size": "12"}
+
+
+async def test_a_vehicle_update_changes_every_given_detail_and_a_stale_version_is_a_409(
+    service: Service,
+) -> None:
+    owner = await register_customer(service)
+    vehicle_id = await register_vehicle(service, owner, "沪A12345", make_vin(1), mileage_km=10000)
+    version = (await service.get(f"/v1/vehicles/{vehicle_id}")).json()["version"]
+    changes = {
+        "plate": "沪B54321",
+        "vin": make_vin(2),
+        "brand": "丰田",
+        "model": "凯美瑞",
+        "model_year": 2020,
+        "energy_type": "hybrid",
+        "purchase_date": "2020-05-01",
+        "registration_date": "2020-05-10",
+        "insurance": [{"coverage": "compulsory", "insurer": "中国人保", "expires_on": "2027-01-31"}],
+    }
+
+    updated = await service.patch(f"/v1/vehicles/{vehicle_id}", {"expected_version": version, **changes})
+    assert updated.status_code == 200, updated.text
+    stale = await service.patch(
+        f"/v1/vehicles/{vehicle_id}", {"expected_version": version, "model": "卡罗拉"}
+    )
+    assert stale.status_code == 409, stale.text
+    assert stale.json()["type"] == "urn:pitlane:problem:concurrent-modification"
+    assert vehicle_id in stale.json()["detail"]
+    # Its own plate and VIN given again are no conflict; what is not given stays.
+    again = await service.patch(
+        f"/v1/vehicles/{vehicle_id}", {"plate": "沪B54321", "vin": make_vin(2), "model": "卡罗拉"}
+    )
+    assert again.status_code == 200, again.text
+
+    vehicle = (await service.get(f"/v1/vehicles/{vehicle_id}")).json()
+    assert {name: vehicle[name] for name in changes if name != "insurance"} == {
+        **{name: value for name, value in changes.items() if name != "insurance"},
+        "model": "卡罗拉",
+    }
+    assert vehicle["insurance"] == {
+        "compulsory": {"insurer": "中国人保", "policy_number": None, "expires_on": "2027-01-31"}
+    }
+    assert vehicle["mileage_km"] == 10000 and vehicle["owner_customer_id"] == owner
+    assert (await service.get("/v1/lookup", plate="沪B54321")).json()["customer"]["customer_id"] == owner
+    assert (await service.get("/v1/lookup", plate="沪A12345")).status_code == 404
+
+
+async def test_a_vehicle_update_to_another_vehicles_plate_or_vin_or_to_no_customer_is_refused(
+    service: Service,
+) -> None:
+    owner = await register_customer(service)
+    vehicle_id = await register_vehicle(service, owner, "沪A12345", make_vin(1))
+    other = await register_vehicle(service, owner, "沪B54321", make_vin(2))
+
+    for change in ({"plate": "沪b54321"}, {"vin": make_vin(2)}):
+        taken = await service.patch(f"/v1/vehicles/{vehicle_id}", change)
+        assert taken.status_code == 409, taken.text
+        assert next(iter(change)) in taken.json()["detail"] and other in taken.json()["detail"]
+    nobody = await service.patch(f"/v1/vehicles/{vehicle_id}", {"owner_customer_id": "no-such-customer"})
+    assert nobody.status_code == 422, nobody.text
+    assert [error["field"] for error in nobody.json()["errors"]] == ["owner_customer_id"]
+
+    vehicle = (await service.get(f"/v1/vehicles/{vehicle_id}")).json()
+    assert (vehicle["plate"], vehicle["vin"], vehicle["owner_customer_id"], vehicle["version"]) == (
+        "沪A12345",
+        make_vin(1),
+        owner,
+        1,
+    )

@@ -146,11 +146,9 @@ async def update_vehicle(
 ) -> Vehicle:
     vehicle = await uow.vehicle(vehicle_id)
     _check_version(vehicle.id, command.expected_version, vehicle.version)
+    # A plate or VIN not given is None, which _plate_and_vin_are_free does not look up.
+    await _plate_and_vin_are_free(uow, command.plate, command.vin, vehicle_id=vehicle.id)
     given = command.model_fields_set
-    if "plate" in given or "vin" in given:
-        await _plate_and_vin_are_free(
-            uow, command.plate if "plate" in given else None, command.vin, vehicle_id=vehicle.id
-        )
     vehicle.update_details(
         **{
             name: getattr(command, name)
