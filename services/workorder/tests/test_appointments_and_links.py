@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workorder_harness import BRANCH, Harness, advance, local
+from workorder_harness import BRANCH, Harness, advance, local, stored
 
 from pitlane_events.workorder import AppointmentNoShow
 from pitlane_workorder.entrypoints.sweeper import sweep_no_shows
@@ -56,9 +56,9 @@ async def test_bookings_off_the_grid_or_in_the_past_are_422_naming_the_field(bra
 
 async def test_a_missed_appointment_becomes_a_no_show_after_the_grace_period(branch: Harness):
     booked = (await branch.book(9)).json()
-    advance(branch, hours=1, minutes=10)  # 09:10: within the 15 minutes of grace
+    advance(branch, hours=1, minutes=14, seconds=59)  # 09:14:59: the last second of the 15 minutes of grace
     assert await sweep_no_shows(branch.service.handlers) == 0
-    advance(branch, minutes=6)
+    advance(branch, seconds=1)  # 09:15: missed
     assert await sweep_no_shows(branch.service.handlers) == 1
     assert await sweep_no_shows(branch.service.handlers) == 0  # already marked
 
@@ -70,6 +70,70 @@ async def test_a_missed_appointment_becomes_a_no_show_after_the_grace_period(bra
     published = await branch.published(at_least=7)  # branch + 3 staff, introduced, booked, no-show
     [no_show] = [e for e in published if isinstance(e.data, AppointmentNoShow)]
     assert no_show.actor.kind == "system" and no_show.data.appointment_id == booked["appointment_id"]
+    assert no_show.branch_id == BRANCH  # the branch's subject, which its notifications follow
+
+
+APPOINTMENTS = f"/v1/branches/{BRANCH}/appointments"
+
+
+async def day_slots(h: Harness) -> dict[str, int]:
+    """The Monday's bays still free, by slot start."""
+    day = (await h.get(f"/v1/branches/{BRANCH}/slots", params={"on": "2026-11-16"})).json()
+    return {slot["start"]: slot["remaining"] for slot in day["slots"]}
+
+
+async def test_a_reschedule_moves_the_booking_frees_its_old_slot_and_keeps_the_reason(branch: Harness):
+    booked = (await branch.book(10)).json()
+    appointment = booked["appointment_id"]
+    for n in range(2):  # 11:00 keeps one bay
+        assert (await branch.book(11, phone=f"1390000000{n}", plate=f"沪C0000{n}")).status_code == 201
+    ten, eleven = "2026-11-16T02:00:00Z", "2026-11-16T03:00:00Z"
+
+    moved = await branch.post(
+        f"{APPOINTMENTS}/{appointment}/reschedule", {"slot_start": local(11), "reason": "客户改到11点"}
+    )
+    assert moved.status_code == 204, moved.text
+    assert (await day_slots(branch))[ten] == 3 and (await day_slots(branch))[eleven] == 0
+    listed = (await branch.get(APPOINTMENTS, params={"on": "2026-11-16"})).json()
+    [row] = [a for a in listed if a["appointment_id"] == appointment]
+    assert (row["slot_start"], row["slot_end"], row["status"]) == (eleven, "2026-11-16T04:00:00Z", "booked")
+    [rescheduled] = await stored(branch, "AppointmentRescheduled", appointment)
+    assert rescheduled["data"] == {
+        "appointment_id": appointment,
+        "customer_id": booked["customer_id"],
+        "previous_slot": {"start": ten, "end": eleven},
+        "slot": {"start": eleven, "end": "2026-11-16T04:00:00Z"},
+        "reason": "客户改到11点",
+    }
+    assert rescheduled["branch_id"] == BRANCH
+    assert rescheduled["actor"] == {"kind": "user", "id": "amy", "role": "advisor"}
+
+    # Refused, each a 422 on the slot saying why, and nothing stored: where it already is, a slot begun.
+    before = await branch.counts()
+    again = await branch.post(f"{APPOINTMENTS}/{appointment}/reschedule", {"slot_start": local(11)})
+    assert again.status_code == 422, again.text
+    assert again.json()["errors"] == [
+        {"field": "body.slot_start", "message": "the appointment is already in this slot"}
+    ]
+    advance(branch, hours=2, minutes=30)  # 10:30
+    begun = await branch.post(f"{APPOINTMENTS}/{appointment}/reschedule", {"slot_start": local(10)})
+    assert begun.status_code == 422, begun.text
+    assert begun.json()["errors"] == [{"field": "body.slot_start", "message": "the slot has already begun"}]
+    assert await branch.counts() == before
+
+    cancelled = await branch.post(
+        f"{APPOINTMENTS}/{appointment}/cancel", {"reason": "临时出差", "cancelled_by": "customer"}
+    )
+    assert cancelled.status_code == 204, cancelled.text
+    assert (await day_slots(branch))[eleven] == 1
+    [cancellation] = await stored(branch, "AppointmentCancelled", appointment)
+    assert cancellation["branch_id"] == BRANCH
+    assert (cancellation["data"]["cancelled_by"], cancellation["data"]["reason"]) == ("customer", "临时出差")
+    after_cancel = await branch.post(f"{APPOINTMENTS}/{appointment}/reschedule", {"slot_start": local(12)})
+    assert after_cancel.status_code == 409
+    assert after_cancel.json()["detail"] == (
+        f"appointment {appointment} is cancelled; only a booked appointment can reschedule"
+    )
 
 
 async def order_awaiting_approval(h: Harness) -> tuple[str, str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -21,14 +23,29 @@ from pitlane_events.types import (
 )
 from pitlane_events.workorder import (
     AddOnApproved,
+    AddOnDeclined,
     AddOnProposed,
+    AppointmentBooked,
+    AppointmentCancelled,
+    AppointmentNoShow,
+    AppointmentRescheduled,
+    BookingChannel,
     DecidedBy,
     DecisionMethod,
+    QualityCheckPassed,
     WorkOrderCompleted,
     WorkOrderOpened,
+    WorkOrderSettled,
+    WorkOrderVoided,
 )
 from pitlane_platform.errors import ConflictError, InvalidInputError
-from pitlane_workorder.domain.capacity import BookingGrid, OffGridSlotError, SlotFullError
+from pitlane_workorder.domain.appointment import Appointment, AppointmentStatus
+from pitlane_workorder.domain.capacity import (
+    SUGGESTION_HORIZON,
+    BookingGrid,
+    OffGridSlotError,
+    SlotFullError,
+)
 from pitlane_workorder.domain.settlement import checked_bill, line_total_fen
 from pitlane_workorder.domain.workorder import WorkOrder, WorkOrderState
 
@@ -102,20 +119,31 @@ def test_the_whole_state_machine_and_what_completion_carries():
     assert order.state is WorkOrderState.IN_PROGRESS
     order.fail_quality_check("lee", ["左前轮螺栓未紧固"], T0 + timedelta(minutes=60))
     assert order.state is WorkOrderState.IN_PROGRESS  # a failed check returns the car to work
-    order.pass_quality_check("lee", None, T0 + timedelta(minutes=70))
+    order.pass_quality_check("lee", "复检螺栓已紧固", T0 + timedelta(minutes=70))
+    assert order.pending[-1] == QualityCheckPassed(
+        work_order_id="wo-1", inspector_id="lee", note="复检螺栓已紧固"
+    )
     bill = checked_bill(
-        [line(unit=48_000, add_on_id="ao-1")],
-        [],
+        [line(unit=50_000, add_on_id="ao-1")],
+        [Discount(kind=DiscountKind.COUPON, amount_fen=2_000, coupon_code="NEW20")],
         [cash(48_000)],
         stated_total_fen=48_000,
         approved_add_on_ids=order.approved_add_on_ids,
     )
-    order.settle(bill, coupon_code=None, campaign_id=None, settled_by="amy", at=T0 + timedelta(minutes=80))
+    order.settle(
+        bill, coupon_code="NEW20", campaign_id="camp-1", settled_by="amy", at=T0 + timedelta(minutes=80)
+    )
+    settled = order.pending[-1]
+    assert isinstance(settled, WorkOrderSettled)
+    assert (settled.coupon_code, settled.campaign_id, settled.total_fen) == ("NEW20", "camp-1", 48_000)
     order.complete("b1", T0 + timedelta(minutes=90))
     assert order.state is WorkOrderState.COMPLETED
 
     completed = order.pending[-1]
     assert isinstance(completed, WorkOrderCompleted)
+    # What the visit carries on to the customer's history and the campaign's results.
+    assert (completed.coupon_code, completed.campaign_id) == ("NEW20", "camp-1")
+    assert (completed.subtotal_fen, completed.discount_fen) == (50_000, 2_000)
     assert completed.technician_ids == ("tom",)
     assert completed.opened_at == T0 and completed.completed_at == T0 + timedelta(minutes=90)
     assert [(a.add_on_id, a.decision) for a in completed.add_ons] == [("ao-1", AddOnDecision.APPROVED)]
@@ -180,14 +208,89 @@ def test_a_decision_on_a_stale_estimate_is_refused():
         )
 
 
+def settled_order(paid_fen: int = 10_000) -> WorkOrder:
+    order = opened_order()
+    order.assign_technician("tom", None, T0)
+    order.record_progress("tom", "更换机油", (), T0)
+    order.pass_quality_check("lee", None, T0)
+    bill = checked_bill(
+        [line(unit=paid_fen)], [], [cash(paid_fen)], stated_total_fen=paid_fen, approved_add_on_ids=set()
+    )
+    order.settle(bill, coupon_code=None, campaign_id=None, settled_by="amy", at=T0)
+    return order
+
+
 def test_void_refunds_at_most_what_was_paid_and_a_voided_order_takes_no_command():
     order = opened_order()
-    with pytest.raises(InvalidInputError, match="refunded_fen"):
+    with pytest.raises(InvalidInputError) as refused:
         order.void("mgr", "客户取消", 100, T0)
+    assert (refused.value.field, refused.value.message) == (
+        "body.refunded_fen",
+        "only 0 fen were paid; 100 cannot be refunded",
+    )
     order.void("mgr", "客户取消", 0, T0)
     assert order.state is WorkOrderState.VOIDED
     with pytest.raises(ConflictError, match="is voided"):
         order.void("mgr", "again", 0, T0)
+
+
+def test_a_voided_settled_order_records_the_refund():
+    order = settled_order(paid_fen=10_000)
+    with pytest.raises(InvalidInputError, match="only 10000 fen were paid; 10001 cannot be refunded"):
+        order.void("max", "客户投诉，全额退款", 10_001, T0)
+    order.void("max", "客户投诉，全额退款", 10_000, T0)
+    assert order.pending[-1] == WorkOrderVoided(
+        work_order_id="wo-1",
+        customer_id="c-1",
+        reason="客户投诉，全额退款",
+        manager_id="max",
+        refunded_fen=10_000,
+    )
+
+
+def test_an_add_on_is_proposed_once():
+    order = opened_order()
+    order.assign_technician("tom", None, T0)
+    order.propose_add_on(proposal("ao-1"), T0)
+    with pytest.raises(ConflictError) as again:
+        order.propose_add_on(proposal("ao-1"), T0)
+    assert str(again.value) == "add-on ao-1 was already proposed on work order wo-1"
+    assert order.estimate_revision == 2 and len(order.pending) == 3  # opened, assigned, proposed
+
+
+@pytest.mark.parametrize(
+    ("decided_by", "method"),
+    [(DecidedBy.ADVISOR, DecisionMethod.SIGNED_LINK), (DecidedBy.CUSTOMER, DecisionMethod.PHONE_CALL)],
+)
+def test_the_customer_decides_through_the_link_and_an_advisor_by_call_or_visit(decided_by, method):
+    order = opened_order()
+    order.assign_technician("tom", None, T0)
+    order.propose_add_on(proposal(), T0)
+    with pytest.raises(InvalidInputError) as refused:
+        order.decide_add_on(
+            "ao-1", approve=True, estimate_revision_seen=2, decided_by=decided_by, method=method, at=T0
+        )
+    assert refused.value.field == "body.method"
+    assert order.state is WorkOrderState.AWAITING_APPROVAL and len(order.pending) == 3
+
+
+def test_a_declined_add_on_keeps_the_customers_reason():
+    order = opened_order()
+    order.assign_technician("tom", None, T0)
+    order.propose_add_on(proposal(), T0)
+    assert order.decide_add_on(
+        "ao-1",
+        approve=False,
+        estimate_revision_seen=2,
+        decided_by=DecidedBy.ADVISOR,
+        method=DecisionMethod.PHONE_CALL,
+        at=T0,
+        reason="下次保养时再换",
+    )
+    declined = order.pending[-1]
+    assert isinstance(declined, AddOnDeclined)
+    assert (declined.add_on_id, declined.reason) == ("ao-1", "下次保养时再换")
+    assert order.add_ons["ao-1"].decision is AddOnDecision.DECLINED and order.approved_add_on_ids == set()
 
 
 # Capacity ---------------------------------------------------------------------------------------------------
@@ -261,6 +364,113 @@ def test_a_full_slot_suggests_the_next_free_ones():
     ]
 
 
+def test_with_one_bay_every_slot_nobody_booked_is_free():
+    one_bay = dataclasses.replace(GRID, bays=1)
+    booked = {T0: 1}  # 09:00 is taken; nobody booked 10:00 or 11:00
+    with pytest.raises(OffGridSlotError) as off_grid:
+        one_bay.slot_starting_at(T0 + timedelta(minutes=30), booked, not_before=EARLIER, field="slot_start")
+    with pytest.raises(SlotFullError) as full:
+        one_bay.ensure_room(slot_at(T0), booked, not_before=EARLIER)
+    free = [T0 + timedelta(hours=1), T0 + timedelta(hours=2), T0 + timedelta(days=7)]
+    assert [s.start for s in off_grid.value.nearest_free] == free
+    assert [s.start for s in full.value.next_free] == free
+
+
+def shanghai(day: int, hour: int) -> datetime:
+    return datetime(2026, 11, day, hour, tzinfo=SHANGHAI).astimezone(UTC)
+
+
+def test_a_full_slots_suggestions_reach_the_horizon_on_the_branchs_calendar_and_stop_there():
+    """The next free slots are looked for over the 14 days whose bookings the handler counts
+    (`suggestion_window`): as far as the last local morning's slot before the horizon (before dawn in
+    Shanghai, the day before in UTC), and never a slot at or after it, whose bookings were not counted."""
+    dawn = BookingGrid(
+        timezone=SHANGHAI,
+        opening_hours=tuple(
+            OpeningHours(weekday=d, opens_at=time(5), closes_at=time(7)) for d in range(1, 8)
+        ),
+        bays=1,
+        slot_minutes=60,
+    )
+    first = dawn.slot_starting_at(shanghai(16, 6), {}, not_before=shanghai(16, 4), field="slot_start")
+    assert first.start + SUGGESTION_HORIZON == shanghai(30, 6)
+    # Every slot is taken from the Monday's 06:00 to the Sunday's two weeks later; what the 30th holds
+    # lies beyond the counted window, so the handler would not know it.
+    booked = {shanghai(day, hour): 1 for day in range(16, 30) for hour in (5, 6)}
+    with pytest.raises(SlotFullError) as full:
+        dawn.ensure_room(first, booked, not_before=shanghai(16, 4))
+    assert [s.start for s in full.value.next_free] == [shanghai(30, 5)]
+
+
+# Appointments -----------------------------------------------------------------------------------------------
+
+GRACE = timedelta(minutes=15)
+
+
+def booked_appointment() -> Appointment:
+    """Booked by phone for the Monday's 10:00 slot."""
+    return Appointment.book(
+        AppointmentBooked(
+            appointment_id="ap-1",
+            channel=BookingChannel.PHONE,
+            customer_id="c-1",
+            vehicle_id="v-1",
+            plate="沪A12345",
+            slot=slot_at(T0 + timedelta(hours=1)),
+            service_requested="小保养",
+        ),
+        EARLIER,
+    )
+
+
+def test_a_reschedule_records_where_the_appointment_was_and_is_and_why():
+    appointment = booked_appointment()
+    ten, eleven = appointment.slot, slot_at(T0 + timedelta(hours=2))
+    appointment.reschedule(eleven, "客户改到11点", EARLIER)
+    assert appointment.slot == eleven
+    assert appointment.pending[-1] == AppointmentRescheduled(
+        appointment_id="ap-1", customer_id="c-1", previous_slot=ten, slot=eleven, reason="客户改到11点"
+    )
+    appointment.cancel("customer", "临时出差", EARLIER)
+    assert appointment.status is AppointmentStatus.CANCELLED
+    assert appointment.pending[-1] == AppointmentCancelled(
+        appointment_id="ap-1", customer_id="c-1", cancelled_by="customer", reason="临时出差"
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "action"),
+    [
+        (lambda a: a.reschedule(slot_at(T0 + timedelta(hours=2)), None, EARLIER), "reschedule"),
+        (lambda a: a.cancel("branch", "重复预约", EARLIER), "cancel"),
+        (lambda a: a.mark_no_show(T0 + timedelta(hours=3), GRACE), "mark as no-show"),
+        (lambda a: a.arrive("wo-2", T0), "check in"),
+    ],
+)
+def test_only_a_booked_appointment_takes_a_command_and_the_refusal_says_which(command, action):
+    appointment = booked_appointment()
+    appointment.cancel("customer", "临时出差", EARLIER)
+    expected = f"appointment ap-1 is cancelled; only a booked appointment can {action}"
+    with pytest.raises(ConflictError, match=f"^{re.escape(expected)}$"):
+        command(appointment)
+    assert len(appointment.pending) == 2  # booked, cancelled
+
+
+def test_an_appointment_is_missed_from_the_moment_its_grace_period_ends():
+    appointment = booked_appointment()
+    grace_end = appointment.slot.start + GRACE
+    assert not appointment.is_missed(grace_end - timedelta(seconds=1), GRACE)
+    with pytest.raises(ConflictError, match="is not missed yet"):
+        appointment.mark_no_show(grace_end - timedelta(seconds=1), GRACE)
+    assert appointment.is_missed(grace_end, GRACE)
+    appointment.mark_no_show(grace_end, GRACE)
+    assert appointment.status is AppointmentStatus.NO_SHOW
+    assert appointment.pending[-1] == AppointmentNoShow(
+        appointment_id="ap-1", customer_id="c-1", slot=appointment.slot
+    )
+    assert not appointment.is_missed(grace_end, GRACE)  # a no-show is not missed again
+
+
 # Settlement -------------------------------------------------------------------------------------------------
 
 
@@ -270,20 +480,65 @@ def test_line_totals_round_half_up_to_the_fen():
 
 
 @pytest.mark.parametrize(
-    ("lines", "discounts", "payments", "stated", "field"),
+    ("lines", "discounts", "payments", "stated", "field", "message"),
     [
-        ([line(9_999)], [], [cash(9_999)], 9_999, "body.line_items.0.line_total_fen"),
-        ([line()], [], [cash(10_000)], 9_000, "body.total_fen"),
-        ([line()], [], [cash(6_000), cash(3_000)], 10_000, "body.payments"),
-        ([line()], [Discount(kind=DiscountKind.MANUAL, amount_fen=20_000)], [], 0, "body.discounts"),
-        ([line(add_on_id="ao-x")], [], [cash(10_000)], 10_000, "body.line_items.0.add_on_id"),
-        ([], [], [], 0, "body.line_items"),
+        (
+            [line(9_999)],
+            [],
+            [cash(9_999)],
+            9_999,
+            "body.line_items.0.line_total_fen",
+            "1 × 10000 fen is 10000 fen, not 9999",
+        ),
+        (
+            [line(10_000, quantity="1.5", unit=6_667)],  # 10000.5 fen rounds half up
+            [],
+            [cash(10_000)],
+            10_000,
+            "body.line_items.0.line_total_fen",
+            "1.5 × 6667 fen is 10001 fen, not 10000",
+        ),
+        (
+            [line()],
+            [Discount(kind=DiscountKind.MANUAL, amount_fen=500)],
+            [cash(10_000)],
+            9_000,
+            "body.total_fen",
+            "the lines (10000 fen) minus discounts (500 fen) come to 9500 fen, not 9000",
+        ),
+        (
+            [line()],
+            [],
+            [cash(6_000), cash(3_000)],
+            10_000,
+            "body.payments",
+            "payments add up to 9000 fen; the total is 10000 fen",
+        ),
+        (
+            [line()],
+            [Discount(kind=DiscountKind.MANUAL, amount_fen=20_000)],
+            [],
+            0,
+            "body.discounts",
+            "discounts of 20000 fen exceed the subtotal of 10000 fen",
+        ),
+        (
+            [line(add_on_id="ao-x")],
+            [],
+            [cash(10_000)],
+            10_000,
+            "body.line_items.0.add_on_id",
+            "add-on ao-x was not approved by the customer and cannot be billed",
+        ),
+        ([], [], [], 0, "body.line_items", "a settlement needs at least one line"),
     ],
 )
-def test_a_bill_that_does_not_add_up_names_the_field(lines, discounts, payments, stated, field):
+def test_a_bill_that_does_not_add_up_names_the_field_and_the_figures(
+    lines, discounts, payments, stated, field, message
+):
     with pytest.raises(InvalidInputError) as refused:
         checked_bill(lines, discounts, payments, stated_total_fen=stated, approved_add_on_ids=set())
-    assert refused.value.field == field
+    assert (refused.value.field, refused.value.message) == (field, message)
 
 
 def test_a_bill_with_discounts_and_split_payment_adds_up():

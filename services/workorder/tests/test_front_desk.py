@@ -5,6 +5,7 @@ ETag, and the customer's page with its bill and its error pages."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from workorder_harness import BRANCH, Harness, advance, local
@@ -143,6 +144,49 @@ async def test_an_off_grid_booking_or_reschedule_is_a_422_with_the_nearest_free_
     assert await branch.counts() == before
 
 
+async def test_a_days_slots_count_the_bookings_of_its_morning_before_utc_midnight(harness: Harness):
+    """A branch opening at 07:00 in Shanghai: its day starts at 23:00 UTC the evening before."""
+    await harness.open_branch(
+        opening_hours=[{"weekday": d, "opens_at": "07:00:00", "closes_at": "09:00:00"} for d in range(1, 8)]
+    )
+    for n in range(2):
+        booked = await harness.book(7, day=17, phone=f"1381234567{n}", plate=f"沪A1234{n}", online=True)
+        assert booked.status_code == 201, booked.text
+    day = (await harness.get(f"/v1/branches/{BRANCH}/slots", params={"on": "2026-11-17"})).json()
+    assert [(slot["start"], slot["booked"], slot["remaining"]) for slot in day["slots"]] == [
+        ("2026-11-16T23:00:00Z", 2, 1),
+        ("2026-11-17T00:00:00Z", 0, 3),
+    ]
+
+
+async def test_a_full_slot_suggests_no_slot_whose_bookings_it_did_not_count(harness: Harness):
+    """A branch open on Mondays only, one bay, one slot a day: its suggestions look two weeks ahead, and the
+    bookings counted end there, so the Monday two weeks on, full too, is not offered as free."""
+    await harness.open_branch(
+        bays=1,
+        slot_minutes=480,
+        opening_hours=[{"weekday": 1, "opens_at": "09:00:00", "closes_at": "17:00:00"}],
+    )
+    mondays = {}
+    for day in (16, 23, 30):
+        booked = await harness.book(9, day=day, phone=f"138000000{day}", plate=f"沪A000{day}")
+        assert booked.status_code == 201, booked.text
+        mondays[day] = booked.json()["appointment_id"]
+
+    full = await harness.book(9, phone="13900000001", plate="沪C11111", online=True)
+    assert full.status_code == 409, full.text
+    assert full.json()["next_free_slots"] == []
+
+    cancelled = await harness.post(
+        f"/v1/branches/{BRANCH}/appointments/{mondays[23]}/cancel", {"reason": "客户改期"}
+    )
+    assert cancelled.status_code == 204, cancelled.text
+    full = await harness.book(9, phone="13900000001", plate="沪C11111", online=True)
+    assert full.json()["next_free_slots"] == [
+        {"start": "2026-11-23T01:00:00Z", "end": "2026-11-23T09:00:00Z"}
+    ]
+
+
 async def test_check_in_and_arrival_answer_the_work_orders_state_version_and_etag(branch: Harness):
     walk_in = await branch.post(
         f"/v1/branches/{BRANCH}/work-orders",
@@ -197,6 +241,52 @@ async def test_check_in_and_arrival_answer_the_work_orders_state_version_and_eta
     )
     assert anonymous.status_code == 401, anonymous.text
     assert await branch.counts() == before
+
+
+async def test_every_work_order_command_refuses_a_stale_if_match(branch: Harness):
+    """Each command of an order's life, sent with the ETag of the version before, is a 409 that stores
+    nothing; with the current ETag it is recorded."""
+    order = await branch.walk_in()
+    version = 1
+
+    async def step(command: str, body: Any = None, **who: str) -> dict[str, Any]:
+        nonlocal version
+        before = await branch.counts()
+        stale = await branch.command(order, command, body, headers={"If-Match": f'"{version - 1}"'}, **who)
+        assert stale.status_code == 409, (command, stale.text)
+        assert stale.json()["title"] == "Concurrent modification", command
+        assert await branch.counts() == before, command
+        done = await branch.command(order, command, body, headers={"If-Match": f'"{version}"'}, **who)
+        assert done.status_code in (200, 201), (command, done.text)
+        version = done.json()["version"]
+        return dict(done.json())
+
+    await step("technicians", {"technician_id": "tom"})
+    await step("progress", {"text": "拆检"}, role="technician", sub="tom")
+    proposed = await step(
+        "add-ons", {"item": "空调滤芯", "category": "parts", "price_fen": 12_000, "reason": "发黑"}
+    )
+    decision = {"decision": "declined", "method": "in_person", "estimate_revision_seen": 2}
+    await step(f"add-ons/{proposed['add_on_id']}/decision", decision)
+    await step("quality-check", {"passed": True}, role="manager")
+    bill = {
+        "line_items": [
+            {
+                "item_code": "LAB",
+                "name": "工时",
+                "category": "labour",
+                "quantity": "1",
+                "unit_price_fen": 10_000,
+                "line_total_fen": 10_000,
+            }
+        ],
+        "payments": [{"method": "cash", "amount_fen": 10_000}],
+        "total_fen": 10_000,
+    }
+    await step("settlement", bill, role="finance", sub="fay")
+    await step("completion")
+    voided = await step("void", {"reason": "重复开单", "refunded_fen": 10_000}, role="manager", sub="max")
+    assert (voided["state"], voided["version"]) == ("voided", 9)
 
 
 async def settled_and_handed_back(h: Harness) -> tuple[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workorder_harness import BRANCH, Harness, directory_has, publish_from_profile
+from workorder_harness import BRANCH, Harness, directory_has, publish_from_profile, stored
 
 from pitlane_events.customer_profile import (
     CustomerRegistered,
@@ -109,6 +109,51 @@ async def test_a_new_customer_and_car_are_introduced_once_and_found_again(branch
     [booking] = [e.data for e in published if isinstance(e.data, AppointmentBooked)]
     assert booking.customer_id == customer.customer_id
     assert "customer_id" not in booked.json()  # an online booking tells nobody whose phone it was
+
+
+async def test_a_booking_with_a_new_cars_make_model_and_vin_introduces_the_car(branch: Harness) -> None:
+    booked = await branch.book(
+        10,
+        online=True,
+        phone="13966667777",
+        plate="沪D66666",
+        brand="大众",
+        model="朗逸",
+        vin="LSVAU218XN2183294",
+    )
+    assert booked.status_code == 201, booked.text
+    [vehicle] = [envelope["data"] for envelope in await stored(branch, "VehicleIntroduced")]
+    [booking] = [envelope["data"] for envelope in await stored(branch, "AppointmentBooked")]
+    assert (vehicle["plate"], vehicle["brand"], vehicle["model"], vehicle["vin"]) == (
+        "沪D66666",
+        "大众",
+        "朗逸",
+        "LSVAU218XN2183294",
+    )
+    assert booking["vehicle_id"] == vehicle["vehicle_id"]
+    assert vehicle["owner_customer_id"] == booking["customer_id"]
+
+
+async def test_an_arrival_checks_in_the_customer_and_car_the_booking_named(branch: Harness) -> None:
+    """The front desk booked for a customer and car of the chain's (by id, as customer-profile knows them,
+    though this branch has never seen them): on arrival the advisor types only what the car needs."""
+    booked = await branch.book(10, customer_id="c-7", vehicle_id="v-7", plate="沪A77777")
+    assert booked.status_code == 201, booked.text
+    appointment = booked.json()["appointment_id"]
+    arrived = await branch.post(
+        f"/v1/branches/{BRANCH}/appointments/{appointment}/arrival",
+        {"mileage_km": 42_000, "complaint": "保养"},
+    )
+    assert arrived.status_code == 201, arrived.text
+    [booking] = [envelope["data"] for envelope in await stored(branch, "AppointmentBooked")]
+    [opened] = [envelope["data"] for envelope in await stored(branch, "WorkOrderOpened")]
+    assert (booking["customer_id"], booking["vehicle_id"]) == ("c-7", "v-7")
+    assert (opened["customer_id"], opened["vehicle_id"], opened["plate"], opened["appointment_id"]) == (
+        "c-7",
+        "v-7",
+        "沪A77777",
+        appointment,
+    )
 
 
 async def test_a_customer_or_car_nobody_knows_without_what_it_takes_to_introduce_them_is_a_422(

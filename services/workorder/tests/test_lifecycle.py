@@ -52,6 +52,7 @@ async def test_online_booking_to_completion_with_a_photo_served_by_hash(branch: 
         "add-ons",
         {
             "item": "更换前刹车片",
+            "item_code": "BRK-PAD",
             "category": "parts",
             "price_fen": 48_000,
             "reason": "刹车片剩余2mm",
@@ -112,6 +113,7 @@ async def test_online_booking_to_completion_with_a_photo_served_by_hash(branch: 
             ],
             "discounts": [{"kind": "campaign", "amount_fen": 6_000, "campaign_id": "camp-double11"}],
             "campaign_id": "camp-double11",
+            "coupon_code": "D11-8888",
             "payments": [
                 {"method": "wechat_pay", "amount_fen": 50_000},
                 {"method": "cash", "amount_fen": 10_000},
@@ -140,6 +142,12 @@ async def test_online_booking_to_completion_with_a_photo_served_by_hash(branch: 
         "WorkOrderSettled",
         "WorkOrderCompleted",
     ]
+    proposal = detail["history"][3]["data"]
+    assert (proposal["item"], proposal["item_code"], proposal["price_fen"]) == (
+        "更换前刹车片",
+        "BRK-PAD",
+        48_000,
+    )
     approval = detail["history"][4]
     assert approval["actor"]["kind"] == "customer"
     assert approval["data"]["method"] == "signed_link" and approval["data"]["photo_hashes_seen"] == [
@@ -180,7 +188,7 @@ async def test_online_booking_to_completion_with_a_photo_served_by_hash(branch: 
         60_000,
         60_000,
     )
-    assert visit.campaign_id == "camp-double11"
+    assert (visit.campaign_id, visit.coupon_code) == ("camp-double11", "D11-8888")
     assert re.fullmatch(r"[0-9a-f-]{36}", visit.customer_id)  # an online booker gets an id of their own
 
 

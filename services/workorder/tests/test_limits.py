@@ -14,7 +14,13 @@ from pitlane_events import Actor, DomainEvent, Envelope, encode
 from pitlane_events.types import Bay, Discount, InspectionItem, LineItem, Payment
 from pitlane_events.workorder import BranchOpened, WorkOrderCompleted, WorkOrderOpened, WorkOrderSettled
 from pitlane_workorder.service_layer import limits
-from pitlane_workorder.service_layer.commands import CheckIn, OpenBranch, SettleWorkOrder, plain
+from pitlane_workorder.service_layer.commands import (
+    CheckIn,
+    OpenBranch,
+    SettleWorkOrder,
+    VoidWorkOrder,
+    plain,
+)
 
 AT = datetime(2026, 11, 16, 1, 0, tzinfo=UTC)
 CJK = "鑫"  # 3 bytes in UTF-8, as most of what branches type
@@ -197,3 +203,20 @@ def test_one_over_a_limit_is_refused_naming_the_field(
     with pytest.raises(ValidationError) as refused:
         model.model_validate(body)
     assert {error["loc"][0] for error in refused.value.errors()} == {field}
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "field"),
+    [
+        (CheckIn, largest_check_in(), "complaint"),
+        (OpenBranch, largest_branch(), "name"),
+        (VoidWorkOrder, {"reason": "重复"}, "reason"),
+    ],
+)
+def test_a_text_takes_one_character_and_refuses_none(
+    model: type[BaseModel], body: dict[str, Any], field: str
+) -> None:
+    assert getattr(model.model_validate({**body, field: "响"}), field) == "响"
+    with pytest.raises(ValidationError) as refused:
+        model.model_validate({**body, field: ""})
+    assert [error["loc"] for error in refused.value.errors()] == [(field,)]

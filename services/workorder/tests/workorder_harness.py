@@ -90,7 +90,9 @@ class Harness:
         finally:
             await connection.close()
 
-    async def open_branch(self, *, bays: int = 3) -> None:
+    async def open_branch(self, *, bays: int = 3, **grid: Any) -> None:
+        """Branch b1 (open 09:00 to 18:00 every day, hour-long slots, unless `grid` says otherwise) and its
+        staff: amy the advisor, tom and lee the technicians."""
         response = await self.post(
             "/v1/branches",
             {
@@ -98,6 +100,7 @@ class Harness:
                 "name": "浦东张江店",
                 "address": "上海市浦东新区张江路1号",
                 "bays": [{"bay_id": f"bay-{n}", "name": f"{n}号工位"} for n in range(1, bays + 1)],
+                **grid,
             },
             role="manager",
             sub="max",
@@ -316,3 +319,16 @@ async def contend(harness: Harness, table: str, *requests: Awaitable[httpx.Respo
         tasks = [asyncio.ensure_future(request) for request in requests]
         await held.reached(tasks)
     return list(await asyncio.gather(*tasks))
+
+
+async def stored(harness: Harness, event_type: str, stream_id: str | None = None) -> list[dict[str, Any]]:
+    """The stored envelopes (JSON) of `workorder.<event_type>`, of one stream if given, in append order."""
+    found = await rows(
+        harness,
+        "SELECT envelope FROM events WHERE event_type = %s AND (%s::text IS NULL OR stream_id = %s)"
+        " ORDER BY position",
+        f"workorder.{event_type}",
+        stream_id,
+        stream_id,
+    )
+    return [envelope for (envelope,) in found]

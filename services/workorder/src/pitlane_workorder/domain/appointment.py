@@ -28,15 +28,18 @@ class AppointmentStatus(StrEnum):
 
 
 class Appointment(Aggregate):
+    # What the booking said: set by AppointmentBooked, the first event of every appointment (`book` records
+    # it, and a stream without events is not loaded).
+    customer_id: str
+    vehicle_id: str | None
+    plate: str
+    slot: TimeSlot
+    channel: BookingChannel
+    campaign_id: str | None
+
     def __init__(self, aggregate_id: str) -> None:
         super().__init__(aggregate_id)
         self.status = AppointmentStatus.BOOKED
-        self.customer_id = ""
-        self.vehicle_id: str | None = None
-        self.plate = ""
-        self.slot: TimeSlot | None = None
-        self.channel = BookingChannel.ONLINE
-        self.campaign_id: str | None = None
         self.work_order_id: str | None = None
 
     @classmethod
@@ -49,7 +52,6 @@ class Appointment(Aggregate):
 
     def reschedule(self, slot: TimeSlot, reason: str | None, at: datetime) -> None:
         self._require_booked("reschedule")
-        assert self.slot is not None
         self.record(
             AppointmentRescheduled(
                 appointment_id=self.id,
@@ -71,11 +73,7 @@ class Appointment(Aggregate):
         )
 
     def is_missed(self, at: datetime, grace: timedelta) -> bool:
-        return (
-            self.status is AppointmentStatus.BOOKED
-            and self.slot is not None
-            and at >= self.slot.start + grace
-        )
+        return self.status is AppointmentStatus.BOOKED and at >= self.slot.start + grace
 
     def mark_no_show(self, at: datetime, grace: timedelta) -> None:
         self._require_booked("mark as no-show")
@@ -83,7 +81,6 @@ class Appointment(Aggregate):
             raise ConflictError(
                 f"appointment {self.id} is not missed yet: its grace period of {grace} has not run out"
             )
-        assert self.slot is not None
         self.record(
             AppointmentNoShow(appointment_id=self.id, customer_id=self.customer_id, slot=self.slot), at
         )

@@ -103,12 +103,14 @@ class BookingGrid:
         return sorted(nearest, key=lambda slot: slot.start)
 
     def slots_from(self, earliest: datetime) -> Iterator[TimeSlot]:
-        """Grid slots starting at or after `earliest`, in time order, up to the suggestion horizon."""
+        """Grid slots starting in [earliest, earliest + SUGGESTION_HORIZON), in time order: no further, for
+        the bookings `suggestion_window` counts end there."""
+        horizon = earliest + SUGGESTION_HORIZON
         day = earliest.astimezone(self.timezone).date()
-        last_day = (earliest + SUGGESTION_HORIZON).astimezone(self.timezone).date()
+        last_day = horizon.astimezone(self.timezone).date()
         while day <= last_day:
             for slot in self.slots_on(day):
-                if slot.start >= earliest:
+                if earliest <= slot.start < horizon:
                     yield slot
             day += timedelta(days=1)
 

@@ -16,7 +16,7 @@ from pitlane_platform.errors import InvalidInputError
 
 
 def line_total_fen(quantity: Decimal, unit_price_fen: int) -> int:
-    return int((quantity * unit_price_fen).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return int((quantity * unit_price_fen).to_integral_value(rounding=ROUND_HALF_UP))
 
 
 @dataclass(frozen=True)

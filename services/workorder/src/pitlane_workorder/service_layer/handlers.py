@@ -255,7 +255,6 @@ class Handlers:
         self, uow: UnitOfWork, appointment: Appointment, context: CommandContext
     ) -> None:
         await uow.save(appointment, context)
-        assert appointment.slot is not None
         await queries.update_appointment(
             uow.unit,
             {
