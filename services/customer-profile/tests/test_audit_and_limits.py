@@ -144,7 +144,9 @@ async def test_only_owners_read_the_trail_filtered_and_paged(service: Service) -
     recent = {"since": (now - timedelta(minutes=5)).isoformat(), "subject": "amy"}
     amys = (await service.client.get("/v1/audit", params=recent, headers=owner)).json()["items"]
     # amy registered the two customers, then was refused the trail in each of five roles
-    assert sorted((item["method"], item["status"]) for item in amys) == [("GET", 403)] * 5 + [("POST", 201)] * 2
+    assert (
+        sorted((item["method"], item["status"]) for item in amys) == [("GET", 403)] * 5 + [("POST", 201)] * 2
+    )
 
     naive = await service.client.get("/v1/audit", params={"since": "2026-01-01T00:00:00"}, headers=owner)
     assert naive.status_code == 422 and naive.json()["errors"][0]["field"] == "query.since"
