@@ -117,6 +117,11 @@ def main(argv: list[str]) -> int:
         name: score_by_group(PACKAGES[name] / "mutants", sampled(PACKAGES[name], fractions[name]))
         for name in args.packages
     }
+    print("Every mutant tested so far (in mutmut's file order: a random sample only once complete):")
+    print(
+        report({name: score_by_group(PACKAGES[name] / "mutants") for name in args.packages}, survivors=False)
+    )
+    print()
     for name, fraction in fractions.items():
         print(f"{name}: scored on the {fraction:.1%} sample, the largest one tested through")
     print(report(scores))
@@ -237,7 +242,7 @@ def _group_of(mutant: str) -> str:
     return ".".join(parts[:2])
 
 
-def report(scores: dict[str, dict[str, Score]]) -> str:
+def report(scores: dict[str, dict[str, Score]], *, survivors: bool = True) -> str:
     lines = [
         "| group | mutants tested | killed | survived | score (95 % interval if sampled) |",
         "|---|---|---|---|---|",
@@ -249,7 +254,9 @@ def report(scores: dict[str, dict[str, Score]]) -> str:
                 f"| {group} | {score.checked}{unchecked} | {score.killed} | {len(score.survivors)} "
                 f"| {score.ratio:.1%} (± {score.margin:.1%}) |"
             )
-    survivors = Counter(
+    if not survivors:
+        return "\n".join(lines)
+    by_function = Counter(
         mutant.rsplit("__mutmut_", 1)[0]
         for groups in scores.values()
         for score in groups.values()
@@ -257,7 +264,7 @@ def report(scores: dict[str, dict[str, Score]]) -> str:
     )
     lines.append("")
     lines.append("Survivors per function (`mutmut show <name>__mutmut_<n>` in the package shows each):")
-    lines.extend(f"  {count:3d}  {function}" for function, count in survivors.most_common())
+    lines.extend(f"  {count:3d}  {function}" for function, count in by_function.most_common())
     return "\n".join(lines)
 
 
