@@ -25,6 +25,7 @@ import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pitlane_platform.embedded import EmbeddedPostgres
 from pitlane_platform.testing.servers import make_disposable
@@ -38,6 +39,9 @@ PACKAGES = {
 THRESHOLD = 0.80
 # The sample is the same from run to run (and between machines), so results of earlier runs keep counting.
 SAMPLE_SEED = 19
+# Verdicts of earlier runs, committed: a mutant of a function whose hash is unchanged keeps its verdict on a
+# new machine (mutmut's own results live in the git-ignored mutants/ directory of one checkout).
+VERDICTS = ROOT / "mutation" / "verdicts"
 # Mutants per mutmut invocation of a sampled run (each starts with a clean run of their tests).
 CHUNK = 60
 # mutmut's exit codes of a mutant's test run (mutmut/stats.py): a failing test kills, and so does a timeout
@@ -73,7 +77,7 @@ def main(argv: list[str]) -> int:
         "packages", nargs="*", metavar="package", help=f"of {', '.join(PACKAGES)} (all by default)"
     )
     parser.add_argument(
-        "--fresh", action="store_true", help="forget earlier results (the mutants/ directory)"
+        "--fresh", action="store_true", help="forget earlier results (mutants/ and the saved verdicts)"
     )
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     parser.add_argument(
@@ -101,16 +105,20 @@ def main(argv: list[str]) -> int:
                 if args.fresh:
                     shutil.rmtree(package / "mutants", ignore_errors=True)
                 only: list[str] = []
+                if not _mutants(package):
+                    _generate_mutants(package, database_url)
+                if not args.fresh:
+                    restore_verdicts(name, package)
                 if args.sample < 1.0 or args.survivors:
-                    if not _mutants(package):
-                        _generate_mutants(package, database_url)
                     only = _to_test(package, args.sample, survivors=args.survivors)
                     # mutmut tests the names it is given in file order: chunks keep the rank order.
                     for start in range(0, len(only), CHUNK):
                         chunk = only[start : start + CHUNK]
                         _run_mutmut(package, database_url, chunk, max_children=args.max_children)
+                        save_verdicts(name, package)
                 else:
                     _run_mutmut(package, database_url, [], max_children=args.max_children)
+                save_verdicts(name, package)
 
     fractions = {name: min(args.sample, complete_fraction(PACKAGES[name])) for name in args.packages}
     scores = {
@@ -191,6 +199,41 @@ def _to_test(package: Path, fraction: float, *, survivors: bool) -> list[str]:
         ),
         key=rank,
     )
+
+
+def save_verdicts(name: str, package: Path) -> None:
+    """Each tested mutant's exit code, with the hash of the function it mutates, per mutated module."""
+    saved: dict[str, dict[str, dict[str, Any]]] = {}
+    for meta_file in sorted((package / "mutants").glob("src/**/*.py.meta")):
+        meta = json.loads(meta_file.read_text())
+        tested = {key: code for key, code in sorted(meta["exit_code_by_key"].items()) if code is not None}
+        if tested:
+            saved[meta_file.relative_to(package / "mutants").as_posix()] = {
+                "function_hashes": dict(sorted(meta["hash_by_function_name"].items())),
+                "exit_codes": tested,
+            }
+    VERDICTS.mkdir(exist_ok=True)
+    (VERDICTS / f"{name}.json").write_text(json.dumps(saved, indent=1, ensure_ascii=False) + "\n")
+
+
+def restore_verdicts(name: str, package: Path) -> None:
+    """Give untested mutants the saved verdict, where the function they mutate is unchanged since."""
+    saved_file = VERDICTS / f"{name}.json"
+    if not saved_file.exists():
+        return
+    saved = json.loads(saved_file.read_text())
+    for module, verdicts in saved.items():
+        meta_file = package / "mutants" / module
+        if not meta_file.exists():
+            continue
+        meta = json.loads(meta_file.read_text())
+        current_hashes = meta["hash_by_function_name"]
+        for mutant, exit_code in verdicts["exit_codes"].items():
+            function = mutant.split(".")[-1].rsplit("__mutmut_", 1)[0]
+            unchanged = current_hashes.get(function) == verdicts["function_hashes"].get(function)
+            if unchanged and mutant in meta["exit_code_by_key"] and meta["exit_code_by_key"][mutant] is None:
+                meta["exit_code_by_key"][mutant] = exit_code
+        meta_file.write_text(json.dumps(meta, indent=4))
 
 
 def _generate_mutants(package: Path, database_url: str) -> None:
