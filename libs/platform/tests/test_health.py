@@ -92,8 +92,8 @@ async def js(nats_url):
     for spec in [service_stream(PRODUCER), *platform_streams()]:
         await declare_stream(js, spec)
     for consumer in (ORDER_PROBE, DAILY_TOTALS, INVOICES):
-        for spec in consumer.specs():
-            await declare_consumer(js, spec)
+        for durable in consumer.specs():
+            await declare_consumer(js, durable)
     yield js
     await nc.close()
 
