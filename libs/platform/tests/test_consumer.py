@@ -9,18 +9,20 @@ import os
 import subprocess
 import sys
 import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from nats.js.api import DeliverPolicy
 from sqlalchemy import select, text
 
-from pitlane_events import encode
-from pitlane_platform.clock import SystemClock
+from pitlane_events import Actor, encode
+from pitlane_platform.clock import FixedClock, SystemClock
 from pitlane_platform.db import create_engine, session_factory
 from pitlane_platform.messaging import deadletter
 from pitlane_platform.messaging.connection import connect_nats
-from pitlane_platform.messaging.consumer import ConsumerRunner
+from pitlane_platform.messaging.consumer import ConsumerRunner, HandlerContext
 from pitlane_platform.messaging.relay import OutboxRelay, RelayConfig
 from pitlane_platform.messaging.streams import (
     ConsumerSpec,
@@ -36,11 +38,13 @@ from platform_flow import (
     PRODUCER,
     Poison,
     applied_counts,
+    context,
     create_tables,
     latest_mileage,
     pitlane_cli,
     probe_consumer,
     probe_durable,
+    reading,
     record,
     wait_until,
 )
@@ -401,3 +405,27 @@ async def test_a_consumer_killed_on_the_last_attempt_at_a_held_message_dead_lett
     assert "no outcome after 2 attempts" in letter.error
     assert await held_back(sessions) == [("vehicle-doomed", True, str(doomed.event_id))]
     assert str(doomed.event_id) not in await applied_counts(sessions)
+
+
+def test_a_handler_emits_events_as_its_service_in_the_chain_branch_and_correlation_of_the_event_it_handles():
+    at = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
+    cause = replace(context(), branch_id="branch-7").envelope(
+        reading("vehicle-h", 10), aggregate_id="vehicle-h", aggregate_version=3
+    )
+    handling = HandlerContext(unit=None, envelope=cause, clock=FixedClock(at), service="billing")  # type: ignore[arg-type]
+
+    emitted = handling.command_context().envelope(
+        reading("vehicle-h", 20), aggregate_id="invoice-1", aggregate_version=1
+    )
+    elsewhere = handling.command_context(branch_id="branch-9").envelope(
+        reading("vehicle-h", 30), aggregate_id="invoice-2", aggregate_version=1
+    )
+
+    assert (emitted.actor, emitted.chain_id, emitted.branch_id, emitted.occurred_at) == (
+        Actor(kind="service", id="billing"),
+        "test-chain",
+        "branch-7",
+        at,
+    )
+    assert (emitted.causation_id, emitted.correlation_id) == (cause.event_id, cause.correlation_id)
+    assert (elsewhere.branch_id, elsewhere.causation_id) == ("branch-9", cause.event_id)

@@ -14,6 +14,7 @@ from pitlane_platform.aggregate import Aggregate
 from pitlane_platform.db import create_engine, session_factory
 from pitlane_platform.errors import ConcurrencyError, MessageTooLargeError, NotFoundError
 from pitlane_platform.messaging import eventstore
+from pitlane_platform.messaging import outbox as outbox_module
 from pitlane_platform.messaging.aggregate import load_aggregate, save_aggregate
 from pitlane_platform.messaging.outbox import max_payload
 from pitlane_platform.schema import events, outbox
@@ -165,3 +166,63 @@ async def test_an_event_larger_than_the_broker_accepts_is_refused_and_nothing_is
         stored = (await session.execute(select(events.c.stream_id))).scalars().all()
         queued = (await session.execute(select(func.count()).select_from(outbox))).scalar_one()
     assert stored == ["customer-fits"] and queued == 1
+
+
+async def test_an_aggregate_saved_again_is_at_the_version_of_its_last_event(sessions):
+    odometer = Odometer("vehicle-6")
+    odometer.read(100)
+    odometer.read(200)
+    async with sessions() as session, session.begin():
+        await save_aggregate(session, odometer, context())
+    async with sessions() as session:
+        loaded = await load_aggregate(session, Odometer, "vehicle-6")
+    loaded.read(300)
+    async with sessions() as session, session.begin():
+        await save_aggregate(session, loaded, context())
+    assert (loaded.version, loaded.pending) == (3, [])
+    loaded.read(400)  # the same instance goes on writing where it left off, without a conflict
+    async with sessions() as session, session.begin():
+        [fourth] = await save_aggregate(session, loaded, context())
+    assert (fourth.aggregate_version, loaded.version) == (4, 4)
+
+
+async def test_stream_version_is_zero_for_a_new_stream_and_the_last_version_of_an_existing_one(sessions):
+    await record(sessions, "vehicle-7", 0, 10)
+    await record(sessions, "vehicle-7", 1, 20)
+    await record(sessions, "vehicle-8", 0, 30)
+    async with sessions() as session:
+        assert await eventstore.stream_version(session, "vehicle-new") == 0
+        assert await eventstore.stream_version(session, "vehicle-7") == 2
+        assert await eventstore.stream_version(session, "vehicle-8") == 1
+        later = await eventstore.load(session, "vehicle-7", after_version=1)
+    assert [(e.aggregate_version, e.data.mileage_km) for e in later] == [(2, 20)]
+
+
+async def test_enqueued_envelopes_are_queued_for_the_relay_only_when_their_transaction_commits(sessions):
+    """Events published without an event-sourced stream (`outbox.enqueue`) reach the outbox like appended
+    ones: one row per envelope with its subject, nothing for an empty batch or a rolled-back transaction."""
+    envelopes = [
+        context().envelope(reading("vehicle-9", km), aggregate_id="vehicle-9", aggregate_version=version)
+        for version, km in [(1, 10), (2, 20)]
+    ]
+    async with sessions() as session, session.begin():
+        await outbox_module.enqueue(session, envelopes)
+        await outbox_module.enqueue(session, [])
+    with pytest.raises(RuntimeError):
+        async with sessions() as session, session.begin():
+            await outbox_module.enqueue(
+                session,
+                [
+                    context().envelope(
+                        reading("vehicle-10", 5), aggregate_id="vehicle-10", aggregate_version=1
+                    )
+                ],
+            )
+            raise RuntimeError("the state change failed after the enqueue")
+    async with sessions() as session:
+        rows = (
+            await session.execute(select(outbox.c.event_id, outbox.c.aggregate_id, outbox.c.subject))
+        ).all()
+    assert sorted(rows) == sorted(
+        (e.event_id, "vehicle-9", "customer-profile.chain.VehicleMileageRecorded.v1") for e in envelopes
+    )

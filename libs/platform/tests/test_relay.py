@@ -18,7 +18,7 @@ from sqlalchemy import text
 from pitlane_platform.db import create_engine, libpq_url, session_factory
 from pitlane_platform.http import create_app
 from pitlane_platform.messaging.connection import connect_nats
-from pitlane_platform.messaging.relay import OutboxRelay, RelayConfig
+from pitlane_platform.messaging.relay import OutboxHealth, OutboxRelay, RelayConfig, outbox_health
 from pitlane_platform.messaging.streams import declare_stream, service_stream, stream_name
 from pitlane_platform.runtime import OutboxNotDraining, ServiceRuntime
 from pitlane_platform.settings import ServiceSettings
@@ -354,3 +354,39 @@ async def test_an_event_over_the_servers_max_payload_is_parked_while_others_flow
     assert ready.status_code == 503 and "outbox" in ready.json()["failing_checks"]
     await nc.close()
     await engine.dispose()
+
+
+async def test_outbox_health_reports_the_backlog_its_age_and_the_parked_rows_readiness_fails_on(database_url):
+    await create_tables(database_url)
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    waiting = await register_customer(sessions, "customer-waiting")
+    refused = await register_customer(sessions, "customer-refused")
+    await engine.dispose()
+    async with await psycopg.AsyncConnection.connect(libpq_url(database_url), autocommit=True) as db:
+        assert (await outbox_health(db)).problems(max_lag_s=60) == []  # just written: not lagging yet
+        await db.execute(
+            "UPDATE outbox SET created_at = now() - interval '120 seconds' WHERE event_id = %s",
+            (waiting.event_id,),
+        )
+        await db.execute(
+            "UPDATE outbox SET parked_at = now(), park_reason = 'maximum payload exceeded' WHERE event_id = %s",
+            (refused.event_id,),
+        )
+        health = await outbox_health(db)
+    assert (health.pending, health.parked) == (1, 1)
+    assert 120 <= health.oldest_pending_age_s < 180
+    [parked] = health.parked_rows
+    assert {key: parked[key] for key in ("event_id", "aggregate_id", "subject", "reason")} == {
+        "event_id": str(refused.event_id),
+        "aggregate_id": "customer-refused",
+        "subject": "customer-profile.chain.CustomerRegistered.v1",
+        "reason": "maximum payload exceeded",
+    }
+    assert parked["bytes"] > 0 and parked["parked_at"] is not None and isinstance(parked["id"], int)
+    assert health.problems(max_lag_s=60) == [
+        f"oldest unpublished event is {health.oldest_pending_age_s:.0f}s old",
+        "1 event(s) parked: the broker will not accept them",
+    ]
+    # Lagging means older than the limit: an event exactly at it is still on time.
+    assert OutboxHealth(pending=1, oldest_pending_age_s=30.0).problems(max_lag_s=30) == []

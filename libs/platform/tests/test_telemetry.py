@@ -19,9 +19,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from sqlalchemy import text
 
-from pitlane_platform.db import create_engine
+from pitlane_platform.db import create_engine, session_factory
 from pitlane_platform.http import create_app
 from pitlane_platform.logging import configure_logging
+from pitlane_platform.messaging import eventstore, outbox
 from pitlane_platform.settings import ServiceSettings
 from pitlane_platform.telemetry import (
     context_from_headers,
@@ -33,6 +34,7 @@ from pitlane_platform.telemetry import (
     setup_telemetry,
     start_span,
 )
+from platform_flow import context, create_tables, reading
 
 SERVICE = "telemetry-test"
 
@@ -281,3 +283,33 @@ def test_with_nowhere_to_send_spans_no_provider_no_instrumentation_no_span_and_t
     assert outcome["request_span_recording"] is False and outcome["inner_recording"] is False
     # The caller's trace still reaches what the request writes (outbox rows inject this context).
     assert outcome["carried"].split("-")[1] == "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+async def test_the_event_store_and_outbox_statements_are_spans_named_by_what_they_do(
+    spans: InMemorySpanExporter, database_url: str
+) -> None:
+    """The hot-path statements run on the driver, beside SQLAlchemy's instrumentation: each is one client
+    span named after its operation, so a trace shows where a command spent its time."""
+    await create_tables(database_url)
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    try:
+        async with sessions() as session, session.begin():
+            await eventstore.append(session, "vehicle-t", 0, [reading("vehicle-t", 10)], context())
+            envelope = context().envelope(
+                reading("vehicle-u", 5), aggregate_id="vehicle-u", aggregate_version=1
+            )
+            await outbox.enqueue(session, [envelope])
+            await eventstore.stream_version(session, "vehicle-t")
+            await eventstore.load(session, "vehicle-t")
+    finally:
+        await engine.dispose()
+    named = [
+        (span.name, (span.attributes or {}).get("db.operation.name"))
+        for span in spans.get_finished_spans()
+        if span.kind is SpanKind.CLIENT
+    ]
+    assert named == [
+        (f"{operation} postgresql", operation)
+        for operation in ["append", "enqueue", "stream version", "load stream"]
+    ]
