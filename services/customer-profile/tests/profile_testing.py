@@ -36,8 +36,21 @@ from pitlane_customer_profile.service_layer.unit_of_work import UnitOfWork
 from pitlane_events import Actor, DomainEvent, Envelope, encode
 from pitlane_events.customer_profile import VehicleMileageRecorded
 from pitlane_events.identifiers import vin_check_digit
-from pitlane_events.types import AddOnDecision, AddOnSummary, LineCategory, LineItem, Payment, PaymentMethod
-from pitlane_events.workorder import WorkOrderCompleted
+from pitlane_events.types import (
+    AddOnDecision,
+    AddOnSummary,
+    LineCategory,
+    LineItem,
+    Payment,
+    PaymentMethod,
+)
+from pitlane_events.workorder import (
+    AddOnDeclined,
+    DecidedBy,
+    DecisionMethod,
+    WorkOrderCompleted,
+    WorkOrderOpened,
+)
 from pitlane_platform.auth import mint_dev_token
 from pitlane_platform.db import libpq_url
 from pitlane_platform.messaging.streams import (
@@ -156,6 +169,37 @@ def make_vin(serial: int) -> str:
 
 def make_phone(serial: int) -> str:
     return f"+86139{serial:08d}"
+
+
+def opening(
+    customer_id: str, vehicle_id: str, *, work_order_id: str = "wo-1", mileage_km: int = 12_000
+) -> WorkOrderOpened:
+    """A walk-in's WorkOrderOpened for the car 沪A12345 (an oil change, advisor amy)."""
+    return WorkOrderOpened(
+        work_order_id=work_order_id,
+        customer_id=customer_id,
+        vehicle_id=vehicle_id,
+        plate="沪A12345",
+        mileage_km=mileage_km,
+        complaint="保养",
+        advisor_id="amy",
+    )
+
+
+def customer_declined(item: str, price_fen: int, *, decided_at: datetime) -> AddOnDeclined:
+    """Add-on ao-1 of wo-1, declined by the customer through the signed link, "下次再换"."""
+    return AddOnDeclined(
+        work_order_id="wo-1",
+        add_on_id="ao-1",
+        item=item,
+        category=LineCategory.PARTS,
+        price_fen=price_fen,
+        estimate_revision_seen=2,
+        decided_by=DecidedBy.CUSTOMER,
+        method=DecisionMethod.SIGNED_LINK,
+        decided_at=decided_at,
+        reason="下次再换",
+    )
 
 
 def completion(

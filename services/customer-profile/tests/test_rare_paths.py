@@ -13,11 +13,13 @@ from profile_testing import (
     Producer,
     Service,
     completion,
+    customer_declined,
     figures,
     handled,
     inconsistencies,
     make_vin,
     mileage_events,
+    opening,
     register_customer,
     register_vehicle,
     upload,
@@ -27,15 +29,10 @@ from sqlalchemy import func, select
 from pitlane_customer_profile.adapters.tables import customers, reminders, visits
 from pitlane_events.notification import NpsAnswered
 from pitlane_events.reminder import ReminderCancelled, ReminderKind, ReminderScheduled
-from pitlane_events.types import LineCategory
 from pitlane_events.workorder import (
-    AddOnDeclined,
     BookingChannel,
     CustomerIntroduced,
-    DecidedBy,
-    DecisionMethod,
     VehicleIntroduced,
-    WorkOrderOpened,
     WorkOrderVoided,
 )
 from pitlane_platform.schema import events
@@ -192,15 +189,7 @@ async def test_the_same_reading_at_check_in_and_at_completion_is_recorded_once(
     customer_id = await register_customer(service)
     vehicle_id = await register_vehicle(service, customer_id, "沪A12345", mileage_km=10_000)
     opened = await producer.publish(
-        WorkOrderOpened(
-            work_order_id="wo-1",
-            customer_id=customer_id,
-            vehicle_id=vehicle_id,
-            plate="沪A12345",
-            mileage_km=12_000,
-            complaint="保养",
-            advisor_id="amy",
-        ),
+        opening(customer_id, vehicle_id),
         aggregate_id="wo-1",
         version=1,
     )
@@ -328,31 +317,12 @@ async def test_the_completions_add_on_summary_keeps_the_reason_the_decline_broug
     vehicle_id = await register_vehicle(service, customer_id, "沪A12345")
     published = [
         await producer.publish(
-            WorkOrderOpened(
-                work_order_id="wo-1",
-                customer_id=customer_id,
-                vehicle_id=vehicle_id,
-                plate="沪A12345",
-                mileage_km=12_000,
-                complaint="保养",
-                advisor_id="amy",
-            ),
+            opening(customer_id, vehicle_id),
             aggregate_id="wo-1",
             version=1,
         ),
         await producer.publish(
-            AddOnDeclined(
-                work_order_id="wo-1",
-                add_on_id="ao-1",
-                item="更换前刹车片",
-                category=LineCategory.PARTS,
-                price_fen=68_000,
-                estimate_revision_seen=2,
-                decided_by=DecidedBy.CUSTOMER,
-                method=DecisionMethod.SIGNED_LINK,
-                decided_at=START,
-                reason="下次再换",
-            ),
+            customer_declined("更换前刹车片", 68_000, decided_at=START),
             aggregate_id="wo-1",
             version=3,
         ),

@@ -10,11 +10,13 @@ from profile_testing import (
     Producer,
     Service,
     completion,
+    customer_declined,
     eventually,
     figures,
     handled,
     make_vin,
     mileage_events,
+    opening,
     register_customer,
     register_vehicle,
 )
@@ -23,11 +25,8 @@ from sqlalchemy import select, text
 from pitlane_events.customer_profile import ConsentChanged
 from pitlane_events.notification import CustomerUnsubscribed, NpsAnswered, UnsubscribeSource
 from pitlane_events.reminder import ReminderCancelled, ReminderKind, ReminderScheduled
-from pitlane_events.types import Channel, LineCategory, Purpose
+from pitlane_events.types import Channel, Purpose
 from pitlane_events.workorder import (
-    AddOnDeclined,
-    DecidedBy,
-    DecisionMethod,
     WorkOrderOpened,
     WorkOrderVoided,
 )
@@ -264,31 +263,12 @@ async def test_a_declined_add_on_stays_open_until_a_later_visit_does_the_work(
     customer_id = await register_customer(service)
     vehicle_id = await register_vehicle(service, customer_id, "沪A12345", mileage_km=10_000)
     await producer.publish(
-        WorkOrderOpened(
-            work_order_id="wo-1",
-            customer_id=customer_id,
-            vehicle_id=vehicle_id,
-            plate="沪A12345",
-            mileage_km=12_000,
-            complaint="保养",
-            advisor_id="amy",
-        ),
+        opening(customer_id, vehicle_id),
         aggregate_id="wo-1",
         version=1,
     )
     await producer.publish(
-        AddOnDeclined(
-            work_order_id="wo-1",
-            add_on_id="ao-1",
-            item="更换机油机滤",
-            category=LineCategory.PARTS,
-            price_fen=38_800,
-            estimate_revision_seen=2,
-            decided_by=DecidedBy.CUSTOMER,
-            method=DecisionMethod.SIGNED_LINK,
-            decided_at=START,
-            reason="下次再换",
-        ),
+        customer_declined("更换机油机滤", 38_800, decided_at=START),
         aggregate_id="wo-1",
         version=4,
     )
