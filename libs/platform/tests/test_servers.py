@@ -246,3 +246,16 @@ async def test_a_concurrent_test_session_gets_servers_of_its_own(
         await connection.close()
     with psycopg.connect(libpq_url(database_url)) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_the_postgresql_we_start_trades_crash_safety_for_speed_but_still_waits_for_each_commit(
+    pitlane_servers: TestServers,
+) -> None:
+    if not pitlane_servers.postgres_source.startswith("embedded"):
+        pytest.skip("a server from DATABASE_URL or testcontainers is not ours to reconfigure")
+    with psycopg.connect(libpq_url(pitlane_servers.postgres_admin_url)) as admin:
+        settings = {
+            name: admin.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
+            for name in ("fsync", "full_page_writes", "synchronous_commit")
+        }
+    assert settings == {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "on"}

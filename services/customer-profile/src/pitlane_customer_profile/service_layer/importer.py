@@ -374,20 +374,25 @@ async def _new_ids(session: AsyncSession, chain_id: str, kind: str, keys: Iterab
     a customer erased (their phone freed), a car whose plate changed — gives way to the next derivation:
     taking it again failed the whole import on the event store's version check."""
     ids = {key: identity(chain_id, kind, key) for key in keys}
+    unchecked = dict(ids)
     attempt = 0
-    while ids:
+    while unchecked:
         taken = set(
             (
                 await session.execute(
-                    select(events.c.stream_id).where(events.c.stream_id.in_(list(ids.values()))).distinct()
+                    select(events.c.stream_id)
+                    .where(events.c.stream_id.in_(list(unchecked.values())))
+                    .distinct()
                 )
             ).scalars()
         )
-        clashing = [key for key, aggregate_id in ids.items() if aggregate_id in taken]
-        if not clashing:
-            break
         attempt += 1
-        ids.update({key: identity(chain_id, kind, f"{key}#{attempt}") for key in clashing})
+        unchecked = {
+            key: identity(chain_id, kind, f"{key}#{attempt}")
+            for key, aggregate_id in unchecked.items()
+            if aggregate_id in taken
+        }
+        ids.update(unchecked)
     return ids
 
 
