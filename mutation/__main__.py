@@ -104,7 +104,6 @@ def main(argv: list[str]) -> int:
                 package = PACKAGES[name]
                 if args.fresh:
                     shutil.rmtree(package / "mutants", ignore_errors=True)
-                only: list[str] = []
                 if not _mutants(package):
                     _generate_mutants(package, database_url)
                 if not args.fresh:
