@@ -22,7 +22,7 @@ from pitlane_platform.clock import SystemClock
 from pitlane_platform.db import DriverPool, create_engine, libpq_url, session_factory
 from pitlane_platform.messaging import deadletter
 from pitlane_platform.messaging.connection import connect_nats
-from pitlane_platform.messaging.consumer import Consumer, ConsumerRunner
+from pitlane_platform.messaging.consumer import AfterCommit, Consumer, ConsumerRunner
 from pitlane_platform.messaging.health import ConsumerHealth, consumer_health
 from pitlane_platform.messaging.relay import OutboxRelay, RelayConfig
 from pitlane_platform.messaging.streams import declare_stream, platform_streams, service_stream, stream_name
@@ -47,10 +47,15 @@ PROBE = "analytics.order-probe"
 
 @contextlib.asynccontextmanager
 async def pipeline(
-    database_url: str, nats_url: str, consumer: Consumer, *, consumer_database_url: str | None = None
+    database_url: str,
+    nats_url: str,
+    consumer: Consumer,
+    *,
+    consumer_database_url: str | None = None,
+    after_commit: list[AfterCommit] | None = None,
 ) -> AsyncIterator[tuple[Any, Client, ConsumerRunner, OutboxRelay]]:
     """Writer sessions, the NATS client, a runner of `consumer` (on `consumer_database_url` if given: a
-    proxy) and the relay publishing the writers' events."""
+    proxy, with the `after_commit` hooks if given) and the relay publishing the writers' events."""
     await create_tables(database_url)
     engine = create_engine(database_url)
     consumer_engine = create_engine(consumer_database_url or database_url)
@@ -65,7 +70,12 @@ async def pipeline(
     driver = DriverPool(consumer_database_url or database_url)
     await driver.open()
     runner = ConsumerRunner(
-        [consumer], js=js, sessions=session_factory(consumer_engine), clock=SystemClock(), driver=driver
+        [consumer],
+        js=js,
+        sessions=session_factory(consumer_engine),
+        clock=SystemClock(),
+        driver=driver,
+        after_commit=after_commit or [],
     )
     await runner.declare()
     Faults.reset()
@@ -168,7 +178,12 @@ async def test_a_handler_failing_once_holds_back_the_next_event_of_its_aggregate
     database_url, nats_url, on_driver
 ):
     consumer = order_probe(backoff_s=(0.2,), max_deliver=3, on_driver=on_driver)
-    async with pipeline(database_url, nats_url, consumer) as (sessions, nc, _, _):
+    committed: list[tuple[str, str, int]] = []
+
+    def note_commit(of: Consumer, envelope: Any) -> None:
+        committed.append((of.durable, envelope.aggregate_id, envelope.aggregate_version))
+
+    async with pipeline(database_url, nats_url, consumer, after_commit=[note_commit]) as (sessions, nc, _, _):
         Faults.handler_once.add("customer-a@1")  # before the write: the relay may publish it at once
         first = await register_customer(sessions, "customer-a")
         await update_customer(sessions, "customer-a", 1)
@@ -182,6 +197,54 @@ async def test_a_handler_failing_once_holds_back_the_next_event_of_its_aggregate
 
         await wait_until(both_applied_and_a_released)
         assert Faults.handler_runs[str(first.event_id)] == 2  # the failure, then the retry
+        # The after-commit hooks ran once per applied event, on the held head, the parked and the plain path.
+        assert sorted(committed) == [
+            (consumer.durable, "customer-a", 1),
+            (consumer.durable, "customer-a", 2),
+            (consumer.durable, "customer-b", 1),
+        ]
+        assert [c for c in committed if c[1] == "customer-a"] == sorted(
+            c for c in committed if c[1] == "customer-a"
+        )
+        assert await deadletter.list_dead_letters(nc.jetstream()) == []
+
+
+async def terminate_the_first_hold_write(sessions: Any) -> None:
+    """A real fault where no handler runs: the server ends the connection of the first transaction that
+    writes a hold (a sequence counts the writes: it is not rolled back with them)."""
+    async with sessions() as session, session.begin():
+        for statement in [
+            "CREATE SEQUENCE hold_writes",
+            "CREATE FUNCTION terminate_first_hold_write() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF nextval('hold_writes') = 1 THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF; "
+            "RETURN NEW; END $$",
+            "CREATE TRIGGER terminate_first_hold_write BEFORE INSERT ON consumer_holds "
+            "FOR EACH ROW EXECUTE FUNCTION terminate_first_hold_write()",
+        ]:
+            await session.execute(text(statement))
+
+
+async def test_the_database_lost_while_a_failed_event_is_held_pauses_the_batch_and_applies_it_once(
+    database_url, nats_url
+):
+    consumer = order_probe(backoff_s=(0.2,), max_deliver=3)
+    async with pipeline(database_url, nats_url, consumer) as (sessions, nc, runner, _):
+        await terminate_the_first_hold_write(sessions)
+        Faults.handler_once.add("customer-a@1")
+        first = await register_customer(sessions, "customer-a")
+        await register_customer(sessions, "customer-b")
+
+        async def both_applied():
+            return await applied_order(sessions) == {"customer-a": [1], "customer-b": [1]}
+
+        await wait_until(both_applied)
+        async with sessions() as session:
+            hold_writes = (await session.execute(text("SELECT last_value FROM hold_writes"))).scalar_one()
+        # The hold was being written when the connection ended: an outage, not the handler's failure, so the
+        # batch waited for the database and ran again (the handler's second run applied it), nothing held.
+        assert hold_writes == 1 and runner.infrastructure_failures == 1
+        assert Faults.handler_runs[str(first.event_id)] == 2
+        assert await holds(sessions) == []
         assert await deadletter.list_dead_letters(nc.jetstream()) == []
 
 

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from sqlalchemy import text
 
+from pitlane_platform.auth import CurrentPrincipal, mint_dev_token
 from pitlane_platform.db import create_engine, session_factory
 from pitlane_platform.http import create_app
 from pitlane_platform.logging import configure_logging
@@ -37,6 +38,13 @@ from pitlane_platform.telemetry import (
 from platform_flow import context, create_tables, reading
 
 SERVICE = "telemetry-test"
+SETTINGS = ServiceSettings(
+    service_name=SERVICE,
+    database_url="postgresql://unused",
+    nats_url="nats://unused",
+    jwt_secret="telemetry-test-secret-of-32-bytes-or-more",
+    chain_id="chain-1",
+)
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +88,11 @@ def client(module_exporter: InMemorySpanExporter) -> Iterator[TestClient]:
         with start_span("load work order", attributes={"pitlane.work_order_id": work_order_id}):
             return {"trace_id": current_trace_id()}
 
-    settings = ServiceSettings(
-        service_name=SERVICE, database_url="postgresql://unused", nats_url="nats://unused"
-    )
-    with TestClient(create_app(settings, title="t", version="0", routers=[router])) as test_client:
+    @router.get("/me")
+    async def me(principal: CurrentPrincipal) -> str:
+        return principal.user_id
+
+    with TestClient(create_app(SETTINGS, title="t", version="0", routers=[router])) as test_client:
         yield test_client
 
 
@@ -98,6 +107,18 @@ def test_an_http_request_produces_a_server_span(client: TestClient, spans: InMem
     assert inner.parent is not None and server.context is not None
     assert inner.parent.span_id == server.context.span_id
     assert response.json()["trace_id"] == trace_id_of(server)
+
+
+def test_an_authenticated_request_span_names_its_user_and_role(
+    client: TestClient, spans: InMemorySpanExporter
+) -> None:
+    token = mint_dev_token(SETTINGS, role="advisor", branches=["b1"], sub="user-7")
+
+    assert client.get("/v1/me", headers={"Authorization": f"Bearer {token}"}).json() == "user-7"
+
+    attributes = only(spans.get_finished_spans(), SpanKind.SERVER).attributes
+    assert attributes is not None
+    assert (attributes["user.id"], attributes["user.roles"]) == ("user-7", ("advisor",))
 
 
 def test_a_caller_traceparent_is_continued(client: TestClient, spans: InMemorySpanExporter) -> None:
