@@ -294,15 +294,22 @@ async def register_vehicle(
     return response.json()["id"]
 
 
-async def mileage_events(service: Service, vehicle_id: str) -> list[dict[str, Any]]:
-    """The vehicle's stored VehicleMileageRecorded envelopes, in order."""
+async def stored_events(
+    service: Service, stream_id: str, event_type: type[DomainEvent]
+) -> list[dict[str, Any]]:
+    """The stream's stored envelopes of `event_type`, in order."""
     async with service.runtime.sessions() as session:
         rows = await session.execute(
             select(events.c.envelope)
-            .where(events.c.stream_id == vehicle_id, events.c.event_type == VehicleMileageRecorded.event_type)
+            .where(events.c.stream_id == stream_id, events.c.event_type == event_type.event_type)
             .order_by(events.c.version)
         )
         return list(rows.scalars())
+
+
+async def mileage_events(service: Service, vehicle_id: str) -> list[dict[str, Any]]:
+    """The vehicle's stored VehicleMileageRecorded envelopes, in order."""
+    return await stored_events(service, vehicle_id, VehicleMileageRecorded)
 
 
 async def figures(service: Service, customer_id: str) -> tuple[int, int]:

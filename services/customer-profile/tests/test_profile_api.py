@@ -28,7 +28,14 @@ async def test_a_registered_customer_and_vehicle_are_found_by_plate_phone_and_vi
         "粤b·d12345",
         vin,
         mileage_km=12000,
-        insurance=[{"coverage": "commercial", "insurer": "中国平安", "expires_on": "2027-03-31"}],
+        insurance=[
+            {
+                "coverage": "commercial",
+                "insurer": "中国平安",
+                "expires_on": "2027-03-31",
+                "policy_number": "PDAA2026",
+            }
+        ],
     )
 
     for params in ({"plate": "粤BD12345"}, {"phone": "13812345678"}, {"vin": vin.lower()}):
@@ -44,7 +51,11 @@ async def test_a_registered_customer_and_vehicle_are_found_by_plate_phone_and_vi
         [vehicle] = profile["vehicles"]
         assert vehicle["vehicle_id"] == vehicle_id and vehicle["plate"] == "粤BD12345"
         assert vehicle["mileage_km"] == 12000
-        assert vehicle["insurance"]["commercial"]["insurer"] == "中国平安"
+        assert vehicle["insurance"]["commercial"] == {
+            "insurer": "中国平安",
+            "policy_number": "PDAA2026",
+            "expires_on": "2027-03-31",
+        }
 
 
 async def test_bad_plate_vin_or_phone_is_a_422_naming_the_field_and_stores_nothing(service: Service) -> None:
@@ -117,6 +128,62 @@ async def test_updates_change_only_what_is_given_and_a_stale_version_is_a_409(se
     assert customer["primary_phone"] == "+8613900001111"
     assert {p["phone"] for p in customer["phones"]} == {"+8613900001111", "+8613812345678"}
     assert customer["notes"] == "只在周末来店"
+
+
+async def test_an_update_of_every_field_changes_each_of_them(service: Service) -> None:
+    customer_id = await register_customer(service)
+    referrer = await register_customer(service, full_name="李梅", phone="13700000000", other_phones=[])
+    changes = {
+        "full_name": "王建华",
+        "phone": "13900001111",  # the customer's other phone becomes the primary one
+        "other_phones": ["13600000006"],
+        "wechat_id": "wx_wangjh",
+        "gender": "unspecified",
+        "birthday": "1983-05-18",
+        "referrer_customer_id": referrer,
+        "membership_tier": "platinum",
+        "tags": ["注重品质", "车队"],
+        "preferred_services": ["四轮定位", "喷漆"],
+        "notes": "工作日也来",
+        "consents": [
+            {"channel": "sms", "purpose": "service", "granted": False},
+            {"channel": "wechat", "purpose": "marketing", "granted": True},
+        ],
+    }
+
+    response = await service.patch(f"/v1/customers/{customer_id}", changes)
+
+    assert response.status_code == 200, response.text
+    customer = (await service.get(f"/v1/customers/{customer_id}")).json()["customer"]
+    assert {
+        name: customer[name] for name in changes if name not in ("phone", "other_phones", "consents")
+    } == {name: value for name, value in changes.items() if name not in ("phone", "other_phones", "consents")}
+    assert customer["primary_phone"] == "+8613900001111"
+    assert sorted(p["phone"] for p in customer["phones"]) == ["+8613600000006", "+8613900001111"]
+    assert customer["consents"] == {"sms:service": False, "wechat:marketing": True}
+
+
+async def test_an_update_naming_an_unknown_referrer_or_another_customers_phone_changes_nothing(
+    service: Service,
+) -> None:
+    customer_id = await register_customer(service)
+    await register_customer(service, full_name="李梅", phone="13700000000", other_phones=["13700000001"])
+    before = (await service.get(f"/v1/customers/{customer_id}")).json()["customer"]
+    stored_before = await stored_rows(service)
+
+    unknown_referrer = await service.patch(
+        f"/v1/customers/{customer_id}", {"notes": "x", "referrer_customer_id": "no-such-customer"}
+    )
+    taken_phones = [
+        await service.patch(f"/v1/customers/{customer_id}", {"notes": "x", **change})
+        for change in ({"phone": "13700000000"}, {"phone": "13700000001"}, {"other_phones": ["13700000001"]})
+    ]
+
+    assert unknown_referrer.status_code == 422, unknown_referrer.text
+    assert [e["field"] for e in unknown_referrer.json()["errors"]] == ["referrer_customer_id"]
+    assert [r.status_code for r in taken_phones] == [409, 409, 409], [r.text for r in taken_phones]
+    assert (await service.get(f"/v1/customers/{customer_id}")).json()["customer"] == before
+    assert await stored_rows(service) == stored_before
 
 
 async def test_a_phone_or_plate_of_someone_else_is_a_conflict(service: Service) -> None:

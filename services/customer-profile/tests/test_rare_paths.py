@@ -116,6 +116,40 @@ async def test_a_customer_erased_and_a_plate_given_up_can_be_imported_again(serv
     assert (again["customers_created"], again["customers_existing"], again["vehicles_existing"]) == (0, 1, 1)
     assert await inconsistencies(service) == []
 
+    # Erased again and back again: the first two ids of the phone are taken, the third derivation is used.
+    erased_again = await service.client.post(
+        f"/v1/customers/{back['customer']['customer_id']}/erasure", headers=service.owner_headers()
+    )
+    assert erased_again.status_code == 200, erased_again.text
+    third = await upload(service, content, dry_run=False)
+    assert third["problems"] == [] and third["customers_created"] == 1
+    returned = (await service.get("/v1/lookup", phone="13812345678")).json()["customer"]["customer_id"]
+    assert returned not in (first["customer"]["customer_id"], back["customer"]["customer_id"])
+
+
+async def test_an_import_keeps_every_column_and_the_rows_after_a_customer_without_a_car(
+    service: Service,
+) -> None:
+    content = (
+        "姓名,手机,备注,会员等级,车牌,品牌,车型,购车日期,上牌日期\n"
+        "王建国,13812345678,只在周末来店,gold,,,,,\n"  # a customer without a car
+        "李梅,13700000000,,,沪B11111,大众,朗逸,2021-03-01,2021-03-15\n"
+    ).encode()
+
+    report = await upload(service, content, dry_run=False)
+
+    assert report["problems"] == []
+    assert (report["customers_created"], report["vehicles_created"]) == (2, 1)
+    carless = (await service.get("/v1/lookup", phone="13812345678")).json()
+    assert (carless["customer"]["notes"], carless["customer"]["membership_tier"]) == ("只在周末来店", "gold")
+    assert carless["vehicles"] == []
+    [car] = (await service.get("/v1/lookup", phone="13700000000")).json()["vehicles"]
+    assert (car["plate"], car["purchase_date"], car["registration_date"]) == (
+        "沪B11111",
+        "2021-03-01",
+        "2021-03-15",
+    )
+
 
 # -- events late, twice, or out of order ----------------------------------------------------------------
 

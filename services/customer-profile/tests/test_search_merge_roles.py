@@ -13,7 +13,10 @@ from profile_testing import (
     figures,
     register_customer,
     register_vehicle,
+    stored_events,
 )
+
+from pitlane_events.customer_profile import CustomersMerged
 
 
 async def test_search_by_name_phone_prefix_plate_fragment_and_tag_with_paging(service: Service) -> None:
@@ -72,6 +75,8 @@ async def test_merging_duplicates_moves_phones_vehicles_and_history(
         f"/v1/customers/{survivor}/merge", {"merged_customer_ids": [duplicate], "reason": "同一人"}
     )
     assert response.status_code == 200, response.text
+    [merged] = await stored_events(service, survivor, CustomersMerged)
+    assert (merged["data"]["merged_customer_ids"], merged["data"]["reason"]) == ([duplicate], "同一人")
 
     for params in ({"phone": "13700000000"}, {"plate": "沪A12345"}, {"phone": "13812345678"}):
         profile = (await service.get("/v1/lookup", **params)).json()
