@@ -80,7 +80,10 @@ async def test_after_erasure_nothing_yields_the_name_or_phone(service: Service, 
     request_id = response.json()["erasure_request_id"]
 
     # The API
-    assert (await service.get(f"/v1/customers/{customer_id}")).status_code == 404
+    gone = await service.get(f"/v1/customers/{customer_id}")
+    assert (gone.status_code, gone.json()["detail"]) == (404, f"no customer {customer_id}")
+    changed = await service.patch(f"/v1/customers/{customer_id}", {"notes": "x"})
+    assert (changed.status_code, changed.json()["detail"]) == (404, f"customer {customer_id} was erased")
     for params in ({"phone": "13812345678"}, {"phone": "13700000000"}, {"plate": "沪A12345"}):
         assert (await service.get("/v1/lookup", **params)).status_code == 404
     assert (await service.get("/v1/customers", name="王")).json()["total"] == 0

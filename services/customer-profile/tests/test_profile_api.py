@@ -131,7 +131,7 @@ async def test_updates_change_only_what_is_given_and_a_stale_version_is_a_409(se
 
 
 async def test_an_update_of_every_field_changes_each_of_them(service: Service) -> None:
-    customer_id = await register_customer(service)
+    customer_id = await register_customer(service, registered_at_branch_id="b1")
     referrer = await register_customer(service, full_name="李梅", phone="13700000000", other_phones=[])
     changes = {
         "full_name": "王建华",
@@ -161,13 +161,17 @@ async def test_an_update_of_every_field_changes_each_of_them(service: Service) -
     assert customer["primary_phone"] == "+8613900001111"
     assert sorted(p["phone"] for p in customer["phones"]) == ["+8613600000006", "+8613900001111"]
     assert customer["consents"] == {"sms:service": False, "wechat:marketing": True}
+    # What the update does not name stays as registered.
+    assert (customer["source"], customer["registered_at_branch_id"]) == ("walk_in", "b1")
 
 
 async def test_an_update_naming_an_unknown_referrer_or_another_customers_phone_changes_nothing(
     service: Service,
 ) -> None:
     customer_id = await register_customer(service)
-    await register_customer(service, full_name="李梅", phone="13700000000", other_phones=["13700000001"])
+    other = await register_customer(
+        service, full_name="李梅", phone="13700000000", other_phones=["13700000001"]
+    )
     before = (await service.get(f"/v1/customers/{customer_id}")).json()["customer"]
     stored_before = await stored_rows(service)
 
@@ -181,7 +185,11 @@ async def test_an_update_naming_an_unknown_referrer_or_another_customers_phone_c
 
     assert unknown_referrer.status_code == 422, unknown_referrer.text
     assert [e["field"] for e in unknown_referrer.json()["errors"]] == ["referrer_customer_id"]
-    assert [r.status_code for r in taken_phones] == [409, 409, 409], [r.text for r in taken_phones]
+    assert [(r.status_code, r.json()["detail"]) for r in taken_phones] == [
+        (409, f"phone: +8613700000000 already belongs to customer {other}"),
+        (409, f"phone: +8613700000001 already belongs to customer {other}"),
+        (409, f"other_phones: +8613700000001 already belongs to customer {other}"),
+    ]
     assert (await service.get(f"/v1/customers/{customer_id}")).json()["customer"] == before
     assert await stored_rows(service) == stored_before
 
@@ -189,7 +197,11 @@ async def test_an_update_naming_an_unknown_referrer_or_another_customers_phone_c
 async def test_a_phone_or_plate_of_someone_else_is_a_conflict(service: Service) -> None:
     first = await register_customer(service)
     await register_vehicle(service, first, "沪A12345")
-    assert (await service.post("/v1/customers", wang(other_phones=[]))).status_code == 409
+    taken = await service.post("/v1/customers", wang(other_phones=[]))
+    assert (taken.status_code, taken.json()["detail"]) == (
+        409,
+        f"phone: +8613812345678 already belongs to customer {first}",
+    )
     other = await register_customer(service, phone="13700000000", other_phones=[])
     response = await service.post(
         "/v1/vehicles", {"owner_customer_id": other, "plate": "沪a12345", "brand": "大众", "model": "朗逸"}

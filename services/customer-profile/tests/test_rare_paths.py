@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from profile_testing import (
+    CHAIN,
     Producer,
     Service,
     completion,
@@ -22,11 +23,14 @@ from profile_testing import (
     opening,
     register_customer,
     register_vehicle,
+    serving,
     upload,
 )
 from sqlalchemy import func, select
 
 from pitlane_customer_profile.adapters.tables import customers, reminders, visits
+from pitlane_customer_profile.bootstrap import CustomerProfileSettings
+from pitlane_customer_profile.service_layer.importer import identity
 from pitlane_events.notification import NpsAnswered
 from pitlane_events.reminder import ReminderCancelled, ReminderKind, ReminderScheduled
 from pitlane_events.workorder import (
@@ -124,7 +128,10 @@ async def test_a_customer_erased_and_a_plate_given_up_can_be_imported_again(serv
     third = await upload(service, content, dry_run=False)
     assert third["problems"] == [] and third["customers_created"] == 1
     returned = (await service.get("/v1/lookup", phone="13812345678")).json()["customer"]["customer_id"]
-    assert returned not in (first["customer"]["customer_id"], back["customer"]["customer_id"])
+    # Each derivation is of this chain: the same phone in another chain's import gets other ids.
+    assert [first["customer"]["customer_id"], back["customer"]["customer_id"], returned] == [
+        identity(CHAIN, "phone", key) for key in ("+8613812345678", "+8613812345678#1", "+8613812345678#2")
+    ]
 
 
 async def test_an_import_keeps_every_column_and_the_rows_after_a_customer_without_a_car(
@@ -149,6 +156,48 @@ async def test_an_import_keeps_every_column_and_the_rows_after_a_customer_withou
         "2021-03-01",
         "2021-03-15",
     )
+
+
+async def test_rows_repeating_a_plate_or_vin_of_an_earlier_row_with_another_owner_are_reported(
+    service: Service,
+) -> None:
+    vin, other_vin = make_vin(1), make_vin(2)
+    rows = [
+        f"王建国,13812345678,,,沪B11111,{vin},大众,朗逸",
+        "李梅,13700000000,,,沪B11111,,大众,朗逸",  # 3: the plate of row 2, another phone
+        f"赵六,13600000000,,,沪B22222,{vin},大众,朗逸",  # 4: the VIN of row 2, another plate
+        f"王建国,13812345678,,,沪B11111,{vin},大众,朗逸",  # 5: row 2 again: the same car, once is enough
+        f"钱七,13500000000,,,沪B33333,{other_vin},大众,朗逸",
+    ]
+    content = (IMPORT_HEADER + "\n".join(rows) + "\n").encode()
+
+    report = await upload(service, content, dry_run=False)
+
+    assert [(p["row"], p["field"], p["reason"]) for p in report["problems"]] == [
+        (3, "plate", "沪B11111 appears above with another phone"),
+        (4, "vin", f"{vin} appears above with another plate"),
+    ]
+    assert (report["vehicles_created"], report["vehicles_existing"]) == (2, 1)
+
+
+async def test_an_import_of_the_most_rows_allowed_runs_and_one_more_is_a_422_naming_the_file(
+    settings: CustomerProfileSettings,
+) -> None:
+    rows = [f"客户{n},139{n:08d},,,,,," for n in range(4)]
+    async with serving(settings, import_max_rows=3) as service:
+        fits = await upload(service, (IMPORT_HEADER + "\n".join(rows[:3]) + "\n").encode(), dry_run=False)
+        too_many = await service.client.post(
+            "/v1/imports",
+            params={"dry_run": "false"},
+            files={"file": ("customers.csv", (IMPORT_HEADER + "\n".join(rows) + "\n").encode())},
+            headers=service.owner_headers(),
+        )
+        assert fits["customers_created"] == 3
+        assert too_many.status_code == 422, too_many.text
+        assert [(e["field"], e["message"]) for e in too_many.json()["errors"]] == [
+            ("file", "at most 3 rows per import; split the file")
+        ]
+        assert await customer_count(service) == 3
 
 
 # -- events late, twice, or out of order ----------------------------------------------------------------
