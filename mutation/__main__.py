@@ -19,6 +19,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -98,6 +99,8 @@ def main(argv: list[str]) -> int:
     if unknown := set(args.packages) - set(PACKAGES):
         parser.error(f"unknown package {', '.join(sorted(unknown))}: choose from {', '.join(PACKAGES)}")
 
+    # A stopped run (kill, timeout) still stops its PostgreSQL and removes its data: the exit unwinds.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     if not args.report_only:
         with _database_for_tests() as database_url:
             for name in args.packages:
@@ -201,18 +204,31 @@ def _to_test(package: Path, fraction: float, *, survivors: bool) -> list[str]:
 
 
 def save_verdicts(name: str, package: Path) -> None:
-    """Each tested mutant's exit code, with the hash of the function it mutates, per mutated module."""
+    """Each tested mutant's exit code, with the hash of the function it mutates, per mutated module. Saved
+    verdicts of unchanged functions that mutmut no longer holds (it forgets them all when its test selection
+    changes) are kept."""
+    saved_file = VERDICTS / f"{name}.json"
+    earlier = json.loads(saved_file.read_text()) if saved_file.exists() else {}
     saved: dict[str, dict[str, dict[str, Any]]] = {}
     for meta_file in sorted((package / "mutants").glob("src/**/*.py.meta")):
         meta = json.loads(meta_file.read_text())
-        tested = {key: code for key, code in sorted(meta["exit_code_by_key"].items()) if code is not None}
+        module = meta_file.relative_to(package / "mutants").as_posix()
+        hashes = meta["hash_by_function_name"]
+        before = earlier.get(module, {"function_hashes": {}, "exit_codes": {}})
+        tested = {
+            mutant: code
+            for mutant, code in before["exit_codes"].items()
+            if mutant in meta["exit_code_by_key"]
+            and hashes.get(_function_of(mutant)) == before["function_hashes"].get(_function_of(mutant))
+        }
+        tested.update({key: code for key, code in meta["exit_code_by_key"].items() if code is not None})
         if tested:
-            saved[meta_file.relative_to(package / "mutants").as_posix()] = {
-                "function_hashes": dict(sorted(meta["hash_by_function_name"].items())),
-                "exit_codes": tested,
+            saved[module] = {
+                "function_hashes": dict(sorted(hashes.items())),
+                "exit_codes": dict(sorted(tested.items())),
             }
     VERDICTS.mkdir(exist_ok=True)
-    (VERDICTS / f"{name}.json").write_text(json.dumps(saved, indent=1, ensure_ascii=False) + "\n")
+    saved_file.write_text(json.dumps(saved, indent=1, ensure_ascii=False) + "\n")
 
 
 def restore_verdicts(name: str, package: Path) -> None:
@@ -228,11 +244,16 @@ def restore_verdicts(name: str, package: Path) -> None:
         meta = json.loads(meta_file.read_text())
         current_hashes = meta["hash_by_function_name"]
         for mutant, exit_code in verdicts["exit_codes"].items():
-            function = mutant.split(".")[-1].rsplit("__mutmut_", 1)[0]
+            function = _function_of(mutant)
             unchanged = current_hashes.get(function) == verdicts["function_hashes"].get(function)
             if unchanged and mutant in meta["exit_code_by_key"] and meta["exit_code_by_key"][mutant] is None:
                 meta["exit_code_by_key"][mutant] = exit_code
         meta_file.write_text(json.dumps(meta, indent=4))
+
+
+def _function_of(mutant: str) -> str:
+    """The key of the mutated function in mutmut's `hash_by_function_name` (`xǁClassǁmethod`, `x_function`)."""
+    return mutant.split(".")[-1].rsplit("__mutmut_", 1)[0]
 
 
 def _generate_mutants(package: Path, database_url: str) -> None:
