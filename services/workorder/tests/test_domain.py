@@ -423,6 +423,13 @@ def booked_appointment() -> Appointment:
     )
 
 
+def test_an_appointment_for_a_slot_that_has_begun_is_refused_naming_the_slot():
+    for booked_at in (T0 + timedelta(hours=1), T0 + timedelta(hours=1, minutes=1)):  # at its start, or after
+        with pytest.raises(InvalidInputError) as refused:
+            Appointment.book(booked_appointment().pending[0], booked_at)
+        assert (refused.value.field, refused.value.message) == ("slot_start", "the slot has already begun")
+
+
 def test_a_reschedule_records_where_the_appointment_was_and_is_and_why():
     appointment = booked_appointment()
     ten, eleven = appointment.slot, slot_at(T0 + timedelta(hours=2))

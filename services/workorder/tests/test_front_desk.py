@@ -226,6 +226,7 @@ async def test_check_in_and_arrival_answer_the_work_orders_state_version_and_eta
     before = await branch.counts()
     stale = await branch.command(order, "technicians", {"technician_id": "lee"}, headers={"If-Match": '"1"'})
     assert stale.status_code == 409 and stale.json()["title"] == "Concurrent modification"
+    assert stale.json()["detail"] == f"stream {order} was expected at version 1, found 2"
     assert await branch.counts() == before
     for malformed in ('"seven"', "9" * 5000, '"1", "2"', 'W/"-1"'):
         refused = await branch.command(
@@ -240,6 +241,24 @@ async def test_check_in_and_arrival_answer_the_work_orders_state_version_and_eta
         headers={"If-Match": "9" * 5000},
     )
     assert anonymous.status_code == 401, anonymous.text
+    assert await branch.counts() == before
+
+
+async def test_a_technician_bay_or_branch_that_does_not_exist_is_refused_naming_it(branch: Harness):
+    order = await branch.walk_in()
+    before = await branch.counts()
+
+    nobody = await branch.command(order, "technicians", {"technician_id": "nobody"})
+    no_bay = await branch.command(order, "technicians", {"technician_id": "tom", "bay_id": "bay-9"})
+    nowhere = await branch.client.get(
+        "/v1/branches/nowhere/slots", params={"on": "2026-11-16"}, headers=branch.auth(branches=("nowhere",))
+    )
+
+    assert [(r.status_code, r.json().get("errors")) for r in (nobody, no_bay)] == [
+        (422, [{"field": "body.technician_id", "message": f"no technician nobody at {BRANCH}"}]),
+        (422, [{"field": "body.bay_id", "message": f"branch {BRANCH} has no bay bay-9"}]),
+    ]
+    assert (nowhere.status_code, nowhere.json()["detail"]) == (404, "branch nowhere does not exist")
     assert await branch.counts() == before
 
 

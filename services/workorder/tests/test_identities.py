@@ -156,6 +156,15 @@ async def test_an_arrival_checks_in_the_customer_and_car_the_booking_named(branc
     )
 
 
+WHY_NEEDED = {
+    "body.phone": "is required for a customer the chain does not know yet",
+    "body.customer_name": "is required for a customer the chain does not know yet",
+    "body.brand": "the chain does not know 沪E55555 yet: give its make and model",
+    "body.model": "the chain does not know 沪E55555 yet: give its make and model",
+    "body.plate": "is required to check a car in",
+}
+
+
 async def test_a_customer_or_car_nobody_knows_without_what_it_takes_to_introduce_them_is_a_422(
     branch: Harness,
 ) -> None:
@@ -171,6 +180,7 @@ async def test_a_customer_or_car_nobody_knows_without_what_it_takes_to_introduce
         refused = await branch.post(WALK_INS, body)
         assert refused.status_code == 422, refused.text
         assert [error["field"] for error in refused.json()["errors"]] == [field]
+        assert refused.json()["errors"][0]["message"] == WHY_NEEDED[field]
     assert await branch.counts() == before
 
 

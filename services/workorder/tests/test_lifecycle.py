@@ -31,6 +31,7 @@ async def test_online_booking_to_completion_with_a_photo_served_by_hash(branch: 
             "mileage_km": 42_000,
             "complaint": "刹车有异响",
             "inspection": [{"item": "左前轮胎", "status": "attention", "photo_hashes": [photo_hash]}],
+            "photo_hashes": [photo_hash],
         },
     )
     assert arrived.status_code == 201, arrived.text
@@ -85,7 +86,7 @@ async def test_online_booking_to_completion_with_a_photo_served_by_hash(branch: 
         order, "quality-check", {"passed": False, "reasons": ["左前轮螺栓扭矩不足"]}, role="manager"
     )
     assert failed.json()["state"] == "in_progress"  # a failed check returns the car to work
-    passed = await h.command(order, "quality-check", {"passed": True}, role="manager")
+    passed = await h.command(order, "quality-check", {"passed": True, "note": "复检合格"}, role="manager")
     assert passed.json()["state"] == "quality_passed"
     settled = await h.command(
         order,
@@ -115,7 +116,7 @@ async def test_online_booking_to_completion_with_a_photo_served_by_hash(branch: 
             "campaign_id": "camp-double11",
             "coupon_code": "D11-8888",
             "payments": [
-                {"method": "wechat_pay", "amount_fen": 50_000},
+                {"method": "wechat_pay", "amount_fen": 50_000, "reference": "4200001234"},
                 {"method": "cash", "amount_fen": 10_000},
             ],
             "total_fen": 60_000,
@@ -148,6 +149,19 @@ async def test_online_booking_to_completion_with_a_photo_served_by_hash(branch: 
         "BRK-PAD",
         48_000,
     )
+    opened = detail["history"][0]["data"]
+    assert (opened["photo_hashes"], opened["inspection"][0]["photo_hashes"]) == ([photo_hash], [photo_hash])
+    assert detail["history"][2]["data"]["attachments"] == [
+        {"content_hash": photo_hash, "media_type": "image/jpeg", "size_bytes": len(PHOTO)}
+    ]
+    assert detail["history"][5]["data"]["reasons"] == ["左前轮螺栓扭矩不足"]
+    assert detail["history"][6]["data"]["note"] == "复检合格"
+    for bill in (detail["history"][7]["data"], detail["history"][8]["data"]):
+        assert (bill["coupon_code"], bill["campaign_id"]) == ("D11-8888", "camp-double11")
+        assert [(p["method"], p["amount_fen"], p["reference"]) for p in bill["payments"]] == [
+            ("wechat_pay", 50_000, "4200001234"),
+            ("cash", 10_000, None),
+        ]
     approval = detail["history"][4]
     assert approval["actor"]["kind"] == "customer"
     assert approval["data"]["method"] == "signed_link" and approval["data"]["photo_hashes_seen"] == [
