@@ -138,9 +138,9 @@ async def test_an_import_keeps_every_column_and_the_rows_after_a_customer_withou
     service: Service,
 ) -> None:
     content = (
-        "姓名,手机,备注,会员等级,车牌,品牌,车型,购车日期,上牌日期\n"
-        "王建国,13812345678,只在周末来店,gold,,,,,\n"  # a customer without a car
-        "李梅,13700000000,,,沪B11111,大众,朗逸,2021-03-01,2021-03-15\n"
+        "姓名,手机,备注,会员等级,车牌,品牌,车型,购车日期,上牌日期,保险公司,保险到期\n"
+        "王建国,13812345678,只在周末来店,gold,,,,,,,\n"  # a customer without a car
+        "李梅,13700000000,,,沪B11111,大众,朗逸,2021-03-01,2021-03-15,中国人保,2027-05-01\n"
     ).encode()
 
     report = await upload(service, content, dry_run=False)
@@ -156,6 +156,9 @@ async def test_an_import_keeps_every_column_and_the_rows_after_a_customer_withou
         "2021-03-01",
         "2021-03-15",
     )
+    assert car["insurance"] == {
+        "compulsory": {"insurer": "中国人保", "policy_number": None, "expires_on": "2027-05-01"}
+    }
 
 
 async def test_rows_repeating_a_plate_or_vin_of_an_earlier_row_with_another_owner_are_reported(

@@ -97,8 +97,7 @@ async def update_customer(
         await _live_customer(uow, details["referrer_customer_id"], field="referrer_customer_id")
     customer.update_details(**details, at=at)
     if command.phone is not None:
-        if command.phone not in customer.other_phones:
-            await _phone_is_free(uow, "phone", command.phone, customer_id=customer.id)
+        await _phone_is_free(uow, "phone", command.phone, customer_id=customer.id)  # one of theirs is free
         customer.change_primary_phone(command.phone, at=at)
     if command.other_phones is not None:
         for phone in command.other_phones:

@@ -240,12 +240,7 @@ async def run_import(
                 report.vehicles_existing += 1  # the same car twice in the file: once is enough
                 row = ParsedRow(number, row.customer, None)
             if row.vehicle is not None:
-                other = seen_plates.setdefault(row.vehicle.plate, row.customer.phone)
-                if other != row.customer.phone:
-                    report.problems.append(
-                        RowProblem(number, "plate", f"{row.vehicle.plate} appears above with another phone")
-                    )
-                    continue
+                seen_plates[row.vehicle.plate] = row.customer.phone
                 if (
                     row.vehicle.vin
                     and seen_vins.setdefault(row.vehicle.vin, row.vehicle.plate) != row.vehicle.plate
