@@ -27,6 +27,7 @@ from pitlane_platform.messaging.relay import OutboxRelay, RelayConfig
 from pitlane_platform.messaging.streams import (
     ConsumerSpec,
     DeclarationError,
+    StreamSpec,
     declare_consumer,
     declare_stream,
     platform_streams,
@@ -241,6 +242,32 @@ async def test_changed_consumer_configuration_is_applied_or_refused_loudly(flow)
     )
     with pytest.raises(DeclarationError, match="analytics_config-probe"):
         await declare_consumer(js, immutable_change)
+
+
+async def test_a_changed_stream_configuration_is_applied_and_logged_or_refused_loudly(
+    nats_url, caplog: pytest.LogCaptureFixture
+):
+    nc = await connect_nats(nats_url, name="stream-config")
+    js = nc.jetstream()
+    spec = StreamSpec("CONFIG_PROBE", ("config-probe.>",))
+    try:
+        await declare_stream(js, spec)
+        with caplog.at_level("WARNING", logger="pitlane_platform.messaging.streams"):
+            await declare_stream(js, replace(spec, duplicate_window_s=600))
+            await declare_stream(js, replace(spec, duplicate_window_s=600))  # as declared: nothing to do
+
+        assert (await js.stream_info("CONFIG_PROBE")).config.duplicate_window == 600
+        [updated] = [r for r in caplog.records if r.getMessage() == "updated stream CONFIG_PROBE"]
+        assert updated.changes == {  # type: ignore[attr-defined]
+            "duplicate_window": {"declared": 600_000_000_000, "server": 1_800_000_000_000}
+        }
+        with pytest.raises(DeclarationError) as refused:
+            await declare_stream(js, replace(spec, duplicate_window_s=600, replicas=3))  # one server here
+        assert str(refused.value).startswith(
+            "stream CONFIG_PROBE: server refused {'num_replicas': {'declared': 3, 'server': 1}}: "
+        )
+    finally:
+        await nc.close()
 
 
 async def test_consumer_killed_between_commit_and_ack_applies_the_event_once(flow, database_url, nats_url):

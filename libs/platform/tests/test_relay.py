@@ -131,11 +131,12 @@ async def test_one_relay_is_active_and_a_standby_takes_over(database_url, flow):
         return await unpublished_count(sessions) == 0
 
     await wait_until(published_by_the_first)
-    assert first.status.active and not second.status.active
+    assert (first.status.active, second.status.active) == (True, False)
     assert (first.status.published, second.status.published) == (3, 0)
 
     first_stop.set()
     await first_task
+    assert first.status.active is False
 
     async def second_active():
         return second.status.active
@@ -280,10 +281,11 @@ async def test_after_a_nats_restart_the_relay_republishes_unmarked_rows_and_the_
             )
             await blocker.rollback()
 
-            async def all_marked():
-                return await unpublished_count(sessions) == 0
+            async def all_marked_and_the_outage_cleared():
+                # The error of the outage stays in the status until a drain succeeds again.
+                return await unpublished_count(sessions) == 0 and relay.status.last_error is None
 
-            await wait_until(all_marked)
+            await wait_until(all_marked_and_the_outage_cleared)
             assert relay.status.published == 10  # counted once marked: every row was published again
     finally:
         await blocker.close()
@@ -299,7 +301,7 @@ async def test_after_a_nats_restart_the_relay_republishes_unmarked_rows_and_the_
 
 
 async def test_an_event_over_the_servers_max_payload_is_parked_while_others_flow_and_readiness_reports_it(
-    database_url, embedded_nats_factory
+    database_url, embedded_nats_factory, caplog: pytest.LogCaptureFixture
 ):
     # The writer allows 1 MiB (NATS's default); this server was configured for 64 KiB: the row gets in.
     nats_server = embedded_nats_factory(max_payload=64 * 1024)
@@ -317,17 +319,26 @@ async def test_an_event_over_the_servers_max_payload_is_parked_while_others_flow
     app = create_app(
         settings, title="probe", version="test", routers=[], readiness_checks=runtime.readiness_checks()
     )
-    async with running_relay(database_url, nc) as relay:
+    caplog.set_level("INFO", logger="pitlane_platform.messaging.relay")
+    async with running_relay(database_url, nc, report_every_s=0.2) as relay:
 
         async def others_published():
             return (await js.stream_info(STREAM)).state.messages == 150
 
         await wait_until(others_published)
 
-        async def parked():
-            return relay.status.parked == 1
+        async def parked_and_reported():
+            return relay.status.parked == 1 and any(
+                r.getMessage() == "ALERT 1 outbox row(s) parked; see `pitlane status`" for r in caplog.records
+            )
 
-        await wait_until(parked)
+        await wait_until(parked_and_reported)
+        alert = next(r for r in caplog.records if r.getMessage().startswith("ALERT 1 outbox row(s)"))
+        lag = next(r for r in caplog.records if r.getMessage() == "relay lag" and r.parked == 1)
+        assert (alert.service, alert.parked) == (PRODUCER, 1)  # type: ignore[attr-defined]
+        # The row behind the parked one waits: one pending, for as long as since it was written.
+        assert (lag.service, lag.pending, lag.parked) == (PRODUCER, 1, 1)  # type: ignore[attr-defined]
+        assert lag.oldest_pending_age_s > 0  # type: ignore[attr-defined]
         await runtime.driver.open()
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://probe") as client:
             ready = await client.get("/ready")
