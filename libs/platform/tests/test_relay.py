@@ -333,12 +333,14 @@ async def test_an_event_over_the_servers_max_payload_is_parked_while_others_flow
             )
 
         await wait_until(parked_and_reported)
-        alert = next(r for r in caplog.records if r.getMessage().startswith("ALERT 1 outbox row(s)"))
-        lag = next(r for r in caplog.records if r.getMessage() == "relay lag" and r.parked == 1)
-        assert (alert.service, alert.parked) == (PRODUCER, 1)  # type: ignore[attr-defined]
+        alert = next(vars(r) for r in caplog.records if r.getMessage().startswith("ALERT 1 outbox row(s)"))
+        lag = next(
+            vars(r) for r in caplog.records if r.getMessage() == "relay lag" and vars(r)["parked"] == 1
+        )
+        assert (alert["service"], alert["parked"]) == (PRODUCER, 1)
         # The row behind the parked one waits: one pending, for as long as since it was written.
-        assert (lag.service, lag.pending, lag.parked) == (PRODUCER, 1, 1)  # type: ignore[attr-defined]
-        assert lag.oldest_pending_age_s > 0  # type: ignore[attr-defined]
+        assert (lag["service"], lag["pending"], lag["parked"]) == (PRODUCER, 1, 1)
+        assert lag["oldest_pending_age_s"] > 0
         await runtime.driver.open()
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://probe") as client:
             ready = await client.get("/ready")
