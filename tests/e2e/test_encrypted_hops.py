@@ -17,8 +17,8 @@ import httpx
 import nats
 import psycopg
 import pytest
-
 from e2e_cluster import BAYS, BRANCH, CHAIN, LINK_SECRET, MONDAY_8AM, SECRET, Cluster, eventually, rows
+
 from pitlane_customer_profile.bootstrap import SPEC as PROFILE
 from pitlane_customer_profile.bootstrap import CustomerProfileSettings
 from pitlane_customer_profile.bootstrap import build as build_profile
