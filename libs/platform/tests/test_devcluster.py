@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import nats
@@ -21,8 +22,8 @@ import psycopg
 import pytest
 
 from pitlane_platform.db import libpq_url
-from pitlane_platform.devcluster import DevCluster
-from pitlane_platform.embedded import RESERVED_PORTS, drop_database
+from pitlane_platform.devcluster import DevCluster, nats_access, read_state
+from pitlane_platform.embedded import RESERVED_PORTS, drop_database, free_port
 from pitlane_platform.services import ServiceSpec
 from pitlane_platform.testing.jetstream import run_in_fresh_loop
 from pitlane_platform.testing.servers import TestServers
@@ -40,9 +41,9 @@ def embedded_only_env() -> dict[str, str]:
 class RunningUp:
     """A `pitlane up` subprocess whose output is read line by line on a thread."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, gateway_port: int | None = None) -> None:
         self.process = subprocess.Popen(
-            [PITLANE, "up", "--data-dir", str(data_dir)],
+            [PITLANE, "up", "--data-dir", str(data_dir), "--gateway-port", str(gateway_port or free_port())],
             env=embedded_only_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -96,8 +97,15 @@ def process_exists(pid: int) -> bool:
     return True
 
 
-async def create_stream_with_a_message(nats_url: str) -> None:
-    connection = await nats.connect(nats_url)
+def operator_options(data_dir: Path) -> dict[str, Any]:
+    """The `pitlane up` NATS demands TLS and a user: the operator's, as the CLI connects."""
+    state = read_state(data_dir)
+    assert state is not None
+    return nats_access(state).connect_options()
+
+
+async def create_stream_with_a_message(nats_url: str, options: dict[str, Any]) -> None:
+    connection = await nats.connect(nats_url, **options)
     try:
         jetstream = connection.jetstream()
         # A stream no service declares: installed services declare their own streams at start.
@@ -107,8 +115,8 @@ async def create_stream_with_a_message(nats_url: str) -> None:
         await connection.close()
 
 
-async def read_first_message(nats_url: str) -> bytes:
-    connection = await nats.connect(nats_url)
+async def read_first_message(nats_url: str, options: dict[str, Any]) -> bytes:
+    connection = await nats.connect(nats_url, **options)
     try:
         return (await connection.jetstream().get_msg("UP_PROBE", 1)).data or b""
     finally:
@@ -130,7 +138,7 @@ def test_up_runs_servers_that_keep_their_data_across_restarts(scratch: Path) -> 
         urls = first.wait_for_url_table()
         assert int(urls["nats"].rsplit(":", 1)[1]) not in RESERVED_PORTS
         assert "host=" in urls["postgres"]  # a unix socket in the data dir, no TCP port
-        run_in_fresh_loop(create_stream_with_a_message(urls["nats"]))
+        run_in_fresh_loop(create_stream_with_a_message(urls["nats"], operator_options(data_dir)))
         with psycopg.connect(urls["postgres"], autocommit=True) as conn:
             conn.execute("CREATE TABLE customer (name text)")
             conn.execute("INSERT INTO customer VALUES ('Li Wei')")
@@ -143,7 +151,7 @@ def test_up_runs_servers_that_keep_their_data_across_restarts(scratch: Path) -> 
         assert "consumer customer-profile_visits: 0 pending" in running.stdout
 
         second = subprocess.run(
-            [PITLANE, "up", "--data-dir", str(data_dir)],
+            [PITLANE, "up", "--data-dir", str(data_dir), "--gateway-port", str(free_port())],
             env=embedded_only_env(),
             capture_output=True,
             text=True,
@@ -164,7 +172,9 @@ def test_up_runs_servers_that_keep_their_data_across_restarts(scratch: Path) -> 
     try:
         urls_again = again.wait_for_url_table()
         assert urls_again["nats"] == urls["nats"], "the NATS port is kept while it is free"
-        assert run_in_fresh_loop(read_first_message(urls_again["nats"])) == b"opened"
+        assert (
+            run_in_fresh_loop(read_first_message(urls_again["nats"], operator_options(data_dir))) == b"opened"
+        )
         with psycopg.connect(urls_again["postgres"]) as conn:
             assert conn.execute("SELECT name FROM customer").fetchall() == [("Li Wei",)]
     finally:

@@ -35,11 +35,29 @@ def up(
             "process of their own",
         ),
     ] = 1,
+    gateway_port: Annotated[
+        int,
+        typer.Option(
+            envvar="PITLANE_GATEWAY_PORT",
+            min=1,
+            max=65535,
+            help="the HTTPS port of the gateway, the one URL of the system (kept across restarts)",
+        ),
+    ] = 8443,
+    public_base_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PITLANE_PUBLIC_BASE_URL",
+            help="where customers reach the gateway, the base of every link sent to them; default "
+            "https://localhost:<gateway port>",
+        ),
+    ] = None,
 ) -> None:
-    """Start NATS (JetStream) and PostgreSQL, create and migrate each service's database, start every service."""
+    """Start NATS (JetStream, TLS) and PostgreSQL, create and migrate each service's database, start every
+    service on loopback and the HTTPS gateway in front of them."""
     from pitlane_platform.devcluster import run_up
 
-    run_up(data_dir, api_workers=api_workers)
+    run_up(data_dir, api_workers=api_workers, gateway_port=gateway_port, public_base_url=public_base_url)
 
 
 @app.command()
@@ -106,17 +124,18 @@ NatsUrl = Annotated[
 ]
 
 
-def _nats_url(nats_url: str | None, data_dir: Path) -> str:
+def _nats_url(nats_url: str | None, data_dir: Path) -> tuple[str, dict[str, Any]]:
+    """The URL and the connection options (TLS, user) of the NATS to reach."""
     if nats_url:
-        return nats_url
-    from pitlane_platform.devcluster import read_state
+        return nats_url, {}
+    from pitlane_platform.devcluster import nats_access, read_state
 
     state = read_state(data_dir)
     if state is None:
         raise typer.BadParameter(
             "no --nats-url and no `pitlane up` state in --data-dir", param_hint="--nats-url"
         )
-    return str(state["nats"]["url"])
+    return str(state["nats"]["url"]), nats_access(state).connect_options()
 
 
 DatabaseUrl = Annotated[
@@ -145,7 +164,7 @@ def dlq_list(
     from pitlane_platform.messaging.deadletter import list_dead_letters
 
     letters = asyncio.run(
-        _with_jetstream(_nats_url(nats_url, data_dir), lambda js: list_dead_letters(js, consumer=consumer))
+        _with_jetstream(*_nats_url(nats_url, data_dir), lambda js: list_dead_letters(js, consumer=consumer))
     )
     held = asyncio.run(_held_behind(letters, database_url, data_dir))
     for letter, waiting in zip(letters, held, strict=True):
@@ -178,7 +197,7 @@ def dlq_replay(
         raise typer.BadParameter("say which: --consumer NAME and/or --seq N", param_hint="--consumer")
     replayed = asyncio.run(
         _with_jetstream(
-            _nats_url(nats_url, data_dir),
+            *_nats_url(nats_url, data_dir),
             lambda js: replay(js, consumer=consumer, sequences=set(seq) if seq else None),
         )
     )
@@ -217,10 +236,10 @@ async def _held_behind(
     return counts
 
 
-async def _with_jetstream(url: str, action):  # type: ignore[no-untyped-def]
+async def _with_jetstream(url: str, options: dict[str, Any], action):  # type: ignore[no-untyped-def]
     import nats
 
-    client = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=0)
+    client = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=0, **options)
     try:
         return await action(client.jetstream())
     finally:

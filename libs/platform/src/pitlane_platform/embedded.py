@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Self
@@ -29,6 +30,7 @@ from psycopg import errors, sql
 from sqlalchemy.engine import make_url
 
 from pitlane_platform.db import libpq_url
+from pitlane_platform.security.nats_access import NatsServerTls, NatsUser, server_config_text
 
 if TYPE_CHECKING:
     import pgserver
@@ -76,7 +78,9 @@ class EmbeddedNats:
     """A nats-server child process with JetStream on, its file store under `data_dir/jetstream`.
 
     The client port is chosen at the first `start()` (or given) and kept by `restart()`, so clients that
-    reconnect find the server again; `kill()` simulates a crash.
+    reconnect find the server again; `kill()` simulates a crash. With `tls` the server demands TLS on its
+    client port (its URL is `tls://…`); with `users` only those users may connect, each within its
+    permissions (security/nats_access.py). The monitoring port listens on 127.0.0.1 only.
     """
 
     def __init__(
@@ -86,6 +90,8 @@ class EmbeddedNats:
         *,
         server_name: str = "pitlane",
         max_payload: int | None = None,
+        tls: NatsServerTls | None = None,
+        users: Sequence[NatsUser] | None = None,
     ) -> None:
         if port in RESERVED_PORTS:
             raise ValueError(f"port {port} is a default port another server on this machine may own")
@@ -94,6 +100,8 @@ class EmbeddedNats:
         self.http_port: int | None = None
         self.server_name = server_name
         self.max_payload = max_payload  # None: the server's default (1 MiB)
+        self.tls = tls
+        self.users = list(users) if users is not None else None
         self.version: str | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -101,7 +109,7 @@ class EmbeddedNats:
     def url(self) -> str:
         if self.port is None:
             raise RuntimeError("the server has no port before its first start()")
-        return f"nats://{LOOPBACK}:{self.port}"
+        return f"{'tls' if self.tls is not None else 'nats'}://{LOOPBACK}:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -129,15 +137,19 @@ class EmbeddedNats:
             str(nats_server_binary()),
             "--addr", LOOPBACK,
             "--port", str(self.port),
-            # Monitoring binds to --addr too; its /healthz tells us when JetStream is up.
+            # Monitoring binds to --addr (loopback) too, never to other interfaces: it answers /connz to
+            # whoever reaches it. Its /healthz tells us when JetStream is up.
             "--http_port", str(self.http_port),
             "--server_name", self.server_name,
             "--jetstream",
             "--store_dir", str(self.data_dir / "jetstream"),
         ]  # fmt: skip
-        if self.max_payload is not None:  # no command-line flag for it: a config file of one line
+        if self.max_payload is not None or self.tls is not None or self.users is not None:
+            # No command-line flags for these: a configuration file, written anew at each start.
             config = self.data_dir / "nats-server.conf"
-            config.write_text(f"max_payload: {self.max_payload}\n")
+            config.write_text(
+                server_config_text(tls=self.tls, users=self.users, max_payload=self.max_payload)
+            )
             command += ["--config", str(config)]
         with self.log_file.open("ab") as log:
             # Its own session: a Ctrl-C in the terminal reaches only our process, which stops it in order.

@@ -70,7 +70,9 @@ class ServiceRuntime:
         self._tasks.append(
             asyncio.create_task(self.audit.run(self._stop), name=f"{self.service} audit trail")
         )
-        self.nats = await connect_nats(self.settings.nats_url, name=self.service)
+        self.nats = await connect_nats(
+            self.settings.nats_url, name=self.service, access=self.settings.nats_access()
+        )
         set_max_payload(self.nats.max_payload)  # commands that would produce larger events are refused
         js = self.nats.jetstream()
         # The streams this service consumes are declared too, exactly as their producers declare them:

@@ -14,6 +14,11 @@ class ServiceSpec:
     name: str  # e.g. "workorder"; also its database name and its JetStream stream's subject prefix
     env_prefix: str  # e.g. "WORKORDER_": its settings are read from these environment variables
     asgi_factory: str  # "package.module:create_app", called with no arguments, returns the ASGI app
+    # The producers whose streams its consumers read (besides its own): its NATS user may read those only.
+    consumes: tuple[str, ...] = ()
+    # Paths the gateway sends to it as they are, besides `/api/<name>/…`: `/c/` (customer pages) or
+    # `/dashboard` (analytics); devcluster/gateway.py refuses any other.
+    gateway_paths: tuple[str, ...] = ()
 
     @property
     def database(self) -> str:

@@ -10,10 +10,11 @@ from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AnyHttpUrl, Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pitlane_platform.clock import Clock, clock_from_settings
+from pitlane_platform.security.nats_access import NatsClientAccess, inbox_prefix
 from pitlane_platform.security.rates import checked_rate
 
 DEV_JWT_SECRET = "pitlane-dev-jwt-secret-not-for-production"
@@ -30,8 +31,26 @@ class ServiceSettings(BaseSettings):
     chain_id: str = "default"
     chain_timezone: str = "Asia/Shanghai"
 
-    database_url: str
-    nats_url: str
+    database_url: str = Field(
+        description="postgresql://… of the service's database; over TCP add `?sslmode=verify-full&"
+        "sslrootcert=/path/ca.crt` to demand TLS and check the server's certificate and name (docs/running.md)"
+    )
+    nats_url: str = Field(description="nats://… or tls://…; several servers separated by commas")
+    nats_tls_ca_file: FilePath | None = Field(
+        default=None,
+        description="the CA the NATS server's certificate is verified against (TLS with verification); "
+        "unset with a tls:// URL: the system's trust store",
+    )
+    nats_tls_cert_file: FilePath | None = Field(
+        default=None, description="a client certificate, for servers that demand mutual TLS"
+    )
+    nats_tls_key_file: FilePath | None = Field(default=None, description="the client certificate's key")
+    nats_nkey_seed_file: FilePath | None = Field(
+        default=None, description="the service's NATS user: a file holding its nkey seed (from a secret)"
+    )
+    nats_credentials_file: FilePath | None = Field(
+        default=None, description="the service's NATS user as a .creds file (servers in JWT mode)"
+    )
     apply_migrations_at_start: bool | None = Field(
         default=None, description="default: on in dev and test, off in prod (migrations run as a k8s Job)"
     )
@@ -47,6 +66,16 @@ class ServiceSettings(BaseSettings):
         "browser or a log is then good for one shift at most, whatever its issuer allowed",
     )
     link_secret: SecretStr = SecretStr(DEV_LINK_SECRET)
+    # Where customers and browsers reach the system (the gateway's URL): every link a service sends is built
+    # on it, never on the Host header of the request that asked for it (which a client chooses).
+    public_base_url: AnyHttpUrl = AnyHttpUrl("https://localhost:8443")
+
+    http_tls_cert_file: FilePath | None = Field(
+        default=None,
+        description="serve HTTPS from the service itself (`python -m pitlane_platform.serve`), for "
+        "deployments without a gateway: the certificate (chain) file",
+    )
+    http_tls_key_file: FilePath | None = Field(default=None, description="the HTTPS certificate's key")
 
     max_body_bytes: int = Field(
         default=1024 * 1024,
@@ -96,6 +125,18 @@ class ServiceSettings(BaseSettings):
         return checked_rate(value)
 
     @model_validator(mode="after")
+    def _pairs_come_together(self) -> ServiceSettings:
+        for cert, key in (
+            ("nats_tls_cert_file", "nats_tls_key_file"),
+            ("http_tls_cert_file", "http_tls_key_file"),
+        ):
+            if (getattr(self, cert) is None) != (getattr(self, key) is None):
+                raise ValueError(f"{cert} and {key} go together: set both or neither")
+        if self.nats_nkey_seed_file is not None and self.nats_credentials_file is not None:
+            raise ValueError("nats_nkey_seed_file and nats_credentials_file: set one NATS user, not both")
+        return self
+
+    @model_validator(mode="after")
     def _no_default_secrets_outside_dev(self) -> ServiceSettings:
         if self.env == "dev":
             return self
@@ -104,6 +145,16 @@ class ServiceSettings(BaseSettings):
         if self.link_secret.get_secret_value() == DEV_LINK_SECRET:
             raise ValueError("link_secret is the development default; set a secret of your own")
         return self
+
+    def nats_access(self) -> NatsClientAccess:
+        return NatsClientAccess(
+            ca_file=self.nats_tls_ca_file,
+            cert_file=self.nats_tls_cert_file,
+            key_file=self.nats_tls_key_file,
+            nkey_seed_file=self.nats_nkey_seed_file,
+            credentials_file=self.nats_credentials_file,
+            inbox_prefix=inbox_prefix(self.service_name),
+        )
 
     @property
     def migrate_at_start(self) -> bool:

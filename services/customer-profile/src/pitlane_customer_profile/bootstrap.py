@@ -98,5 +98,8 @@ def create_app() -> FastAPI:
 
 
 SPEC = ServiceSpec(
-    name=SERVICE, env_prefix=ENV_PREFIX, asgi_factory="pitlane_customer_profile.bootstrap:create_app"
+    name=SERVICE,
+    env_prefix=ENV_PREFIX,
+    asgi_factory="pitlane_customer_profile.bootstrap:create_app",
+    consumes=("workorder", "notification", "reminder"),
 )

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import boto3
 from fastapi import FastAPI
-from pydantic import AnyHttpUrl, SecretStr, model_validator
+from pydantic import SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from pitlane_platform.clock import Clock
@@ -51,9 +51,7 @@ class WorkorderSettings(ServiceSettings):
     no_show_grace_minutes: int = 15
     no_show_sweep_interval_s: float = 60.0
     customer_link_ttl_hours: int = 72
-    # Where customers reach `/c/…` (the front door), so a link never depends on the Host header of the
-    # request that asked for it (which a client chooses).
-    public_base_url: AnyHttpUrl = AnyHttpUrl("http://localhost:8080")
+    # Customers reach `/c/…` at the platform's `public_base_url` (the gateway), never at a Host header.
 
     @model_validator(mode="after")
     def _s3_needs_a_bucket(self) -> WorkorderSettings:
@@ -142,5 +140,9 @@ def create_app() -> FastAPI:
 
 
 SPEC = ServiceSpec(
-    name="workorder", env_prefix="WORKORDER_", asgi_factory="pitlane_workorder.bootstrap:create_app"
+    name="workorder",
+    env_prefix="WORKORDER_",
+    asgi_factory="pitlane_workorder.bootstrap:create_app",
+    consumes=("customer-profile",),
+    gateway_paths=("/c/",),
 )

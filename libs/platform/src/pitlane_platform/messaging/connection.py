@@ -14,11 +14,16 @@ import logging
 import nats
 from nats.aio.client import Client
 
+from pitlane_platform.security.nats_access import NatsClientAccess
+
 log = logging.getLogger(__name__)
 
 
-async def connect_nats(url: str, *, name: str, first_connect_timeout_s: float = 60.0) -> Client:
-    """Connect, retrying until the server answers (it may start after us), then keep reconnecting."""
+async def connect_nats(
+    url: str, *, name: str, access: NatsClientAccess | None = None, first_connect_timeout_s: float = 60.0
+) -> Client:
+    """Connect, retrying until the server answers (it may start after us), then keep reconnecting. `access`:
+    the CA to verify the server against, the client certificate, the user (settings.nats_access())."""
 
     async def disconnected() -> None:
         log.warning("disconnected from NATS", extra={"client": name})
@@ -44,6 +49,7 @@ async def connect_nats(url: str, *, name: str, first_connect_timeout_s: float = 
                 disconnected_cb=disconnected,
                 reconnected_cb=reconnected,
                 error_cb=error,
+                **(access.connect_options() if access is not None else {}),
             )
         except Exception as exc:
             if loop.time() >= deadline:

@@ -1,16 +1,19 @@
 """`pitlane up` and `pitlane status`: the whole system on one machine, without Docker.
 
-`pitlane up` starts NATS (JetStream) and PostgreSQL from the embedded wheels under the data directory, unless
-`NATS_URL` / `DATABASE_URL` name servers to use instead; creates each installed service's database; runs
-every service (uvicorn; with `--api-workers N`, N API processes and one worker process for the relay and
-consumers) as child processes with their output prefixed by their name; writes
-`state.json`; and blocks. Ctrl-C (or SIGTERM, or closing the terminal) stops the services, then PostgreSQL,
-then NATS, so the next `pitlane up` finds its streams and databases again.
+`pitlane up` starts NATS (JetStream; TLS and one user per service, secure_nats.py) and PostgreSQL from the
+embedded wheels under the data directory, unless `NATS_URL` / `DATABASE_URL` name servers to use instead;
+creates each installed service's database; runs every service (uvicorn on a loopback port; with
+`--api-workers N`, N API processes and one worker process for the relay and consumers) as child processes
+with their output prefixed by their name; puts the gateway (Caddy, gateway.py) in front of them on one
+HTTPS port; writes `state.json`; and blocks. Ctrl-C (or SIGTERM, or closing the terminal) stops the gateway,
+the services, then PostgreSQL, then NATS, so the next `pitlane up` finds its streams and databases again.
 
 Data directory layout:
-    nats/           nats-server's JetStream file store (nats/jetstream) and its log (nats/nats-server.log)
+    gateway/        Caddy's configuration, CA and certificates (gateway/caddy), its log, and root-ca.crt
+    nats/           nats-server's JetStream file store (nats/jetstream), its log (nats/nats-server.log) and
+                    nats/security: the cluster CA, the server's certificate, each user's nkey seed
     postgres/       PostgreSQL's data directory (its log: postgres/log)
-    state.json      what runs where: pids, URLs, start and stop times; also the NATS port to reuse
+    state.json      what runs where: pids, URLs, start and stop times; also the ports to reuse
     up.lock         held by the running `pitlane up`, so a second one on the same directory is refused
 """
 
@@ -38,6 +41,8 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from pitlane_platform.db import libpq_url, sqlalchemy_url
+from pitlane_platform.devcluster.gateway import Gateway, GatewayRoute
+from pitlane_platform.devcluster.secure_nats import SecuredNats, secure_nats
 from pitlane_platform.embedded import (
     LOOPBACK,
     EmbeddedNats,
@@ -48,6 +53,7 @@ from pitlane_platform.embedded import (
     port_is_free,
     server_version,
 )
+from pitlane_platform.security.nats_access import OPERATOR, NatsClientAccess
 from pitlane_platform.services import ServiceSpec, installed_services
 
 STATE_FILE = "state.json"
@@ -55,6 +61,9 @@ LOCK_FILE = "up.lock"
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 SERVICE_READY_TIMEOUT_S = 60.0
 CHILD_STOP_TIMEOUT_S = 10.0
+# The gateway's port when none is configured (`--gateway-port`, PITLANE_GATEWAY_PORT): one the URLs in
+# bookmarks and customer links keep.
+DEFAULT_GATEWAY_PORT = 8443
 
 
 class ShutdownRequested(Exception):
@@ -68,6 +77,7 @@ class Child:
     name: str
     process: subprocess.Popen[bytes]
     http_url: str | None = None
+    service: str | None = None  # the service it serves HTTP for (None: a worker process)
 
 
 @dataclass
@@ -78,6 +88,8 @@ class ServerInUse:
     description: str
     pid: int | None = None
     port: int | None = None
+    ca_file: Path | None = None  # NATS: the CA its certificate is verified against
+    operator_seed_file: Path | None = None  # NATS: the `pitlane` CLI's user
 
 
 @dataclass
@@ -85,19 +97,35 @@ class DevCluster:
     data_dir: Path
     nats: EmbeddedNats | None = None
     postgres: EmbeddedPostgres | None = None
+    gateway: Gateway | None = None
+    secured_nats: SecuredNats | None = None
+    public_base_url: str | None = None  # handed to every service: the base of the links it sends
     children: list[Child] = field(default_factory=list)
     _output_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def start_nats(self, previous_port: int | None) -> ServerInUse:
+    def start_nats(self, previous_port: int | None, specs: list[ServiceSpec] | None = None) -> ServerInUse:
         if url := os.environ.get("NATS_URL"):
             return ServerInUse(url, "from NATS_URL")
         # Clients and bookmarks keep working across restarts when the port stays the same.
         port = previous_port if previous_port is not None and port_is_free(previous_port) else free_port()
+        specs = installed_services() if specs is None else specs
+        self.secured_nats = secure_nats(self.data_dir / "nats" / "security", specs)
         # Kept before starting, so a Ctrl-C during start-up still stops what did start.
-        self.nats = EmbeddedNats(self.data_dir / "nats", port)
+        self.nats = EmbeddedNats(
+            self.data_dir / "nats", port, tls=self.secured_nats.tls, users=self.secured_nats.users
+        )
         self.nats.start()
-        description = f"embedded nats-server {self.nats.version}, pid {self.nats.pid}"
-        return ServerInUse(self.nats.url, description, self.nats.pid, self.nats.port)
+        description = (
+            f"embedded nats-server {self.nats.version}, pid {self.nats.pid}, TLS, one user per service"
+        )
+        return ServerInUse(
+            self.nats.url,
+            description,
+            self.nats.pid,
+            self.nats.port,
+            ca_file=self.secured_nats.ca_file,
+            operator_seed_file=self.secured_nats.seed_file(OPERATOR),
+        )
 
     def start_postgres(self) -> ServerInUse:
         if url := os.environ.get("DATABASE_URL"):
@@ -108,10 +136,17 @@ class DevCluster:
         return ServerInUse(self.postgres.admin_url, description, self.postgres.pid)
 
     def start_service(
-        self, spec: ServiceSpec, nats_url: str, postgres_admin_url: str, *, api_workers: int = 1
+        self,
+        spec: ServiceSpec,
+        nats_url: str,
+        postgres_admin_url: str,
+        *,
+        api_workers: int = 1,
+        previous_port: int | None = None,
     ) -> None:
         """One process serving HTTP and running the background work; or, with `api_workers` > 1, that many
-        API processes (uvicorn's workers on one port) beside one worker process for the relay and consumers."""
+        API processes (uvicorn's workers on one port) beside one worker process for the relay and consumers.
+        It listens on loopback, on `previous_port` while that is free (the gateway's routes stay valid)."""
         create_database(postgres_admin_url, spec.database)
         env = {
             **os.environ,
@@ -120,19 +155,27 @@ class DevCluster:
             f"{spec.env_prefix}NATS_URL": nats_url,
             f"{spec.env_prefix}ENV": "dev",
             f"{spec.env_prefix}SERVICE_NAME": spec.name,
+            **(self.secured_nats.service_env(spec) if self.secured_nats is not None else {}),
+            **({f"{spec.env_prefix}PUBLIC_BASE_URL": self.public_base_url} if self.public_base_url else {}),
         }
-        port = free_port()
+        port = previous_port if previous_port is not None and port_is_free(previous_port) else free_port()
         uvicorn = [
             *(sys.executable, "-m", "uvicorn", "--factory", spec.asgi_factory),
             *("--loop", "uvloop", "--http", "httptools", "--no-access-log"),
             *("--host", LOOPBACK, "--port", str(port)),
+            # Behind the gateway's /api/<service>/ (which it strips): /docs finds its document and assets.
+            *("--root-path", f"/api/{spec.name}"),
         ]
         if api_workers == 1:
-            self._spawn(spec.name, uvicorn, env, f"http://{LOOPBACK}:{port}")
+            self._spawn(spec.name, uvicorn, env, f"http://{LOOPBACK}:{port}", service=spec.name)
             return
         api_env = {**env, f"{spec.env_prefix}RUN_BACKGROUND": "false"}
         self._spawn(
-            spec.name, [*uvicorn, "--workers", str(api_workers)], api_env, f"http://{LOOPBACK}:{port}"
+            spec.name,
+            [*uvicorn, "--workers", str(api_workers)],
+            api_env,
+            f"http://{LOOPBACK}:{port}",
+            service=spec.name,
         )
         worker = [sys.executable, "-m", "pitlane_platform.worker", spec.asgi_factory]
         self._spawn(f"{spec.name} worker", worker, {**env, f"{spec.env_prefix}RUN_BACKGROUND": "true"})
@@ -151,11 +194,29 @@ class DevCluster:
                     raise TimeoutError(f"{child.name} does not listen on {child.http_url}")
                 time.sleep(0.1)
 
+    def start_gateway(self, port: int, specs: list[ServiceSpec]) -> Gateway:
+        """Caddy in front of the services that listen (call after wait_until_services_listen)."""
+        ports = {child.service: _port_of(child.http_url) for child in self.children if child.http_url}
+        routes: list[GatewayRoute] = []
+        for spec in specs:
+            if spec.name not in ports:
+                continue
+            routes.append(GatewayRoute.api(spec.name, ports[spec.name]))
+            routes += [
+                GatewayRoute.reserved(path, ports[spec.name], service=spec.name)
+                for path in spec.gateway_paths
+            ]
+        self.gateway = Gateway(self.data_dir / "gateway", port)
+        self.gateway.start(routes)
+        return self.gateway
+
     def first_exited_child(self) -> Child | None:
         return next((child for child in self.children if child.process.poll() is not None), None)
 
     def stop(self) -> None:
-        """Services first (they flush outboxes and ack messages), then PostgreSQL, then NATS."""
+        """The gateway, the services (they flush outboxes and ack messages), PostgreSQL, then NATS."""
+        if self.gateway is not None:
+            self.gateway.stop()
         for child in self.children:
             if child.process.poll() is None:
                 child.process.terminate()
@@ -175,33 +236,61 @@ class DevCluster:
         with self._output_lock:
             print(line, flush=True)
 
-    def _spawn(self, name: str, command: list[str], env: dict[str, str], http_url: str | None = None) -> None:
+    def _spawn(
+        self,
+        name: str,
+        command: list[str],
+        env: dict[str, str],
+        http_url: str | None = None,
+        *,
+        service: str | None = None,
+    ) -> None:
         # Its own session: a Ctrl-C in the terminal reaches only `pitlane up`, which stops children in order.
         process = subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
         )
         assert process.stdout is not None
         threading.Thread(target=self._relay_output, args=(name, process.stdout), daemon=True).start()
-        self.children.append(Child(name, process, http_url))
+        self.children.append(Child(name, process, http_url, service))
 
     def _relay_output(self, name: str, stream: IO[bytes]) -> None:
         for line in stream:
             self.say(f"[{name}] {line.decode(errors='replace').rstrip()}")
 
 
-def run_up(data_dir: Path, *, api_workers: int = 1) -> None:
+def run_up(
+    data_dir: Path,
+    *,
+    api_workers: int = 1,
+    gateway_port: int = DEFAULT_GATEWAY_PORT,
+    public_base_url: str | None = None,
+) -> None:
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     with _single_instance(data_dir), _shutdown_signals_raise():
+        if not port_is_free(gateway_port):
+            raise SystemExit(
+                f"gateway port {gateway_port} on {LOOPBACK} is taken: stop what listens there, or choose "
+                "another with --gateway-port (PITLANE_GATEWAY_PORT)"
+            )
         previous = read_state(data_dir) or {}
+        specs = installed_services()
         cluster = DevCluster(data_dir)
+        cluster.public_base_url = (public_base_url or f"https://localhost:{gateway_port}").rstrip("/")
         exit_code = 0
         try:
-            nats = cluster.start_nats(previous.get("nats", {}).get("port"))
+            nats = cluster.start_nats(previous.get("nats", {}).get("port"), specs)
             postgres = cluster.start_postgres()
-            for spec in installed_services():
-                cluster.start_service(spec, nats.url, postgres.url, api_workers=api_workers)
+            for spec in specs:
+                cluster.start_service(
+                    spec,
+                    nats.url,
+                    postgres.url,
+                    api_workers=api_workers,
+                    previous_port=previous.get("services", {}).get(spec.name, {}).get("port"),
+                )
             cluster.wait_until_services_listen()
+            cluster.start_gateway(gateway_port, specs)
             _write_state(data_dir, _running_state(cluster, nats, postgres))
             cluster.say(_url_table(data_dir, cluster, nats, postgres))
             while (exited := cluster.first_exited_child()) is None:
@@ -209,7 +298,7 @@ def run_up(data_dir: Path, *, api_workers: int = 1) -> None:
             cluster.say(f"{exited.name} exited with {exited.process.returncode}: stopping everything")
             exit_code = 1
         except ShutdownRequested:
-            cluster.say("stopping: services, then PostgreSQL, then NATS…")
+            cluster.say("stopping: the gateway, the services, then PostgreSQL, then NATS…")
         finally:
             # A second Ctrl-C must not cut the orderly shutdown short: that is how data gets lost.
             for signum in SHUTDOWN_SIGNALS:
@@ -224,7 +313,7 @@ def run_up(data_dir: Path, *, api_workers: int = 1) -> None:
 
 
 def print_status(data_dir: Path) -> int:
-    """Print what runs where; 0 when `pitlane up` runs and its NATS and PostgreSQL answer, else 1."""
+    """Print what runs where; 0 when `pitlane up` runs and its gateway, NATS and PostgreSQL answer, else 1."""
     data_dir = data_dir.resolve()
     state = read_state(data_dir)
     if state is None:
@@ -234,10 +323,13 @@ def print_status(data_dir: Path) -> int:
         stopped = state.get("stopped_at", "without stopping cleanly")
         print(f"pitlane is not running in {data_dir} (started {state['started_at']}, stopped {stopped})")
         return 1
-    nats_ok = _nats_answers(state["nats"]["url"])
+    nats_ok = _nats_answers(state["nats"]["url"], nats_access(state))
     postgres_ok = _postgres_answers(state["postgres"]["url"])
+    gateway = state.get("gateway") or {}
+    gateway_ok = bool(gateway) and _gateway_answers(gateway)
     rows = [
         ("pitlane up", f"pid {state['pid']}", f"running since {state['started_at']}"),
+        ("gateway", gateway.get("url", ""), "answers" if gateway_ok else "DOES NOT ANSWER"),
         ("NATS", state["nats"]["url"], "answers" if nats_ok else "DOES NOT ANSWER"),
         (
             "PostgreSQL",
@@ -254,7 +346,7 @@ def print_status(data_dir: Path) -> int:
     print(_table(rows))
     if nats_ok and postgres_ok:
         print(asyncio.run(_messaging_report(state)))
-    return 0 if nats_ok and postgres_ok else 1
+    return 0 if nats_ok and postgres_ok and (gateway_ok or not gateway) else 1
 
 
 def service_database_urls(state: dict[str, Any]) -> dict[str, str]:
@@ -270,7 +362,12 @@ async def _messaging_report(state: dict[str, Any]) -> str:
     from pitlane_platform.messaging.relay import outbox_health
 
     lines = ["messaging:"]
-    client = await nats.connect(state["nats"]["url"], connect_timeout=5, max_reconnect_attempts=0)
+    client = await nats.connect(
+        state["nats"]["url"],
+        connect_timeout=5,
+        max_reconnect_attempts=0,
+        **nats_access(state).connect_options(),
+    )
     try:
         for service, url in service_database_urls(state).items():
             async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as connection:
@@ -296,6 +393,18 @@ async def _messaging_report(state: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def nats_access(state: dict[str, Any]) -> NatsClientAccess:
+    """How the `pitlane` CLI reaches the NATS of a `pitlane up` state: verified against the cluster CA, as
+    the operator user (nothing when NATS came from NATS_URL)."""
+    nats_state = state["nats"]
+    ca, seed = nats_state.get("ca_file"), nats_state.get("operator_seed_file")
+    return NatsClientAccess(
+        ca_file=Path(ca) if ca else None,
+        nkey_seed_file=Path(seed) if seed else None,
+        inbox_prefix=f"_INBOX_{OPERATOR}" if seed else None,
+    )
+
+
 def read_state(data_dir: Path) -> dict[str, Any] | None:
     try:
         return json.loads((data_dir / STATE_FILE).read_text())
@@ -308,10 +417,34 @@ def _running_state(cluster: DevCluster, nats: ServerInUse, postgres: ServerInUse
         "pid": os.getpid(),
         "started_at": _now(),
         "data_dir": str(cluster.data_dir),
-        "nats": {"url": nats.url, "pid": nats.pid, "port": nats.port, "source": nats.description},
+        "gateway": (
+            {
+                "url": cluster.gateway.url,
+                "port": cluster.gateway.port,
+                "pid": cluster.gateway.pid,
+                "root_ca_file": str(cluster.gateway.root_ca_file),
+                "public_base_url": cluster.public_base_url,
+            }
+            if cluster.gateway is not None
+            else None
+        ),
+        "nats": {
+            "url": nats.url,
+            "pid": nats.pid,
+            "port": nats.port,
+            "source": nats.description,
+            "ca_file": str(nats.ca_file) if nats.ca_file else None,
+            "operator_seed_file": str(nats.operator_seed_file) if nats.operator_seed_file else None,
+        },
         "postgres": {"url": postgres.url, "pid": postgres.pid, "source": postgres.description},
         "services": {
-            child.name: {"pid": child.process.pid, "http_url": child.http_url} for child in cluster.children
+            child.name: {
+                "pid": child.process.pid,
+                "http_url": child.http_url,
+                "port": _port_of(child.http_url) if child.http_url else None,
+                "gateway_path": f"/api/{child.service}/" if child.service else None,
+            }
+            for child in cluster.children
         },
     }
 
@@ -325,14 +458,29 @@ def _write_state(data_dir: Path, state: dict[str, Any]) -> None:
 
 
 def _url_table(data_dir: Path, cluster: DevCluster, nats: ServerInUse, postgres: ServerInUse) -> str:
+    """One https URL (the gateway's) and where everything behind it runs."""
     rows = [
         ("NATS", nats.url, nats.description),
         ("PostgreSQL", _printable_postgres_url(postgres.url), postgres.description),
     ]
-    rows += [(child.name, child.http_url or "", f"pid {child.process.pid}") for child in cluster.children]
+    specs = {spec.name: spec for spec in installed_services()}
+    for child in cluster.children:
+        if child.service is None:
+            rows.append((child.name, "", f"pid {child.process.pid}"))
+            continue
+        spec = specs.get(child.service)
+        paths = " ".join([f"/api/{child.service}/", *(spec.gateway_paths if spec else ())])
+        loopback = (child.http_url or "").removeprefix("http://")
+        rows.append((child.name, paths, f"{loopback}, pid {child.process.pid}"))
     if not cluster.children:
         rows.append(("services", "", "none installed (entry point group pitlane.services)"))
-    return f"pitlane is up, data in {data_dir}:\n{_table(rows)}\nCtrl-C stops everything."
+    if cluster.gateway is None:
+        return f"pitlane is up, data in {data_dir}:\n{_table(rows)}\nCtrl-C stops everything."
+    gateway, ca = cluster.gateway.url, cluster.gateway.root_ca_file
+    return (
+        f"pitlane is up at {gateway} (its CA: {ca}), data in {data_dir}:\n{_table(rows)}\n"
+        f"Try: curl --cacert {ca} {gateway}/api/<service>/health\nCtrl-C stops everything."
+    )
 
 
 def _table(rows: list[tuple[str, str, str]]) -> str:
@@ -396,17 +544,44 @@ def _accepts_connections(host: str, port: int) -> bool:
         return False
 
 
-def _nats_answers(url: str) -> bool:
-    """A NATS server greets every new connection with an INFO line."""
-    address = urlsplit(url.split(",")[0])
+def _nats_answers(url: str, access: NatsClientAccess) -> bool:
+    """The server accepts our user and answers a round trip (over TLS, verified, where it demands it)."""
+    import nats
+
+    async def round_trip() -> bool:
+        client = await nats.connect(url, connect_timeout=3, allow_reconnect=False, **access.connect_options())
+        try:
+            await client.flush(timeout=3)
+            return True
+        finally:
+            await client.close()
+
     try:
-        with socket.create_connection(
-            (address.hostname or LOOPBACK, address.port or 4222), timeout=2
-        ) as conn:
-            conn.settimeout(2)
-            return conn.recv(4).startswith(b"INFO")
-    except OSError:
+        return asyncio.run(round_trip())
+    except Exception:
         return False
+
+
+def _gateway_answers(gateway: dict[str, Any]) -> bool:
+    """The gateway completes a TLS handshake that verifies against its exported root."""
+    import ssl
+
+    try:
+        context = ssl.create_default_context(cafile=gateway["root_ca_file"])
+        address = urlsplit(gateway["url"])
+        with (
+            socket.create_connection((LOOPBACK, address.port or 443), timeout=2) as raw,
+            context.wrap_socket(raw, server_hostname=address.hostname),
+        ):
+            return True
+    except (OSError, ssl.SSLError):
+        return False
+
+
+def _port_of(url: str | None) -> int:
+    port = urlsplit(url or "").port
+    assert port is not None, url
+    return port
 
 
 def _postgres_answers(url: str) -> bool:
