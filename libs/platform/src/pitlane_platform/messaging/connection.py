@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import nats
 from nats.aio.client import Client
 
 from pitlane_platform.security.nats_access import NatsClientAccess
@@ -19,40 +18,59 @@ from pitlane_platform.security.nats_access import NatsClientAccess
 log = logging.getLogger(__name__)
 
 
+# While the first connection is still being made, one warning per this many seconds of failed attempts.
+_UNREACHABLE_WARNING_EVERY_S = 5.0
+
+
 async def connect_nats(
     url: str, *, name: str, access: NatsClientAccess | None = None, first_connect_timeout_s: float = 60.0
 ) -> Client:
-    """Connect, retrying until the server answers (it may start after us), then keep reconnecting. `access`:
-    the CA to verify the server against, the client certificate, the user (settings.nats_access())."""
+    """Connect, retrying until the server answers (it may start after us) or `first_connect_timeout_s` has
+    passed (TimeoutError naming the URL), then keep reconnecting for good. `access`: the CA to verify the
+    server against, the client certificate, the user (settings.nats_access()).
+
+    nats-py retries the first connection itself, for ever with `max_reconnect_attempts=-1`, telling only the
+    error callback: the callback warns while no connection has been made, and the timeout bounds the wait.
+    """
+    loop = asyncio.get_running_loop()
+    connected = False
+    next_warning = loop.time()
 
     async def disconnected() -> None:
-        log.warning("disconnected from NATS", extra={"client": name})
+        if connected:  # nats-py also calls it after each failed first attempt
+            log.warning("disconnected from NATS", extra={"client": name})
 
     async def reconnected() -> None:
         log.info("reconnected to NATS", extra={"client": name})
 
     async def error(exc: Exception) -> None:
-        log.debug("NATS client error: %s", exc, extra={"client": name})
+        nonlocal next_warning
+        if connected or loop.time() < next_warning:
+            log.debug("NATS client error: %s", exc, extra={"client": name})
+            return
+        next_warning = loop.time() + _UNREACHABLE_WARNING_EVERY_S
+        log.warning("NATS at %s not reachable yet (%s); retrying", url, exc, extra={"client": name})
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + first_connect_timeout_s
-    while True:
-        try:
-            return await nats.connect(
+    client = Client()
+    try:
+        await asyncio.wait_for(
+            client.connect(
                 url,
                 name=name,
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
-                reconnect_time_wait=0.25,
+                reconnect_time_wait=0.25,  # type: ignore[arg-type]  # seconds; nats-py annotates int, takes float
                 pending_size=0,
                 connect_timeout=2,
                 disconnected_cb=disconnected,
                 reconnected_cb=reconnected,
                 error_cb=error,
                 **(access.connect_options() if access is not None else {}),
-            )
-        except Exception as exc:
-            if loop.time() >= deadline:
-                raise
-            log.warning("NATS at %s not reachable yet (%s); retrying", url, exc)
-            await asyncio.sleep(0.5)
+            ),
+            first_connect_timeout_s,
+        )
+    except TimeoutError:
+        await client.close()
+        raise TimeoutError(f"NATS at {url} did not answer within {first_connect_timeout_s:g}s") from None
+    connected = True
+    return client
