@@ -19,8 +19,21 @@ async def stored_rows(service: Service) -> tuple[int, int, int, int]:
     return tuple(counts)  # type: ignore[return-value]
 
 
+REGISTERED_AS_GIVEN = (
+    "wechat_id",
+    "gender",
+    "birthday",
+    "source",
+    "membership_tier",
+    "preferred_services",
+    "notes",
+    "referrer_customer_id",
+)
+
+
 async def test_a_registered_customer_and_vehicle_are_found_by_plate_phone_and_vin(service: Service) -> None:
-    customer_id = await register_customer(service)
+    referrer = await register_customer(service, full_name="李梅", phone="13700000000", other_phones=[])
+    customer_id = await register_customer(service, referrer_customer_id=referrer)
     vin = make_vin(1)
     vehicle_id = await register_vehicle(
         service,
@@ -48,6 +61,17 @@ async def test_a_registered_customer_and_vehicle_are_found_by_plate_phone_and_vi
         assert {p["phone"] for p in profile["customer"]["phones"]} == {"+8613812345678", "+8613900001111"}
         assert profile["customer"]["tags"] == ["价格敏感"]
         assert profile["customer"]["consents"] == {"sms:service": True}
+        registered = profile["customer"]
+        assert {name: registered[name] for name in REGISTERED_AS_GIVEN} == {
+            "wechat_id": "wx_wangjg",
+            "gender": "male",
+            "birthday": "1982-04-17",
+            "source": "walk_in",
+            "membership_tier": "gold",
+            "preferred_services": ["小保养"],
+            "notes": "只在周末来店",
+            "referrer_customer_id": referrer,
+        }
         [vehicle] = profile["vehicles"]
         assert vehicle["vehicle_id"] == vehicle_id and vehicle["plate"] == "粤BD12345"
         assert vehicle["mileage_km"] == 12000

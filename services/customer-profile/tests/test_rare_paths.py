@@ -171,6 +171,7 @@ async def test_rows_repeating_a_plate_or_vin_of_an_earlier_row_with_another_owne
         f"赵六,13600000000,,,沪B22222,{vin},大众,朗逸",  # 4: the VIN of row 2, another plate
         f"王建国,13812345678,,,沪B11111,{vin},大众,朗逸",  # 5: row 2 again: the same car, once is enough
         f"钱七,13500000000,,,沪B33333,{other_vin},大众,朗逸",
+        "孙八,1234567,,,,,,",  # 7: a phone that is no mobile number, said as the API says it
     ]
     content = (IMPORT_HEADER + "\n".join(rows) + "\n").encode()
 
@@ -179,6 +180,7 @@ async def test_rows_repeating_a_plate_or_vin_of_an_earlier_row_with_another_owne
     assert [(p["row"], p["field"], p["reason"]) for p in report["problems"]] == [
         (3, "plate", "沪B11111 appears above with another phone"),
         (4, "vin", f"{vin} appears above with another plate"),
+        (7, "phone", "'1234567' is not a mainland mobile number (11 digits starting 13–19)"),
     ]
     assert (report["vehicles_created"], report["vehicles_existing"]) == (2, 1)
 

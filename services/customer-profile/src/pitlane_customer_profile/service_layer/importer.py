@@ -147,7 +147,9 @@ def map_header(header: list[str], schema: CustomFieldSchema) -> dict[int, str]:
     custom = {definition.key for definition in schema.fields}
     mapping: dict[int, str] = {}
     for index, title in enumerate(header):
-        name = COLUMNS.get(title) or COLUMNS.get(title.lower())
+        name = COLUMNS.get(
+            title.lower()
+        )  # the Chinese titles have no case; the English ones are keyed lower-case
         if name:
             mapping[index] = name
         elif title in custom:
