@@ -209,6 +209,59 @@ async def test_an_advisor_records_a_decision_taken_on_the_phone(branch: Harness)
     assert declined["data"]["decided_by"] == "advisor" and declined["data"]["method"] == "phone_call"
 
 
+async def test_an_arrival_without_a_name_shows_the_name_given_at_booking_on_the_board(branch: Harness):
+    appointment = (await branch.book(10)).json()["appointment_id"]  # booked by 陈先生
+    advance(branch, hours=2)
+
+    arrived = await branch.post(
+        f"{APPOINTMENTS}/{appointment}/arrival",
+        {"vehicle_id": "v-1", "mileage_km": 42_000, "complaint": "保养"},
+    )
+
+    assert arrived.status_code == 201, arrived.text
+    [card] = (await branch.get(f"/v1/branches/{BRANCH}/board")).json()["columns"]["opened"]
+    assert (card["work_order_id"], card["customer_name"]) == (arrived.json()["work_order_id"], "陈先生")
+
+
+async def test_an_unknown_appointment_add_on_or_photo_is_refused_naming_it(branch: Harness):
+    order, _, _ = await order_awaiting_approval(branch)
+    unknown_photo = "sha256:" + "0" * 64
+    before = await branch.counts()
+
+    no_appointment = await branch.post(f"{APPOINTMENTS}/ap-nobody/cancel", {"reason": "重复"})
+    no_add_on = await branch.command(
+        order,
+        "add-ons/ao-nobody/decision",
+        {"decision": "approved", "method": "phone_call", "estimate_revision_seen": 2},
+    )
+    progress = await branch.command(order, "progress", {"text": "拍照", "attachments": [unknown_photo]})
+    proposal = await branch.command(
+        order,
+        "add-ons",
+        {
+            "item": "更换雨刮",
+            "category": "parts",
+            "price_fen": 9_000,
+            "reason": "老化",
+            "photo_hashes": [unknown_photo],
+        },
+    )
+
+    assert (no_appointment.status_code, no_appointment.json()["detail"]) == (
+        404,
+        f"branch {BRANCH} has no appointment ap-nobody",
+    )
+    assert (no_add_on.status_code, no_add_on.json()["detail"]) == (
+        404,
+        f"work order {order} has no add-on ao-nobody",
+    )
+    assert [(r.status_code, [e["field"] for e in r.json()["errors"]]) for r in (progress, proposal)] == [
+        (422, ["body.attachments.0"]),
+        (422, ["body.photo_hashes.0"]),
+    ]
+    assert await branch.counts() == before
+
+
 async def test_the_board_shows_orders_by_state_with_time_in_state(branch: Harness):
     waiting = await branch.walk_in()
     working = await branch.walk_in()

@@ -388,7 +388,8 @@ class Handlers:
                 )
             if command.bay_id is not None:
                 branch = await queries.branch(uow.unit, branch_id)
-                if command.bay_id not in {bay["bay_id"] for bay in (branch or {}).get("bays", [])}:
+                assert branch is not None  # the work order is of this branch
+                if command.bay_id not in {bay["bay_id"] for bay in branch["bays"]}:
                     raise InvalidInputError("body.bay_id", f"branch {branch_id} has no bay {command.bay_id}")
             order.assign_technician(command.technician_id, command.bay_id, now)
 
