@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select, text
 
-from pitlane_events import DomainEvent
+from pitlane_events import Actor, DomainEvent, decode
 from pitlane_events.customer_profile import VehicleMileageRecorded
 from pitlane_platform.aggregate import Aggregate
 from pitlane_platform.db import create_engine, session_factory
@@ -16,6 +16,7 @@ from pitlane_platform.errors import ConcurrencyError, MessageTooLargeError, NotF
 from pitlane_platform.messaging import eventstore
 from pitlane_platform.messaging import outbox as outbox_module
 from pitlane_platform.messaging.aggregate import load_aggregate, save_aggregate
+from pitlane_platform.messaging.eventstore import CommandContext
 from pitlane_platform.messaging.outbox import max_payload
 from pitlane_platform.schema import events, outbox
 from platform_flow import context, create_tables, reading, record, register_customer, wait_until
@@ -92,6 +93,31 @@ async def test_an_append_racing_an_uncommitted_one_at_the_same_version_loses_wit
         queued = (await session.execute(select(outbox.c.event_id))).scalars().all()
     assert [(e.aggregate_version, e.data.mileage_km) for e in loaded] == [(1, 1000), (2, 2000)]
     assert sorted(queued) == sorted(e.event_id for e in loaded) and won.event_id in queued
+
+
+async def test_an_appended_event_carries_its_commands_context_into_the_stored_and_queued_envelope(sessions):
+    cause = context().envelope(reading("vehicle-c", 5), aggregate_id="vehicle-c", aggregate_version=1)
+    command = CommandContext(
+        actor=Actor(kind="user", id="advisor-7", role="advisor"),
+        chain_id="test-chain",
+        occurred_at=datetime(2026, 11, 16, 2, 30, tzinfo=UTC),
+        branch_id="b-7",
+        caused_by=cause,
+    )
+    async with sessions() as session, session.begin():
+        [stored] = await eventstore.append(session, "vehicle-9", 0, [reading("vehicle-9", 40)], command)
+
+    assert (stored.occurred_at, stored.branch_id, stored.actor, stored.chain_id) == (
+        command.occurred_at,
+        "b-7",
+        command.actor,
+        "test-chain",
+    )
+    assert (stored.causation_id, stored.correlation_id) == (cause.event_id, cause.correlation_id)
+    async with sessions() as session:
+        [loaded] = await eventstore.load(session, "vehicle-9")
+        queued = (await session.execute(select(outbox.c.payload))).scalar_one()
+    assert loaded == stored and decode(bytes(queued)) == stored
 
 
 async def test_append_at_a_stale_or_future_version_is_a_conflict(sessions):
