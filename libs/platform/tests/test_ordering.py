@@ -175,7 +175,7 @@ ON_DRIVER = pytest.mark.parametrize("on_driver", [False, True], ids=["session", 
 
 @ON_DRIVER
 async def test_a_handler_failing_once_holds_back_the_next_event_of_its_aggregate(
-    database_url, nats_url, on_driver
+    database_url, nats_url, on_driver, caplog: pytest.LogCaptureFixture
 ):
     consumer = order_probe(backoff_s=(0.2,), max_deliver=3, on_driver=on_driver)
     committed: list[tuple[str, str, int]] = []
@@ -207,6 +207,9 @@ async def test_a_handler_failing_once_holds_back_the_next_event_of_its_aggregate
             c for c in committed if c[1] == "customer-a"
         )
         assert await deadletter.list_dead_letters(nc.jetstream()) == []
+    # The warning names the event (by id: no personal data) and the handler's error.
+    [held_back] = [vars(r) for r in caplog.records if r.getMessage().endswith("its aggregate is held back")]
+    assert (held_back["event_id"], held_back["error"]) == (str(first.event_id), "ValueError: failing once")
 
 
 async def terminate_the_first_hold_write(sessions: Any) -> None:
