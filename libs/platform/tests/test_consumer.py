@@ -38,6 +38,7 @@ from platform_flow import (
     POISON_KM,
     PRODUCER,
     Poison,
+    ack_waits_passed,
     applied_counts,
     context,
     create_tables,
@@ -104,6 +105,37 @@ async def test_an_event_delivered_twice_has_its_effect_once(flow):
         await wait_until(both_seen)
     assert await applied_counts(sessions) == {str(stored.event_id): 1}
     assert runner.applied == 1
+
+
+async def test_a_message_delivered_past_max_deliver_without_an_outcome_is_tried_once_more_alone(
+    flow, caplog: pytest.LogCaptureFixture
+):
+    """Deliveries that ended in no ack and no failure (a process that died, here a client that fetched and
+    vanished): past `max_deliver` the message is held with one attempt left and tried alone, not dropped and
+    not dead-lettered unseen."""
+    sessions, js = flow
+    runner = runner_for(sessions, js, max_deliver=2, ack_wait_s=1)
+    await runner.declare()
+    stored = await record(sessions, "vehicle-orphan", 0, 31_000)
+    vanishing = await js.pull_subscribe_bind(durable=probe_durable(), stream=stream_name(PRODUCER))
+    for _ in range(3):  # fetched, never settled: redelivered after each ack wait
+        [message] = await vanishing.fetch(1, timeout=10)
+        assert message.headers is not None and message.headers["Nats-Msg-Id"] == str(stored.event_id)
+    await vanishing.unsubscribe()
+    await ack_waits_passed(js, stream_name(PRODUCER), ack_wait_s=1, times=1)
+
+    async with running(runner):
+
+        async def applied_once():
+            return await applied_counts(sessions) == {str(stored.event_id): 1}
+
+        await wait_until(applied_once)
+    [held] = [vars(r) for r in caplog.records if r.getMessage().endswith("its aggregate is held back")]
+    assert (held["event_id"], held["error"]) == (
+        str(stored.event_id),
+        "no outcome after 3 deliveries; tried once more alone",
+    )
+    assert await deadletter.list_dead_letters(js) == [] and runner.dead_lettered == 0
 
 
 async def test_poison_message_is_dead_lettered_after_max_deliver_and_replay_applies_it(flow, nats_url):

@@ -435,7 +435,7 @@ async def test_a_handler_failing_on_its_last_attempt_dead_letters_the_event_with
 
 
 async def test_a_handler_added_on_restart_applies_the_events_published_before_it_existed(
-    database_url, nats_url
+    database_url, nats_url, caplog: pytest.LogCaptureFixture
 ):
     async with pipeline(database_url, nats_url, order_probe(CustomerRegistered)) as (sessions, _, _, _):
         for customer in range(3):
@@ -459,6 +459,13 @@ async def test_a_handler_added_on_restart_applies_the_events_published_before_it
         await wait_until(updates_applied)
         names = [info.name for info in await nc.jetstream().consumers_info(STREAM)]
         assert names == [widened.subscription_durable]
+    [replaced] = [
+        r.getMessage() for r in caplog.records if "subscribes to other subjects now" in r.getMessage()
+    ]
+    assert replaced == (
+        f"consumer {widened.name} subscribes to other subjects now: durable {widened.subscription_durable} "
+        f"replaces {old_durable} and reads {STREAM} from its start (the inbox skips what was already applied)"
+    )
     async with sessions() as session:
         applied = await session.execute(text("SELECT count(*) FROM probe_applied_log"))
         assert applied.scalar_one() == 6  # the registrations were not applied a second time
@@ -513,6 +520,62 @@ async def test_one_runner_per_service_consumes_and_a_standby_takes_over(database
     finally:
         stop_second.set()
         await asyncio.wait_for(asyncio.gather(*background), 10)
+        await own_nats.close()
+        await engine.dispose()
+
+
+async def test_a_leader_cut_off_while_its_standby_takes_the_lock_stands_by_and_nothing_is_applied_twice(
+    database_url, nats_url, database_proxy, caplog: pytest.LogCaptureFixture
+):
+    """The leader's database connections are cut; the standby (which still reaches the database) takes the
+    lock; when the old leader reaches the database again it finds the lock taken and stands by."""
+    engine = create_engine(database_url)
+    own_nats = await connect_nats(nats_url, name="standby")
+    second = ConsumerRunner(
+        [order_probe()], js=own_nats.jetstream(), sessions=session_factory(engine), clock=SystemClock()
+    )
+    stop_second = asyncio.Event()
+    standby = None
+    try:
+        async with pipeline(
+            database_url, nats_url, order_probe(), consumer_database_url=database_proxy.url
+        ) as (sessions, _, first, _):
+
+            async def first_leads():
+                return first.leading
+
+            await wait_until(first_leads)
+            standby = asyncio.create_task(second.run(stop_second))
+
+            async def second_stands_by():
+                return await standing_by(sessions) == 1
+
+            await wait_until(second_stands_by)
+            await database_proxy.cut()
+
+            async def second_leads():
+                return second.leading
+
+            await wait_until(second_leads, timeout=15)
+            await database_proxy.restore()
+
+            async def first_gave_way():
+                lost = "consumers of analytics lost their leadership; standing by"
+                return not first.leading and any(r.getMessage() == lost for r in caplog.records)
+
+            await wait_until(first_gave_way, timeout=15)
+            await register_customer(sessions, "customer-after")
+
+            async def applied_by_the_new_leader():
+                return (await applied_order(sessions)).get("customer-after") == [1]
+
+            await wait_until(applied_by_the_new_leader)
+            assert (first.applied, second.applied) == (0, 1)
+            assert first.leading is False and second.leading is True
+    finally:
+        stop_second.set()
+        if standby is not None:
+            await asyncio.wait_for(standby, 10)
         await own_nats.close()
         await engine.dispose()
 

@@ -90,4 +90,5 @@ async def messages_held_behind(connection: psycopg.AsyncConnection[Any], letter:
     service, _, purpose = letter.consumer.partition("_")
     cursor = await connection.execute(_HELD_BEHIND, (f"{service}.{purpose}", aggregate_id))
     row = await cursor.fetchone()
-    return int(row[0]) if row else 0
+    assert row is not None  # count(*) answers one row
+    return int(row[0])

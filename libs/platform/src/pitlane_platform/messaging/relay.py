@@ -87,7 +87,9 @@ _PARKED_ROWS = """
 
 async def outbox_health(connection: psycopg.AsyncConnection[Any]) -> OutboxHealth:
     cursor = await connection.execute(_HEALTH)
-    pending, oldest, parked = await cursor.fetchone() or (0, None, 0)
+    row = await cursor.fetchone()
+    assert row is not None  # an aggregate query answers one row, on an empty table too
+    pending, oldest, parked = row
     health = OutboxHealth(
         pending=int(pending),
         oldest_pending_age_s=(datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0,
