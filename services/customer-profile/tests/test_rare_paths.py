@@ -141,11 +141,12 @@ async def test_an_import_keeps_every_column_and_the_rows_after_a_customer_withou
         "姓名,手机,备注,会员等级,车牌,品牌,车型,购车日期,上牌日期,保险公司,保险到期\n"
         "王建国,13812345678,只在周末来店,gold,,,,,,,\n"  # a customer without a car
         "李梅,13700000000,,,沪B11111,大众,朗逸,2021-03-01,2021-03-15,中国人保,2027-05-01\n"
+        "赵六,13600000000,,,沪B22222,大众,朗逸,,,中国平安,\n"  # an insurer without its expiry date
     ).encode()
 
     report = await upload(service, content, dry_run=False)
 
-    assert report["problems"] == []
+    assert [(p["row"], p["field"]) for p in report["problems"]] == [(4, "insurance_expires_on")]
     assert (report["customers_created"], report["vehicles_created"]) == (2, 1)
     carless = (await service.get("/v1/lookup", phone="13812345678")).json()
     assert (carless["customer"]["notes"], carless["customer"]["membership_tier"]) == ("只在周末来店", "gold")
