@@ -107,8 +107,9 @@ def main(argv: list[str]) -> int:
                 package = PACKAGES[name]
                 if args.fresh:
                     shutil.rmtree(package / "mutants", ignore_errors=True)
-                if not _mutants(package):
-                    _generate_mutants(package, database_url)
+                # Each run first brings the mutants up to date with the source: the list to test is made from
+                # them, and a function changed since the last run has new mutants (and no verdicts).
+                _generate_mutants(package, database_url)
                 if not args.fresh:
                     restore_verdicts(name, package)
                 if args.sample < 1.0 or args.survivors:
@@ -258,7 +259,8 @@ def _function_of(mutant: str) -> str:
 
 def _generate_mutants(package: Path, database_url: str) -> None:
     """mutmut writes its mutants (and learns which tests reach what) before it filters them by name: a name
-    that matches none stops it right after, with every mutant known and none tested (and a non-zero exit)."""
+    that matches none stops it right after, with every mutant known and none tested (and a non-zero exit).
+    On a second call it rewrites only the changed modules' mutants and runs only new tests for their stats."""
     _run_mutmut(package, database_url, ["pitlane-mutation-matches-no-mutant"], max_children=1, check=False)
 
 
