@@ -5,7 +5,9 @@ while disconnected instead of buffering it (a buffered publish could overtake on
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,5 +93,8 @@ async def test_a_restarted_server_is_reconnected_and_a_publish_while_away_fails_
         assert "disconnected from NATS" in messages(caplog) and clients == {"survivor"}
         await client.publish("probe.back", b"sent")
         await client.flush()
+        # The server knows the client by its name (ops read it in /connz).
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/connz", timeout=5) as answer:
+            assert [c.get("name") for c in json.load(answer)["connections"]] == ["survivor"]
     finally:
         await client.close()

@@ -257,7 +257,9 @@ async def test_read_model_ignores_an_event_older_than_what_it_applied(flow):
         assert (km, seen.scalar_one(), held.scalar_one()) == (200, 2, 0)
 
 
-async def test_changed_consumer_configuration_is_applied_or_refused_loudly(flow):
+async def test_changed_consumer_configuration_is_applied_or_refused_loudly(
+    flow, caplog: pytest.LogCaptureFixture
+):
     _, js = flow
     spec = ConsumerSpec(
         stream_name(PRODUCER), "analytics_config-probe", ("customer-profile.*.VehicleMileageRecorded.*",)
@@ -268,6 +270,7 @@ async def test_changed_consumer_configuration_is_applied_or_refused_loudly(flow)
     )
     info = await js.consumer_info(spec.stream, spec.durable)
     assert (info.config.ack_wait, info.config.max_ack_pending) == (7, 10)
+    assert f"updated consumer {spec.stream}/{spec.durable}" in [r.getMessage() for r in caplog.records]
 
     immutable_change = ConsumerSpec(
         spec.stream, spec.durable, spec.filter_subjects, deliver_policy=DeliverPolicy.NEW

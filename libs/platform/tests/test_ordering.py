@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -177,6 +178,7 @@ ON_DRIVER = pytest.mark.parametrize("on_driver", [False, True], ids=["session", 
 async def test_a_handler_failing_once_holds_back_the_next_event_of_its_aggregate(
     database_url, nats_url, on_driver, caplog: pytest.LogCaptureFixture
 ):
+    caplog.set_level(logging.INFO, logger="pitlane_platform.messaging.consumer")
     consumer = order_probe(backoff_s=(0.2,), max_deliver=3, on_driver=on_driver)
     committed: list[tuple[str, str, int]] = []
 
@@ -210,6 +212,8 @@ async def test_a_handler_failing_once_holds_back_the_next_event_of_its_aggregate
     # The warning names the event (by id: no personal data) and the handler's error.
     [held_back] = [vars(r) for r in caplog.records if r.getMessage().endswith("its aggregate is held back")]
     assert (held_back["event_id"], held_back["error"]) == (str(first.event_id), "ValueError: failing once")
+    released = f"consumer {consumer.name} released a held aggregate"
+    assert [r.getMessage() for r in caplog.records].count(released) == 1
 
 
 async def terminate_the_first_hold_write(sessions: Any) -> None:
@@ -318,7 +322,7 @@ async def test_postgres_unreachable_longer_than_the_back_off_schedule_dead_lette
 
 @ON_DRIVER
 async def test_a_poison_event_holds_its_aggregate_until_replayed_while_others_flow(
-    database_url, nats_url, on_driver
+    database_url, nats_url, on_driver, caplog: pytest.LogCaptureFixture
 ):
     consumer = order_probe(backoff_s=(0.1,), max_deliver=2, on_driver=on_driver)
     async with pipeline(database_url, nats_url, consumer) as (sessions, nc, runner, _):
@@ -345,6 +349,9 @@ async def test_a_poison_event_holds_its_aggregate_until_replayed_while_others_fl
         [letter] = await deadletter.list_dead_letters(js)
         assert letter.event_id == str(poison.event_id)
         assert Faults.handler_runs[str(poison.event_id)] == 2  # max_deliver attempts, no more
+        # The retry of the held head says which attempt of how many failed.
+        retried = f"handler {consumer.name} failed on held customer-profile.CustomerRegistered (attempt 2/2)"
+        assert [r.getMessage() for r in caplog.records].count(retried) == 1
         listed = await pitlane_cli(
             "dlq", "list", "--json", "--nats-url", nats_url, "--database-url", database_url
         )
@@ -578,6 +585,46 @@ async def test_a_leader_cut_off_while_its_standby_takes_the_lock_stands_by_and_n
             await asyncio.wait_for(standby, 10)
         await own_nats.close()
         await engine.dispose()
+
+
+async def test_a_runner_started_while_its_database_is_away_stands_by_says_so_and_leads_once_it_answers(
+    database_url, nats_url, database_proxy, caplog: pytest.LogCaptureFixture
+):
+    await create_tables(database_url)
+    writer, reader = create_engine(database_url), create_engine(database_proxy.url)
+    nc = await connect_nats(nats_url, name="late-database")
+    for spec in [service_stream(PRODUCER), *platform_streams()]:
+        await declare_stream(nc.jetstream(), spec)
+    runner = ConsumerRunner(
+        [order_probe()], js=nc.jetstream(), sessions=session_factory(reader), clock=SystemClock()
+    )
+    relay = OutboxRelay(RelayConfig(service=PRODUCER, database_url=database_url, poll_interval_s=0.2), nc)
+    stop = asyncio.Event()
+    await database_proxy.cut()
+    tasks = [asyncio.create_task(runner.run(stop)), asyncio.create_task(relay.run(stop))]
+    try:
+
+        async def said_it_stands_by():
+            unreachable = "consumers of analytics: database unreachable; standing by"
+            return any(r.getMessage() == unreachable for r in caplog.records)
+
+        await wait_until(said_it_stands_by)
+        assert not runner.leading
+        sessions = session_factory(writer)
+        await register_customer(sessions, "customer-waiting")
+        await database_proxy.restore()
+
+        async def applied():
+            return (await applied_order(sessions)).get("customer-waiting") == [1]
+
+        await wait_until(applied, timeout=30)
+        assert runner.leading and runner.applied == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 20)
+        await nc.close()
+        await writer.dispose()
+        await reader.dispose()
 
 
 async def test_a_handler_running_longer_than_ack_wait_keeps_its_message_and_runs_once(database_url, nats_url):
