@@ -20,6 +20,11 @@ from platform_flow import wait_until
 LOGGER = "pitlane_platform.messaging.connection"
 
 
+def connections_of(server: EmbeddedNats) -> list[dict[str, object]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/connz", timeout=5) as answer:
+        return list(json.load(answer)["connections"])
+
+
 def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [record.getMessage() for record in caplog.records if record.name == LOGGER]
 
@@ -94,7 +99,7 @@ async def test_a_restarted_server_is_reconnected_and_a_publish_while_away_fails_
         await client.publish("probe.back", b"sent")
         await client.flush()
         # The server knows the client by its name (ops read it in /connz).
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/connz", timeout=5) as answer:
-            assert [c.get("name") for c in json.load(answer)["connections"]] == ["survivor"]
+        connz = await asyncio.to_thread(connections_of, server)
+        assert [connection.get("name") for connection in connz] == ["survivor"]
     finally:
         await client.close()
