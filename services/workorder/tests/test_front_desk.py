@@ -66,6 +66,19 @@ async def test_a_staff_member_is_read_by_id(branch: Harness):
     listed = (await branch.get(f"/v1/branches/{BRANCH}/staff")).json()
     assert [member["staff_id"] for member in listed] == ["amy", "lee", "tom"]
     assert (await branch.get(f"/v1/branches/{BRANCH}/staff/nobody")).status_code == 404
+    before = await branch.counts()
+    again = await branch.post(
+        f"/v1/branches/{BRANCH}/staff",
+        {"staff_id": "tom", "display_name": "另一个人", "role": "advisor"},
+        role="manager",
+        sub="max",
+    )
+    assert (again.status_code, again.json()["detail"]) == (
+        409,
+        f"tom is already on the staff of branch {BRANCH}",
+    )
+    assert await branch.counts() == before
+    assert (await branch.get(f"/v1/branches/{BRANCH}/staff/tom")).json()["display_name"] == "李师傅"
 
 
 async def test_a_days_slots_show_the_bays_left_in_each(branch: Harness):
