@@ -388,6 +388,32 @@ async def test_a_poison_event_holds_its_aggregate_until_replayed_while_others_fl
         assert await inbox_count(sessions) == 15
 
 
+async def test_a_held_head_failing_again_waits_its_back_off_with_the_attempt_and_error_recorded(
+    database_url, nats_url
+):
+    consumer = order_probe(backoff_s=(0.1, 30), max_deliver=3)
+    async with pipeline(database_url, nats_url, consumer) as (sessions, _, runner, _):
+        Faults.poison.add("customer-a@1")
+        poison = await register_customer(sessions, "customer-a")
+
+        async def second_attempt_recorded():
+            return await holds(sessions) == [("customer-a", 2, False)]
+
+        await wait_until(second_attempt_recorded)
+        async with sessions() as session:
+            error, wait_s = (
+                await session.execute(
+                    text(
+                        "SELECT last_error, extract(epoch FROM next_attempt_at - now()) FROM consumer_holds "
+                        "WHERE aggregate_id = 'customer-a'"
+                    )
+                )
+            ).one()
+        # The second failure's own back-off (30 s) lies ahead; the head is not retried meanwhile.
+        assert error == "ValueError: a field this probe refuses" and 20 < wait_s <= 30
+        assert Faults.handler_runs[str(poison.event_id)] == 2 and runner.dead_lettered == 0
+
+
 async def test_a_handler_failing_on_its_last_attempt_dead_letters_the_event_with_its_error_and_goes_on(
     database_url, nats_url
 ):
