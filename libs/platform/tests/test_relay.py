@@ -11,13 +11,17 @@ import sys
 from pathlib import Path
 
 import httpx
+import nats
 import psycopg
 import pytest
+from nats.errors import ConnectionClosedError
+from nats.errors import TimeoutError as NatsTimeoutError
 from sqlalchemy import text
 
 from pitlane_platform.db import create_engine, libpq_url, session_factory
 from pitlane_platform.http import create_app
 from pitlane_platform.messaging.connection import connect_nats
+from pitlane_platform.messaging.outbox import message_size
 from pitlane_platform.messaging.relay import OutboxHealth, OutboxRelay, RelayConfig, outbox_health
 from pitlane_platform.messaging.streams import declare_stream, service_stream, stream_name
 from pitlane_platform.runtime import OutboxNotDraining, ServiceRuntime
@@ -403,3 +407,29 @@ async def test_outbox_health_reports_the_backlog_its_age_and_the_parked_rows_rea
     ]
     # Lagging means older than the limit: an event exactly at it is still on time.
     assert OutboxHealth(pending=1, oldest_pending_age_s=30.0).problems(max_lag_s=30) == []
+
+
+async def test_message_size_never_counts_less_than_the_server_does(embedded_nats_factory):
+    """The relay parks what `message_size` says exceeds max_payload; it must never call fitting what the
+    server refuses (that publish would close the connection). A message at the computed limit is accepted;
+    a payload that alone fits but does not with its headers is refused, and counted as too large."""
+    server = embedded_nats_factory(max_payload=1024)
+    headers = {"Nats-Msg-Id": "probe-1", "Pitlane-Event": "customer-profile.CustomerRegistered"}
+    nc = await nats.connect(server.url, allow_reconnect=False)
+    try:
+        await nc.jetstream().add_stream(name="SIZE_PROBE", subjects=["size-probe.>"])
+        at_the_limit = b"x" * (1024 - message_size(b"", headers))
+        ack = await nc.jetstream().publish("size-probe.a", at_the_limit, headers=headers, timeout=5)
+        assert ack.seq == 1 and message_size(at_the_limit, headers) == 1024
+    finally:
+        await nc.close()
+    payload_alone_fits = b"x" * 1023
+    nc = await nats.connect(server.url, allow_reconnect=False)
+    try:
+        with pytest.raises((ConnectionClosedError, NatsTimeoutError)):
+            await nc.jetstream().publish(
+                "size-probe.b", payload_alone_fits, headers={**headers, "Nats-Msg-Id": "probe-2"}, timeout=5
+            )
+    finally:
+        await nc.close()
+    assert message_size(payload_alone_fits, headers) > 1024
