@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import psycopg
 from psycopg import errors, sql
@@ -39,6 +38,23 @@ if TYPE_CHECKING:
 RESERVED_PORTS = frozenset({4222, 8222, 5432})
 LOOPBACK = "127.0.0.1"
 _DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def stop_process(process: subprocess.Popen[Any] | None, timeout: float) -> None:
+    """Graceful stop (SIGTERM), a kill if it is not gone within `timeout`; nothing if it has ended."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def log_tail(log: Path, lines: int = 20) -> str:
+    """The last lines of a server's log, for the error that says why it did not start."""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
 
 
 def free_port() -> int:
@@ -161,15 +177,7 @@ class EmbeddedNats:
 
     def stop(self, timeout: float = 15.0) -> None:
         """Graceful shutdown (SIGTERM): JetStream flushes its file store."""
-        if not self.is_running():
-            return
-        assert self._process is not None
-        self._process.send_signal(signal.SIGTERM)
-        try:
-            self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_process(self._process, timeout)
 
     def kill(self) -> None:
         """A crash (SIGKILL): no shutdown work at all, as when the machine loses the process."""
@@ -190,7 +198,9 @@ class EmbeddedNats:
         while time.monotonic() < deadline:
             assert self._process is not None
             if self._process.poll() is not None:
-                raise RuntimeError(f"nats-server exited with {self._process.returncode}:\n{self._log_tail()}")
+                raise RuntimeError(
+                    f"nats-server exited with {self._process.returncode}:\n{log_tail(self.log_file)}"
+                )
             try:
                 with urllib.request.urlopen(healthz, timeout=1) as response:
                     if response.status == 200:
@@ -200,16 +210,11 @@ class EmbeddedNats:
                 pass  # not listening yet, or JetStream still recovering its store (503)
             time.sleep(0.05)
         self.kill()
-        raise TimeoutError(f"nats-server not ready after {timeout}s:\n{self._log_tail()}")
+        raise TimeoutError(f"nats-server not ready after {timeout}s:\n{log_tail(self.log_file)}")
 
     def _read_version(self) -> str:
         with urllib.request.urlopen(f"http://{LOOPBACK}:{self.http_port}/varz", timeout=2) as response:
             return str(json.load(response)["version"])
-
-    def _log_tail(self, lines: int = 20) -> str:
-        if not self.log_file.exists():
-            return ""
-        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
 
     def __enter__(self) -> Self:
         return self.start()

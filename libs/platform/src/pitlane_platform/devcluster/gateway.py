@@ -18,7 +18,6 @@ certificates of the same root. That root is exported as `<data>/gateway/root-ca.
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -30,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from pitlane_platform.embedded import LOOPBACK, RESERVED_PORTS
+from pitlane_platform.embedded import LOOPBACK, RESERVED_PORTS, stop_process
 
 # Paths the gateway sends unprefixed, and to whom (a ServiceSpec claims one with `gateway_paths`).
 RESERVED_PATHS = MappingProxyType({"/c/": "the customer pages", "/dashboard": "analytics' dashboard"})
@@ -175,14 +174,7 @@ class Gateway:
         self._wait_until_serving(storage / CADDY_ROOT_CERT, timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.send_signal(signal.SIGTERM)
-        try:
-            self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_process(self._process, timeout)
 
     def _wait_until_serving(self, caddy_root: Path, timeout: float) -> None:
         """Serving means: the root exists and a TLS handshake with our host name verifies against it."""

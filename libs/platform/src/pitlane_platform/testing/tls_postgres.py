@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 import psycopg
 
-from pitlane_platform.embedded import LOOPBACK, free_port
+from pitlane_platform.embedded import LOOPBACK, free_port, log_tail, stop_process
 from pitlane_platform.security.pki import ClusterCa
 
 DEBIAN_POSTGRES_ROOT = Path("/usr/lib/postgresql")
@@ -110,7 +110,7 @@ class TlsPostgres:
             f"hostssl all all {LOOPBACK}/32 scram-sha-256\n"
             "hostnossl all all 0.0.0.0/0 reject\n"
         )
-        log = (self.directory / "postgres.log").open("ab")
+        log = self.log_file.open("ab")
         with log:
             self._process = subprocess.Popen(
                 [str(self.bin_dir / "postgres"), "-D", str(self.data_dir)],
@@ -123,28 +123,25 @@ class TlsPostgres:
         return self
 
     def stop(self) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.terminate()  # SIGTERM: smart shutdown; connections of tests are closed by then
-        try:
-            self._process.wait(30)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_process(self._process, 30)  # SIGTERM: smart shutdown; the tests' connections are closed by then
 
     def _wait_until_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self._process is not None
             if self._process.poll() is not None:
-                raise RuntimeError(f"postgres exited with {self._process.returncode}:\n{self._log_tail()}")
+                raise RuntimeError(
+                    f"postgres exited with {self._process.returncode}:\n{log_tail(self.directory / 'postgres.log')}"
+                )
             try:
                 with psycopg.connect(self.admin_url, connect_timeout=2):
                     return
             except psycopg.OperationalError:
                 time.sleep(0.1)
         self.stop()
-        raise TimeoutError(f"postgres not ready after {timeout}s:\n{self._log_tail()}")
+        raise TimeoutError(
+            f"postgres not ready after {timeout}s:\n{log_tail(self.directory / 'postgres.log')}"
+        )
 
     def _hand_over(self, path: Path) -> None:
         """The directory (and the path to it) open to the server's OS user when that is not us."""
@@ -164,9 +161,9 @@ class TlsPostgres:
                 f"{tool} failed with {finished.returncode}:\n{finished.stdout}{finished.stderr}"
             )
 
-    def _log_tail(self, lines: int = 20) -> str:
-        log = self.directory / "postgres.log"
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+    @property
+    def log_file(self) -> Path:
+        return self.directory / "postgres.log"
 
     def __enter__(self) -> Self:
         return self.start()
