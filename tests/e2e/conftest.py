@@ -19,7 +19,7 @@ from pitlane_workorder.bootstrap import build as build_workorder
 # Tests run with --import-mode=importlib, which puts no test directory on sys.path; the cluster is shared.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from e2e_cluster import BAYS, BRANCH, CHAIN, LINK_SECRET, MONDAY_8AM, SECRET, Cluster
+from e2e_cluster import CHAIN, LINK_SECRET, MONDAY_8AM, SECRET, Cluster
 
 
 @pytest.fixture
@@ -52,14 +52,5 @@ async def cluster(make_database: Callable[[], str], nats_url: str) -> AsyncItera
         cluster = Cluster(
             profile, wo, profile_settings, workorder_settings, profile_database, workorder_database
         )
-        branch = {
-            "branch_id": BRANCH,
-            "name": "徐汇店",
-            "address": "上海市徐汇区",
-            "bays": [{"bay_id": f"bay-{n}", "name": f"{n}号工位"} for n in range(1, BAYS + 1)],
-        }
-        await cluster.call(wo, "POST", "/v1/branches", branch, role="manager")
-        for staff_id, role in (("amy", "advisor"), ("tom", "technician")):
-            staff = {"staff_id": staff_id, "display_name": staff_id, "role": role}
-            await cluster.call(wo, "POST", f"/v1/branches/{BRANCH}/staff", staff, role="manager")
+        await cluster.open_branch()
         yield cluster

@@ -49,6 +49,19 @@ class Cluster:
         assert response.status_code < 300, f"{method} {path}: {response.status_code} {response.text}"
         return response.json() if response.content else {}
 
+    async def open_branch(self) -> None:
+        """The branch the tests book at, with BAYS bays, an advisor (amy) and a technician (tom)."""
+        branch = {
+            "branch_id": BRANCH,
+            "name": "徐汇店",
+            "address": "上海市徐汇区",
+            "bays": [{"bay_id": f"bay-{n}", "name": f"{n}号工位"} for n in range(1, BAYS + 1)],
+        }
+        await self.call(self.workorder, "POST", "/v1/branches", branch, role="manager")
+        for staff_id, role in (("amy", "advisor"), ("tom", "technician")):
+            staff = {"staff_id": staff_id, "display_name": staff_id, "role": role}
+            await self.call(self.workorder, "POST", f"/v1/branches/{BRANCH}/staff", staff, role="manager")
+
     async def register(self, phone: str, name: str = "王建国") -> str:
         body = {"full_name": name, "phone": phone, "source": "walk_in"}
         return str((await self.call(self.profile, "POST", "/v1/customers", body))["id"])

@@ -17,7 +17,7 @@ import httpx
 import nats
 import psycopg
 import pytest
-from e2e_cluster import BAYS, BRANCH, CHAIN, LINK_SECRET, MONDAY_8AM, SECRET, Cluster, eventually, rows
+from e2e_cluster import CHAIN, LINK_SECRET, MONDAY_8AM, SECRET, Cluster, eventually, rows
 
 from pitlane_customer_profile.bootstrap import SPEC as PROFILE
 from pitlane_customer_profile.bootstrap import CustomerProfileSettings
@@ -95,16 +95,7 @@ async def cluster(servers: EncryptedServers) -> AsyncIterator[Cluster]:
             profile_settings.database_url,
             workorder_settings.database_url,
         )
-        branch = {
-            "branch_id": BRANCH,
-            "name": "徐汇店",
-            "address": "上海市徐汇区",
-            "bays": [{"bay_id": f"bay-{n}", "name": f"{n}号工位"} for n in range(1, BAYS + 1)],
-        }
-        await cluster.call(wo, "POST", "/v1/branches", branch, role="manager")
-        for staff_id, role in (("amy", "advisor"), ("tom", "technician")):
-            staff = {"staff_id": staff_id, "display_name": staff_id, "role": role}
-            await cluster.call(wo, "POST", f"/v1/branches/{BRANCH}/staff", staff, role="manager")
+        await cluster.open_branch()
         yield cluster
 
 
