@@ -5,7 +5,8 @@ databases for the positive signals it waits on. The `cluster` fixture (conftest.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -14,9 +15,12 @@ import httpx
 import psycopg
 
 from pitlane_customer_profile.bootstrap import CustomerProfileSettings
+from pitlane_customer_profile.bootstrap import build as build_profile
 from pitlane_platform.auth import mint_dev_token
+from pitlane_platform.clock import FixedClock
 from pitlane_platform.db import libpq_url
 from pitlane_workorder.bootstrap import WorkorderSettings
+from pitlane_workorder.bootstrap import build as build_workorder
 
 CHAIN = "chain-e2e"
 BRANCH = "b1"
@@ -26,6 +30,53 @@ LINK_SECRET = "e2e-link-secret-" + "y" * 32
 MONDAY_8AM = datetime(2026, 11, 16, 0, 0, tzinfo=UTC)
 SLOT_HOURS = range(9, 18)
 BAYS = 4
+
+
+def cluster_settings(
+    profile: dict[str, Any], workorder: dict[str, Any]
+) -> tuple[CustomerProfileSettings, WorkorderSettings]:
+    """Both services' settings for the e2e chain; `profile` and `workorder` hold each one's database and NATS
+    connection settings."""
+    common = {
+        "env": "test",
+        "chain_id": CHAIN,
+        "relay_poll_interval_s": 0.2,
+        "jwt_secret": SECRET,
+        "link_secret": LINK_SECRET,
+    }
+    profile_settings = CustomerProfileSettings(
+        pii_master_key="dGVzdC1waWktbWFzdGVyLWtleS0zMi1ieXRlcy4uLi4=",
+        # One test user polls the lookup until the events arrive, far faster than a front desk does.
+        lookup_rate_limit="100000/minute",
+        **common,
+        **profile,
+    )  # type: ignore[arg-type]
+    return profile_settings, WorkorderSettings(**common, **workorder)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def running_cluster(
+    profile_settings: CustomerProfileSettings, workorder_settings: WorkorderSettings
+) -> AsyncIterator[Cluster]:
+    """Both services built as their bootstraps build them, inside their lifespans, with the branch open."""
+    _, profile_app = build_profile(profile_settings)
+    workorder = build_workorder(workorder_settings, clock=FixedClock(MONDAY_8AM))
+    async with (
+        profile_app.router.lifespan_context(profile_app),
+        workorder.app.router.lifespan_context(workorder.app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=profile_app), base_url="http://cp") as profile,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=workorder.app), base_url="http://wo") as wo,
+    ):
+        cluster = Cluster(
+            profile,
+            wo,
+            profile_settings,
+            workorder_settings,
+            profile_settings.database_url,
+            workorder_settings.database_url,
+        )
+        await cluster.open_branch()
+        yield cluster
 
 
 @dataclass

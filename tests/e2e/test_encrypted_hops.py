@@ -17,12 +17,10 @@ import httpx
 import nats
 import psycopg
 import pytest
-from e2e_cluster import CHAIN, LINK_SECRET, MONDAY_8AM, SECRET, Cluster, eventually, rows
+from e2e_cluster import Cluster, cluster_settings, eventually, rows, running_cluster
 
 from pitlane_customer_profile.bootstrap import SPEC as PROFILE
-from pitlane_customer_profile.bootstrap import CustomerProfileSettings
 from pitlane_customer_profile.bootstrap import build as build_profile
-from pitlane_platform.clock import FixedClock
 from pitlane_platform.db import sqlalchemy_url
 from pitlane_platform.devcluster.secure_nats import SecuredNats, secure_nats
 from pitlane_platform.embedded import LOOPBACK, EmbeddedNats, create_database, database_url
@@ -30,7 +28,6 @@ from pitlane_platform.security.pki import ClusterCa
 from pitlane_platform.services import installed_services
 from pitlane_platform.testing.tls_postgres import MISSING_BINARIES, TlsPostgres, debian_postgres_bin
 from pitlane_workorder.bootstrap import SPEC as WORKORDER
-from pitlane_workorder.bootstrap import WorkorderSettings
 from pitlane_workorder.bootstrap import build as build_workorder
 
 
@@ -66,36 +63,12 @@ async def cluster(servers: EncryptedServers) -> AsyncIterator[Cluster]:
             "nats_url": servers.nats.url,
             "nats_tls_ca_file": servers.secured.ca_file,
             "nats_nkey_seed_file": servers.secured.seed_file(spec_name),
-            "env": "test",
-            "chain_id": CHAIN,
-            "relay_poll_interval_s": 0.2,
-            "jwt_secret": SECRET,
-            "link_secret": LINK_SECRET,
         }
 
-    profile_settings = CustomerProfileSettings(
-        pii_master_key="dGVzdC1waWktbWFzdGVyLWtleS0zMi1ieXRlcy4uLi4=",
-        lookup_rate_limit="100000/minute",
-        **settings_of(PROFILE.name, "customer_profile"),
-    )  # type: ignore[arg-type]
-    workorder_settings = WorkorderSettings(**settings_of(WORKORDER.name, "workorder"))  # type: ignore[arg-type]
-    _, profile_app = build_profile(profile_settings)
-    workorder = build_workorder(workorder_settings, clock=FixedClock(MONDAY_8AM))
-    async with (
-        profile_app.router.lifespan_context(profile_app),
-        workorder.app.router.lifespan_context(workorder.app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=profile_app), base_url="http://cp") as profile,
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=workorder.app), base_url="http://wo") as wo,
-    ):
-        cluster = Cluster(
-            profile,
-            wo,
-            profile_settings,
-            workorder_settings,
-            profile_settings.database_url,
-            workorder_settings.database_url,
-        )
-        await cluster.open_branch()
+    profile_settings, workorder_settings = cluster_settings(
+        settings_of(PROFILE.name, "customer_profile"), settings_of(WORKORDER.name, "workorder")
+    )
+    async with running_cluster(profile_settings, workorder_settings) as cluster:
         yield cluster
 
 
@@ -190,17 +163,10 @@ async def test_a_client_without_a_user_cannot_connect_to_the_services_nats(serve
 
 def test_each_services_nats_user_covers_the_streams_its_consumers_read(servers: EncryptedServers) -> None:
     """`ServiceSpec.consumes` is what the user may read: it must name every stream the code consumes."""
-    common = {
-        "database_url": "postgresql://unused@localhost/unused",
-        "nats_url": servers.nats.url,
-        "env": "test",
-        "jwt_secret": SECRET,
-        "link_secret": LINK_SECRET,
-    }
-    profile_runtime, _ = build_profile(
-        CustomerProfileSettings(pii_master_key="dGVzdC1waWktbWFzdGVyLWtleS0zMi1ieXRlcy4uLi4=", **common)  # type: ignore[arg-type]
-    )
-    workorder_runtime = build_workorder(WorkorderSettings(**common)).runtime  # type: ignore[arg-type]
+    never_connected = {"database_url": "postgresql://unused@localhost/unused", "nats_url": servers.nats.url}
+    profile_settings, workorder_settings = cluster_settings(never_connected, never_connected)
+    profile_runtime, _ = build_profile(profile_settings)
+    workorder_runtime = build_workorder(workorder_settings).runtime
     for spec, runtime in ((PROFILE, profile_runtime), (WORKORDER, workorder_runtime)):
         sources = {consumer.source_service for consumer in runtime.consumers} - {spec.name}
         assert sources and sources <= set(spec.consumes), (spec.name, sources, spec.consumes)
