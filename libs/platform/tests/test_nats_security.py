@@ -10,6 +10,7 @@ import ssl
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -40,6 +41,18 @@ async def connect(server: EmbeddedNats, access: NatsClientAccess, **options):  #
     return await nats.connect(
         server.url, allow_reconnect=False, connect_timeout=5, **access.connect_options(), **options
     )
+
+
+async def connect_noting_errors(
+    server: EmbeddedNats, access: NatsClientAccess
+) -> tuple[Any, asyncio.Queue[Exception]]:
+    """A client whose asynchronous errors (the server's permission violations) land in the queue returned."""
+    errors: asyncio.Queue[Exception] = asyncio.Queue()
+
+    async def on_error(error: Exception) -> None:
+        await errors.put(error)
+
+    return await connect(server, access, error_cb=on_error), errors
 
 
 async def test_an_unauthenticated_client_cannot_connect(server: EmbeddedNats, secured: SecuredNats) -> None:
@@ -82,13 +95,8 @@ def test_the_monitoring_port_listens_on_loopback_only(server: EmbeddedNats) -> N
 async def test_workorders_user_publishes_its_own_events_and_cannot_forge_anothers(
     server: EmbeddedNats, secured: SecuredNats
 ) -> None:
-    errors: asyncio.Queue[Exception] = asyncio.Queue()
-
-    async def on_error(error: Exception) -> None:
-        await errors.put(error)
-
     operator = await connect(server, secured.client_access(OPERATOR))
-    workorder = await connect(server, secured.client_access("workorder"), error_cb=on_error)
+    workorder, errors = await connect_noting_errors(server, secured.client_access("workorder"))
     try:
         js = operator.jetstream()
         for producer in ("workorder", "customer-profile", "notification"):
@@ -118,13 +126,8 @@ async def test_workorders_user_publishes_its_own_events_and_cannot_forge_another
 async def test_a_service_cannot_subscribe_to_anothers_subjects_or_read_streams_it_does_not_consume(
     server: EmbeddedNats, secured: SecuredNats
 ) -> None:
-    errors: asyncio.Queue[Exception] = asyncio.Queue()
-
-    async def on_error(error: Exception) -> None:
-        await errors.put(error)
-
     operator = await connect(server, secured.client_access(OPERATOR))
-    profile = await connect(server, secured.client_access("customer-profile"), error_cb=on_error)
+    profile, errors = await connect_noting_errors(server, secured.client_access("customer-profile"))
     try:
         await declare_stream(operator.jetstream(), service_stream("notification"))
         await profile.subscribe("workorder.>")
