@@ -24,6 +24,7 @@ from pitlane_platform.messaging.outbox import set_max_payload
 from pitlane_platform.messaging.relay import OutboxRelay, RelayConfig, outbox_health
 from pitlane_platform.messaging.streams import declare_stream, platform_streams, service_stream
 from pitlane_platform.migrations import upgrade
+from pitlane_platform.scheduling.timers import TimerHandlers, TimerRunner
 from pitlane_platform.security.audit import AuditTrail
 from pitlane_platform.settings import ServiceSettings
 
@@ -42,6 +43,7 @@ class ServiceRuntime:
         consumers: Sequence[Consumer] = (),
         migrations: Path | None = None,
         after_commit: Sequence[AfterCommit] = (),
+        timers: TimerHandlers | None = None,
         stream_replicas: int = 1,
     ) -> None:
         self.settings = settings
@@ -56,10 +58,14 @@ class ServiceRuntime:
         self.consumers = list(consumers)
         self.migrations = migrations
         self.after_commit = list(after_commit)
+        # The service's durable timers (scheduling/timers.py): handlers registered here fire in every
+        # process that runs the background work, each due timer in exactly one of them.
+        self.timers = timers or TimerHandlers()
         self.stream_replicas = stream_replicas
         self.nats: Client | None = None
         self.relay: OutboxRelay | None = None
         self.runner: ConsumerRunner | None = None
+        self.timer_runner: TimerRunner | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -106,6 +112,19 @@ class ServiceRuntime:
                 await self.runner.declare()  # refuse to start on a configuration the server will not keep
                 self._tasks.append(
                     asyncio.create_task(self.runner.run(self._stop), name=f"{self.service} consumers")
+                )
+            if self.timers.kinds:
+                self.timer_runner = TimerRunner(
+                    self.timers,
+                    driver=self.driver,
+                    clock=self.clock,
+                    database_url=self.settings.database_url,
+                    service=self.service,
+                    poll_interval_s=self.settings.timer_poll_interval_s,
+                    concurrency=self.settings.timer_concurrency,
+                )
+                self._tasks.append(
+                    asyncio.create_task(self.timer_runner.run(self._stop), name=f"{self.service} timers")
                 )
         for task in self._tasks:
             task.add_done_callback(_log_crash)

@@ -169,6 +169,32 @@ event.listen(
 )
 event.listen(audit_log, "after_drop", DDL("DROP FUNCTION IF EXISTS audit_log_is_append_only()"))
 
+# Durable timers (scheduling/timers.py, ADR 15): one row per occurrence of "do this at that time". `(kind,
+# key)` is unique, so scheduling is idempotent; a row stays after it fired, the record that it did (a
+# restart never fires it again). The partial index holds only what may still fire.
+timers = Table(
+    "timers",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("kind", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("fired_at", DateTime(timezone=True)),
+    Column("cancelled_at", DateTime(timezone=True)),
+    Column("failed_at", DateTime(timezone=True)),
+    UniqueConstraint("kind", "key", name="uq_timers_kind_key"),
+    Index(
+        "ix_timers_due",
+        "due_at",
+        "id",
+        postgresql_where=text("fired_at IS NULL AND cancelled_at IS NULL AND failed_at IS NULL"),
+    ),
+)
+
 PLATFORM_TABLES = (
     events,
     outbox,
@@ -177,9 +203,11 @@ PLATFORM_TABLES = (
     consumer_holds,
     consumer_parked_messages,
     audit_log,
+    timers,
 )
 
 OUTBOX_CHANNEL = "pitlane_outbox"
+TIMERS_CHANNEL = "pitlane_timers"
 
 
 def service_metadata() -> MetaData:

@@ -101,6 +101,19 @@ class ServiceSettings(BaseSettings):
         default=60.0, description="readiness fails when the oldest unpublished event is older than this"
     )
 
+    timer_poll_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="how often the durable timers look for due ones besides being woken by a new timer "
+        "(an injected clock moves without telling them)",
+    )
+    timer_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="due timers one process fires at once (their handlers wait on providers)",
+    )
+
     public_rate_limit: str = Field(
         default="60/minute;600/hour",
         description="requests per client address and route to every route that demands no token (public "
