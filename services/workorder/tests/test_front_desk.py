@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from workorder_harness import BRANCH, Harness, advance, local
 
-from pitlane_workorder.service_layer.links import CustomerLink, sign_link
+from pitlane_platform.security.links import CustomerLink, sign_link
 
 DAY = "2026-11-16"
 

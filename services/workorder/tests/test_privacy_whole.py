@@ -32,8 +32,7 @@ from pitlane_events.customer_profile import (
 )
 from pitlane_events.workorder import CustomerIntroduced
 from pitlane_platform.errors import ForbiddenError
-from pitlane_workorder.adapters import erasure
-from pitlane_workorder.service_layer.links import (
+from pitlane_platform.security.links import (
     Attribution,
     AttributionKind,
     CustomerLink,
@@ -41,6 +40,7 @@ from pitlane_workorder.service_layer.links import (
     sign_link,
     verify_link,
 )
+from pitlane_workorder.adapters import erasure
 from platform_flow import stream_messages
 
 DAY = "2026-11-16"

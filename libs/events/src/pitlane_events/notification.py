@@ -45,6 +45,24 @@ class NotificationSent(DomainEvent):
     """The reminder it delivers, if any; used for reminder effectiveness."""
     campaign_id: Id | None = None
     """The campaign it belongs to, if any."""
+    survey_id: Id | None = None
+    """The NPS survey it carries, if any."""
+
+
+@event("notification.NotificationDelivered", 1)
+class NotificationDelivered(DomainEvent):
+    """A provider's delivery receipt said the message reached the customer's phone or mailbox."""
+
+    notification_id: Id
+    """The message's id in the message log."""
+    channel: Channel
+    """Channel it went out on."""
+    recipient_customer_id: Id
+    """The customer it was sent to."""
+    survey_id: Id | None = None
+    """The NPS survey it carries, if any (the survey funnel's "delivered")."""
+    campaign_id: Id | None = None
+    """The campaign it belongs to, if any."""
 
 
 @event("notification.NotificationFailed", 1)
@@ -87,6 +105,45 @@ class NpsSurveySent(DomainEvent):
     """Channel the survey link went out on."""
     expires_at: AwareDatetime
     """When the survey link stops accepting answers."""
+
+
+class SurveyStep(StrEnum):
+    """A step of the survey funnel after "sent": the link was opened, a score was picked."""
+
+    OPENED = "opened"
+    STARTED = "started"
+
+
+@event("notification.NpsSurveyProgressed", 1)
+class NpsSurveyProgressed(DomainEvent):
+    """A customer reached a step of an NPS survey for the first time (the survey funnel)."""
+
+    survey_id: Id
+    """The survey."""
+    work_order_id: Id
+    """The visit it asks about."""
+    branch_id: Id
+    """The branch of the visit."""
+    advisor_id: Id
+    """The visit's service advisor."""
+    channel: Channel
+    """Channel the survey link went out on."""
+    step: SurveyStep
+    """The step reached."""
+
+
+@event("notification.NpsSurveyReminded", 1)
+class NpsSurveyReminded(DomainEvent):
+    """The one reminder of an unanswered NPS survey went out."""
+
+    survey_id: Id
+    """The survey."""
+    work_order_id: Id
+    """The visit it asks about."""
+    branch_id: Id
+    """The branch of the visit."""
+    channel: Channel
+    """Channel the reminder went out on (the next one after the survey's, where the customer has one)."""
 
 
 @event("notification.NpsAnswered", 1)

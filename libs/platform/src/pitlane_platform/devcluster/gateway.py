@@ -3,6 +3,7 @@ serving HTTPS with a certificate from its internal CA (`tls internal`), routing
 
     /api/<service>/…   to that service, the prefix stripped (the service sees `/v1/…`)
     /c/…               to the service that serves the customer pages (workorder), as it is
+    /n/…               to notification's customer pages (the NPS survey, unsubscribe), as it is
     /dashboard…        to analytics once it exists; until then a 404 that says so
 
 and adding the security headers of every answer in this one place. The same routes become the Ingress of the
@@ -32,7 +33,13 @@ from types import MappingProxyType
 from pitlane_platform.embedded import LOOPBACK, RESERVED_PORTS, stop_process
 
 # Paths the gateway sends unprefixed, and to whom (a ServiceSpec claims one with `gateway_paths`).
-RESERVED_PATHS = MappingProxyType({"/c/": "the customer pages", "/dashboard": "analytics' dashboard"})
+RESERVED_PATHS = MappingProxyType(
+    {
+        "/c/": "the customer pages of a work order",
+        "/n/": "notification's customer pages (NPS surveys, unsubscribe)",
+        "/dashboard": "analytics' dashboard",
+    }
+)
 DEFAULT_HOST = "localhost"
 # Caddy's internal CA keeps its root here, under the storage directory (`storage file_system`).
 CADDY_ROOT_CERT = Path("pki/authorities/local/root.crt")

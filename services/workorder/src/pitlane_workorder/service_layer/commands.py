@@ -119,7 +119,7 @@ class BookAppointment(Command):
     vin: VinInput | None = None
 
 
-# base64url payload and signature (service_layer/links.py); bounded so a pasted junk string is a 422.
+# base64url payload and signature (pitlane_platform/security/links.py); bounded so a pasted junk string is a 422.
 SignedToken = Annotated[
     str, StringConstraints(min_length=3, max_length=512, pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 ]

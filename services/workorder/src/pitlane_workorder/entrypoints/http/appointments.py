@@ -16,6 +16,7 @@ from pitlane_events.workorder import BookingChannel
 from pitlane_platform.auth import Principal, Role, require_roles
 from pitlane_platform.errors import NotFoundError
 from pitlane_platform.problems import FieldProblem, problem_response, problem_type_of
+from pitlane_platform.security.links import Attribution, AttributionKind, sign_attribution
 from pitlane_workorder.adapters import queries
 from pitlane_workorder.domain.capacity import OffGridSlotError, SlotFullError
 from pitlane_workorder.entrypoints.http.common import (
@@ -36,7 +37,6 @@ from pitlane_workorder.entrypoints.http.responses import (
     WorkOrderAnswer,
 )
 from pitlane_workorder.service_layer import commands
-from pitlane_workorder.service_layer.links import Attribution, AttributionKind, sign_attribution
 
 router = APIRouter(prefix="/v1", tags=["staff"])
 # Campaigns and reminders are the chain's and the branch managers' to run.

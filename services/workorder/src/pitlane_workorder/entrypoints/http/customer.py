@@ -20,12 +20,12 @@ from pitlane_events import Actor
 from pitlane_events.types import ContentHash
 from pitlane_events.workorder import DecidedBy, DecisionMethod
 from pitlane_platform.errors import ForbiddenError, NotFoundError, PitlaneError
+from pitlane_platform.security.links import CustomerLink, verify_link
 from pitlane_workorder.adapters import queries
 from pitlane_workorder.domain.workorder import WorkOrder, WorkOrderState
 from pitlane_workorder.entrypoints.http.common import Service, WorkorderContext
 from pitlane_workorder.entrypoints.http.media import MEDIA_RESPONSES, branches_reader, media_response
 from pitlane_workorder.service_layer import limits
-from pitlane_workorder.service_layer.links import CustomerLink, verify_link
 from pitlane_workorder.service_layer.unit_of_work import unit_of_work
 
 logger = logging.getLogger(__name__)

@@ -7,11 +7,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from pitlane_events.workorder import BookingChannel
+from pitlane_platform.security.links import AttributionKind, verify_attribution
 from pitlane_workorder.entrypoints.http.appointments import LocalDay, day_slots
 from pitlane_workorder.entrypoints.http.common import Service
 from pitlane_workorder.entrypoints.http.responses import DaySlots, PublicBooking
 from pitlane_workorder.service_layer import commands
-from pitlane_workorder.service_layer.links import AttributionKind, verify_attribution
 
 router = APIRouter(prefix="/v1/public", tags=["public"])
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Response
 
 from pitlane_events.workorder import DecidedBy, DecisionMethod
 from pitlane_platform.errors import ConflictError
+from pitlane_platform.security.links import CustomerLink, sign_link
 from pitlane_workorder.adapters import queries, read_models
 from pitlane_workorder.domain.workorder import WorkOrderState
 from pitlane_workorder.entrypoints.http.common import (
@@ -30,7 +31,6 @@ from pitlane_workorder.entrypoints.http.responses import (
     WorkOrderDetail,
 )
 from pitlane_workorder.service_layer import commands
-from pitlane_workorder.service_layer.links import CustomerLink, sign_link
 from pitlane_workorder.service_layer.unit_of_work import unit_of_work
 
 router = APIRouter(prefix="/v1", tags=["staff"])

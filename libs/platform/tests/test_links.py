@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pitlane_platform.errors import InvalidInputError
-from pitlane_workorder.service_layer.links import (
+from pitlane_platform.security.links import (
     Attribution,
     AttributionKind,
     CustomerLink,

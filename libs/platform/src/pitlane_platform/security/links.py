@@ -1,5 +1,8 @@
-"""Signed tokens: the customer's links to a work order's page (the only way a customer acts on Pitlane), and
-the attribution tokens a campaign's or reminder's booking link carries.
+"""Signed tokens: the customer's links to a work order's page (the only way a customer acts on Pitlane), the
+attribution tokens a campaign's or reminder's booking link carries, and the tokens of the other links a
+customer is sent (an NPS survey, an unsubscribe). They live in the platform because one service signs what
+another verifies: notification sends the links to workorder's customer page and campaign booking links
+that workorder's public booking accepts, all signed with the chain's `link_secret` (ADR 16).
 
 A token is `<payload>.<signature>`, both base64url: the payload is a small JSON object, the signature
 HMAC-SHA256 with the service's `link_secret`. Each payload names its use (`page`, `attribution`), so a token
@@ -63,12 +66,13 @@ def _signature(secret: str, payload: str) -> str:
     return _b64(hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest())
 
 
-def _sign(secret: str, claims: dict[str, Any]) -> str:
-    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+def sign_claims(secret: str, use: str, claims: dict[str, Any]) -> str:
+    """A token for `use` (a name no other kind of token has) carrying `claims` (small: it is in a URL)."""
+    payload = _b64(json.dumps({**claims, "use": use}, separators=(",", ":")).encode())
     return f"{payload}.{_signature(secret, payload)}"
 
 
-def _claims(secret: str, token: str, use: str) -> dict[str, Any] | None:
+def claims_of(secret: str, token: str, use: str) -> dict[str, Any] | None:
     """The payload of a token signed with `secret` for `use`, else None (forged, altered, other use)."""
     payload, _, signature = token.partition(".")
     if not hmac.compare_digest(signature.encode(), _signature(secret, payload).encode()):
@@ -84,10 +88,10 @@ def _claims(secret: str, token: str, use: str) -> dict[str, Any] | None:
 
 
 def sign_link(secret: str, link: CustomerLink) -> str:
-    return _sign(
+    return sign_claims(
         secret,
+        PAGE,
         {
-            "use": PAGE,
             "wo": link.work_order_id,
             "br": link.branch_id,
             "exp": int(link.expires_at.timestamp()),
@@ -100,7 +104,7 @@ def verify_link(secret: str, token: str, now: datetime) -> CustomerLink:
     """The link's content, or ForbiddenError (403) for a forged, damaged or expired link. Whether the
     order's links were revoked since is the caller's to check (`generation`)."""
     invalid = ForbiddenError("this link is not valid; ask the branch for a new one")
-    claims = _claims(secret, token, PAGE)
+    claims = claims_of(secret, token, PAGE)
     if claims is None:
         raise invalid
     try:
@@ -115,10 +119,10 @@ def verify_link(secret: str, token: str, now: datetime) -> CustomerLink:
 
 
 def sign_attribution(secret: str, attribution: Attribution) -> str:
-    return _sign(
+    return sign_claims(
         secret,
+        ATTRIBUTION,
         {
-            "use": ATTRIBUTION,
             "kind": attribution.kind.value,
             "id": attribution.source_id,
             "exp": int(attribution.expires_at.timestamp()),
@@ -130,7 +134,7 @@ def verify_attribution(secret: str, token: str, now: datetime, *, field: str) ->
     """The campaign or reminder the token names, or a 422 naming `field` for a forged, altered or expired
     token (the booking itself is fine; its attribution is not)."""
     invalid = InvalidInputError(field, "is not an attribution token this chain signed")
-    claims = _claims(secret, token, ATTRIBUTION)
+    claims = claims_of(secret, token, ATTRIBUTION)
     if claims is None:
         raise invalid
     try:

@@ -1,0 +1,63 @@
+"""The links a message carries, all signed with the chain's link secret (pitlane_platform.security.links):
+the customer's page of a work order (workorder serves it under /c/), a booking link whose token attributes
+the booking to a campaign or reminder (workorder's public booking accepts it), the NPS survey and the
+unsubscribe page (notification serves them under /n/)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
+
+from pitlane_platform.errors import ForbiddenError
+from pitlane_platform.security.links import (
+    Attribution,
+    AttributionKind,
+    CustomerLink,
+    claims_of,
+    sign_attribution,
+    sign_claims,
+    sign_link,
+)
+
+UNSUBSCRIBE_USE = "unsubscribe"
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    customer_id: str
+    channel: str  # the channel the link came on; the unsubscribe is honoured on every channel
+
+
+@dataclass(frozen=True)
+class LinkMaker:
+    secret: str
+    public_base_url: str
+    booking_url: str
+    customer_link_ttl: timedelta = timedelta(hours=72)
+    attribution_ttl: timedelta = timedelta(days=30)
+    unsubscribe_ttl: timedelta = timedelta(days=365)
+
+    def work_order_page(self, work_order_id: str, branch_id: str, now: datetime) -> str:
+        """The customer's page of the order (progress, photos, add-ons to approve). Signed at generation
+        0: links revoked by the branch stop working, and the branch sends a new one by hand."""
+        token = sign_link(self.secret, CustomerLink(work_order_id, branch_id, now + self.customer_link_ttl))
+        return f"{self.public_base_url}/c/{token}"
+
+    def booking(self, kind: AttributionKind, source_id: str, branch_id: str | None, now: datetime) -> str:
+        token = sign_attribution(self.secret, Attribution(kind, source_id, now + self.attribution_ttl))
+        query = {"attribution": token, **({"branch": branch_id} if branch_id else {})}
+        return f"{self.booking_url}?{urlencode(query)}"
+
+    def unsubscribe(self, customer_id: str, channel: str, now: datetime) -> str:
+        expires = int((now + self.unsubscribe_ttl).timestamp())
+        token = sign_claims(self.secret, UNSUBSCRIBE_USE, {"c": customer_id, "ch": channel, "exp": expires})
+        return f"{self.public_base_url}/n/u/{token}"
+
+    def verify_unsubscribe(self, token: str, now: datetime) -> Unsubscribe:
+        claims = claims_of(self.secret, token, UNSUBSCRIBE_USE)
+        if claims is None or not isinstance(claims.get("c"), str) or not isinstance(claims.get("exp"), int):
+            raise ForbiddenError("this unsubscribe link is not valid")
+        if now >= datetime.fromtimestamp(claims["exp"], UTC):
+            raise ForbiddenError("this unsubscribe link has expired")
+        return Unsubscribe(customer_id=claims["c"], channel=str(claims.get("ch", "sms")))

@@ -1,0 +1,383 @@
+"""Drives the notification service in-process against real PostgreSQL and NATS, on a fixed clock: other
+services' events are published on their streams as their relays would, the API is called over ASGI, and
+providers are the recording one or the stand-in over real HTTP."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import psycopg
+
+from pitlane_events import Actor, DomainEvent, Envelope, decode, encode
+from pitlane_events.codec import MSG_ID_HEADER
+from pitlane_events.customer_profile import (
+    ConsentChanged,
+    ConsentSource,
+    ContactKind,
+    CustomerContactAdded,
+    CustomerContactRemoved,
+    CustomerRegistered,
+    CustomerSource,
+)
+from pitlane_events.types import Bay, Channel, LineCategory, LineItem, Payment, PaymentMethod, Purpose
+from pitlane_events.workorder import BranchOpened, WorkOrderCompleted, WorkOrderOpened
+from pitlane_notification.adapters.channels.base import ChannelProvider
+from pitlane_notification.bootstrap import NotificationService, NotificationSettings, build
+from pitlane_platform.auth import mint_dev_token
+from pitlane_platform.clock import FixedClock
+from pitlane_platform.db import fetch_on_driver, libpq_url
+from pitlane_platform.messaging.streams import stream_name
+
+sys.path.insert(0, str(Path(__file__).parent))
+from platform_flow import stream_messages, wait_until
+
+# Tuesday 1 December 2026, 09:00 in Shanghai: inside every branch's waking hours.
+START = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+BRANCH = "b1"
+SHANGHAI_OFFSET = timedelta(hours=8)
+
+
+def shanghai(day: int, hour: int, minute: int = 0, *, month: int = 12) -> datetime:
+    """A wall-clock time in Shanghai (UTC+8, no daylight saving), as UTC."""
+    return datetime(2026, month, day, hour, minute, tzinfo=UTC) - SHANGHAI_OFFSET
+
+
+def settings_for(database_url: str, nats_url: str, **changes: Any) -> NotificationSettings:
+    return NotificationSettings(
+        database_url=database_url,
+        nats_url=nats_url,
+        env="test",
+        jwt_secret="notification-test-jwt-secret-of-32-bytes-or-more",
+        link_secret="notification-test-link-secret-of-32-bytes-or-more",
+        public_base_url="https://shop.example.cn/",
+        relay_poll_interval_s=0.2,
+        timer_poll_interval_s=0.05,
+        **changes,
+    )
+
+
+@dataclass
+class Harness:
+    settings: NotificationSettings
+    service: NotificationService
+    client: httpx.AsyncClient
+    clock: FixedClock
+    _versions: dict[str, int] = field(default_factory=dict)
+
+    # ---- the API --------------------------------------------------------------------------------------------
+
+    def auth(
+        self, role: str = "owner", *, sub: str = "olivia", branches: Sequence[str] = ("*",)
+    ) -> dict[str, str]:
+        token = mint_dev_token(self.settings, role=role, branches=list(branches), sub=sub)
+        return {"Authorization": f"Bearer {token}"}
+
+    async def get(self, path: str, *, role: str = "owner", **kw: Any) -> httpx.Response:
+        branches = kw.pop("branches", ("*",) if role in ("owner", "analyst") else (BRANCH,))
+        return await self.client.get(path, headers=self.auth(role, branches=branches), **kw)
+
+    async def post(self, path: str, json: Any = None, *, role: str = "owner", **kw: Any) -> httpx.Response:
+        branches = kw.pop("branches", ("*",) if role in ("owner", "analyst") else (BRANCH,))
+        return await self.client.post(path, json=json, headers=self.auth(role, branches=branches), **kw)
+
+    async def put(self, path: str, json: Any = None, *, role: str = "owner", **kw: Any) -> httpx.Response:
+        branches = kw.pop("branches", ("*",) if role in ("owner", "analyst") else (BRANCH,))
+        return await self.client.put(path, json=json, headers=self.auth(role, branches=branches), **kw)
+
+    # ---- other services' events -------------------------------------------------------------------------------
+
+    def envelope(
+        self, source: str, event: DomainEvent, aggregate_id: str, *, branch_id: str | None = None
+    ) -> Envelope[Any]:
+        """The event as `source`'s relay publishes it: the aggregate's next version."""
+        version = self._versions.get(aggregate_id, 0) + 1
+        self._versions[aggregate_id] = version
+        return Envelope.new(
+            event,
+            chain_id=self.settings.chain_id,
+            branch_id=branch_id,
+            aggregate_id=aggregate_id,
+            aggregate_version=version,
+            actor=Actor.service(source),
+            occurred_at=self.clock.now(),
+        )
+
+    async def publish(self, *envelopes: Envelope[Any], msg_id: str | None = None) -> int:
+        """Publish envelopes on their producers' streams; the stream sequence of the last. `msg_id` replaces
+        the event id as the message id, so JetStream keeps a copy its dedupe would drop."""
+        connection = await nats.connect(self.settings.nats_url)
+        try:
+            js = connection.jetstream()
+            sequence = 0
+            for envelope in envelopes:
+                message = encode(envelope)
+                headers = {**message.headers, **({MSG_ID_HEADER: msg_id} if msg_id else {})}
+                sequence = (await js.publish(message.subject, message.payload, headers=headers)).seq
+            return sequence
+        finally:
+            await connection.close()
+
+    async def emit(
+        self, source: str, event: DomainEvent, aggregate_id: str, *, branch_id: str | None = None
+    ) -> Envelope[Any]:
+        envelope = self.envelope(source, event, aggregate_id, branch_id=branch_id)
+        await self.publish(envelope)
+        return envelope
+
+    async def consumed(self, source: str, sequence: int) -> None:
+        """Wait until every notification consumer of `source`'s stream acked it up to `sequence`."""
+        stream = stream_name(source)
+        durables = [
+            c.subscription_durable for c in self.service.runtime.consumers if c.source_service == source
+        ]
+        connection = await nats.connect(self.settings.nats_url)
+        try:
+            js = connection.jetstream()
+
+            async def acked() -> bool:
+                for durable in durables:
+                    try:
+                        info = await js.consumer_info(stream, durable)
+                    except nats.js.errors.NotFoundError:
+                        return False
+                    if info.ack_floor.stream_seq < sequence or info.num_ack_pending:
+                        return False
+                return True
+
+            await wait_until(acked)
+        finally:
+            await connection.close()
+
+    async def emit_and_wait(
+        self, source: str, event: DomainEvent, aggregate_id: str, *, branch_id: str | None = None
+    ) -> Envelope[Any]:
+        envelope = self.envelope(source, event, aggregate_id, branch_id=branch_id)
+        await self.consumed(source, await self.publish(envelope))
+        return envelope
+
+    # ---- a shop's world -----------------------------------------------------------------------------------
+
+    async def open_branch(self, branch_id: str = BRANCH, name: str = "浦东张江店") -> None:
+        event = BranchOpened(
+            branch_id=branch_id,
+            branch_name=name,
+            address="上海市浦东新区张江路1号",
+            timezone="Asia/Shanghai",
+            opening_hours=(),
+            bays=(Bay(bay_id="bay-1", name="1号工位"),),
+        )
+        await self.emit_and_wait("workorder", event, f"branch-{branch_id}", branch_id=branch_id)
+
+    async def customer(
+        self,
+        customer_id: str,
+        *,
+        phone: str | None = "+8613812345678",
+        wechat: str | None = None,
+        email: str | None = None,
+        marketing: Sequence[Channel] = (),
+        name: str = "张伟",
+    ) -> None:
+        """Registered in customer-profile with the given contacts and marketing consent."""
+        events: list[DomainEvent] = [
+            CustomerRegistered(
+                customer_id=customer_id,
+                full_name=name,
+                phone=phone or "+8613900000000",
+                source=CustomerSource.WALK_IN,
+            )
+        ]
+        if phone is None:
+            events.append(
+                CustomerContactRemoved(
+                    customer_id=customer_id, kind=ContactKind.PHONE, value="+8613900000000"
+                )
+            )
+        for kind, value in ((ContactKind.WECHAT, wechat), (ContactKind.EMAIL, email)):
+            if value is not None:
+                events.append(
+                    CustomerContactAdded(customer_id=customer_id, kind=kind, value=value, is_primary=True)
+                )
+        for channel in marketing:
+            events.append(
+                ConsentChanged(
+                    customer_id=customer_id,
+                    channel=channel,
+                    purpose=Purpose.MARKETING,
+                    granted=True,
+                    source=ConsentSource.REGISTRATION_FORM,
+                )
+            )
+        envelopes = [self.envelope("customer-profile", event, customer_id) for event in events]
+        await self.consumed("customer-profile", await self.publish(*envelopes))
+
+    async def visit(
+        self,
+        work_order_id: str,
+        customer_id: str,
+        *,
+        completed_at: datetime | None = None,
+        total_fen: int = 68000,
+        publish: bool = True,
+    ) -> list[Envelope[Any]]:
+        """A work order opened and completed at the branch (the completion `completed_at`, default now)."""
+        at = completed_at or self.clock.now()
+        opened = WorkOrderOpened(
+            work_order_id=work_order_id,
+            customer_id=customer_id,
+            vehicle_id=f"v-{customer_id}",
+            plate="沪A12345",
+            mileage_km=40000,
+            complaint="小保养",
+            advisor_id="amy",
+        )
+        completed = WorkOrderCompleted(
+            work_order_id=work_order_id,
+            customer_id=customer_id,
+            line_items=(
+                LineItem(
+                    item_code="MAINT-S",
+                    name="小保养",
+                    category=LineCategory.PACKAGE,
+                    quantity=Decimal(1),
+                    unit_price_fen=total_fen,
+                    line_total_fen=total_fen,
+                ),
+            ),
+            subtotal_fen=total_fen,
+            discount_fen=0,
+            total_fen=total_fen,
+            paid_fen=total_fen,
+            payments=(Payment(method=PaymentMethod.WECHAT_PAY, amount_fen=total_fen, paid_at=at),),
+            vehicle_id=f"v-{customer_id}",
+            plate="沪A12345",
+            mileage_km=40000,
+            branch_id=BRANCH,
+            advisor_id="amy",
+            technician_ids=("tom", "lee"),
+            opened_at=at - timedelta(hours=2),
+            completed_at=at,
+        )
+        envelopes = [
+            self.envelope("workorder", opened, work_order_id, branch_id=BRANCH),
+            self.envelope("workorder", completed, work_order_id, branch_id=BRANCH),
+        ]
+        if publish:
+            await self.consumed("workorder", await self.publish(*envelopes))
+        return envelopes
+
+    # ---- what the service did -----------------------------------------------------------------------------
+
+    async def rows(self, sql: str, **parameters: Any) -> list[dict[str, Any]]:
+        async with self.service.runtime.driver.transaction() as unit:
+            return await fetch_on_driver(unit, "test", sql, parameters, as_dicts=True)
+
+    async def messages(self, **where: Any) -> list[dict[str, Any]]:
+        clauses = " AND ".join(f"{column} = %({column})s" for column in where) or "true"
+        return await self.rows(
+            f"SELECT * FROM messages WHERE {clauses} ORDER BY created_at, message_id", **where
+        )
+
+    async def recorded(self) -> list[dict[str, Any]]:
+        return await self.rows("SELECT * FROM recorded_messages ORDER BY recorded_at, message_id")
+
+    async def until_message(self, **where: Any) -> dict[str, Any]:
+        """The first message matching `where`, once there is one."""
+        found: list[dict[str, Any]] = []
+
+        async def exists() -> bool:
+            found[:] = await self.messages(**where)
+            return bool(found)
+
+        exists.__name__ = f"a message with {where}"
+        await wait_until(exists)
+        return found[0]
+
+    async def published(self, event_type: str) -> list[Envelope[Any]]:
+        """notification's events of a type on its stream, once the outbox is drained."""
+
+        async def drained() -> bool:
+            rows = await self.rows("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")
+            return rows[0]["n"] == 0
+
+        await wait_until(drained)
+        connection = await nats.connect(self.settings.nats_url)
+        try:
+            js = connection.jetstream()
+            try:
+                messages = await stream_messages(js, stream_name("notification"))
+            except nats.js.errors.NotFoundError:
+                return []
+        finally:
+            await connection.close()
+        envelopes = [decode(message.data) for message in messages]
+        return [envelope for envelope in envelopes if envelope.event_type == event_type]
+
+    def advance(self, **by: float) -> None:
+        self.clock.advance(timedelta(**by))
+
+    async def timers_caught_up(self) -> None:
+        """Every timer due by the clock's "now" has fired: a runner looked at this time and found none left."""
+        runner = self.service.runtime.timer_runner
+        assert runner is not None
+        now = self.clock.now()
+
+        async def caught_up() -> bool:
+            return runner.status.checked_until is not None and runner.status.checked_until >= now
+
+        await wait_until(caught_up)
+
+
+@asynccontextmanager
+async def running(
+    database_url: str,
+    nats_url: str,
+    *,
+    clock: FixedClock | None = None,
+    providers: Mapping[Channel, ChannelProvider] | None = None,
+    **changes: Any,
+) -> AsyncIterator[Harness]:
+    settings = settings_for(database_url, nats_url, **changes)
+    clock = clock or FixedClock(START)
+    service = build(settings, clock=clock, providers=providers)
+    async with (
+        service.app.router.lifespan_context(service.app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=service.app), base_url="http://notification"
+        ) as client,
+    ):
+        yield Harness(settings, service, client, clock)
+
+
+async def lock_waiters(connection: psycopg.AsyncConnection[Any]) -> int:
+    cursor = await connection.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+@asynccontextmanager
+async def table_locked(database_url: str, table: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """Writers of `table` wait until the block ends: requests started inside it meet at the database."""
+    async with await psycopg.AsyncConnection.connect(libpq_url(database_url)) as holder:
+        await holder.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+        async with await psycopg.AsyncConnection.connect(
+            libpq_url(database_url), autocommit=True
+        ) as observer:
+            yield observer
+        await holder.commit()
+
+
+async def both_waiting(observer: psycopg.AsyncConnection[Any], count: int) -> None:
+    async def waiting() -> bool:
+        return await lock_waiters(observer) >= count
+
+    await wait_until(waiting)
