@@ -1,4 +1,5 @@
-"""The `pitlane` command line: run the system on one machine, mint dev tokens, handle dead letters."""
+"""The `pitlane` command line: run the system on one machine, mint dev tokens, read the messages the recording
+provider kept, handle dead letters."""
 
 from __future__ import annotations
 
@@ -116,6 +117,67 @@ def token(
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     typer.echo(minted)
+
+
+@app.command()
+def messages(
+    address: Annotated[
+        str | None, typer.Option(help="only those to this phone (11 digits), open id or e-mail")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="NOTIFICATION_URL", help="the notification service; default: the one `pitlane up` runs"
+        ),
+    ] = None,
+    data_dir: DataDir = Path(".pitlane"),
+) -> None:
+    """What the recording provider "sent" (development: every channel without a provider of its own), newest
+    first: each message as the customer would have got it."""
+    import json
+
+    import httpx
+
+    from pitlane_platform.auth import mint_dev_token
+    from pitlane_platform.devcluster import read_state
+
+    if url is None:
+        state = read_state(data_dir) or {}
+        url = ((state.get("services") or {}).get("notification") or {}).get("http_url")
+        if not url:
+            raise typer.BadParameter(
+                f"no notification service in {data_dir}/state.json: is `pitlane up` running?"
+            )
+    token = mint_dev_token(
+        os.environ.get("PITLANE_JWT_SECRET", DEV_JWT_SECRET),
+        role="owner",
+        branches=["*"],
+        sub="pitlane-cli",
+        chain=os.environ.get("PITLANE_CHAIN_ID", DEFAULT_CHAIN_ID),
+        ttl=timedelta(minutes=5),
+        issuer=DEFAULT_JWT_ISSUER,
+        audience=DEFAULT_JWT_AUDIENCE,
+    )
+    answer = httpx.get(
+        f"{url.rstrip('/')}/v1/recorded-messages",
+        params={"limit": limit, **({"address": address} if address else {})},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    if answer.status_code != 200:
+        raise typer.BadParameter(f"notification answered {answer.status_code}: {answer.text[:200]}")
+    recorded = answer.json()["messages"]
+    for message in recorded:
+        if as_json:
+            typer.echo(json.dumps(message, ensure_ascii=False))
+        else:
+            typer.echo(
+                f"{message['recorded_at']} {message['channel']} to {message['address']}: {message['body']}"
+            )
+    if not as_json:
+        typer.echo(f"{len(recorded)} message(s)")
 
 
 NatsUrl = Annotated[

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import time
+from typing import Annotated
 
 from fastapi import APIRouter
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from pitlane_notification.adapters import queries
 from pitlane_notification.domain.courtesy import QuietHours
@@ -15,17 +16,22 @@ from pitlane_platform.auth import require_branch_access
 router = APIRouter(prefix="/v1/branches", tags=["branches"])
 
 
+# A time of day on the branch's own clock, e.g. 21:00 (no offset: the branch's time zone applies).
+LocalTime = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", examples=["21:00"])]
+
+
 class QuietHoursBody(BaseModel):
-    starts: time
-    ends: time
+    starts: LocalTime
+    ends: LocalTime
 
     @model_validator(mode="after")
     def _a_window(self) -> QuietHoursBody:
         if self.starts == self.ends:
             raise ValueError("starts and ends must differ")
-        if self.starts.tzinfo is not None or self.ends.tzinfo is not None:
-            raise ValueError("quiet hours are on the branch's own clock: give times without an offset")
         return self
+
+    def window(self) -> QuietHours:
+        return QuietHours(start=time.fromisoformat(self.starts), end=time.fromisoformat(self.ends))
 
 
 class BranchQuietHours(QuietHoursBody):
@@ -44,8 +50,8 @@ async def get_quiet_hours(branch_id: str, context: Context, principal: Reader) -
     return BranchQuietHours(
         branch_id=branch_id,
         timezone=(row or {}).get("timezone") or str(context.service.delivery.chain_timezone),
-        starts=row["starts"] if own and row else default.start,
-        ends=row["ends"] if own and row else default.end,
+        starts=(row["starts"] if own and row else default.start).strftime("%H:%M"),
+        ends=(row["ends"] if own and row else default.end).strftime("%H:%M"),
         default=not own,
     )
 
@@ -56,7 +62,8 @@ async def set_quiet_hours(
 ) -> BranchQuietHours:
     require_branch_access(principal, branch_id)
     async with context.service.driver.transaction() as unit:
-        await queries.set_quiet_hours(unit, branch_id, body.starts, body.ends)
+        window = body.window()
+        await queries.set_quiet_hours(unit, branch_id, window.start, window.end)
         row = await queries.branch(unit, branch_id)
     return BranchQuietHours(
         branch_id=branch_id,
