@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from notification_harness import BRANCH, START, Harness, running, shanghai
 from provider_standin import ProviderStandIn, aliyun_config, wechat_config
@@ -22,7 +23,11 @@ from platform_flow import wait_until
 
 @asynccontextmanager
 async def with_providers(
-    database_url: str, nats_url: str, standin: ProviderStandIn, **changes: object
+    database_url: str,
+    nats_url: str,
+    standin: ProviderStandIn,
+    clock: FixedClock | None = None,
+    **changes: Any,
 ) -> AsyncIterator[Harness]:
     """The service with SMS through Alibaba Cloud's SDK and WeChat through its HTTP API, both at the stand-in."""
     providers = {
@@ -30,7 +35,11 @@ async def with_providers(
         Channel.SMS: build_provider(aliyun_config(standin)),
     }
     async with running(
-        database_url, nats_url, providers=providers, **{"channels": (Channel.WECHAT, Channel.SMS), **changes}
+        database_url,
+        nats_url,
+        clock=clock,
+        providers=providers,
+        **{"channels": (Channel.WECHAT, Channel.SMS), **changes},
     ) as harness:
         await harness.open_branch()
         yield harness

@@ -156,7 +156,7 @@ def _contacts(runtime: ServiceRuntime, service: Notification) -> Consumer:
             runtime.nats.jetstream(),
             stream=stream_name(SERVICE),
             subjects=event_subjects(PERSONAL_EVENTS),
-            event_ids=[row[0] for row in answers],
+            event_ids={str(row[0]) for row in answers},
         )
 
     @contacts.on(VehicleRegistered)
