@@ -63,7 +63,7 @@ from pitlane_platform.security.links import AttributionKind
 SERVICE = "notification"
 APPOINTMENT_REMINDER = "notification.appointment-reminder"
 # Events of ours that carry what a customer wrote: erasure scrubs their copies from the stream.
-PERSONAL_EVENTS = (NpsAnswered,)
+PERSONAL_EVENTS = (NpsAnswered.event_type,)
 
 
 async def _newer(ctx: HandlerContext, read_model: str) -> bool:
