@@ -333,3 +333,55 @@ async def test_erasure_removes_everything_personal_and_scrubs_the_published_answ
         b"13812345678" not in message.data and "态度差".encode() not in message.data for message in stored
     )
     assert str(answered.event_id).encode() not in b"".join(m.data for m in stored)
+
+
+async def test_surveys_and_marketing_share_one_contact_frequency_limit(harness: Harness) -> None:
+    await harness.customer("c1", marketing=[Channel.SMS])
+    await harness.emit_and_wait("customer-profile", CustomerTagged(customer_id="c1", tag="vip"), "c1")
+    await harness.visit("wo-1", "c1")
+    harness.advance(hours=2)
+    await harness.until_message(trigger="nps_survey", status="sent")
+    harness.advance(days=29)
+    created = await harness.post(
+        "/v1/campaigns",
+        {
+            "name": "会员日",
+            "channel": "sms",
+            "audience_tags": ["vip"],
+            "cost_fen": 100,
+            "control_share_pct": 0,
+            "starts_on": "2026-12-30",
+            "ends_on": "2026-12-31",
+        },
+    )
+    launched = (await harness.post(f"/v1/campaigns/{created.json()['campaign_id']}/launch")).json()
+    assert launched["recipients"] == 0
+    [limited] = await harness.messages(trigger="campaign")
+    assert (limited["status"], limited["status_reason"]) == ("suppressed", "frequency_limit")
+    # A visit's thanks is a service message: never held back by the limit.
+    await harness.visit("wo-2", "c1")
+    await harness.until_message(trigger="work_order_completed", work_order_id="wo-2", status="sent")
+    harness.advance(
+        hours=2
+    )  # wo-2's survey: the campaign was not sent, so the survey 29 days ago is the one contact
+    await harness.timers_caught_up()
+    [survey_two] = await harness.rows(
+        "SELECT status, status_reason FROM surveys WHERE work_order_id = 'wo-2'"
+    )
+    assert survey_two == {"status": "cancelled", "status_reason": "frequency_limit"}
+    harness.advance(days=2)  # past 30 days since the first survey
+    again = await harness.post(
+        "/v1/campaigns",
+        {
+            "name": "会员日2",
+            "channel": "sms",
+            "audience_tags": ["vip"],
+            "cost_fen": 100,
+            "control_share_pct": 0,
+            "starts_on": "2027-01-01",
+            "ends_on": "2027-01-31",
+        },
+    )
+    assert (await harness.post(f"/v1/campaigns/{again.json()['campaign_id']}/launch")).json()[
+        "recipients"
+    ] == 1
