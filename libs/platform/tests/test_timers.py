@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from opentelemetry import context as otel_context
 
 from pitlane_platform.clock import FixedClock
 from pitlane_platform.db import DriverPool, fetch_on_driver
@@ -23,6 +24,7 @@ from pitlane_platform.scheduling.timers import (
     schedule,
     timer_health,
 )
+from pitlane_platform.telemetry import context_from_headers, current_trace_id
 from pitlane_platform.testing.dbproxy import DatabaseProxy
 from platform_flow import create_tables, wait_until
 
@@ -340,3 +342,27 @@ async def test_a_database_outage_is_waited_out_without_counting_as_an_attempt(
     row = await timer_row(timer_db, "during-outage")
     assert row["attempts"] == 1 and row["failed_at"] is None  # the firing itself, no failed attempt
     assert await effect_counts(timer_db) == {"during-outage": 1}
+
+
+async def test_a_timer_fires_in_the_trace_that_scheduled_it(timer_db: str) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    seen: list[str | None] = []
+    handlers = TimerHandlers()
+
+    @handlers.on("probe")
+    async def note_trace(ctx: TimerContext) -> None:
+        seen.append(current_trace_id())
+
+    token = otel_context.attach(context_from_headers({"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}))
+    try:
+        await scheduled(timer_db, ("traced", START))  # scheduled while handling a traced request
+    finally:
+        otel_context.detach(token)
+    pool = DriverPool(timer_db)
+    await pool.open()
+    runner = TimerRunner(
+        handlers, driver=pool, clock=FixedClock(START), database_url=timer_db, service="test"
+    )
+    assert await runner.fire_due() == 1  # hours later, outside any trace
+    await pool.close()
+    assert seen == [trace_id]

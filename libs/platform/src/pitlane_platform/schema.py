@@ -180,6 +180,8 @@ timers = Table(
     Column("key", Text, nullable=False),
     Column("due_at", DateTime(timezone=True), nullable=False),
     Column("payload", JSONB, nullable=False),
+    # W3C trace headers of the transaction that scheduled it: the handler continues that trace.
+    Column("trace_headers", JSONB),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

@@ -35,6 +35,7 @@ from pitlane_platform.db import DriverPool, DriverTransaction, Unit, execute_on_
 from pitlane_platform.logging import describe_exception
 from pitlane_platform.messaging.faults import is_infrastructure_error
 from pitlane_platform.schema import TIMERS_CHANNEL
+from pitlane_platform.telemetry import context_from_headers, inject_trace_headers, start_span
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,11 @@ _PENDING = "fired_at IS NULL AND cancelled_at IS NULL AND failed_at IS NULL"
 # names one occurrence (one survey, one reminder step), and that occurrence is over.
 _SCHEDULE = f"""
     WITH scheduled AS (
-        INSERT INTO timers (kind, key, due_at, payload)
-        VALUES (%(kind)s, %(key)s, %(due_at)s, %(payload)s::jsonb)
+        INSERT INTO timers (kind, key, due_at, payload, trace_headers)
+        VALUES (%(kind)s, %(key)s, %(due_at)s, %(payload)s::jsonb, %(trace_headers)s::jsonb)
         ON CONFLICT (kind, key) DO UPDATE
-            SET due_at = excluded.due_at, payload = excluded.payload, attempts = 0, last_error = NULL
+            SET due_at = excluded.due_at, payload = excluded.payload, trace_headers = excluded.trace_headers,
+                attempts = 0, last_error = NULL
             WHERE %(replace)s
               AND timers.fired_at IS NULL AND timers.cancelled_at IS NULL AND timers.failed_at IS NULL
         RETURNING 1
@@ -73,7 +75,7 @@ _CANCEL_PREFIX = f"""
 
 # Oldest due first; SKIP LOCKED: what another replica is firing is not waited for, it is simply not ours.
 _TAKE_DUE = f"""
-    SELECT id, kind, key, due_at, payload, attempts FROM timers
+    SELECT id, kind, key, due_at, payload, attempts, trace_headers FROM timers
     WHERE {_PENDING} AND due_at <= %(now)s AND kind = ANY(%(kinds)s)
     ORDER BY due_at, id
     LIMIT 1
@@ -107,6 +109,7 @@ class Timer:
     due_at: datetime
     payload: dict[str, Any]
     attempts: int  # failed attempts before this one
+    trace_headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,9 @@ async def schedule(
             "key": key,
             "due_at": due_at,
             "payload": json.dumps(dict(payload or {}), default=str),
+            # The trace of whatever scheduled it: the handler runs in it, hours later, so one trace leads
+            # from a request to what its timers did (a work order's completion to its NPS survey).
+            "trace_headers": json.dumps(inject_trace_headers()),
             "replace": replace,
         },
     )
@@ -300,10 +306,15 @@ class TimerRunner:
                 if self.status.checked_until is None or now > self.status.checked_until:
                     self.status.checked_until = now
                 return False
-            timer = Timer(**row)
+            timer = Timer(**{**row, "trace_headers": row["trace_headers"] or {}})
             try:
-                async with unit.connection.transaction():  # a savepoint: a failed handler's writes go
-                    await self.handlers.handler(timer.kind)(TimerContext(timer=timer, unit=unit, now=now))
+                with start_span(
+                    f"timer {timer.kind}",
+                    context=context_from_headers(timer.trace_headers),
+                    attributes={"pitlane.timer.kind": timer.kind, "pitlane.timer.key": timer.key},
+                ):
+                    async with unit.connection.transaction():  # a savepoint: a failed handler's writes go
+                        await self.handlers.handler(timer.kind)(TimerContext(timer=timer, unit=unit, now=now))
             except Exception as exc:
                 if is_infrastructure_error(exc):
                     raise
