@@ -17,8 +17,7 @@ import httpx
 import nats
 import psycopg
 
-from pitlane_events import Actor, DomainEvent, Envelope, decode, encode
-from pitlane_events.codec import MSG_ID_HEADER
+from pitlane_events import Actor, DomainEvent, Envelope, decode
 from pitlane_events.customer_profile import (
     ConsentChanged,
     ConsentSource,
@@ -29,13 +28,14 @@ from pitlane_events.customer_profile import (
     CustomerSource,
 )
 from pitlane_events.types import Bay, Channel, LineCategory, LineItem, Payment, PaymentMethod, Purpose
-from pitlane_events.workorder import BranchOpened, WorkOrderCompleted, WorkOrderOpened
+from pitlane_events.workorder import BranchOpened, ProgressRecorded, WorkOrderCompleted, WorkOrderOpened
 from pitlane_notification.adapters.channels.base import ChannelProvider
 from pitlane_notification.bootstrap import NotificationService, NotificationSettings, build
 from pitlane_platform.auth import mint_dev_token
 from pitlane_platform.clock import FixedClock
 from pitlane_platform.db import fetch_on_driver, libpq_url
 from pitlane_platform.messaging.streams import stream_name
+from pitlane_platform.testing.jetstream import publish_envelopes
 
 sys.path.insert(0, str(Path(__file__).parent))
 from platform_flow import stream_messages, wait_until
@@ -112,19 +112,8 @@ class Harness:
         )
 
     async def publish(self, *envelopes: Envelope[Any], msg_id: str | None = None) -> int:
-        """Publish envelopes on their producers' streams; the stream sequence of the last. `msg_id` replaces
-        the event id as the message id, so JetStream keeps a copy its dedupe would drop."""
-        connection = await nats.connect(self.settings.nats_url)
-        try:
-            js = connection.jetstream()
-            sequence = 0
-            for envelope in envelopes:
-                message = encode(envelope)
-                headers = {**message.headers, **({MSG_ID_HEADER: msg_id} if msg_id else {})}
-                sequence = (await js.publish(message.subject, message.payload, headers=headers)).seq
-            return sequence
-        finally:
-            await connection.close()
+        """Publish envelopes on their producers' streams; the stream sequence of the last."""
+        return await publish_envelopes(self.settings.nats_url, envelopes, msg_id=msg_id)
 
     async def emit(
         self, source: str, event: DomainEvent, aggregate_id: str, *, branch_id: str | None = None
@@ -220,6 +209,29 @@ class Harness:
         envelopes = [self.envelope("customer-profile", event, customer_id) for event in events]
         await self.consumed("customer-profile", await self.publish(*envelopes))
 
+    def opened(self, work_order_id: str, customer_id: str) -> WorkOrderOpened:
+        """A work order checked in for the customer's car (沪A12345) by amy."""
+        return WorkOrderOpened(
+            work_order_id=work_order_id,
+            customer_id=customer_id,
+            vehicle_id=f"v-{customer_id}",
+            plate="沪A12345",
+            mileage_km=40000,
+            complaint="小保养",
+            advisor_id="amy",
+        )
+
+    async def progress(self, work_order_id: str, customer_id: str, *texts: str) -> None:
+        """A work order opened for the customer, and progress posted on it now (one event per text)."""
+        posted = [
+            ProgressRecorded(work_order_id=work_order_id, recorded_by="tom", text=text) for text in texts
+        ]
+        envelopes = [
+            self.envelope("workorder", event, work_order_id, branch_id=BRANCH)
+            for event in (self.opened(work_order_id, customer_id), *posted)
+        ]
+        await self.consumed("workorder", await self.publish(*envelopes))
+
     async def visit(
         self,
         work_order_id: str,
@@ -231,15 +243,7 @@ class Harness:
     ) -> list[Envelope[Any]]:
         """A work order opened and completed at the branch (the completion `completed_at`, default now)."""
         at = completed_at or self.clock.now()
-        opened = WorkOrderOpened(
-            work_order_id=work_order_id,
-            customer_id=customer_id,
-            vehicle_id=f"v-{customer_id}",
-            plate="沪A12345",
-            mileage_km=40000,
-            complaint="小保养",
-            advisor_id="amy",
-        )
+        opened = self.opened(work_order_id, customer_id)
         completed = WorkOrderCompleted(
             work_order_id=work_order_id,
             customer_id=customer_id,

@@ -9,7 +9,6 @@ import asyncio
 from notification_harness import BRANCH, Harness, shanghai
 from typer.testing import CliRunner
 
-from pitlane_events.workorder import ProgressRecorded, WorkOrderOpened
 from pitlane_notification.domain import sms
 from pitlane_platform.auth import mint_dev_token
 from pitlane_platform.cli import app as cli
@@ -86,18 +85,7 @@ async def test_quiet_hours_of_a_branch_hold_its_messages_until_they_end(harness:
     assert changed.status_code == 200 and changed.json()["default"] is False
     harness.clock.set(shanghai(1, 20, 30))
     await harness.customer("c1")
-    opened = WorkOrderOpened(
-        work_order_id="wo-1",
-        customer_id="c1",
-        vehicle_id="v1",
-        plate="沪A12345",
-        mileage_km=1,
-        complaint="异响",
-        advisor_id="amy",
-    )
-    posted = ProgressRecorded(work_order_id="wo-1", recorded_by="tom", text="已找到异响来源")
-    envelopes = [harness.envelope("workorder", e, "wo-1", branch_id=BRANCH) for e in (opened, posted)]
-    await harness.consumed("workorder", await harness.publish(*envelopes))
+    await harness.progress("wo-1", "c1", "已找到异响来源")
     queued = await harness.until_message(trigger="work_order_progress")
     assert queued["due_at"] == shanghai(2, 9, 30)
     other_branch = await harness.put(

@@ -13,7 +13,6 @@ from provider_standin import ProviderStandIn, aliyun_config, wechat_config
 
 from pitlane_events.customer_profile import CustomerTagged
 from pitlane_events.types import Channel, Purpose
-from pitlane_events.workorder import ProgressRecorded, WorkOrderOpened
 from pitlane_notification.adapters import queries
 from pitlane_notification.adapters.channels.config import build_provider
 from pitlane_notification.service_layer.requests import MessageRequest, Trigger
@@ -45,25 +44,6 @@ async def with_providers(
         yield harness
 
 
-async def progress(harness: Harness, work_order_id: str, customer_id: str, text: str = "已更换机油") -> None:
-    """A work order of the customer, opened, and progress posted on it now."""
-    opened = WorkOrderOpened(
-        work_order_id=work_order_id,
-        customer_id=customer_id,
-        vehicle_id=f"v-{customer_id}",
-        plate="沪A12345",
-        mileage_km=40000,
-        complaint="小保养",
-        advisor_id="amy",
-    )
-    posted = ProgressRecorded(work_order_id=work_order_id, recorded_by="tom", text=text)
-    envelopes = [
-        harness.envelope("workorder", opened, work_order_id, branch_id=BRANCH),
-        harness.envelope("workorder", posted, work_order_id, branch_id=BRANCH),
-    ]
-    await harness.consumed("workorder", await harness.publish(*envelopes))
-
-
 async def test_a_message_due_at_22_is_queued_and_goes_out_at_8_across_a_restart(
     database_url: str, nats_url: str
 ) -> None:
@@ -71,7 +51,7 @@ async def test_a_message_due_at_22_is_queued_and_goes_out_at_8_across_a_restart(
     async with running(database_url, nats_url, clock=clock) as harness:
         await harness.open_branch()
         await harness.customer("c1", email="zhang.wei@example.cn")
-        await progress(harness, "wo-1", "c1")
+        await harness.progress("wo-1", "c1", "已更换机油")
         queued = await harness.until_message(trigger="work_order_progress", channel="sms")
         assert queued["status"] == "queued" and queued["due_at"] == shanghai(2, 8)
         harness.advance(hours=9, minutes=59)  # 07:59
@@ -94,7 +74,7 @@ async def test_e_mail_is_not_held_by_quiet_hours(database_url: str, nats_url: st
     async with running(database_url, nats_url, clock=clock, channels=(Channel.EMAIL, Channel.SMS)) as harness:
         await harness.open_branch()
         await harness.customer("c1", email="zhang.wei@example.cn")
-        await progress(harness, "wo-1", "c1")
+        await harness.progress("wo-1", "c1", "已更换机油")
         sent = await harness.until_message(trigger="work_order_progress", status="sent")
         assert sent["channel"] == "email" and sent["sent_at"] == shanghai(1, 23)
 
@@ -105,7 +85,7 @@ async def test_a_provider_that_is_down_is_retried_with_back_off_then_notificatio
     standin.fail_until_cleared("aliyun", "http_503")
     async with with_providers(database_url, nats_url, standin, delivery_max_attempts=3) as harness:
         await harness.customer("c1")
-        await progress(harness, "wo-1", "c1")
+        await harness.progress("wo-1", "c1", "已更换机油")
         message = await harness.until_message(trigger="work_order_progress")
         for attempts, back_off in ((1, {"seconds": 30}), (2, {"minutes": 2})):
             await attempts_made(harness, message["message_id"], attempts)
@@ -128,7 +108,7 @@ async def test_a_provider_that_comes_back_mid_retry_delivers_exactly_once(
     standin.fail_next("aliyun", "http_503", times=2)
     async with with_providers(database_url, nats_url, standin) as harness:
         await harness.customer("c1")
-        await progress(harness, "wo-1", "c1")
+        await harness.progress("wo-1", "c1", "已更换机油")
         message = await harness.until_message(trigger="work_order_progress")
         for attempts, back_off in ((1, {"seconds": 30}), (2, {"minutes": 2})):
             await attempts_made(harness, message["message_id"], attempts)
@@ -232,7 +212,7 @@ async def test_a_wechat_send_refused_by_the_platform_falls_back_to_sms_once(
             {"customer_id": "c1", "template_id": "PITLANE_WORK_ORDER_PROGRESS", "count": 3},
         )
         assert granted.json()["remaining"] == 3
-        await progress(harness, "wo-1", "c1")
+        await harness.progress("wo-1", "c1", "已更换机油")
         sms = await harness.until_message(trigger="work_order_progress", channel="sms", status="sent")
         harness.advance(hours=1)
         await harness.timers_caught_up()

@@ -17,8 +17,6 @@ from pitlane_events.workorder import (
     AppointmentCancelled,
     AppointmentRescheduled,
     BookingChannel,
-    ProgressRecorded,
-    WorkOrderOpened,
 )
 from pitlane_notification.service_layer.campaigns import in_control_group
 from pitlane_platform.messaging.streams import stream_name
@@ -113,26 +111,7 @@ async def test_a_reminder_due_goes_out_with_a_booking_link_that_attributes_the_b
 async def test_messages_due_to_one_customer_at_once_go_as_one(harness: Harness) -> None:
     harness.clock.set(shanghai(1, 22))
     await harness.customer("c1")
-    opened = WorkOrderOpened(
-        work_order_id="wo-1",
-        customer_id="c1",
-        vehicle_id="v1",
-        plate="沪A12345",
-        mileage_km=1,
-        complaint="保养",
-        advisor_id="amy",
-    )
-    envelopes = [harness.envelope("workorder", opened, "wo-1", branch_id=BRANCH)]
-    for text in ("已更换机油", "已更换机滤"):
-        envelopes.append(
-            harness.envelope(
-                "workorder",
-                ProgressRecorded(work_order_id="wo-1", recorded_by="tom", text=text),
-                "wo-1",
-                branch_id=BRANCH,
-            )
-        )
-    await harness.consumed("workorder", await harness.publish(*envelopes))
+    await harness.progress("wo-1", "c1", "已更换机油", "已更换机滤")
     harness.clock.set(shanghai(2, 8))
 
     async def both_sent() -> bool:

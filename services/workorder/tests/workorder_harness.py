@@ -14,13 +14,13 @@ import nats
 import psycopg
 from sqlalchemy import func, select
 
-from pitlane_events import Actor, DomainEvent, Envelope, decode, encode
-from pitlane_events.codec import MSG_ID_HEADER
+from pitlane_events import Actor, DomainEvent, Envelope, decode
 from pitlane_platform.auth import mint_dev_token
 from pitlane_platform.clock import FixedClock
 from pitlane_platform.db import libpq_url
 from pitlane_platform.messaging.streams import stream_name
 from pitlane_platform.schema import events, outbox
+from pitlane_platform.testing.jetstream import publish_envelopes as publish_to_streams
 from pitlane_workorder.bootstrap import Workorder, WorkorderSettings, build
 from pitlane_workorder.entrypoints.consumers import build_consumers
 from platform_flow import stream_messages, wait_until
@@ -214,20 +214,9 @@ def from_profile(harness: Harness, event: DomainEvent, aggregate_id: str, versio
 
 
 async def publish_envelopes(harness: Harness, *envelopes: Envelope[Any], msg_id: str | None = None) -> int:
-    """Publish the envelopes on customer-profile's stream; the stream sequence of the last. `msg_id` replaces
-    the message id the codec gives (the event id), so JetStream keeps a copy its dedupe would drop: what a
-    producer's relay republishing after the duplicate window leaves."""
-    connection = await nats.connect(harness.settings.nats_url)
-    try:
-        js = connection.jetstream()
-        sequence = 0
-        for envelope in envelopes:
-            message = encode(envelope)
-            headers = {**message.headers, **({MSG_ID_HEADER: msg_id} if msg_id else {})}
-            sequence = (await js.publish(message.subject, message.payload, headers=headers)).seq
-        return sequence
-    finally:
-        await connection.close()
+    """Publish the envelopes on customer-profile's stream; the stream sequence of the last (see
+    pitlane_platform.testing.jetstream.publish_envelopes for `msg_id`)."""
+    return await publish_to_streams(harness.settings.nats_url, envelopes, msg_id=msg_id)
 
 
 async def publish_from_profile(harness: Harness, *events: tuple[Any, str, int]) -> int:

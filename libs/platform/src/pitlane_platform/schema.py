@@ -1,8 +1,8 @@
 """The tables every service has: its event store, its outbox, its inbox, read-model version marks, the
-consumers' held-back aggregates, and the audit trail of authenticated requests.
+consumers' held-back aggregates, the audit trail of authenticated requests, and the durable timers.
 
-A service's own tables live in the same MetaData (`service_metadata()`), so one Alembic history per service
-creates both; nothing is shared between services' databases.
+A service's own tables live in a MetaData holding copies of these (`service_metadata()`), so one Alembic
+history per service creates both; nothing is shared between services' databases.
 """
 
 from __future__ import annotations
@@ -213,5 +213,10 @@ TIMERS_CHANNEL = "pitlane_timers"
 
 
 def service_metadata() -> MetaData:
-    """The MetaData a service defines its own tables on, already holding the platform's tables."""
-    return metadata
+    """A new MetaData for one service to define its own tables on, holding copies of the platform's tables.
+    New for every call: services are imported together (`pitlane up`, the test suite), and two of them may
+    well both have a `branches` table of their own."""
+    own = MetaData(naming_convention=NAMING_CONVENTION)
+    for table in PLATFORM_TABLES:
+        table.to_metadata(own)
+    return own

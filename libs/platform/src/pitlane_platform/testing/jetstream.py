@@ -1,13 +1,17 @@
-"""JetStream housekeeping for tests, callable from synchronous fixtures."""
+"""JetStream for tests: housekeeping callable from synchronous fixtures, and publishing events as a
+producer's relay would."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import nats
+
+from pitlane_events import Envelope, encode
+from pitlane_events.codec import MSG_ID_HEADER
 
 T = TypeVar("T")
 
@@ -46,5 +50,24 @@ async def nats_server_version(url: str) -> str:
     connection = await nats.connect(url, allow_reconnect=False, connect_timeout=5)
     try:
         return str(connection.connected_server_version)
+    finally:
+        await connection.close()
+
+
+async def publish_envelopes(
+    url: str, envelopes: Sequence[Envelope[Any]], *, msg_id: str | None = None
+) -> int:
+    """Publish envelopes on their producers' streams as their relays would; returns the stream sequence of
+    the last. `msg_id` replaces the event id as the message id, so JetStream keeps a copy its dedupe would
+    drop: what a relay republishing after the duplicate window leaves."""
+    connection = await nats.connect(url)
+    try:
+        js = connection.jetstream()
+        sequence = 0
+        for envelope in envelopes:
+            message = encode(envelope)
+            headers = {**message.headers, **({MSG_ID_HEADER: msg_id} if msg_id else {})}
+            sequence = (await js.publish(message.subject, message.payload, headers=headers)).seq
+        return sequence
     finally:
         await connection.close()
