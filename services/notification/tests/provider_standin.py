@@ -114,7 +114,9 @@ class ProviderStandIn:
         self.port: int = self._socket.getsockname()[1]
         app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["GET", "POST"])])
         self._server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", backlog=4096)
+            # log_config=None, no log_level: uvicorn would otherwise reconfigure the process's loggers
+            # (uvicorn.error's level among them) for every test that runs after this one.
+            uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", backlog=4096)
         )
         self._thread = threading.Thread(target=self._run, name="provider-standin", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
