@@ -36,6 +36,7 @@ PACKAGES = {
     "platform": ROOT / "libs" / "platform",
     "customer-profile": ROOT / "services" / "customer-profile",
     "workorder": ROOT / "services" / "workorder",
+    "notification": ROOT / "services" / "notification",
 }
 THRESHOLD = 0.80
 # The sample is the same from run to run (and between machines), so results of earlier runs keep counting.
