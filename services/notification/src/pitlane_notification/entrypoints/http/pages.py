@@ -4,22 +4,17 @@ unsubscribe page (/n/u/<token>). No login, no script, mobile first, zh-CN by def
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Form, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pitlane_events.notification import UnsubscribeSource
 from pitlane_notification.entrypoints.http.common import Context
-from pitlane_platform.errors import PitlaneError
+from pitlane_platform.customer_pages import install_error_pages as install_customer_error_pages
 
-log = logging.getLogger(__name__)
 PREFIX = "/n"
 router = APIRouter(prefix=PREFIX, tags=["customer pages"])
 TEMPLATES = Environment(
@@ -196,27 +191,12 @@ async def unsubscribe(token: Token, context: Context, lang: Lang = None) -> HTML
     return page(chosen, LABELS[chosen]["unsubscribed"], message=LABELS[chosen]["unsubscribed_detail"])
 
 
+def error_page(request: Request, status: int) -> Response:
+    chosen = language(request.query_params.get("lang"))
+    title, message = LABELS[chosen]["error"].get(status, LABELS[chosen]["error"][500])
+    return page(chosen, title, status=status, message=message)
+
+
 def install_error_pages(app: FastAPI) -> None:
     """Under /n/ an error is a page in the customer's language; elsewhere the platform's problem+json."""
-    for error_class in (PitlaneError, RequestValidationError, StarletteHTTPException):
-        problem = cast(Callable[[Request, Any], Awaitable[Response]], app.exception_handlers[error_class])
-        app.add_exception_handler(error_class, _page_or(problem))
-
-
-def _page_or(problem: Callable[[Request, Any], Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
-    async def page_or_problem(request: Request, error: Exception) -> Response:
-        if not request.url.path.startswith(PREFIX + "/"):
-            return await problem(request, error)
-        if isinstance(error, PitlaneError):
-            status = error.status
-        elif isinstance(error, StarletteHTTPException):
-            status = error.status_code
-        else:
-            status = 422
-        if status >= 500:
-            log.error("customer page failed", exc_info=error)
-        chosen = language(request.query_params.get("lang"))
-        title, message = LABELS[chosen]["error"].get(status, LABELS[chosen]["error"][500])
-        return page(chosen, title, status=status, message=message)
-
-    return page_or_problem
+    install_customer_error_pages(app, PREFIX, error_page)

@@ -1,0 +1,48 @@
+"""Errors on a customer's pages are pages: a phone's browser shows problem+json as text. A service that
+serves pages to customers under a path prefix (`/n`, `/r`) gives the page for a status; everywhere else
+errors stay the platform's problem+json. Wraps the handlers `http.create_app` installed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pitlane_platform.errors import PitlaneError
+
+log = logging.getLogger(__name__)
+
+ErrorPage = Callable[[Request, int], Response]
+
+
+def install_error_pages(app: FastAPI, prefix: str, page: ErrorPage) -> None:
+    """Under `prefix`, an error is `page(request, status)`; a 5xx is logged as the platform logs it."""
+    for error_class in (PitlaneError, RequestValidationError, StarletteHTTPException):
+        problem = cast(Callable[[Request, Any], Awaitable[Response]], app.exception_handlers[error_class])
+        app.add_exception_handler(error_class, _page_or(problem, prefix, page))
+
+
+def error_status(error: Exception) -> int:
+    if isinstance(error, PitlaneError):
+        return error.status
+    if isinstance(error, StarletteHTTPException):
+        return error.status_code
+    return 422  # a form or a link that does not fit
+
+
+def _page_or(
+    problem: Callable[[Request, Any], Awaitable[Response]], prefix: str, page: ErrorPage
+) -> Callable[..., Awaitable[Response]]:
+    async def page_or_problem(request: Request, error: Exception) -> Response:
+        if not request.url.path.startswith(prefix + "/"):
+            return await problem(request, error)
+        status = error_status(error)
+        if status >= 500:
+            log.error("customer page failed", exc_info=error)
+        return page(request, status)
+
+    return page_or_problem
