@@ -16,7 +16,9 @@ def config(routes: list[GatewayRoute]) -> str:
 
 def test_a_service_may_claim_only_the_reserved_paths() -> None:
     assert GatewayRoute.reserved("/c/", 4100, service="workorder").strip is False
-    with pytest.raises(ValueError, match=r"claims the gateway path '/admin/'.*only /c/, /n/, /dashboard"):
+    with pytest.raises(
+        ValueError, match=r"claims the gateway path '/admin/'.*only /c/, /n/, /r/, /dashboard"
+    ):
         GatewayRoute.reserved("/admin/", 4100, service="workorder")
 
 

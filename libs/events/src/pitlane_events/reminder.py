@@ -169,3 +169,5 @@ class FollowUpTaskCompleted(DomainEvent):
     """How it ended."""
     note: NonBlank | None = None
     """What was agreed."""
+    auto_closed_reason: NonBlank | None = None
+    """Set when nobody closed it by hand: why it closed itself (customer_booked, customer_erased)."""

@@ -4,6 +4,7 @@ serving HTTPS with a certificate from its internal CA (`tls internal`), routing
     /api/<service>/…   to that service, the prefix stripped (the service sees `/v1/…`)
     /c/…               to the service that serves the customer pages (workorder), as it is
     /n/…               to notification's customer pages (the NPS survey, unsubscribe), as it is
+    /r/…               to reminder's customer pages (done elsewhere, remind me later), as it is
     /dashboard…        to analytics once it exists; until then a 404 that says so
 
 and adding the security headers of every answer in this one place. The same routes become the Ingress of the
@@ -37,6 +38,7 @@ RESERVED_PATHS = MappingProxyType(
     {
         "/c/": "the customer pages of a work order",
         "/n/": "notification's customer pages (NPS surveys, unsubscribe)",
+        "/r/": "reminder's customer pages (done elsewhere, remind me later)",
         "/dashboard": "analytics' dashboard",
     }
 )
