@@ -4,6 +4,7 @@ unsubscribe page, campaigns' control groups, merges and erasure."""
 
 from __future__ import annotations
 
+from datetime import date
 from urllib.parse import parse_qs, urlsplit
 
 import nats
@@ -17,10 +18,11 @@ from pitlane_events.workorder import (
     AppointmentCancelled,
     AppointmentRescheduled,
     BookingChannel,
+    ProgressRecorded,
 )
 from pitlane_notification.service_layer.campaigns import in_control_group
 from pitlane_platform.messaging.streams import stream_name
-from pitlane_platform.security.links import AttributionKind, verify_attribution
+from pitlane_platform.security.links import REMINDER_ANSWER, AttributionKind, claims_of, verify_attribution
 from platform_flow import stream_messages, wait_until
 
 
@@ -93,6 +95,7 @@ async def test_a_reminder_due_goes_out_with_a_booking_link_that_attributes_the_b
         preferred_branch_id=BRANCH,
     )
     await harness.emit_and_wait("reminder", due, "r-1")
+    harness.advance(minutes=1)  # reminders gather for a minute
     message = await harness.until_message(trigger="reminder_due", status="sent")
     assert "沪B67890" in message["body"] and "即将到达保养里程" in message["body"]
     query = parse_qs(urlsplit(message["link"]).query)
@@ -106,6 +109,51 @@ async def test_a_reminder_due_goes_out_with_a_booking_link_that_attributes_the_b
     assert (attribution.kind, attribution.source_id) == (AttributionKind.REMINDER, "r-1")
     [sent] = await harness.published("notification.NotificationSent")
     assert sent.data.reminder_id == "r-1"
+    answer = urlsplit(message["context"]["answer_link"])
+    assert answer.path.startswith("/r/") and message["context"]["answer_link"] in message["body"]
+    claims = claims_of(
+        harness.settings.link_secret.get_secret_value(), answer.path.removeprefix("/r/"), REMINDER_ANSWER
+    )
+    assert claims is not None and claims["r"] == "r-1"
+
+
+async def test_reminders_due_together_for_one_vehicle_go_out_as_one_message(harness: Harness) -> None:
+    await harness.customer("c1")
+    vehicle = VehicleRegistered(
+        vehicle_id="v1", owner_customer_id="c1", plate="沪B67890", brand="丰田", model="卡罗拉"
+    )
+    await harness.emit_and_wait("customer-profile", vehicle, "v1")
+    at = harness.clock.now()
+    envelopes = [
+        harness.envelope(
+            "reminder",
+            ReminderDue(
+                reminder_id=reminder_id,
+                kind=kind,
+                vehicle_id="v1",
+                customer_id="c1",
+                due_on=date(2026, 12, 15),
+            ),
+            reminder_id,
+        )
+        for reminder_id, kind in (
+            ("r-service", ReminderKind.SERVICE_DUE_BY_DATE),
+            ("r-insurance", ReminderKind.INSURANCE_RENEWAL),
+        )
+    ]
+    assert {envelope.occurred_at for envelope in envelopes} == {at}  # one transaction of reminder's
+    await harness.consumed("reminder", await harness.publish(envelopes[0]))
+    await harness.consumed("reminder", await harness.publish(envelopes[1]))  # in separate transactions
+    harness.advance(minutes=1)
+
+    async def both_sent() -> bool:
+        return len(await harness.messages(trigger="reminder_due", status="sent")) == 2
+
+    await wait_until(both_sent)
+    [recorded] = await harness.recorded()
+    assert (
+        "2条新消息" in recorded["body"] and "即将到期" in recorded["body"] and "保养时间" in recorded["body"]
+    )
 
 
 async def test_messages_due_to_one_customer_at_once_go_as_one(harness: Harness) -> None:
@@ -364,3 +412,23 @@ async def test_surveys_and_marketing_share_one_contact_frequency_limit(harness: 
     assert (await harness.post(f"/v1/campaigns/{again.json()['campaign_id']}/launch")).json()[
         "recipients"
     ] == 1
+
+
+async def test_a_message_joining_a_batch_that_already_went_out_still_goes(harness: Harness) -> None:
+    await harness.customer("c1")
+    await harness.progress("wo-1", "c1", "已更换机油")
+    first = await harness.until_message(trigger="work_order_progress", status="sent")
+    # The same customer, channel and instant (the clock stands still): the same batch, whose timer fired.
+    posted = ProgressRecorded(work_order_id="wo-1", recorded_by="tom", text="已更换机滤")
+    await harness.emit_and_wait("workorder", posted, "wo-1", branch_id=BRANCH)
+
+    async def both_sent() -> bool:
+        return len(await harness.messages(trigger="work_order_progress", status="sent")) == 2
+
+    await wait_until(both_sent)
+    second = [
+        m
+        for m in await harness.messages(trigger="work_order_progress")
+        if m["message_id"] != first["message_id"]
+    ]
+    assert second[0]["batch_key"] == first["batch_key"] and "已更换机滤" in second[0]["body"]

@@ -66,7 +66,9 @@ def test_a_car_doing_50_km_a_day_is_due_by_mileage_100_days_after_its_service() 
 
 def test_a_reading_ten_times_too_high_does_not_move_the_due_date() -> None:
     typo = Reading(at(2026, 1, 8), 400_000)
-    assert serviced_on_new_years_day([*FIFTY_KM_A_DAY, typo]) == serviced_on_new_years_day(FIFTY_KM_A_DAY)
+    due = serviced_on_new_years_day([*FIFTY_KM_A_DAY, typo])
+    assert due == serviced_on_new_years_day(FIFTY_KM_A_DAY)
+    assert (due.due_on, due.reason) == (date(2026, 4, 11), "mileage")
 
 
 def test_a_car_hardly_driven_is_due_six_months_after_its_service() -> None:
@@ -295,6 +297,19 @@ def test_a_fixed_schedule_is_anchored_on_the_last_service_by_default() -> None:
         "time",
         "every 6 months from 2026-01-01, the first such date after the service on 2026-01-01",
     )
+
+
+def test_a_fixed_schedules_anchor_is_its_first_date() -> None:
+    # A used car last serviced by its previous owner, then bought: its schedule from the purchase starts there.
+    due = maintenance_due(
+        FIXED,
+        last_service_on=date(2025, 5, 1),
+        last_service_km=None,
+        estimate=estimate([]),
+        anchor_on=date(2025, 6, 1),
+        tz=SHANGHAI,
+    )
+    assert due.due_on == date(2025, 6, 1)
 
 
 def test_fixed_mileage_is_the_next_multiple_of_the_interval_above_the_service() -> None:

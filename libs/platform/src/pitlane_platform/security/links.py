@@ -32,6 +32,9 @@ from pitlane_platform.errors import ForbiddenError, InvalidInputError
 
 PAGE = "page"
 ATTRIBUTION = "attribution"
+# A reminder's answer link (done elsewhere, remind me later): notification signs it into the message,
+# reminder verifies it.
+REMINDER_ANSWER = "reminder-answer"
 
 
 class AttributionKind(StrEnum):

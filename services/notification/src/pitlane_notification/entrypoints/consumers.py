@@ -368,7 +368,9 @@ def _reminder_triggers(service: Notification) -> Consumer:
                 purpose=Purpose.SERVICE,
                 customer_id=event.customer_id,
                 cause=str(ctx.envelope.event_id),
-                due_at=now,
+                # The reminder's moment, not ours: what reminder sends one vehicle at once (one transaction,
+                # one instant) falls into one batch here, gathered for a minute, and goes out as one message.
+                due_at=ctx.envelope.occurred_at + service.delivery.policy.reminder_gather,
                 branch_id=event.preferred_branch_id,
                 context={
                     "plate": await queries.vehicle_plate(ctx.unit, event.vehicle_id) or "",
@@ -378,6 +380,7 @@ def _reminder_triggers(service: Notification) -> Consumer:
                     "link": service.links.booking(
                         AttributionKind.REMINDER, event.reminder_id, event.preferred_branch_id, now
                     ),
+                    "answer_link": service.links.reminder_answer(event.reminder_id, now),
                 },
                 related=Related(reminder_id=event.reminder_id),
             ),

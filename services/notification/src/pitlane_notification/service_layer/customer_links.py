@@ -1,7 +1,8 @@
 """The links a message carries, all signed with the chain's link secret (pitlane_platform.security.links):
 the customer's page of a work order (workorder serves it under /c/), a booking link whose token attributes
-the booking to a campaign or reminder (workorder's public booking accepts it), the NPS survey and the
-unsubscribe page (notification serves them under /n/)."""
+the booking to a campaign or reminder (workorder's public booking accepts it), a reminder's answer page
+(reminder serves it under /r/), the NPS survey and the unsubscribe page (notification serves them under
+/n/)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from urllib.parse import urlencode
 
 from pitlane_platform.errors import ForbiddenError
 from pitlane_platform.security.links import (
+    REMINDER_ANSWER,
     Attribution,
     AttributionKind,
     CustomerLink,
@@ -48,6 +50,12 @@ class LinkMaker:
         token = sign_attribution(self.secret, Attribution(kind, source_id, now + self.attribution_ttl))
         query = {"attribution": token, **({"branch": branch_id} if branch_id else {})}
         return f"{self.booking_url}?{urlencode(query)}"
+
+    def reminder_answer(self, reminder_id: str, now: datetime) -> str:
+        """reminder's page where the customer says the work was done elsewhere, or to be reminded later."""
+        expires = int((now + self.attribution_ttl).timestamp())
+        token = sign_claims(self.secret, REMINDER_ANSWER, {"r": reminder_id, "exp": expires})
+        return f"{self.public_base_url}/r/{token}"
 
     def unsubscribe(self, customer_id: str, channel: str, now: datetime) -> str:
         expires = int((now + self.unsubscribe_ttl).timestamp())

@@ -124,14 +124,20 @@ DEFAULTS: MappingProxyType[tuple[Trigger, str], TemplateText] = MappingProxyType
         ),
         **_t(
             Trigger.REMINDER_DUE,
-            ("保养提醒", "{{ customer_name }}您好，您的爱车{{ plate }}{{ reminder }}。在线预约：{{ link }}"),
+            (
+                "保养提醒",
+                "{{ customer_name }}您好，您的爱车{{ plate }}{{ reminder }}。在线预约：{{ link }}"
+                " 已在别处完成或稍后提醒：{{ answer_link }}",
+            ),
             (
                 "Time for your car",
-                "Hello {{ customer_name }}, {{ plate }}: {{ reminder }}. Book online: {{ link }}",
+                "Hello {{ customer_name }}, {{ plate }}: {{ reminder }}. Book online: {{ link }}"
+                " Done elsewhere, or remind me later: {{ answer_link }}",
             ),
             plate="plate",
             reminder="reminder",
             link="link",
+            answer="answer_link",
         ),
         **_t(
             Trigger.CAMPAIGN,
@@ -171,7 +177,12 @@ _EXTRA_SAMPLES: dict[Trigger, dict[str, Any]] = {
     Trigger.WORK_ORDER_COMPLETED: {"total": "680.00"},
     Trigger.NPS_SURVEY: {},
     Trigger.NPS_SURVEY_REMINDER: {},
-    Trigger.REMINDER_DUE: {"reminder": "即将到达保养里程", "due_on": "2027-04-11", "due_mileage_km": "45000"},
+    Trigger.REMINDER_DUE: {
+        "reminder": "即将到达保养里程",
+        "due_on": "2027-04-11",
+        "due_mileage_km": "45000",
+        "answer_link": "https://shop.example.cn/r/xyz",
+    },
     Trigger.CAMPAIGN: {"campaign_name": "夏季空调清洗季", "coupon_code": "SUMMER-7K2Q"},
     Trigger.DIGEST: {"count": 2, "parts": ["第一条", "第二条"]},
 }

@@ -4,9 +4,11 @@
 this purpose (erased, opted out, over the contact-frequency limit), on which channel, and when (quiet hours
 at the branch) — writes the message to the log and schedules its delivery on the platform's durable
 timers, all in the trigger's transaction. Messages due to one customer on one channel at the same instant
-share a batch, and one timer delivers them as one.
+share a batch: the first of their timers to fire delivers every one of them queued by then, as one.
+Reminders wait a minute (`reminder_gather`): what reminder sends one vehicle at once arrives as several
+events, and goes out as one message.
 
-`deliver` runs when the batch's timer fires, in the timer's transaction: it decides again what may have
+`deliver` runs when a message's timer fires, in the timer's transaction: it decides again what may have
 changed (consent withdrawn overnight, an address removed, a WeChat allowance spent), hands the batch to the
 channel's provider, and records the outcome: sent (NotificationSent), retried on a back-off while the
 provider is unavailable, failed with the reason (NotificationFailed), or moved to the next channel (a
@@ -68,6 +70,8 @@ class DeliveryPolicy:
     frequency: FrequencyLimit = field(default_factory=FrequencyLimit)
     quiet_hours: QuietHours = field(default_factory=QuietHours)
     sms_daily_cap: int = 10
+    # Reminders due at one moment wait this long for the rest of their moment's reminders to arrive.
+    reminder_gather: timedelta = timedelta(minutes=1)
 
     def retry_delay(self, attempts: int) -> timedelta:
         return self.backoff[min(attempts - 1, len(self.backoff) - 1)]
@@ -168,7 +172,10 @@ class Delivery:
                 unit, [_as_row(message_id, recipient, channel, request)], refusal, False
             )
             return Queued(message_id, channel, due, refusal)
-        await schedule(unit, DELIVER, batch_key, due, {"batch_key": batch_key})
+        # A timer per message, not per batch: a message that joins its batch after the batch went out (in a
+        # later transaction) still has a timer of its own to go out on. The first timer of a batch to fire
+        # sends every message of the batch queued by then; the others find nothing left.
+        await schedule(unit, DELIVER, message_id, due, {"batch_key": batch_key})
         return Queued(message_id, channel, due, None)
 
     async def _first_viable(
@@ -458,7 +465,9 @@ class Delivery:
         due = tomorrow.astimezone(now.tzinfo)
         batch_key = f"{row['customer_id']}:{row['channel']}:{due.isoformat()}"
         await message_log.move_to_batch(unit, [row["message_id"]], batch_key=batch_key, due_at=due)
-        await schedule(unit, DELIVER, batch_key, due, {"batch_key": batch_key})
+        await schedule(
+            unit, DELIVER, f"{row['message_id']}#{due.date().isoformat()}", due, {"batch_key": batch_key}
+        )
 
     async def _at_daily_cap(self, unit: Unit, address: str, now: datetime, branch_id: str | None) -> bool:
         _, zone = await self._courtesy(unit, branch_id)

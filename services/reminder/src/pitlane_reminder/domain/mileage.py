@@ -54,7 +54,8 @@ class MileageEstimate:
     defaulted: bool
 
     def projected_km(self, on: datetime) -> int | None:
-        """The odometer expected at `on`; never below the last reading (nor for a time before it)."""
+        """The odometer expected at `on`: the last reading plus the days since at the daily rate, and never
+        less than the last reading (for a time before it, too)."""
         if self.last is None or self.km_per_day is None:
             return None
         driven = (on - self.last.at) / DAY * self.km_per_day

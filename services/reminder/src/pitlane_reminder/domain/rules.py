@@ -68,7 +68,8 @@ def maintenance_due(
 
     ROLLING: `km_interval` km and `months_interval` months after the last service. FIXED: the next multiple
     of `km_interval` above the last service's mileage, and the first `anchor_on` + k × `months_interval`
-    months after the last service (`anchor_on`, e.g. the purchase date, defaults to the last service).
+    months (k = 0, 1, 2…) after the last service (`anchor_on`, e.g. the first service or the purchase date,
+    defaults to the last service).
 
     The mileage is left out when the service's mileage is unknown, when the odometer has not reached it and
     there is no daily distance to project with, and when the odometer was replaced after the service (its

@@ -13,7 +13,7 @@ from pitlane_platform.db import DriverPool, Unit, fetch_on_driver
 from pitlane_platform.errors import ConflictError, ForbiddenError, NotFoundError
 from pitlane_platform.messaging import outbox
 from pitlane_platform.scheduling.timers import TimerContext, TimerHandlers, schedule
-from pitlane_platform.security.links import claims_of
+from pitlane_platform.security.links import REMINDER_ANSWER, claims_of
 from pitlane_reminder.adapters import queries
 from pitlane_reminder.service_layer.rules import RuleKind
 from pitlane_reminder.service_layer.schedule import Schedule
@@ -21,8 +21,6 @@ from pitlane_reminder.service_layer.tasks import Tasks
 
 REEVALUATE = "reminder.reevaluate"
 REEVALUATE_CHUNK = 200
-# The token of a reminder's answer link (notification signs it into the message, with the chain's secret).
-ANSWER_LINK_USE = "reminder-answer"
 SNOOZE = timedelta(days=14)
 
 
@@ -79,7 +77,7 @@ class Reminder:
 
     def verify(self, token: str, now: datetime) -> str:
         """The reminder a link names, or a 403 for a forged, altered or expired link."""
-        claims = claims_of(self.link_secret, token, ANSWER_LINK_USE)
+        claims = claims_of(self.link_secret, token, REMINDER_ANSWER)
         if claims is None or not isinstance(claims.get("r"), str) or not isinstance(claims.get("exp"), int):
             raise ForbiddenError("this reminder link is not valid")
         if now >= datetime.fromtimestamp(claims["exp"], UTC):
