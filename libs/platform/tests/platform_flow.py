@@ -31,6 +31,11 @@ from pitlane_platform.messaging.consumer import Consumer, HandlerContext, advanc
 from pitlane_platform.messaging.eventstore import CommandContext
 from pitlane_platform.schema import metadata as platform_metadata
 
+# The tests have always imported these two from here; they now live with the platform's test helpers.
+from pitlane_platform.testing.jetstream import stream_messages, wait_until
+
+__all__ = ["stream_messages", "wait_until"]
+
 PRODUCER = "customer-profile"
 POISON_KM = 1_999_999  # a reading the probe's handler refuses while `POISON.broken` is set
 
@@ -140,31 +145,6 @@ def server_data_dir() -> Iterator[Path]:
     server then fails on its next file open ("Permission denied"), whatever this test does."""
     with tempfile.TemporaryDirectory(prefix="pitlane-data-", ignore_cleanup_errors=True) as directory:
         yield Path(directory)
-
-
-async def wait_until(predicate: Any, *, timeout: float = 30.0, interval: float = 0.1) -> None:
-    """Poll an async predicate until true; fail with the predicate's name on timeout."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        if await predicate():
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {getattr(predicate, '__name__', predicate)}")
-        await asyncio.sleep(interval)
-
-
-async def stream_messages(js: Any, stream: str) -> list[Any]:
-    """Every message stored in a stream, in order (RawStreamMsg: seq, subject, headers, data)."""
-    from nats.js.errors import NotFoundError
-
-    info = await js.stream_info(stream)
-    messages = []
-    for sequence in range(info.state.first_seq, info.state.last_seq + 1):
-        try:
-            messages.append(await js.get_msg(stream, sequence))
-        except NotFoundError:
-            continue
-    return messages
 
 
 async def ack_waits_passed(js: Any, stream: str, *, ack_wait_s: float, times: int = 2) -> None:

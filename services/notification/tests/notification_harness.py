@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 import psycopg
 
-from pitlane_events import Actor, DomainEvent, Envelope, decode
+from pitlane_events import DomainEvent, Envelope
 from pitlane_events.customer_profile import (
     ConsentChanged,
     ConsentSource,
@@ -31,14 +30,12 @@ from pitlane_events.types import Bay, Channel, LineCategory, LineItem, Payment, 
 from pitlane_events.workorder import BranchOpened, ProgressRecorded, WorkOrderCompleted, WorkOrderOpened
 from pitlane_notification.adapters.channels.base import ChannelProvider
 from pitlane_notification.bootstrap import NotificationService, NotificationSettings, build
-from pitlane_platform.auth import mint_dev_token
 from pitlane_platform.clock import FixedClock
-from pitlane_platform.db import fetch_on_driver, libpq_url
-from pitlane_platform.messaging.streams import stream_name
-from pitlane_platform.testing.jetstream import publish_envelopes
+from pitlane_platform.db import libpq_url
+from pitlane_platform.testing.service_harness import ServiceHarness
 
 sys.path.insert(0, str(Path(__file__).parent))
-from platform_flow import stream_messages, wait_until
+from platform_flow import wait_until
 
 # Tuesday 1 December 2026, 09:00 in Shanghai: inside every branch's waking hours.
 START = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
@@ -66,92 +63,8 @@ def settings_for(database_url: str, nats_url: str, **changes: Any) -> Notificati
 
 
 @dataclass
-class Harness:
-    settings: NotificationSettings
-    service: NotificationService
-    client: httpx.AsyncClient
-    clock: FixedClock
-    _versions: dict[str, int] = field(default_factory=dict)
-
-    # ---- the API --------------------------------------------------------------------------------------------
-
-    def auth(
-        self, role: str = "owner", *, sub: str = "olivia", branches: Sequence[str] = ("*",)
-    ) -> dict[str, str]:
-        token = mint_dev_token(self.settings, role=role, branches=list(branches), sub=sub)
-        return {"Authorization": f"Bearer {token}"}
-
-    async def get(self, path: str, *, role: str = "owner", **kw: Any) -> httpx.Response:
-        branches = kw.pop("branches", ("*",) if role in ("owner", "analyst") else (BRANCH,))
-        return await self.client.get(path, headers=self.auth(role, branches=branches), **kw)
-
-    async def post(self, path: str, json: Any = None, *, role: str = "owner", **kw: Any) -> httpx.Response:
-        branches = kw.pop("branches", ("*",) if role in ("owner", "analyst") else (BRANCH,))
-        return await self.client.post(path, json=json, headers=self.auth(role, branches=branches), **kw)
-
-    async def put(self, path: str, json: Any = None, *, role: str = "owner", **kw: Any) -> httpx.Response:
-        branches = kw.pop("branches", ("*",) if role in ("owner", "analyst") else (BRANCH,))
-        return await self.client.put(path, json=json, headers=self.auth(role, branches=branches), **kw)
-
-    # ---- other services' events -------------------------------------------------------------------------------
-
-    def envelope(
-        self, source: str, event: DomainEvent, aggregate_id: str, *, branch_id: str | None = None
-    ) -> Envelope[Any]:
-        """The event as `source`'s relay publishes it: the aggregate's next version."""
-        version = self._versions.get(aggregate_id, 0) + 1
-        self._versions[aggregate_id] = version
-        return Envelope.new(
-            event,
-            chain_id=self.settings.chain_id,
-            branch_id=branch_id,
-            aggregate_id=aggregate_id,
-            aggregate_version=version,
-            actor=Actor.service(source),
-            occurred_at=self.clock.now(),
-        )
-
-    async def publish(self, *envelopes: Envelope[Any], msg_id: str | None = None) -> int:
-        """Publish envelopes on their producers' streams; the stream sequence of the last."""
-        return await publish_envelopes(self.settings.nats_url, envelopes, msg_id=msg_id)
-
-    async def emit(
-        self, source: str, event: DomainEvent, aggregate_id: str, *, branch_id: str | None = None
-    ) -> Envelope[Any]:
-        envelope = self.envelope(source, event, aggregate_id, branch_id=branch_id)
-        await self.publish(envelope)
-        return envelope
-
-    async def consumed(self, source: str, sequence: int) -> None:
-        """Wait until every notification consumer of `source`'s stream acked it up to `sequence`."""
-        stream = stream_name(source)
-        durables = [
-            c.subscription_durable for c in self.service.runtime.consumers if c.source_service == source
-        ]
-        connection = await nats.connect(self.settings.nats_url)
-        try:
-            js = connection.jetstream()
-
-            async def acked() -> bool:
-                for durable in durables:
-                    try:
-                        info = await js.consumer_info(stream, durable)
-                    except nats.js.errors.NotFoundError:
-                        return False
-                    if info.ack_floor.stream_seq < sequence or info.num_ack_pending:
-                        return False
-                return True
-
-            await wait_until(acked)
-        finally:
-            await connection.close()
-
-    async def emit_and_wait(
-        self, source: str, event: DomainEvent, aggregate_id: str, *, branch_id: str | None = None
-    ) -> Envelope[Any]:
-        envelope = self.envelope(source, event, aggregate_id, branch_id=branch_id)
-        await self.consumed(source, await self.publish(envelope))
-        return envelope
+class Harness(ServiceHarness[NotificationSettings]):
+    service: NotificationService = field(kw_only=True)
 
     # ---- a shop's world -----------------------------------------------------------------------------------
 
@@ -281,10 +194,6 @@ class Harness:
 
     # ---- what the service did -----------------------------------------------------------------------------
 
-    async def rows(self, sql: str, **parameters: Any) -> list[dict[str, Any]]:
-        async with self.service.runtime.driver.transaction() as unit:
-            return await fetch_on_driver(unit, "test", sql, parameters, as_dicts=True)
-
     async def messages(self, **where: Any) -> list[dict[str, Any]]:
         clauses = " AND ".join(f"{column} = %({column})s" for column in where) or "true"
         return await self.rows(
@@ -306,40 +215,6 @@ class Harness:
         await wait_until(exists)
         return found[0]
 
-    async def published(self, event_type: str) -> list[Envelope[Any]]:
-        """notification's events of a type on its stream, once the outbox is drained."""
-
-        async def drained() -> bool:
-            rows = await self.rows("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")
-            return rows[0]["n"] == 0
-
-        await wait_until(drained)
-        connection = await nats.connect(self.settings.nats_url)
-        try:
-            js = connection.jetstream()
-            try:
-                messages = await stream_messages(js, stream_name("notification"))
-            except nats.js.errors.NotFoundError:
-                return []
-        finally:
-            await connection.close()
-        envelopes = [decode(message.data) for message in messages]
-        return [envelope for envelope in envelopes if envelope.event_type == event_type]
-
-    def advance(self, **by: float) -> None:
-        self.clock.advance(timedelta(**by))
-
-    async def timers_caught_up(self) -> None:
-        """Every timer due by the clock's "now" has fired: a runner looked at this time and found none left."""
-        runner = self.service.runtime.timer_runner
-        assert runner is not None
-        now = self.clock.now()
-
-        async def caught_up() -> bool:
-            return runner.status.checked_until is not None and runner.status.checked_until >= now
-
-        await wait_until(caught_up)
-
 
 @asynccontextmanager
 async def running(
@@ -359,7 +234,7 @@ async def running(
             transport=httpx.ASGITransport(app=service.app), base_url="http://notification"
         ) as client,
     ):
-        yield Harness(settings, service, client, clock)
+        yield Harness(settings=settings, runtime=service.runtime, client=client, clock=clock, service=service)
 
 
 async def lock_waiters(connection: psycopg.AsyncConnection[Any]) -> int:

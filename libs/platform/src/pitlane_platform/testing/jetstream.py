@@ -1,5 +1,5 @@
-"""JetStream for tests: housekeeping callable from synchronous fixtures, and publishing events as a
-producer's relay would."""
+"""JetStream for tests: housekeeping callable from synchronous fixtures, publishing events as a producer's
+relay would, reading a stream back, and waiting on a condition."""
 
 from __future__ import annotations
 
@@ -71,3 +71,28 @@ async def publish_envelopes(
         return sequence
     finally:
         await connection.close()
+
+
+async def wait_until(predicate: Any, *, timeout: float = 30.0, interval: float = 0.1) -> None:  # noqa: ASYNC109
+    """Poll an async predicate until true; fail with the predicate's name on timeout."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        if await predicate():
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {getattr(predicate, '__name__', predicate)}")
+        await asyncio.sleep(interval)
+
+
+async def stream_messages(js: Any, stream: str) -> list[Any]:
+    """Every message stored in a stream, in order (RawStreamMsg: seq, subject, headers, data)."""
+    from nats.js.errors import NotFoundError
+
+    info = await js.stream_info(stream)
+    messages = []
+    for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+        try:
+            messages.append(await js.get_msg(stream, sequence))
+        except NotFoundError:
+            continue
+    return messages
