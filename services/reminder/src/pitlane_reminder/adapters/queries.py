@@ -298,11 +298,11 @@ async def insert_reminder(unit: Unit, row: dict[str, Any]) -> None:
 
 async def update_reminder(unit: Unit, reminder_id: str, **fields: Any) -> int:
     """Set the given columns and move the version on; returns the new version."""
-    sets = ", ".join(f"{name} = %({name})s" for name in fields)
+    sets = "".join(f"{name} = %({name})s, " for name in fields)
     row = await execute_on_driver(
         unit,
         "update reminder",
-        f"UPDATE reminders SET {sets}, version = version + 1 WHERE reminder_id = %(reminder_id)s RETURNING version",
+        f"UPDATE reminders SET {sets}version = version + 1 WHERE reminder_id = %(reminder_id)s RETURNING version",
         {"reminder_id": reminder_id, **fields},
     )
     assert row is not None
