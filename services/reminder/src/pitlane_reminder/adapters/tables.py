@@ -139,6 +139,7 @@ reminders = Table(
     Column("closed_at", DateTime(timezone=True)),
     UniqueConstraint("vehicle_id", "kind", "subject", name="uq_reminders_vehicle_kind_subject"),
     Index("ix_reminders_open", "vehicle_id", postgresql_where=text("status = 'scheduled'")),
+    Index("ix_reminders_customer", "customer_id"),
 )
 
 # Each rung of a cycle's ladder: its day, and when it was sent or why it was skipped. Sent once per cycle:

@@ -94,6 +94,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("reminder_id", name=op.f("pk_reminders")),
         sa.UniqueConstraint("vehicle_id", "kind", "subject", name="uq_reminders_vehicle_kind_subject"),
     )
+    op.create_index("ix_reminders_customer", "reminders", ["customer_id"], unique=False)
     op.create_index(
         "ix_reminders_open",
         "reminders",
