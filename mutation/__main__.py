@@ -37,6 +37,7 @@ PACKAGES = {
     "customer-profile": ROOT / "services" / "customer-profile",
     "workorder": ROOT / "services" / "workorder",
     "notification": ROOT / "services" / "notification",
+    "reminder": ROOT / "services" / "reminder",
 }
 THRESHOLD = 0.80
 # The sample is the same from run to run (and between machines), so results of earlier runs keep counting.
