@@ -432,3 +432,23 @@ async def test_a_message_joining_a_batch_that_already_went_out_still_goes(harnes
         if m["message_id"] != first["message_id"]
     ]
     assert second[0]["batch_key"] == first["batch_key"] and "已更换机滤" in second[0]["body"]
+
+
+async def test_a_reminder_goes_first_on_the_channel_its_rule_names(harness: Harness) -> None:
+    await harness.customer("c1", email="zhang.wei@example.cn")
+    vehicle = VehicleRegistered(
+        vehicle_id="v1", owner_customer_id="c1", plate="沪B67890", brand="丰田", model="卡罗拉"
+    )
+    await harness.emit_and_wait("customer-profile", vehicle, "v1")
+    due = ReminderDue(
+        reminder_id="r-1",
+        kind=ReminderKind.ANNUAL_INSPECTION,
+        vehicle_id="v1",
+        customer_id="c1",
+        due_on=date(2026, 12, 31),
+        channel=Channel.EMAIL,
+    )
+    await harness.emit_and_wait("reminder", due, "r-1")
+    harness.advance(minutes=1)
+    message = await harness.until_message(trigger="reminder_due", status="sent")
+    assert message["channel"] == "email" and "年检" in message["body"]

@@ -174,3 +174,14 @@ async def test_a_restart_in_the_middle_of_a_ladder_sends_no_rung_twice(
 def datetime_of(day: date) -> datetime:
     """10:00 in Shanghai on that day: when the day's reminders go out."""
     return shanghai(day.year, day.month, day.day, 10)
+
+
+async def test_the_rules_channel_and_template_travel_with_the_reminder(harness: Harness) -> None:
+    changed = await harness.put(
+        "/v1/rules/maintenance", {"ladder": [0], "channel": "email", "template": "service_due_vip"}
+    )
+    assert changed.status_code == 200, changed.text
+    await serviced_car(harness)
+    await harness.at(shanghai(2026, 4, 11, 10))
+    [due] = await harness.due()
+    assert (due.data.channel, due.data.template) == ("email", "service_due_vip")

@@ -8,7 +8,7 @@ from enum import StrEnum
 from pydantic import model_validator
 
 from pitlane_events.model import DomainEvent, event
-from pitlane_events.types import Id, Kilometres, NonBlank
+from pitlane_events.types import Channel, Code, Id, Kilometres, NonBlank
 
 
 class ReminderKind(StrEnum):
@@ -105,6 +105,10 @@ class ReminderDue(_DueByDateOrMileage):
     """The owner to remind."""
     preferred_branch_id: Id | None = None
     """The branch the vehicle last visited, to book it there."""
+    channel: Channel | None = None
+    """The channel the rule asks notification to try first; null: notification's own order."""
+    template: Code | None = None
+    """The notification template the rule names; null: notification's template for reminders."""
 
 
 @event("reminder.ReminderCancelled", 1)

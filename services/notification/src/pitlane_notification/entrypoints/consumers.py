@@ -32,7 +32,7 @@ from pitlane_events.customer_profile import (
 )
 from pitlane_events.notification import NpsAnswered
 from pitlane_events.reminder import ReminderDue
-from pitlane_events.types import Purpose
+from pitlane_events.types import Channel, Purpose
 from pitlane_events.workorder import (
     AddOnProposed,
     AppointmentArrived,
@@ -383,6 +383,9 @@ def _reminder_triggers(service: Notification) -> Consumer:
                     "answer_link": service.links.reminder_answer(event.reminder_id, now),
                 },
                 related=Related(reminder_id=event.reminder_id),
+                # The rule's channel first, then the chain's order for the rest.
+                channels=_first(event.channel, service.delivery.channel_order),
+                template=event.template,
             ),
         )
 
@@ -406,6 +409,12 @@ async def _schedule_appointment_reminder(
         {"appointment_id": appointment_id},
         replace=replace,
     )
+
+
+def _first(channel: Channel | None, order: tuple[Channel, ...]) -> tuple[Channel, ...] | None:
+    if channel is None:
+        return None
+    return (channel, *(other for other in order if other is not channel))
 
 
 def _branch(ctx: HandlerContext) -> str:

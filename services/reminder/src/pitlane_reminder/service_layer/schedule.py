@@ -361,9 +361,13 @@ class Schedule:
         await queries.mark_steps(ctx.unit, sending, at=ctx.now, skip_reason=None)
         context = self.context(sending[0]["branch_id"], ctx.now)
         assert vehicle is not None
+        rules = await effective_rules(ctx.unit, vehicle["last_branch_id"])
         for step in sending:
             version = await queries.update_reminder(ctx.unit, step["reminder_id"])
+            settings = getattr(rules, step["kind"])
             due = ReminderDue(
+                channel=settings.channel,
+                template=settings.template,
                 reminder_id=step["reminder_id"],
                 kind=_EVENT_KIND.get(RuleKind(step["kind"])) or _maintenance_kind(step),
                 vehicle_id=vehicle_id,
