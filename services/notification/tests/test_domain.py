@@ -64,6 +64,7 @@ def test_the_frequency_limit_counts_contacts_inside_its_window_only() -> None:
     assert not limit.allows([now - timedelta(days=29, hours=23)], now)
     assert limit.allows([now - timedelta(days=30)], now)
     assert FrequencyLimit(max_contacts=2).allows([now - timedelta(days=1)], now)
+    assert not limit.allows([now + timedelta(hours=9)], now)  # one queued for the morning counts already
 
 
 def test_channels_fall_back_in_order_and_never_back() -> None:

@@ -12,6 +12,7 @@ from pitlane_events.types import TimeSlot
 from pitlane_events.workorder import AppointmentBooked, AppointmentCancelled, BookingChannel
 from pitlane_platform.clock import FixedClock
 from pitlane_platform.security.links import REMINDER_ANSWER, sign_claims
+from platform_flow import wait_until
 
 
 async def serviced_car(harness: Harness, *, ladder: list[int] | None = None) -> dict:
@@ -185,3 +186,46 @@ async def test_the_rules_channel_and_template_travel_with_the_reminder(harness: 
     await harness.at(shanghai(2026, 4, 11, 10))
     [due] = await harness.due()
     assert (due.data.channel, due.data.template) == ("email", "service_due_vip")
+
+
+async def test_a_cycle_closed_as_done_elsewhere_is_not_reopened_by_a_new_fact(harness: Harness) -> None:
+    await serviced_car(harness, ladder=[0])
+    reminder = await harness.maintenance("v1")
+    token = sign_claims(
+        harness.settings.link_secret.get_secret_value(),
+        REMINDER_ANSWER,
+        {"r": reminder["reminder_id"], "exp": int((harness.clock.now() + timedelta(days=30)).timestamp())},
+    )
+    assert (await harness.client.post(f"/r/{token}/done")).status_code == 200  # no mileage given
+    after = await harness.maintenance("v1")
+    # The next cycle counts from today and the odometer as projected today: not due at once.
+    assert after["cycle"] == "service:2026-01-02" and after["due_on"] > date(2026, 4, 1)
+    await harness.at(shanghai(2026, 1, 3, 10))
+    assert await harness.due() == []
+
+
+async def test_a_rule_turned_off_withdraws_its_reminders_and_a_new_ladder_lays_the_rungs_again(
+    harness: Harness,
+) -> None:
+    reminder = await serviced_car(harness, ladder=[0])
+    relaid = await harness.put("/v1/rules/maintenance", {"ladder": [-7, 0]})
+    assert relaid.status_code == 200
+
+    async def relaid_rungs() -> bool:
+        rows = await harness.rows(
+            "SELECT offset_days FROM reminder_steps WHERE reminder_id = %(r)s ORDER BY offset_days",
+            r=reminder["reminder_id"],
+        )
+        return [row["offset_days"] for row in rows] == [-7, 0]
+
+    await wait_until(relaid_rungs)
+    assert (await harness.put("/v1/rules/maintenance", {"enabled": False})).status_code == 200
+
+    async def withdrawn() -> bool:
+        return (await harness.maintenance("v1"))["status"] == "cancelled"
+
+    await wait_until(withdrawn)
+    await harness.at(shanghai(2026, 4, 11, 10))
+    assert await harness.due() == []
+    [cancelled] = await harness.published("reminder.ReminderCancelled")
+    assert cancelled.data.reason == "superseded"

@@ -97,7 +97,7 @@ async def test_an_nps_answer_of_3_makes_a_recovery_task_due_within_24_hours_for_
     [task] = await open_tasks(harness)  # the promoter's answer makes none
     assert (task["kind"], task["advisor_id"], task["survey_id"]) == ("nps_detractor", "max", "s-unhappy")
     assert datetime.fromisoformat(task["due_at"]) == envelope.occurred_at + timedelta(hours=24)
-    assert "等了两个小时" in task["note"]
+    assert task["note"] == "NPS 3"  # the customer's words stay with notification (and go with its erasure)
     harness.advance(hours=25)
     overdue = (await harness.get("/v1/tasks", params={"overdue": "true"}, role="manager", sub="max")).json()[
         "tasks"
@@ -161,9 +161,10 @@ async def test_two_scheduler_replicas_over_10000_due_reminders_fire_each_exactly
                 RETURNING vehicle_id, customer_id
             ), reminded AS (
                 INSERT INTO reminders (reminder_id, vehicle_id, customer_id, kind, subject, cycle, branch_id, due_on,
-                                       due_by, basis, status, version, created_at)
+                                       due_by, basis, ladder, status, version, created_at)
                 SELECT 'r-' || vehicle_id, vehicle_id, customer_id, 'maintenance', '', 'service:2025-12-01', 'b1',
-                       DATE '2026-06-01', 'time', '6 months after the service on 2025-12-01', 'scheduled', 1, now()
+                       DATE '2026-06-01', 'time', '6 months after the service on 2025-12-01', '0', 'scheduled', 1,
+                       now()
                 FROM made RETURNING reminder_id, vehicle_id
             ), stepped AS (
                 INSERT INTO reminder_steps (reminder_id, cycle, offset_days, vehicle_id, due_on)

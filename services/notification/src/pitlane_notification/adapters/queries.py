@@ -65,8 +65,9 @@ async def clear_contact_point(unit: Unit, customer_id: str, kind: str, value: st
 
 
 async def merge_contacts(unit: Unit, survivor: str, merged: Sequence[str]) -> None:
-    """The merged customers point at the survivor, which takes the addresses it lacks; their consent
-    decisions and tags move over where the survivor has none of its own."""
+    """The merged customers point at the survivor, which takes the addresses it lacks; of the consent
+    decisions per channel and purpose the newest stands (an unsubscribe on the merged record is not undone
+    by an older grant on the survivor's); tags move over."""
     parameters = {"survivor": survivor, "merged": list(merged)}
     await execute_on_driver(
         unit,
@@ -108,7 +109,9 @@ async def merge_contacts(unit: Unit, survivor: str, merged: Sequence[str]) -> No
         SELECT DISTINCT ON (channel, purpose) %(survivor)s, channel, purpose, granted, source, decided_at
         FROM consents WHERE customer_id = ANY(%(merged)s)
         ORDER BY channel, purpose, decided_at DESC
-        ON CONFLICT (customer_id, channel, purpose) DO NOTHING
+        ON CONFLICT (customer_id, channel, purpose) DO UPDATE
+            SET granted = excluded.granted, source = excluded.source, decided_at = excluded.decided_at
+            WHERE consents.decided_at < excluded.decided_at
         """,
         parameters,
     )
@@ -145,12 +148,16 @@ async def erase_contact(unit: Unit, customer_id: str, at: datetime) -> None:
             status_reason = CASE WHEN status = 'queued' THEN 'customer_erased' ELSE status_reason END
         WHERE customer_id = %(customer_id)s
         """,
+        # A survey still open takes no answer any more: its comment would be published after the scrub.
         """
         UPDATE surveys SET draft_comment = NULL,
-            status = CASE WHEN status = 'scheduled' THEN 'cancelled' ELSE status END,
-            status_reason = CASE WHEN status = 'scheduled' THEN 'customer_erased' ELSE status_reason END
+            status = CASE WHEN status IN ('scheduled', 'sent') THEN 'cancelled' ELSE status END,
+            status_reason = CASE WHEN status IN ('scheduled', 'sent') THEN 'customer_erased' ELSE status_reason END
         WHERE customer_id = %(customer_id)s
         """,
+        "UPDATE appointments SET plate = NULL, service_requested = '' WHERE customer_id = %(customer_id)s",
+        "UPDATE work_orders SET plate = NULL WHERE customer_id = %(customer_id)s",
+        "UPDATE vehicles SET plate = NULL WHERE owner_customer_id = %(customer_id)s",
         """
         UPDATE survey_answers SET comment = NULL
         WHERE survey_id IN (SELECT survey_id FROM surveys WHERE customer_id = %(customer_id)s)
@@ -160,6 +167,17 @@ async def erase_contact(unit: Unit, customer_id: str, at: datetime) -> None:
     ]
     for statement in statements:
         await execute_on_driver(unit, "erase customer", statement, parameters)
+
+
+async def known_to_profile(unit: Unit, customer_id: str) -> bool:
+    """customer-profile's events about the customer have been applied (the contacts read model has a version)."""
+    row = await execute_on_driver(
+        unit,
+        "known to profile",
+        "SELECT 1 FROM read_model_versions WHERE read_model = 'contacts' AND aggregate_id = %(c)s",
+        {"c": customer_id},
+    )
+    return row is not None
 
 
 _CONTACT = """

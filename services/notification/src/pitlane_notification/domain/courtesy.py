@@ -62,7 +62,9 @@ class FrequencyLimit:
     window: timedelta = timedelta(days=30)
 
     def allows(self, previous: Sequence[datetime], now: datetime) -> bool:
-        recent = [at for at in previous if now - self.window < at <= now]
+        """`previous`: when the customer's earlier limited messages went, or will go (one queued for the end
+        of the night counts already)."""
+        recent = [at for at in previous if at > now - self.window]
         return len(recent) < self.max_contacts
 
 

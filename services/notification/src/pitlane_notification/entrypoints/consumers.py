@@ -13,7 +13,7 @@ queues carry the event's id in their dedupe key, so a copy queues nothing.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pitlane_events.customer_profile import (
@@ -51,17 +51,16 @@ from pitlane_events.workorder import (
 from pitlane_notification.adapters import queries
 from pitlane_notification.service_layer.default_templates import reminder_phrase
 from pitlane_notification.service_layer.requests import MessageRequest, Related, Trigger
-from pitlane_notification.service_layer.service import Notification
+from pitlane_notification.service_layer.service import APPOINTMENT_REMINDER, Notification
 from pitlane_platform.db import fetch_on_driver
 from pitlane_platform.messaging.consumer import Consumer, HandlerContext, advance_read_model
 from pitlane_platform.messaging.erasure import event_subjects, scrub_event_copies
 from pitlane_platform.messaging.streams import stream_name
 from pitlane_platform.runtime import ServiceRuntime
-from pitlane_platform.scheduling.timers import cancel, schedule
+from pitlane_platform.scheduling.timers import cancel_prefixed, schedule
 from pitlane_platform.security.links import AttributionKind
 
 SERVICE = "notification"
-APPOINTMENT_REMINDER = "notification.appointment-reminder"
 # Events of ours that carry what a customer wrote: erasure scrubs their copies from the stream.
 PERSONAL_EVENTS = (NpsAnswered.event_type,)
 
@@ -203,6 +202,10 @@ def _workorder_triggers(service: Notification) -> Consumer:
     @triggers.on(CustomerIntroduced)
     async def on_introduced(ctx: HandlerContext, event: CustomerIntroduced) -> None:
         # workorder met the customer first (a booking, a walk-in): reachable before customer-profile says so.
+        # Once customer-profile has spoken of the customer, its word on their phones stands (a phone the
+        # customer removed is not put back by a later booking).
+        if await queries.known_to_profile(ctx.unit, event.customer_id):
+            return
         await queries.upsert_contact(
             ctx.unit, event.customer_id, full_name=event.full_name, phone=event.phone
         )
@@ -237,11 +240,11 @@ def _workorder_triggers(service: Notification) -> Consumer:
     @triggers.on(AppointmentRescheduled)
     async def on_rescheduled(ctx: HandlerContext, event: AppointmentRescheduled) -> None:
         await queries.update_appointment(ctx.unit, event.appointment_id, slot_start=event.slot.start)
-        await _schedule_appointment_reminder(ctx, event.appointment_id, event.slot.start, replace=True)
+        await _schedule_appointment_reminder(ctx, event.appointment_id, event.slot.start)
 
     async def appointment_over(ctx: HandlerContext, appointment_id: str, status: str) -> None:
         await queries.update_appointment(ctx.unit, appointment_id, status=status)
-        await cancel(ctx.unit, APPOINTMENT_REMINDER, appointment_id, now=ctx.clock.now())
+        await cancel_prefixed(ctx.unit, APPOINTMENT_REMINDER, f"{appointment_id}:", now=ctx.clock.now())
 
     @triggers.on(AppointmentCancelled)
     async def on_cancelled(ctx: HandlerContext, event: AppointmentCancelled) -> None:
@@ -393,22 +396,17 @@ def _reminder_triggers(service: Notification) -> Consumer:
 
 
 async def _schedule_appointment_reminder(
-    ctx: HandlerContext, appointment_id: str, slot_start: Any, *, replace: bool = False
+    ctx: HandlerContext, appointment_id: str, slot_start: datetime
 ) -> None:
-    """The reminder goes the day before the slot; a booking made less than a day ahead gets none."""
+    """The reminder goes the day before the slot; a booking made less than a day ahead gets none. One timer
+    per slot: a reschedule withdraws the old slot's (fired or not) and the new slot gets its own."""
+    now = ctx.clock.now()
+    await cancel_prefixed(ctx.unit, APPOINTMENT_REMINDER, f"{appointment_id}:", now=now)
     due = slot_start - timedelta(days=1)
-    if due <= ctx.clock.now():
-        if replace:
-            await cancel(ctx.unit, APPOINTMENT_REMINDER, appointment_id, now=ctx.clock.now())
+    if due <= now:
         return
-    await schedule(
-        ctx.unit,
-        APPOINTMENT_REMINDER,
-        appointment_id,
-        due,
-        {"appointment_id": appointment_id},
-        replace=replace,
-    )
+    key = f"{appointment_id}:{slot_start.isoformat()}"
+    await schedule(ctx.unit, APPOINTMENT_REMINDER, key, due, {"appointment_id": appointment_id})
 
 
 def _first(channel: Channel | None, order: tuple[Channel, ...]) -> tuple[Channel, ...] | None:

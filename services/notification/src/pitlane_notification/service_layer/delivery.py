@@ -46,7 +46,7 @@ from pitlane_notification.service_layer.templates import (
     template_for,
 )
 from pitlane_platform.clock import Clock
-from pitlane_platform.db import Unit
+from pitlane_platform.db import Unit, execute_on_driver
 from pitlane_platform.messaging import outbox
 from pitlane_platform.messaging.eventstore import CommandContext
 from pitlane_platform.scheduling.timers import TimerContext, TimerHandlers, schedule
@@ -116,12 +116,20 @@ class Delivery:
             channel = chosen or channel
         if refusal is None and request.trigger in LIMITED_TRIGGERS:
             now = self.clock.now()
+            # One check at a time per customer: two campaigns launched at once both see the other's message.
+            await execute_on_driver(
+                unit,
+                "contact limit lock",
+                "SELECT pg_advisory_xact_lock(hashtext('contact-limit:' || %(c)s))",
+                {"c": recipient},
+            )
             previous = await message_log.limited_contacts_since(
                 unit, recipient, [t.value for t in LIMITED_TRIGGERS], now - self.policy.frequency.window
             )
             if not self.policy.frequency.allows(previous, now):
                 refusal = "frequency_limit"
-        due = await self._send_time(unit, request.due_at, channel, request.branch_id)
+        # Never in the past: a trigger handled late (a backlog, a replay) is sent now, and now may be night.
+        due = await self._send_time(unit, max(request.due_at, self.clock.now()), channel, request.branch_id)
         content: Content | None = None
         if refusal is None:
             try:
@@ -284,6 +292,8 @@ class Delivery:
                 await self._fall_back(unit, row, contact, refusal, ctx.now)
         if not sendable:
             return
+        if await self._held_by_quiet_hours(unit, sendable, channel, ctx.now):
+            return
         address = _address(contact, channel)
         assert address is not None
         if channel is Channel.SMS and await self._at_daily_cap(
@@ -403,7 +413,11 @@ class Delivery:
         attempts = await message_log.record_failed_attempt(unit, ids, reason=reason)
         if attempts < self.policy.max_attempts:
             retry_at = now + self.policy.retry_delay(attempts)
-            await schedule(unit, DELIVER, f"{batch_key}#{attempts}", retry_at, {"batch_key": batch_key})
+            # Keyed by the batch's first message: a batch key can come back (a late joiner of a batch that
+            # went out), and a key that fired once never fires again.
+            await schedule(
+                unit, DELIVER, f"{rows[0]['message_id']}#{attempts}", retry_at, {"batch_key": batch_key}
+            )
             return
         final = f"{reason} (after {attempts} attempts)"
         await message_log.mark_failed(unit, ids, reason=final, at=now, attempted=False)
@@ -468,6 +482,25 @@ class Delivery:
         await schedule(
             unit, DELIVER, f"{row['message_id']}#{due.date().isoformat()}", due, {"batch_key": batch_key}
         )
+
+    async def _held_by_quiet_hours(
+        self, unit: Unit, rows: Sequence[Mapping[str, Any]], channel: Channel, now: datetime
+    ) -> bool:
+        """A timer that fires late (after an outage) or a retry may fall in the night: the batch waits for
+        the end of the quiet hours, whatever time it was queued for."""
+        quiet, zone = await self._courtesy(unit, rows[0]["branch_id"])
+        release = send_time(now, channel, quiet, zone)
+        if release == now:
+            return False
+        batch_key = f"{rows[0]['customer_id']}:{channel.value}:{release.isoformat()}"
+        await message_log.move_to_batch(
+            unit, [row["message_id"] for row in rows], batch_key=batch_key, due_at=release
+        )
+        for row in rows:
+            await schedule(
+                unit, DELIVER, f"{row['message_id']}#{release.isoformat()}", release, {"batch_key": batch_key}
+            )
+        return True
 
     async def _at_daily_cap(self, unit: Unit, address: str, now: datetime, branch_id: str | None) -> bool:
         _, zone = await self._courtesy(unit, branch_id)

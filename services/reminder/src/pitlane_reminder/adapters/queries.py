@@ -39,6 +39,16 @@ async def vehicle(unit: Unit, vehicle_id: str, *, lock: bool = False) -> dict[st
     return rows[0] if rows else None
 
 
+async def set_last_service(unit: Unit, vehicle_id: str, *, on: date, km: int | None) -> None:
+    """The vehicle's last service, both values as given (None km: the mileage is not known)."""
+    await execute_on_driver(
+        unit,
+        "set last service",
+        "UPDATE vehicles SET last_service_on = %(on)s, last_service_km = %(km)s WHERE vehicle_id = %(v)s",
+        {"v": vehicle_id, "on": on, "km": km},
+    )
+
+
 async def vehicle_by_plate(unit: Unit, plate: str) -> str | None:
     row = await execute_on_driver(
         unit,
@@ -288,9 +298,9 @@ async def insert_reminder(unit: Unit, row: dict[str, Any]) -> None:
         "insert reminder",
         """
         INSERT INTO reminders (reminder_id, vehicle_id, customer_id, kind, subject, cycle, branch_id, due_on,
-                               due_mileage_km, due_by, basis, status, version, created_at)
+                               due_mileage_km, due_by, basis, ladder, status, version, created_at)
         VALUES (%(reminder_id)s, %(vehicle_id)s, %(customer_id)s, %(kind)s, %(subject)s, %(cycle)s, %(branch_id)s,
-                %(due_on)s, %(due_mileage_km)s, %(due_by)s, %(basis)s, 'scheduled', 1, %(created_at)s)
+                %(due_on)s, %(due_mileage_km)s, %(due_by)s, %(basis)s, %(ladder)s, 'scheduled', 1, %(created_at)s)
         """,
         row,
     )

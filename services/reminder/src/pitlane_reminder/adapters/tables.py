@@ -131,6 +131,7 @@ reminders = Table(
     Column("due_mileage_km", Integer),
     Column("due_by", Text, nullable=False),  # mileage | time: which came first
     Column("basis", Text, nullable=False),
+    Column("ladder", Text, nullable=False),  # the rule's rungs this cycle was laid out with, e.g. -30,-7,0
     Column("status", Text, nullable=False),  # scheduled | closed | cancelled
     Column("status_reason", Text),
     Column("snoozed_until", Date),

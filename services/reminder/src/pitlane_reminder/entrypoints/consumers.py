@@ -289,7 +289,18 @@ def _visits(service: Reminder) -> Consumer:
             correction=False,
             event_id=str(ctx.envelope.event_id),
         )
-        await _serviced(ctx, event.vehicle_id, event.customer_id)
+        await _serviced(ctx, event.vehicle_id)
+        # The visit's customer has the car now, unless it changed hands after this visit (the two streams
+        # arrive in any order): then the new owner keeps it.
+        await execute_on_driver(
+            ctx.unit,
+            "visit owner",
+            """
+            UPDATE vehicles SET customer_id = %(c)s, sold_at = NULL
+            WHERE vehicle_id = %(v)s AND (sold_at IS NULL OR sold_at < %(at)s)
+            """,
+            {"v": event.vehicle_id, "c": event.customer_id, "at": event.completed_at},
+        )
         await execute_on_driver(
             ctx.unit,
             "visit",
@@ -311,24 +322,23 @@ def _visits(service: Reminder) -> Consumer:
         await queries.mark_open(
             ctx.unit, order["vehicle_id"], "open_work_orders", event.work_order_id, is_open=False
         )
-        await _serviced(ctx, order["vehicle_id"], order["customer_id"])
+        await _serviced(ctx, order["vehicle_id"])
         await schedule.evaluate(ctx.unit, order["vehicle_id"], reason="a visit was voided")
 
-    async def _serviced(ctx: HandlerContext, vehicle_id: str, customer_id: str) -> None:
-        """The vehicle's last service is its latest visit that still counts; a visit means it is in hand again."""
+    async def _serviced(ctx: HandlerContext, vehicle_id: str) -> None:
+        """The vehicle's last service is its latest visit that still counts."""
         last = await queries.last_service(ctx.unit, vehicle_id)
         await execute_on_driver(
             ctx.unit,
             "serviced",
             """
-            UPDATE vehicles SET customer_id = %(c)s, sold_at = NULL, last_service_on = %(on)s, last_service_km = %(km)s,
+            UPDATE vehicles SET last_service_on = %(on)s, last_service_km = %(km)s,
                 first_service_on = %(first)s, last_branch_id = coalesce(%(b)s, last_branch_id),
                 last_advisor_id = coalesce(%(a)s, last_advisor_id)
             WHERE vehicle_id = %(v)s
             """,
             {
                 "v": vehicle_id,
-                "c": customer_id,
                 "on": last["completed_on"] if last else None,
                 "km": last["mileage_km"] if last else None,
                 "first": last["first_on"] if last else None,
@@ -381,7 +391,9 @@ def _nps(service: Reminder) -> Consumer:
                 ),
                 work_order_id=event.work_order_id,
                 survey_id=event.survey_id,
-                note=f"NPS {event.score}" + (f": {event.comment}" if event.comment else ""),
+                # The score, not the comment: what the customer wrote stays with notification (its erasure
+                # scrubs it there), and the advisor reads it through the survey.
+                note=f"NPS {event.score}",
             ),
         )
 

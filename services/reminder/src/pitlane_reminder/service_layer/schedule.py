@@ -46,6 +46,11 @@ ACTOR = Actor.service("reminder")
 # Reminder ids are derived from (vehicle, kind, subject): the same reminder whoever works it out.
 REMINDER_NAMESPACE = uuid.UUID("7c1f2a9e-5d54-4b8e-9b3c-1e2d3c4b5a69")
 MESSAGING_CHANNELS = ("sms", "wechat", "email")
+# The kinds `evaluate` works out from a vehicle's facts (declined work comes from its own event).
+EVALUATED_KINDS = frozenset({"maintenance", "insurance_renewal", "annual_inspection"})
+# A reminder cancelled for these reasons comes back when its rule wants it again (consent given back, the
+# rule turned on again); one closed as done, or cancelled otherwise, stays so for its cycle.
+REOPENABLE = frozenset({"consent_withdrawn", "superseded"})
 
 _EVENT_KIND = {
     RuleKind.INSURANCE_RENEWAL: ReminderKind.INSURANCE_RENEWAL,
@@ -122,8 +127,14 @@ class Schedule:
             await self.cancel_all(unit, vehicle_id, cancellation)
             return
         rules = await effective_rules(unit, vehicle["last_branch_id"])
-        for wanted in await self._wanted(unit, vehicle, rules):
+        wanted_now = await self._wanted(unit, vehicle, rules)
+        for wanted in wanted_now:
             await self._keep(unit, vehicle, wanted, reason=reason)
+        # A rule turned off, a policy gone: its reminders are withdrawn (declined work is not evaluated here).
+        keys = {(wanted.kind.value, wanted.subject) for wanted in wanted_now}
+        for existing in await queries.open_reminders(unit, vehicle_id):
+            if existing["kind"] in EVALUATED_KINDS and (existing["kind"], existing["subject"]) not in keys:
+                await self._cancel(unit, existing, ReminderCancellation.SUPERSEDED)
 
     async def _wanted(self, unit: Unit, vehicle: dict[str, Any], rules: EffectiveRules) -> list[Wanted]:
         wanted = []
@@ -190,6 +201,7 @@ class Schedule:
                     "due_mileage_km": wanted.due.due_mileage_km,
                     "due_by": wanted.due.reason,
                     "basis": wanted.due.basis,
+                    "ladder": _ladder_text(wanted.ladder),
                     "created_at": now,
                 },
             )
@@ -207,8 +219,16 @@ class Schedule:
             )
             await self._ladder(unit, reminder_id, vehicle["vehicle_id"], wanted, sent=set())
             return
+        if (
+            existing["status"] != "scheduled"
+            and existing["cycle"] == wanted.cycle
+            and existing["status_reason"] not in REOPENABLE
+        ):
+            return  # closed ("done elsewhere") or cancelled for this cycle: a new fact does not reopen it
+        ladder = _ladder_text(wanted.ladder)
         unchanged = (
             existing["status"] == "scheduled"
+            and existing["ladder"] == ladder
             and existing["cycle"] == wanted.cycle
             and existing["due_on"] == wanted.due.due_on
             and existing["due_mileage_km"] == wanted.due.due_mileage_km
@@ -225,6 +245,7 @@ class Schedule:
             due_mileage_km=wanted.due.due_mileage_km,
             due_by=wanted.due.reason,
             basis=wanted.due.basis,
+            ladder=ladder,
             customer_id=vehicle["customer_id"],
             branch_id=vehicle["last_branch_id"],
             status="scheduled",
@@ -258,8 +279,9 @@ class Schedule:
     async def schedule_day(self, unit: Unit, vehicle_id: str, day: date) -> None:
         due_at = datetime.combine(day, self.send_at, tzinfo=self.timezone).astimezone(UTC)
         if day <= self.today():
-            # Today's timer may have fired already: a rung added today gets a timer of its own, now.
-            due_at = self.clock.now()
+            # Today's timer may have fired already: a rung added today gets a timer of its own, at the hour
+            # rungs go out (or now, if that hour has passed).
+            due_at = max(self.clock.now(), datetime.combine(self.today(), self.send_at, tzinfo=self.timezone))
             key = f"{vehicle_id}:{day.isoformat()}:{due_at.isoformat()}"
         else:
             key = f"{vehicle_id}:{day.isoformat()}"
@@ -315,33 +337,35 @@ class Schedule:
             await self.tasks.create_later(unit, task, appears_at)
 
     async def cancel_all(self, unit: Unit, vehicle_id: str, reason: ReminderCancellation) -> int:
-        cancelled = 0
+        cancelled = await queries.open_reminders(unit, vehicle_id)
+        for existing in cancelled:
+            await self._cancel(unit, existing, reason)
+        return len(cancelled)
+
+    async def _cancel(self, unit: Unit, existing: dict[str, Any], reason: ReminderCancellation) -> None:
         now = self.clock.now()
-        for existing in await queries.open_reminders(unit, vehicle_id):
-            version = await queries.update_reminder(
-                unit, existing["reminder_id"], status="cancelled", status_reason=reason.value, closed_at=now
-            )
-            await queries.replace_pending_steps(
-                unit, existing["reminder_id"], vehicle_id, existing["cycle"], []
-            )
-            event = ReminderCancelled(reminder_id=existing["reminder_id"], reason=reason)
-            context = self.context(existing["branch_id"], now)
-            await outbox.enqueue(
-                unit,
-                [context.envelope(event, aggregate_id=existing["reminder_id"], aggregate_version=version)],
-            )
-            cancelled += 1
-        return cancelled
+        version = await queries.update_reminder(
+            unit, existing["reminder_id"], status="cancelled", status_reason=reason.value, closed_at=now
+        )
+        await queries.replace_pending_steps(
+            unit, existing["reminder_id"], existing["vehicle_id"], existing["cycle"], []
+        )
+        event = ReminderCancelled(reminder_id=existing["reminder_id"], reason=reason)
+        context = self.context(existing["branch_id"], now)
+        await outbox.enqueue(
+            unit, [context.envelope(event, aggregate_id=existing["reminder_id"], aggregate_version=version)]
+        )
 
     # ---- the day's rungs --------------------------------------------------------------------------------
 
     async def fire_day(self, ctx: TimerContext) -> None:
         vehicle_id = ctx.timer.payload["vehicle_id"]
         day = date.fromisoformat(ctx.timer.payload["day"])
+        # The vehicle first, as `evaluate` locks it: the two never wait on each other the other way round.
+        vehicle = await queries.vehicle(ctx.unit, vehicle_id, lock=True)
         steps = await queries.due_steps(ctx.unit, vehicle_id, day)
         if not steps:
             return
-        vehicle = await queries.vehicle(ctx.unit, vehicle_id)
         suppressed = await self._suppressed(ctx.unit, vehicle, ctx.now)
         if suppressed is not None:
             await queries.mark_steps(ctx.unit, steps, at=ctx.now, skip_reason=suppressed)
@@ -352,17 +376,22 @@ class Schedule:
         ]
         if snoozed:
             await queries.mark_steps(ctx.unit, snoozed, at=ctx.now, skip_reason="snoozed")
-        sending = _latest_rung_per_reminder([step for step in steps if step not in snoozed])
-        stale = [step for step in steps if step not in snoozed and step not in sending]
+        assert vehicle is not None
+        rules = await effective_rules(ctx.unit, vehicle["last_branch_id"])
+        off = [step for step in steps if step not in snoozed and not getattr(rules, step["kind"]).enabled]
+        if off:
+            await queries.mark_steps(ctx.unit, off, at=ctx.now, skip_reason="rule_disabled")
+        sending = _latest_rung_per_reminder(
+            [step for step in steps if step not in snoozed and step not in off]
+        )
+        stale = [step for step in steps if step not in snoozed and step not in off and step not in sending]
         if stale:
             await queries.mark_steps(ctx.unit, stale, at=ctx.now, skip_reason="caught up by a later rung")
         if not sending:
             return
         await queries.mark_steps(ctx.unit, sending, at=ctx.now, skip_reason=None)
-        context = self.context(sending[0]["branch_id"], ctx.now)
-        assert vehicle is not None
-        rules = await effective_rules(ctx.unit, vehicle["last_branch_id"])
         for step in sending:
+            context = self.context(step["branch_id"], ctx.now)
             version = await queries.update_reminder(ctx.unit, step["reminder_id"])
             settings = getattr(rules, step["kind"])
             due = ReminderDue(
@@ -410,6 +439,10 @@ class Schedule:
 
     def context(self, branch_id: str | None, at: datetime) -> CommandContext:
         return CommandContext(actor=ACTOR, chain_id=self.chain_id, occurred_at=at, branch_id=branch_id)
+
+
+def _ladder_text(ladder: Ladder) -> str:
+    return ",".join(str(offset) for offset in ladder.offsets_days)
 
 
 def _maintenance_kind(step: dict[str, Any]) -> ReminderKind:

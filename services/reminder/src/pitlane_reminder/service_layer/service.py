@@ -108,9 +108,12 @@ class Reminder:
                     correction=False,
                     event_id=f"customer:{reminder_id}:{today.isoformat()}",
                 )
-            await queries.upsert_vehicle(
-                unit, reminder["vehicle_id"], last_service_on=today, last_service_km=mileage_km
-            )
+            if mileage_km is None:
+                # Not given: the odometer as projected today, so the next cycle counts from about now (the
+                # old service's km would make it due at once); unknown without an estimate.
+                estimate = await self.schedule.mileage_estimate(unit, reminder["vehicle_id"])
+                mileage_km = estimate.projected_km(now)
+            await queries.set_last_service(unit, reminder["vehicle_id"], on=today, km=mileage_km)
             await self.schedule.evaluate(
                 unit, reminder["vehicle_id"], reason="done elsewhere, as the customer said"
             )

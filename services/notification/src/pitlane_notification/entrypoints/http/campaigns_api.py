@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from pitlane_events.inputs import NOT_A_BOOLEAN, DateInput
 from pitlane_events.types import Channel
-from pitlane_notification.entrypoints.http.common import BranchAdmin, ChainAdmin, Context, Reader
+from pitlane_notification.entrypoints.http.common import ChainAdmin, Context, Reader
 from pitlane_notification.service_layer.campaigns import CampaignDraft, segment_members
 from pitlane_platform.db import execute_on_driver, fetch_on_driver
 from pitlane_platform.errors import NotFoundError
@@ -135,7 +135,7 @@ async def launch_campaign(campaign_id: str, context: Context, principal: ChainAd
 
 
 @router.get("/campaigns/{campaign_id}/recipients")
-async def campaign_recipients(campaign_id: str, context: Context, principal: BranchAdmin) -> RecipientList:
+async def campaign_recipients(campaign_id: str, context: Context, principal: ChainAdmin) -> RecipientList:
     async with context.service.driver.transaction() as unit:
         rows = await context.service.campaigns.recipients(unit, campaign_id)
     return RecipientList(recipients=[Recipient.model_validate(row) for row in rows])

@@ -85,6 +85,7 @@ def upgrade() -> None:
         sa.Column("due_mileage_km", sa.Integer(), nullable=True),
         sa.Column("due_by", sa.Text(), nullable=False),
         sa.Column("basis", sa.Text(), nullable=False),
+        sa.Column("ladder", sa.Text(), nullable=False),
         sa.Column("status", sa.Text(), nullable=False),
         sa.Column("status_reason", sa.Text(), nullable=True),
         sa.Column("snoozed_until", sa.Date(), nullable=True),
