@@ -452,3 +452,53 @@ async def test_a_reminder_goes_first_on_the_channel_its_rule_names(harness: Harn
     harness.advance(minutes=1)
     message = await harness.until_message(trigger="reminder_due", status="sent")
     assert message["channel"] == "email" and "年检" in message["body"]
+
+
+async def test_a_booking_moved_after_its_reminder_went_is_reminded_again_for_the_new_slot(
+    harness: Harness,
+) -> None:
+    await harness.customer("c1")
+    booked = AppointmentBooked(
+        appointment_id="ap-1",
+        channel=BookingChannel.ONLINE,
+        customer_id="c1",
+        plate="沪A12345",
+        slot=slot(5, 10),
+        service_requested="小保养",
+    )
+    await harness.emit_and_wait("workorder", booked, "ap-1", branch_id=BRANCH)
+    harness.clock.set(shanghai(4, 10))
+    await harness.until_message(trigger="appointment_reminder", status="sent")
+    harness.clock.set(shanghai(4, 15))
+    moved = AppointmentRescheduled(
+        appointment_id="ap-1", customer_id="c1", previous_slot=slot(5, 10), slot=slot(8, 11)
+    )
+    await harness.emit_and_wait("workorder", moved, "ap-1", branch_id=BRANCH)
+    harness.clock.set(shanghai(7, 11))
+
+    async def reminded_twice() -> bool:
+        return len(await harness.messages(trigger="appointment_reminder", status="sent")) == 2
+
+    await wait_until(reminded_twice)
+    latest = (await harness.messages(trigger="appointment_reminder"))[-1]
+    assert "2026-12-08 11:00" in latest["body"]
+
+
+async def test_a_trigger_handled_in_the_night_waits_for_the_morning(harness: Harness) -> None:
+    await harness.customer("c1")
+    vehicle = VehicleRegistered(
+        vehicle_id="v1", owner_customer_id="c1", plate="沪B67890", brand="丰田", model="卡罗拉"
+    )
+    await harness.emit_and_wait("customer-profile", vehicle, "v1")
+    due = ReminderDue(
+        reminder_id="r-1",
+        kind=ReminderKind.SERVICE_DUE_BY_DATE,
+        vehicle_id="v1",
+        customer_id="c1",
+        due_on=date(2026, 12, 2),
+    )
+    envelope = harness.envelope("reminder", due, "r-1")  # reminder's moment: 09:00
+    harness.clock.set(shanghai(1, 22, 30))  # handled late: a backlog after an outage
+    await harness.consumed("reminder", await harness.publish(envelope))
+    queued = await harness.until_message(trigger="reminder_due")
+    assert queued["status"] == "queued" and queued["due_at"] == shanghai(2, 8)
