@@ -193,3 +193,21 @@ async def test_two_scheduler_replicas_over_10000_due_reminders_fire_each_exactly
         )
     assert queued == [{"events": count, "reminders": count}]  # each reminder due exactly once
     assert sum(fired) == count and all(fired), fired  # both replicas took part
+
+
+async def test_a_car_not_back_within_the_win_back_days_makes_a_call_for_its_advisor(harness: Harness) -> None:
+    assert (await harness.put("/v1/rules/win_back", {"enabled": True, "after_days": 60})).status_code == 200
+    await harness.vehicle("v-gone", "c1")
+    await harness.vehicle("v-back", "c2", plate="沪B22222")
+    await harness.visit("wo-1", "v-gone", "c1", km=40_000, completed_at=shanghai(2026, 1, 1, 16))
+    await harness.visit("wo-2", "v-back", "c2", km=20_000, completed_at=shanghai(2026, 1, 1, 17))
+    harness.clock.set(shanghai(2026, 2, 10, 12))
+    await harness.visit(
+        "wo-3", "v-back", "c2", km=21_000, completed_at=shanghai(2026, 2, 10, 11)
+    )  # it came back
+    await harness.at(shanghai(2026, 3, 2, 9, 59))
+    assert await open_tasks(harness) == []
+    await harness.at(shanghai(2026, 3, 2, 10))
+    [task] = await open_tasks(harness)
+    assert (task["vehicle_id"], task["advisor_id"], task["kind"]) == ("v-gone", "amy", "reminder")
+    assert task["note"] == "win-back: no visit since 2026-01-01"

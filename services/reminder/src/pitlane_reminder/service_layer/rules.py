@@ -102,7 +102,7 @@ class DetractorSettings(_Settings):
 
 
 class WinBackSettings(_Settings):
-    """No visit for `after_days`: a task for the advisor who last served the customer."""
+    """No visit for `after_days`: a task for the advisor who last served the car (off by default)."""
 
     enabled: bool = False
     after_days: Annotated[int, Field(ge=30, le=1825)] = 365

@@ -37,11 +37,19 @@ from pitlane_platform.scheduling.timers import TimerContext, TimerHandlers, sche
 from pitlane_reminder.adapters import queries
 from pitlane_reminder.domain.ladder import Ladder, steps_to_schedule
 from pitlane_reminder.domain.mileage import MileageEstimate, Reading, estimate
-from pitlane_reminder.domain.rules import Due, declined_work_due, inspection_due, maintenance_due, renewal_due
+from pitlane_reminder.domain.rules import (
+    Due,
+    declined_work_due,
+    inspection_due,
+    maintenance_due,
+    renewal_due,
+    win_back_due,
+)
 from pitlane_reminder.service_layer.rules import EffectiveRules, RuleKind, effective_rules
-from pitlane_reminder.service_layer.tasks import NewTask, Tasks
+from pitlane_reminder.service_layer.tasks import UNASSIGNED, NewTask, Tasks
 
 DAY_TIMER = "reminder.day"
+WIN_BACK_TIMER = "reminder.win-back"
 ACTOR = Actor.service("reminder")
 # Reminder ids are derived from (vehicle, kind, subject): the same reminder whoever works it out.
 REMINDER_NAMESPACE = uuid.UUID("7c1f2a9e-5d54-4b8e-9b3c-1e2d3c4b5a69")
@@ -86,6 +94,7 @@ class Schedule:
 
     def register(self, timers: TimerHandlers) -> None:
         timers.on(DAY_TIMER)(self.fire_day)
+        timers.on(WIN_BACK_TIMER)(self.win_back)
 
     def today(self) -> date:
         return self.clock.now().astimezone(self.timezone).date()
@@ -130,6 +139,8 @@ class Schedule:
         wanted_now = await self._wanted(unit, vehicle, rules)
         for wanted in wanted_now:
             await self._keep(unit, vehicle, wanted, reason=reason)
+        if rules.win_back.enabled and vehicle["last_visit_at"] is not None:
+            await self._win_back_after(unit, vehicle, rules.win_back.after_days)
         # A rule turned off, a policy gone: its reminders are withdrawn (declined work is not evaluated here).
         keys = {(wanted.kind.value, wanted.subject) for wanted in wanted_now}
         for existing in await queries.open_reminders(unit, vehicle_id):
@@ -286,6 +297,40 @@ class Schedule:
         else:
             key = f"{vehicle_id}:{day.isoformat()}"
         await schedule(unit, DAY_TIMER, key, due_at, {"vehicle_id": vehicle_id, "day": day.isoformat()})
+
+    async def _win_back_after(self, unit: Unit, vehicle: dict[str, Any], after_days: int) -> None:
+        """A call for the advisor if the car does not come back within `after_days` of its last visit (one
+        timer per visit; a later visit makes the earlier ones find nothing to do)."""
+        visit_on = vehicle["last_visit_at"].astimezone(self.timezone).date()
+        due = win_back_due(visit_on, after_days=after_days)
+        due_at = datetime.combine(due, self.send_at, tzinfo=self.timezone).astimezone(UTC)
+        payload = {"vehicle_id": vehicle["vehicle_id"], "visit_on": visit_on.isoformat()}
+        await schedule(
+            unit, WIN_BACK_TIMER, f"{vehicle['vehicle_id']}:{visit_on.isoformat()}", due_at, payload
+        )
+
+    async def win_back(self, ctx: TimerContext) -> None:
+        vehicle = await queries.vehicle(ctx.unit, ctx.timer.payload["vehicle_id"], lock=True)
+        visit_on = date.fromisoformat(ctx.timer.payload["visit_on"])
+        if vehicle is None or vehicle["erased_at"] is not None or vehicle["sold_at"] is not None:
+            return
+        if vehicle["last_visit_at"].astimezone(self.timezone).date() != visit_on:
+            return  # it came back since
+        if not (await effective_rules(ctx.unit, vehicle["last_branch_id"])).win_back.enabled:
+            return
+        await self.tasks.create(
+            ctx.unit,
+            NewTask(
+                kind=FollowUpKind.REMINDER,
+                source=f"win-back:{vehicle['vehicle_id']}:{visit_on.isoformat()}",
+                branch_id=vehicle["last_branch_id"] or "",
+                advisor_id=vehicle["last_advisor_id"] or UNASSIGNED,
+                customer_id=vehicle["customer_id"],
+                vehicle_id=vehicle["vehicle_id"],
+                due_at=ctx.now + timedelta(days=7),
+                note=f"win-back: no visit since {visit_on.isoformat()}",
+            ),
+        )
 
     async def declined(
         self,
