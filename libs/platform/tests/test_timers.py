@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from opentelemetry import context as otel_context
 
 from pitlane_platform.clock import FixedClock
-from pitlane_platform.db import DriverPool, fetch_on_driver
+from pitlane_platform.db import DriverPool, fetch_on_driver, libpq_url
 from pitlane_platform.scheduling.timers import (
     TimerContext,
     TimerHandlers,
@@ -125,6 +126,16 @@ async def effect_counts(database_url: str) -> dict[str, int]:
         return {key: count for key, count in rows}
     finally:
         await pool.close()
+
+
+async def terminate_other_backends(database_url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(libpq_url(database_url), autocommit=True) as admin:
+        await admin.execute(
+            """
+            SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE datname = current_database() AND pid <> pg_backend_pid()
+            """
+        )
 
 
 async def timer_row(database_url: str, key: str) -> dict[str, object]:
@@ -304,7 +315,10 @@ async def test_a_timer_left_half_done_by_a_dying_replica_fires_once_in_the_next(
     )
     task = asyncio.create_task(runner.run(asyncio.Event()))
     await asyncio.wait_for(dying.entered["cut-short"].wait(), timeout=30)
-    task.cancel()  # the process is gone: its transaction never commits
+    # The process is gone: its connection drops, and PostgreSQL rolls its transaction back (a cancelled task
+    # in this process may leave its connection checked out, still holding the row: end it as death would).
+    await terminate_other_backends(timer_db)
+    task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await pool.close()
     assert (await timer_row(timer_db, "cut-short"))["fired_at"] is None
