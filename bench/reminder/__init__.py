@@ -99,7 +99,7 @@ def prepare(url: str, count: int) -> None:
 
 
 async def fire_with_the_service(url: str, nats_url: str, options: Options) -> Fired:
-    settings = ReminderSettings(database_url=url, nats_url=nats_url, env="test")  # type: ignore[call-arg]
+    settings = ReminderSettings(database_url=url, nats_url=nats_url)  # the development defaults: a bench
     clock = FixedClock(NOW)
     service = build(settings, clock=clock)
     driver = DriverPool(url, max_size=options.workers + 2)
