@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Annotated, Any, Literal, cast
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -17,6 +17,31 @@ from pitlane_platform.errors import PitlaneError
 log = logging.getLogger(__name__)
 
 ErrorPage = Callable[[Request, int], Response]
+
+Language = Literal["zh-CN", "en"]
+# `?lang=` on every customer page: zh-CN by default, English on request.
+Lang = Annotated[Language | None, Query(description="zh-CN (default) or en")]
+HTML = {"text/html": {"schema": {"type": "string"}}}
+# Every customer page (forms, no script, no images): nobody's frame, its link's token never leaves in a
+# Referer, nothing of it stays in a cache.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def language(lang: str | None, default: str | None = None) -> Language:
+    chosen = lang or default
+    return "en" if chosen == "en" else "zh-CN"
+
+
+def page_responses(errors: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI answers of a customer page: HTML, and each error status as a page, described."""
+    pages: dict[int | str, dict[str, Any]] = {200: {"content": HTML}}
+    pages.update({status: {"description": text, "content": HTML} for status, text in errors.items()})
+    return pages
 
 
 def install_error_pages(app: FastAPI, prefix: str, page: ErrorPage) -> None:

@@ -5,14 +5,21 @@ unsubscribe page (/n/u/<token>). No login, no script, mobile first, zh-CN by def
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Form, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from pitlane_events.notification import UnsubscribeSource
 from pitlane_notification.entrypoints.http.common import Context
+from pitlane_platform.customer_pages import (
+    PAGE_HEADERS,
+    Lang,
+    Language,
+    language,
+    page_responses,
+)
 from pitlane_platform.customer_pages import install_error_pages as install_customer_error_pages
 
 PREFIX = "/n"
@@ -21,23 +28,14 @@ TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"])
 )
 
-Language = Literal["zh-CN", "en"]
-Lang = Annotated[Literal["zh-CN", "en"] | None, Query(description="zh-CN (default) or en")]
 Token = Annotated[str, "a signed link token"]
-HTML = {"text/html": {"schema": {"type": "string"}}}
-PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": HTML},
-    403: {"description": "The link is forged, altered or expired: a page saying so", "content": HTML},
-    404: {"description": "The survey is closed: a page saying so", "content": HTML},
-    422: {"description": "The form does not fit: a page saying so", "content": HTML},
-}
-# The page is nobody's frame, its token never leaves in a Referer, nothing of it stays in a cache.
-PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-    "base-uri 'none'; frame-ancestors 'none'",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
+PAGE_RESPONSES = page_responses(
+    {
+        403: "The link is forged, altered or expired: a page saying so",
+        404: "The survey is closed: a page saying so",
+        422: "The form does not fit: a page saying so",
+    }
+)
 
 LABELS: dict[Language, dict[str, Any]] = {
     "zh-CN": {
@@ -85,11 +83,6 @@ LABELS: dict[Language, dict[str, Any]] = {
         },
     },
 }
-
-
-def language(lang: str | None, default: str | None = None) -> Language:
-    chosen = lang or default
-    return "en" if chosen == "en" else "zh-CN"
 
 
 def page(lang: Language, title: str, *, status: int = 200, **values: Any) -> HTMLResponse:

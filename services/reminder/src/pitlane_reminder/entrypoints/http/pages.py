@@ -5,12 +5,19 @@ no script, zh-CN by default and English with ?lang=en; errors are pages."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Form, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Form, Request, Response
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from pitlane_platform.customer_pages import (
+    PAGE_HEADERS,
+    Lang,
+    Language,
+    language,
+    page_responses,
+)
 from pitlane_platform.customer_pages import install_error_pages as install_customer_error_pages
 from pitlane_reminder.entrypoints.http.common import Context
 from pitlane_reminder.service_layer.rules import RuleKind
@@ -20,22 +27,14 @@ router = APIRouter(prefix=PREFIX, tags=["customer pages"])
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"])
 )
-Language = Literal["zh-CN", "en"]
-Lang = Annotated[Literal["zh-CN", "en"] | None, Query(description="zh-CN (default) or en")]
-HTML = {"text/html": {"schema": {"type": "string"}}}
-PAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": HTML},
-    403: {"description": "The link is forged, altered or expired: a page saying so", "content": HTML},
-    404: {"description": "No such reminder: a page saying so", "content": HTML},
-    409: {"description": "The reminder is closed already: a page saying so", "content": HTML},
-    422: {"description": "The form does not fit: a page saying so", "content": HTML},
-}
-PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-    "base-uri 'none'; frame-ancestors 'none'",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
+PAGE_RESPONSES = page_responses(
+    {
+        403: "The link is forged, altered or expired: a page saying so",
+        404: "No such reminder: a page saying so",
+        409: "The reminder is closed already: a page saying so",
+        422: "The form does not fit: a page saying so",
+    }
+)
 LABELS: dict[Language, dict[str, Any]] = {
     "zh-CN": {
         "title": {
@@ -80,10 +79,6 @@ LABELS: dict[Language, dict[str, Any]] = {
         },
     },
 }
-
-
-def language(lang: str | None) -> Language:
-    return "en" if lang == "en" else "zh-CN"
 
 
 def page(lang: Language, title: str, *, status: int = 200, **values: Any) -> HTMLResponse:
