@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,14 @@ from pitlane_events.customer_profile import (
     CustomerRegistered,
     CustomerSource,
 )
-from pitlane_events.types import Bay, Channel, LineCategory, LineItem, Payment, PaymentMethod, Purpose
-from pitlane_events.workorder import BranchOpened, ProgressRecorded, WorkOrderCompleted, WorkOrderOpened
+from pitlane_events.types import Bay, Channel, Purpose
+from pitlane_events.workorder import BranchOpened, ProgressRecorded, WorkOrderOpened
 from pitlane_notification.adapters.channels.base import ChannelProvider
 from pitlane_notification.bootstrap import NotificationService, NotificationSettings, build
 from pitlane_platform.clock import FixedClock
 from pitlane_platform.db import libpq_url
 from pitlane_platform.testing.service_harness import ServiceHarness
+from pitlane_platform.testing.shop import work_order_completed, work_order_opened
 
 sys.path.insert(0, str(Path(__file__).parent))
 from platform_flow import wait_until
@@ -124,15 +124,7 @@ class Harness(ServiceHarness[NotificationSettings]):
 
     def opened(self, work_order_id: str, customer_id: str) -> WorkOrderOpened:
         """A work order checked in for the customer's car (沪A12345) by amy."""
-        return WorkOrderOpened(
-            work_order_id=work_order_id,
-            customer_id=customer_id,
-            vehicle_id=f"v-{customer_id}",
-            plate="沪A12345",
-            mileage_km=40000,
-            complaint="小保养",
-            advisor_id="amy",
-        )
+        return work_order_opened(work_order_id, customer_id, f"v-{customer_id}")
 
     async def progress(self, work_order_id: str, customer_id: str, *texts: str) -> None:
         """A work order opened for the customer, and progress posted on it now (one event per text)."""
@@ -157,32 +149,13 @@ class Harness(ServiceHarness[NotificationSettings]):
         """A work order opened and completed at the branch (the completion `completed_at`, default now)."""
         at = completed_at or self.clock.now()
         opened = self.opened(work_order_id, customer_id)
-        completed = WorkOrderCompleted(
-            work_order_id=work_order_id,
-            customer_id=customer_id,
-            line_items=(
-                LineItem(
-                    item_code="MAINT-S",
-                    name="小保养",
-                    category=LineCategory.PACKAGE,
-                    quantity=Decimal(1),
-                    unit_price_fen=total_fen,
-                    line_total_fen=total_fen,
-                ),
-            ),
-            subtotal_fen=total_fen,
-            discount_fen=0,
-            total_fen=total_fen,
-            paid_fen=total_fen,
-            payments=(Payment(method=PaymentMethod.WECHAT_PAY, amount_fen=total_fen, paid_at=at),),
-            vehicle_id=f"v-{customer_id}",
-            plate="沪A12345",
-            mileage_km=40000,
+        completed = work_order_completed(
+            work_order_id,
+            customer_id,
+            f"v-{customer_id}",
             branch_id=BRANCH,
-            advisor_id="amy",
-            technician_ids=("tom", "lee"),
-            opened_at=at - timedelta(hours=2),
             completed_at=at,
+            total_fen=total_fen,
         )
         envelopes = [
             self.envelope("workorder", opened, work_order_id, branch_id=BRANCH),

@@ -7,17 +7,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import httpx
 
 from pitlane_events import Envelope
 from pitlane_events.customer_profile import MileageSource, VehicleMileageRecorded, VehicleRegistered
-from pitlane_events.types import LineCategory, LineItem, Payment, PaymentMethod
-from pitlane_events.workorder import WorkOrderCompleted, WorkOrderOpened
 from pitlane_platform.clock import FixedClock
 from pitlane_platform.testing.service_harness import ServiceHarness
+from pitlane_platform.testing.shop import work_order_completed, work_order_opened
 from pitlane_reminder.bootstrap import ReminderService, ReminderSettings, build
 
 BRANCH = "b1"
@@ -61,42 +59,16 @@ class Harness(ServiceHarness[ReminderSettings]):
     def visit_events(
         self, work_order_id: str, vehicle_id: str, customer_id: str, *, km: int, completed_at: datetime
     ) -> list[Envelope[Any]]:
-        opened = WorkOrderOpened(
-            work_order_id=work_order_id,
-            customer_id=customer_id,
-            vehicle_id=vehicle_id,
-            plate="沪A12345",
-            mileage_km=km,
-            complaint="小保养",
-            advisor_id="amy",
-        )
-        total = 48000
-        completed = WorkOrderCompleted(
-            work_order_id=work_order_id,
-            customer_id=customer_id,
-            line_items=(
-                LineItem(
-                    item_code="MAINT-S",
-                    name="小保养",
-                    category=LineCategory.PACKAGE,
-                    quantity=Decimal(1),
-                    unit_price_fen=total,
-                    line_total_fen=total,
-                ),
-            ),
-            subtotal_fen=total,
-            discount_fen=0,
-            total_fen=total,
-            paid_fen=total,
-            payments=(Payment(method=PaymentMethod.WECHAT_PAY, amount_fen=total, paid_at=completed_at),),
-            vehicle_id=vehicle_id,
-            plate="沪A12345",
-            mileage_km=km,
+        opened = work_order_opened(work_order_id, customer_id, vehicle_id, km=km)
+        completed = work_order_completed(
+            work_order_id,
+            customer_id,
+            vehicle_id,
             branch_id=BRANCH,
-            advisor_id="amy",
-            technician_ids=("tom",),
-            opened_at=completed_at - timedelta(hours=2),
             completed_at=completed_at,
+            km=km,
+            total_fen=48_000,
+            technician_ids=("tom",),
         )
         return [
             self.envelope("workorder", opened, work_order_id, branch_id=BRANCH),
