@@ -5,8 +5,9 @@ operation held to its OpenAPI document."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
-from notification_harness import BRANCH, Harness, shanghai
+from notification_harness import BRANCH, Harness, running, shanghai
 from typer.testing import CliRunner
 
 from pitlane_notification.domain import sms
@@ -141,3 +142,20 @@ async def test_a_request_with_a_nul_in_its_path_is_refused_and_still_on_the_audi
     assert rows == [
         {"route": "/v1/messages/{message_id}", "resource_ids": {"message_id": "ab\\x00cd"}, "status": 422}
     ]
+
+
+async def test_a_process_whose_due_timers_nobody_fires_is_not_ready(database_url: str, nats_url: str) -> None:
+    async with running(database_url, nats_url, run_background=False) as api_only:  # no timer runner here
+        assert (await api_only.client.get("/ready")).status_code == 200
+        await api_only.rows(
+            """
+            INSERT INTO timers (kind, key, due_at, payload)
+            VALUES ('notification.deliver', 'm-1', %(due)s, '{"batch_key": "none"}') RETURNING 1
+            """,
+            due=api_only.clock.now() - timedelta(minutes=6),
+        )
+        answer = await api_only.client.get("/ready")
+        assert answer.status_code == 503 and answer.json()["failing_checks"] == ["timers"]
+    async with running(database_url, nats_url) as with_runner:  # a process that runs them takes it
+        await with_runner.timers_caught_up()
+        assert (await with_runner.client.get("/ready")).status_code == 200

@@ -11,6 +11,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from pitlane_platform.messaging.outbox import set_max_payload
 from pitlane_platform.messaging.relay import OutboxRelay, RelayConfig, outbox_health
 from pitlane_platform.messaging.streams import declare_stream, platform_streams, service_stream
 from pitlane_platform.migrations import upgrade
-from pitlane_platform.scheduling.timers import TimerHandlers, TimerRunner
+from pitlane_platform.scheduling.timers import TimerHandlers, TimerRunner, timer_health
 from pitlane_platform.security.audit import AuditTrail
 from pitlane_platform.settings import ServiceSettings
 
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 # Readiness fails when the audit trail's oldest unwritten note is older than this: requests would be
 # served without their trail being kept.
 AUDIT_MAX_BACKLOG_S = 30.0
+# Readiness fails while a timer has been due for longer than this without firing: no runner is taking them
+# (none started, all stuck), or they cannot keep up. A timer that failed for good is an ALERT, not this.
+TIMERS_MAX_LATENESS = timedelta(minutes=5)
 
 
 class ServiceRuntime:
@@ -177,11 +181,24 @@ class ServiceRuntime:
             if age > AUDIT_MAX_BACKLOG_S:
                 raise AuditTrailBehind(f"the oldest unwritten audit note is {age:.0f} s old")
 
-        return [database, nats, outbox, audit_trail]
+        async def timers() -> None:
+            """Due timers nobody fires."""
+            async with self.driver.transaction() as unit:
+                health = await timer_health(unit, now=self.clock.now(), allowed_lateness=TIMERS_MAX_LATENESS)
+            if health.late:
+                raise TimersBehind(
+                    f"{health.late} timer(s) due for over {TIMERS_MAX_LATENESS} have not fired"
+                )
+
+        return [database, nats, outbox, audit_trail, *([timers] if self.timers.kinds else [])]
 
 
 class AuditTrailBehind(RuntimeError):
     """The audit trail cannot write its notes (the database refuses them)."""
+
+
+class TimersBehind(RuntimeError):
+    """Durable timers are due and no runner fires them."""
 
 
 class OutboxNotDraining(RuntimeError):

@@ -202,14 +202,6 @@ class TimerHealth:
     failed: int  # gave up after max_attempts
     next_due_at: datetime | None
 
-    def problems(self) -> list[str]:
-        found = []
-        if self.late:
-            found.append(f"{self.late} timer(s) overdue")
-        if self.failed:
-            found.append(f"{self.failed} timer(s) failed for good")
-        return found
-
 
 async def timer_health(unit: Unit, *, now: datetime, allowed_lateness: timedelta) -> TimerHealth:
     row = await execute_on_driver(unit, "SELECT timers", _HEALTH, {"late_before": now - allowed_lateness})

@@ -42,8 +42,5 @@ class SurveyPolicy:
     def send_at(self, completed_at: datetime) -> datetime:
         return completed_at + self.delay
 
-    def remind_at(self, sent_at: datetime) -> datetime:
-        return sent_at + self.remind_after
-
     def expires_at(self, sent_at: datetime) -> datetime:
         return sent_at + self.valid_for

@@ -14,7 +14,6 @@ from typing import Any
 
 from pitlane_notification.service_layer.requests import Trigger
 
-LOCALES = ("zh-CN", "en")
 DEFAULT_LOCALE = "zh-CN"
 
 

@@ -475,7 +475,7 @@ class Delivery:
     async def _defer_to_tomorrow(self, unit: Unit, row: Mapping[str, Any], now: datetime) -> None:
         quiet, zone = await self._courtesy(unit, row["branch_id"])
         local = now.astimezone(zone)
-        tomorrow = datetime.combine(local.date() + timedelta(days=1), quiet.end or time(8), tzinfo=zone)
+        tomorrow = datetime.combine(local.date() + timedelta(days=1), quiet.end, tzinfo=zone)
         due = tomorrow.astimezone(now.tzinfo)
         batch_key = f"{row['customer_id']}:{row['channel']}:{due.isoformat()}"
         await message_log.move_to_batch(unit, [row["message_id"]], batch_key=batch_key, due_at=due)

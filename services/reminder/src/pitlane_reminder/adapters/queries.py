@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
@@ -116,7 +115,8 @@ async def set_aside(unit: Unit, reasons: dict[int, str | None]) -> None:
         "set aside readings",
         """
         UPDATE mileage_readings m SET set_aside_reason = r.reason
-        FROM unnest(%(ids)s::bigint[], %(reasons)s::text[]) AS r(id, reason) WHERE m.id = r.id
+        FROM unnest(%(ids)s::bigint[], %(reasons)s::text[]) AS r(id, reason)
+        WHERE m.id = r.id AND m.set_aside_reason IS DISTINCT FROM r.reason
         """,
         {"ids": list(reasons), "reasons": list(reasons.values())},
     )
@@ -416,7 +416,3 @@ async def last_sent_to(unit: Unit, customer_id: str) -> datetime | None:
         {"c": customer_id},
     )
     return row[0] if row else None
-
-
-def as_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
