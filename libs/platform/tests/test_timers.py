@@ -17,12 +17,14 @@ from opentelemetry import context as otel_context
 from pitlane_platform.clock import FixedClock
 from pitlane_platform.db import DriverPool, fetch_on_driver, libpq_url
 from pitlane_platform.scheduling.timers import (
+    NewTimer,
     TimerContext,
     TimerHandlers,
     TimerRunner,
     cancel,
     cancel_prefixed,
     schedule,
+    schedule_many,
     timer_health,
 )
 from pitlane_platform.telemetry import context_from_headers, current_trace_id
@@ -205,6 +207,35 @@ async def test_scheduling_a_key_twice_keeps_one_timer_and_replace_moves_only_a_p
     row = await timer_row(timer_db, "once")
     assert row["due_at"] == later and row["fired_at"] == later
     assert await effect_counts(timer_db) == {"once": 1}
+
+
+async def test_many_timers_scheduled_in_one_statement_keep_to_the_same_rules(timer_db: str) -> None:
+    later = START + timedelta(days=1)
+    await scheduled(timer_db, ("kept", START), ("moved", START))
+    pool = DriverPool(timer_db)
+    await pool.open()
+    async with pool.transaction() as unit:
+        batch = [
+            NewTimer("kept", later, {"key": "kept"}),
+            NewTimer("new", START, {"key": "first"}),
+            NewTimer("new", later, {"key": "new"}),  # a key given twice: its last time and payload
+        ]
+        assert await schedule_many(unit, "probe", batch) == 1
+    async with pool.transaction() as unit:
+        assert (
+            await schedule_many(unit, "probe", [NewTimer("moved", later, {"key": "moved"})], replace=True)
+            == 1
+        )
+        assert await schedule_many(unit, "probe", []) == 0
+    await pool.close()
+    assert (await timer_row(timer_db, "kept"))["due_at"] == START  # not replaced: left as it was
+    assert (await timer_row(timer_db, "moved"))["due_at"] == later
+    new = await timer_row(timer_db, "new")
+    assert (new["due_at"], new["payload"]) == (later, {"key": "new"})
+    async with running_runner(timer_db, FixedClock(later), Behaviour()):
+        await wait_until(fired(timer_db, "new"))
+        await wait_until(fired(timer_db, "moved"))
+    assert await effect_counts(timer_db) == {"kept": 1, "moved": 1, "new": 1}
 
 
 async def test_a_cancelled_timer_never_fires(timer_db: str) -> None:

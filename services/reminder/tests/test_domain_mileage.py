@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pitlane_reminder.domain.mileage import MileageEstimate, Reading, SetAside, about_km_a_day, estimate
+from pitlane_reminder.domain.mileage import Projection, Reading, SetAside, about_km_a_day, estimate
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -185,36 +185,40 @@ def test_a_short_history_falls_back_to_the_default_rate_or_none() -> None:
 def test_no_readings_project_nothing() -> None:
     result = estimate([], default_km_per_day=30.0)
     assert result.last is None
-    assert result.projected_km(at(2026, 1, 1)) is None
-    assert result.date_reaching(45_000) is None
+    assert result.projection.projected_km(at(2026, 1, 1)) is None
+    assert result.projection.date_reaching(45_000) is None
     assert result.explain() == "no mileage readings"
 
 
 def test_the_projection_runs_forward_from_the_last_reading_never_below_it() -> None:
     result = estimate(HISTORY)
 
-    assert result.projected_km(at(2026, 4, 11)) == 45_000
-    assert result.projected_km(at(2026, 1, 1, 22)) == 40_025
-    assert result.projected_km(at(2025, 12, 1)) == 40_000  # before the last reading: not below it
-    assert estimate(HISTORY[:1]).projected_km(at(2026, 4, 11)) is None
+    assert result.projection.projected_km(at(2026, 4, 11)) == 45_000
+    assert result.projection.projected_km(at(2026, 1, 1, 22)) == 40_025
+    assert result.projection.projected_km(at(2025, 12, 1)) == 40_000  # before the last reading: not below it
+    assert estimate(HISTORY[:1]).projection.projected_km(at(2026, 4, 11)) is None
 
 
 def test_the_date_a_mileage_is_reached() -> None:
     result = estimate(HISTORY)
 
-    assert result.date_reaching(45_000) == at(2026, 4, 11)
-    assert result.date_reaching(40_000) == result.date_reaching(39_000) == at(2026, 1, 1)  # already reached
-    assert estimate(HISTORY[-1:]).date_reaching(45_000) is None
-    assert estimate(HISTORY[-1:]).date_reaching(40_000) == at(2026, 1, 1)
+    assert result.projection.date_reaching(45_000) == at(2026, 4, 11)
+    assert (
+        result.projection.date_reaching(40_000) == result.projection.date_reaching(39_000) == at(2026, 1, 1)
+    )  # already reached
+    assert estimate(HISTORY[-1:]).projection.date_reaching(45_000) is None
+    assert estimate(HISTORY[-1:]).projection.date_reaching(40_000) == at(2026, 1, 1)
 
 
 def test_a_car_that_does_not_move_never_reaches_a_mileage() -> None:
     parked = estimate([Reading(at(2026, 1, 1), 40_000), Reading(at(2026, 3, 1), 40_000)])
     assert parked.km_per_day == 0.0
-    assert parked.date_reaching(40_001) is None
+    assert parked.projection.date_reaching(40_001) is None
 
     hardly_used = estimate([Reading(at(2023, 1, 1), 40_000), Reading(at(2026, 1, 1), 40_001)])
-    assert hardly_used.date_reaching(45_000) is None  # about 15,000 years away: past the calendar's end
+    assert (
+        hardly_used.projection.date_reaching(45_000) is None
+    )  # about 15,000 years away: past the calendar's end
     assert hardly_used.explain(SHANGHAI) == (
         "about 0.00091 km a day from 2 readings between 2023-01-01 and 2026-01-01"
     )
@@ -311,7 +315,7 @@ def test_a_reading_ten_times_too_high_never_changes_the_estimate(readings: list[
 )
 def test_the_projection_and_the_date_reaching_agree(km_per_day: float, last_km: int, more_km: int) -> None:
     last = Reading(at(2026, 1, 1), last_km)
-    projection = MileageEstimate(km_per_day, last, (last,), (), defaulted=False)
+    projection = Projection(last, km_per_day)
 
     reached_at = projection.date_reaching(last_km + more_km)
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pitlane_reminder.domain.mileage import MileageEstimate, Reading, estimate
+from pitlane_reminder.domain.mileage import Projection, Reading, estimate
 from pitlane_reminder.domain.rules import (
     Due,
     InspectionSchedule,
@@ -46,13 +46,13 @@ def serviced_on_new_years_day(readings: Sequence[Reading], rule: MaintenanceRule
         rule,
         last_service_on=date(2026, 1, 1),
         last_service_km=40_000,
-        estimate=estimate(readings),
+        mileage=estimate(readings).projection,
         tz=SHANGHAI,
     )
 
 
-def at_a_steady_rate(km_per_day: float, last: Reading) -> MileageEstimate:
-    return MileageEstimate(km_per_day, last, (last,), (), defaulted=False)
+def at_a_steady_rate(km_per_day: float, last: Reading) -> Projection:
+    return Projection(last, km_per_day)
 
 
 def test_a_car_doing_50_km_a_day_is_due_by_mileage_100_days_after_its_service() -> None:
@@ -86,7 +86,7 @@ def test_a_tie_between_mileage_and_time_is_the_date_and_a_day_earlier_is_the_mil
             ROLLING,
             last_service_on=date(2026, 1, 1),
             last_service_km=40_000,
-            estimate=at_a_steady_rate(km_per_day, serviced),
+            mileage=at_a_steady_rate(km_per_day, serviced),
             tz=SHANGHAI,
         )
 
@@ -105,7 +105,7 @@ def test_without_the_services_mileage_only_the_date_counts() -> None:
         ROLLING,
         last_service_on=date(2026, 1, 1),
         last_service_km=None,
-        estimate=estimate(FIFTY_KM_A_DAY),
+        mileage=estimate(FIFTY_KM_A_DAY).projection,
         tz=SHANGHAI,
     )
     assert due == Due(date(2026, 7, 1), None, "time", "6 months after the service on 2026-01-01")
@@ -132,7 +132,7 @@ def test_an_assumed_daily_distance_says_so() -> None:
         ROLLING,
         last_service_on=date(2026, 1, 1),
         last_service_km=40_000,
-        estimate=estimate(FIFTY_KM_A_DAY[-1:], default_km_per_day=40.0),
+        mileage=estimate(FIFTY_KM_A_DAY[-1:], default_km_per_day=40.0).projection,
         tz=SHANGHAI,
     )
     assert due == Due(
@@ -155,7 +155,7 @@ def test_the_mileage_date_is_the_chains_local_date() -> None:
             ROLLING,
             last_service_on=date(2026, 1, 1),
             last_service_km=40_000,
-            estimate=estimate(late),
+            mileage=estimate(late).projection,
             tz=zone,
         ).due_on
 
@@ -179,7 +179,7 @@ def test_an_odometer_replaced_at_the_service_counts_from_the_new_one() -> None:
         ROLLING,
         last_service_on=date(2026, 2, 1),
         last_service_km=300,
-        estimate=estimate([*FIFTY_KM_A_DAY, replaced, two_weeks_on]),
+        mileage=estimate([*FIFTY_KM_A_DAY, replaced, two_weeks_on]).projection,
         tz=SHANGHAI,
     )
     assert (due.due_on, due.due_mileage_km, due.reason) == (date(2026, 5, 12), 5_300, "mileage")
@@ -210,7 +210,7 @@ def test_a_service_on_the_31st_of_august_is_due_on_the_last_day_of_february() ->
         ROLLING,
         last_service_on=date(2025, 8, 31),
         last_service_km=None,
-        estimate=estimate([]),
+        mileage=estimate([]).projection,
         tz=SHANGHAI,
     )
     assert due.due_on == date(2026, 2, 28)
@@ -230,13 +230,15 @@ LATE_SERVICE = Reading(at(2025, 8, 20), 41_200)
 
 def serviced_late(rule: MaintenanceRule, km_per_day: float | None) -> Due:
     history = (
-        at_a_steady_rate(km_per_day, LATE_SERVICE) if km_per_day is not None else estimate([LATE_SERVICE])
+        at_a_steady_rate(km_per_day, LATE_SERVICE)
+        if km_per_day is not None
+        else estimate([LATE_SERVICE]).projection
     )
     return maintenance_due(
         rule,
         last_service_on=date(2025, 8, 20),
         last_service_km=41_200,
-        estimate=history,
+        mileage=history,
         anchor_on=date(2025, 1, 10),
         tz=SHANGHAI,
     )
@@ -283,7 +285,7 @@ def test_a_fixed_schedule_from_the_31st_stays_on_the_months_last_day(serviced_on
         FIXED,
         last_service_on=serviced_on,
         last_service_km=None,
-        estimate=estimate([]),
+        mileage=estimate([]).projection,
         anchor_on=date(2025, 8, 31),
         tz=SHANGHAI,
     )
@@ -305,7 +307,7 @@ def test_a_fixed_schedules_anchor_is_its_first_date() -> None:
         FIXED,
         last_service_on=date(2025, 5, 1),
         last_service_km=None,
-        estimate=estimate([]),
+        mileage=estimate([]).projection,
         anchor_on=date(2025, 6, 1),
         tz=SHANGHAI,
     )
@@ -318,7 +320,7 @@ def test_fixed_mileage_is_the_next_multiple_of_the_interval_above_the_service() 
         MaintenanceRule(km_interval=10_000, mode=IntervalMode.FIXED),
         last_service_on=date(2026, 1, 1),
         last_service_km=39_999,
-        estimate=estimate([]),
+        mileage=estimate([]).projection,
         tz=SHANGHAI,
     )
     assert due.due_mileage_km == 40_000

@@ -47,7 +47,8 @@ _PENDING = "fired_at IS NULL AND cancelled_at IS NULL AND failed_at IS NULL"
 _SCHEDULE = f"""
     WITH scheduled AS (
         INSERT INTO timers (kind, key, due_at, payload, trace_headers)
-        VALUES (%(kind)s, %(key)s, %(due_at)s, %(payload)s::jsonb, %(trace_headers)s::jsonb)
+        SELECT %(kind)s, s.key, s.due_at, s.payload, %(trace_headers)s::jsonb
+        FROM unnest(%(keys)s::text[], %(due_ats)s::timestamptz[], %(payloads)s::jsonb[]) AS s(key, due_at, payload)
         ON CONFLICT (kind, key) DO UPDATE
             SET due_at = excluded.due_at, payload = excluded.payload, trace_headers = excluded.trace_headers,
                 attempts = 0, last_error = NULL
@@ -57,7 +58,6 @@ _SCHEDULE = f"""
     )
     SELECT (SELECT count(*) FROM scheduled), pg_notify('{TIMERS_CHANNEL}', '')
 """
-
 _CANCEL = f"""
     UPDATE timers SET cancelled_at = %(now)s
     WHERE kind = %(kind)s AND key = %(key)s AND {_PENDING}
@@ -148,6 +148,15 @@ class TimerHandlers:
         return sorted(self._handlers)
 
 
+@dataclass(frozen=True)
+class NewTimer:
+    """One timer to schedule: its key, when, and the payload its handler gets."""
+
+    key: str
+    at: datetime
+    payload: Mapping[str, Any]
+
+
 async def schedule(
     unit: Unit,
     kind: str,
@@ -161,24 +170,34 @@ async def schedule(
     already and was left as it is: scheduling is idempotent (a redelivered event schedules nothing new).
     With `replace`, a pending one moves to the new time and payload (a rescheduled reminder); one that has
     fired, failed or been cancelled stays so. Keys are ids, never personal data: they appear in logs."""
-    if due_at.tzinfo is None:
+    return await schedule_many(unit, kind, [NewTimer(key, due_at, payload or {})], replace=replace) == 1
+
+
+async def schedule_many(unit: Unit, kind: str, timers: Sequence[NewTimer], *, replace: bool = False) -> int:
+    """`schedule` for many timers of one kind in one statement (a rule change laying out a thousand
+    vehicles' reminders); a key given twice counts once, with its last time and payload. Returns how many
+    were scheduled or moved."""
+    if any(timer.at.tzinfo is None for timer in timers):
         raise ValueError("due_at must be timezone-aware")
+    latest = {timer.key: timer for timer in timers}
+    if not latest:
+        return 0
     row = await execute_on_driver(
         unit,
         "INSERT timers",
         _SCHEDULE,
         {
             "kind": kind,
-            "key": key,
-            "due_at": due_at,
-            "payload": json.dumps(dict(payload or {}), default=str),
+            "keys": list(latest),
+            "due_ats": [timer.at for timer in latest.values()],
+            "payloads": [json.dumps(dict(timer.payload), default=str) for timer in latest.values()],
             # The trace of whatever scheduled it: the handler runs in it, hours later, so one trace leads
             # from a request to what its timers did (a work order's completion to its NPS survey).
             "trace_headers": json.dumps(inject_trace_headers()),
             "replace": replace,
         },
     )
-    return bool(row and row[0])
+    return int(row[0]) if row else 0
 
 
 async def cancel(unit: Unit, kind: str, key: str, *, now: datetime) -> bool:

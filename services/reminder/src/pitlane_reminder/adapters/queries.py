@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from pitlane_platform.db import Unit, execute_on_driver, fetch_on_driver
+from pitlane_reminder.domain.mileage import Projection
 
 # ---- vehicles and what happens to them -------------------------------------------------------------------
 
@@ -36,6 +38,40 @@ async def vehicle(unit: Unit, vehicle_id: str, *, lock: bool = False) -> dict[st
         as_dicts=True,
     )
     return rows[0] if rows else None
+
+
+async def vehicles(unit: Unit, vehicle_ids: Sequence[str], *, lock: bool = False) -> list[dict[str, Any]]:
+    """The vehicles known of these ids, in id order (the order every writer locks them in)."""
+    return await fetch_on_driver(
+        unit,
+        "vehicles",
+        "SELECT * FROM vehicles WHERE vehicle_id = ANY(%(v)s) ORDER BY vehicle_id"
+        + (" FOR UPDATE" if lock else ""),
+        {"v": list(vehicle_ids)},
+        as_dicts=True,
+    )
+
+
+async def set_estimate(unit: Unit, vehicle_id: str, projection: Projection, *, basis: str) -> None:
+    """The vehicle's mileage estimate as the reminders use it, and the line that explains it."""
+    last = projection.last
+    await execute_on_driver(
+        unit,
+        "set estimate",
+        """
+        UPDATE vehicles SET last_reading_at = %(at)s, last_reading_km = %(km)s, km_per_day = %(rate)s,
+            odometer_replaced_at = %(replaced)s, estimate_basis = %(basis)s
+        WHERE vehicle_id = %(v)s
+        """,
+        {
+            "v": vehicle_id,
+            "at": last.at if last else None,
+            "km": last.km if last else None,
+            "rate": projection.km_per_day,
+            "replaced": projection.odometer_replaced_at,
+            "basis": basis,
+        },
+    )
 
 
 async def set_last_service(unit: Unit, vehicle_id: str, *, on: date, km: int | None) -> None:
@@ -135,12 +171,15 @@ async def upsert_policy(unit: Unit, vehicle_id: str, coverage: str, insurer: str
     )
 
 
-async def policies(unit: Unit, vehicle_id: str) -> list[dict[str, Any]]:
+async def policies(unit: Unit, vehicle_ids: Sequence[str]) -> list[dict[str, Any]]:
     return await fetch_on_driver(
         unit,
         "policies",
-        "SELECT coverage, insurer, expires_on FROM insurance_policies WHERE vehicle_id = %(v)s ORDER BY coverage",
-        {"v": vehicle_id},
+        """
+        SELECT vehicle_id, coverage, insurer, expires_on FROM insurance_policies
+        WHERE vehicle_id = ANY(%(v)s) ORDER BY vehicle_id, coverage
+        """,
+        {"v": list(vehicle_ids)},
         as_dicts=True,
     )
 
@@ -260,17 +299,6 @@ async def last_service(unit: Unit, vehicle_id: str) -> dict[str, Any] | None:
 # ---- reminders and their steps ----------------------------------------------------------------------------
 
 
-async def reminder(unit: Unit, vehicle_id: str, kind: str, subject: str) -> dict[str, Any] | None:
-    rows = await fetch_on_driver(
-        unit,
-        "reminder",
-        "SELECT * FROM reminders WHERE vehicle_id = %(v)s AND kind = %(k)s AND subject = %(s)s FOR UPDATE",
-        {"v": vehicle_id, "k": kind, "s": subject},
-        as_dicts=True,
-    )
-    return rows[0] if rows else None
-
-
 async def reminder_by_id(unit: Unit, reminder_id: str, *, lock: bool = False) -> dict[str, Any] | None:
     rows = await fetch_on_driver(
         unit,
@@ -282,28 +310,51 @@ async def reminder_by_id(unit: Unit, reminder_id: str, *, lock: bool = False) ->
     return rows[0] if rows else None
 
 
-async def open_reminders(unit: Unit, vehicle_id: str) -> list[dict[str, Any]]:
+async def reminders_of(unit: Unit, vehicle_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Every reminder of these vehicles, whatever its status, locked."""
     return await fetch_on_driver(
         unit,
-        "open reminders",
-        "SELECT * FROM reminders WHERE vehicle_id = %(v)s AND status = 'scheduled' ORDER BY kind, subject FOR UPDATE",
-        {"v": vehicle_id},
+        "reminders of vehicles",
+        "SELECT * FROM reminders WHERE vehicle_id = ANY(%(v)s) ORDER BY reminder_id FOR UPDATE",
+        {"v": list(vehicle_ids)},
         as_dicts=True,
     )
 
 
-async def insert_reminder(unit: Unit, row: dict[str, Any]) -> None:
-    await execute_on_driver(
-        unit,
-        "insert reminder",
-        """
-        INSERT INTO reminders (reminder_id, vehicle_id, customer_id, kind, subject, cycle, branch_id, due_on,
-                               due_mileage_km, due_by, basis, ladder, status, version, created_at)
-        VALUES (%(reminder_id)s, %(vehicle_id)s, %(customer_id)s, %(kind)s, %(subject)s, %(cycle)s, %(branch_id)s,
-                %(due_on)s, %(due_mileage_km)s, %(due_by)s, %(basis)s, %(ladder)s, 'scheduled', 1, %(created_at)s)
-        """,
-        row,
-    )
+# Every column a reminder's evaluation sets; `created_at` is kept from its first insert.
+REMINDER_COLUMNS = {
+    "reminder_id": "text",
+    "vehicle_id": "text",
+    "customer_id": "text",
+    "kind": "text",
+    "subject": "text",
+    "cycle": "text",
+    "branch_id": "text",
+    "due_on": "date",
+    "due_mileage_km": "int",
+    "due_by": "text",
+    "basis": "text",
+    "ladder": "text",
+    "status": "text",
+    "status_reason": "text",
+    "snoozed_until": "date",
+    "version": "int",
+    "created_at": "timestamptz",
+    "closed_at": "timestamptz",
+}
+_SAVE_REMINDERS = f"""
+    INSERT INTO reminders ({", ".join(REMINDER_COLUMNS)})
+    SELECT * FROM unnest({", ".join(f"%({name})s::{kind}[]" for name, kind in REMINDER_COLUMNS.items())})
+    ON CONFLICT (reminder_id) DO UPDATE SET
+        {", ".join(f"{name} = excluded.{name}" for name in REMINDER_COLUMNS if name not in ("reminder_id", "created_at"))}
+"""
+
+
+async def save_reminders(unit: Unit, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert or overwrite whole reminders (each row holds every column of REMINDER_COLUMNS)."""
+    if rows:
+        columns = {name: [row[name] for row in rows] for name in REMINDER_COLUMNS}
+        await execute_on_driver(unit, "save reminders", _SAVE_REMINDERS, columns)
 
 
 async def update_reminder(unit: Unit, reminder_id: str, **fields: Any) -> int:
@@ -319,45 +370,56 @@ async def update_reminder(unit: Unit, reminder_id: str, **fields: Any) -> int:
     return int(row[0])
 
 
-async def sent_offsets(unit: Unit, reminder_id: str, cycle: str) -> set[int]:
+async def used_offsets(unit: Unit, reminder_ids: Sequence[str]) -> set[tuple[str, str, int]]:
+    """(reminder, cycle, offset) of every rung sent or skipped: used up for its cycle."""
     rows = await fetch_on_driver(
         unit,
-        "sent steps",
+        "used steps",
         """
-        SELECT offset_days FROM reminder_steps
-        WHERE reminder_id = %(r)s AND cycle = %(c)s AND (sent_at IS NOT NULL OR skipped_at IS NOT NULL)
+        SELECT reminder_id, cycle, offset_days FROM reminder_steps
+        WHERE reminder_id = ANY(%(r)s) AND (sent_at IS NOT NULL OR skipped_at IS NOT NULL)
         """,
-        {"r": reminder_id, "c": cycle},
+        {"r": list(reminder_ids)},
     )
-    return {int(row[0]) for row in rows}
+    return {(row[0], row[1], int(row[2])) for row in rows}
 
 
-async def replace_pending_steps(
-    unit: Unit, reminder_id: str, vehicle_id: str, cycle: str, steps: Sequence[tuple[int, date]]
-) -> None:
-    """The reminder's rungs still to come are these (any of an earlier cycle, or moved, are withdrawn)."""
+@dataclass(frozen=True)
+class PendingSteps:
+    """A reminder's rungs still to come, in its cycle: each offset from the due date and its day."""
+
+    reminder_id: str
+    vehicle_id: str
+    cycle: str
+    steps: Sequence[tuple[int, date]]
+
+
+async def replace_pending_steps(unit: Unit, pending: Sequence[PendingSteps]) -> None:
+    """Each reminder's rungs still to come are these (any of an earlier cycle, or moved, are withdrawn)."""
+    if not pending:
+        return
     await execute_on_driver(
         unit,
         "withdraw steps",
-        "DELETE FROM reminder_steps WHERE reminder_id = %(r)s AND sent_at IS NULL AND skipped_at IS NULL",
-        {"r": reminder_id},
+        "DELETE FROM reminder_steps WHERE reminder_id = ANY(%(r)s) AND sent_at IS NULL AND skipped_at IS NULL",
+        {"r": [each.reminder_id for each in pending]},
     )
-    if steps:
+    rungs = [(each, offset, day) for each in pending for offset, day in each.steps]
+    if rungs:
         await execute_on_driver(
             unit,
             "insert steps",
             """
             INSERT INTO reminder_steps (reminder_id, cycle, offset_days, vehicle_id, due_on)
-            SELECT %(r)s, %(c)s, s.offset_days, %(v)s, s.due_on
-            FROM unnest(%(offsets)s::int[], %(days)s::date[]) AS s(offset_days, due_on)
+            SELECT * FROM unnest(%(r)s::text[], %(c)s::text[], %(o)s::int[], %(v)s::text[], %(d)s::date[])
             ON CONFLICT (reminder_id, cycle, offset_days) DO NOTHING
             """,
             {
-                "r": reminder_id,
-                "c": cycle,
-                "v": vehicle_id,
-                "offsets": [offset for offset, _ in steps],
-                "days": [day for _, day in steps],
+                "r": [each.reminder_id for each, _, _ in rungs],
+                "c": [each.cycle for each, _, _ in rungs],
+                "o": [offset for _, offset, _ in rungs],
+                "v": [each.vehicle_id for each, _, _ in rungs],
+                "d": [day for _, _, day in rungs],
             },
         )
 

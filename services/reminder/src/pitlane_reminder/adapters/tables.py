@@ -47,10 +47,12 @@ vehicles = Table(
     Column("last_service_km", Integer),
     Column("first_service_on", Date),
     Column("last_visit_at", DateTime(timezone=True)),
-    # The mileage estimate (domain/mileage.py): the last accepted reading and km per day, with its reason.
+    # The mileage estimate (domain/mileage.py's Projection): the last accepted reading, km per day and the
+    # odometer correction the readings count from, with the line explaining it.
     Column("last_reading_at", DateTime(timezone=True)),
     Column("last_reading_km", Integer),
     Column("km_per_day", Float),
+    Column("odometer_replaced_at", DateTime(timezone=True)),
     Column("estimate_basis", Text),
     Column("open_bookings", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     Column("open_work_orders", JSONB, nullable=False, server_default=text("'[]'::jsonb")),

@@ -40,18 +40,16 @@ class SetAside:
 
 
 @dataclass(frozen=True)
-class MileageEstimate:
-    """The daily distance a vehicle drives and what it rests on.
+class Projection:
+    """What a projection of the odometer needs of an estimate, and all a reminder's due date needs of it:
+    the last accepted reading, the daily distance, and when the odometer its readings come from was fitted
+    (a correction since which they count; None when they run from the first reading). Small enough to be
+    kept on the vehicle's row, so a rule change re-evaluates a million vehicles without their readings."""
 
-    `based_on` holds the accepted readings since the last correction: those the rate is computed from, or,
-    when `defaulted` (or the rate is None), the history too short to compute one from.
-    """
-
-    km_per_day: float | None
     last: Reading | None
-    based_on: tuple[Reading, ...]
-    set_aside: tuple[SetAside, ...]
-    defaulted: bool
+    km_per_day: float | None
+    defaulted: bool = False
+    odometer_replaced_at: datetime | None = None
 
     def projected_km(self, on: datetime) -> int | None:
         """The odometer expected at `on`: the last reading plus the days since at the daily rate, and never
@@ -74,6 +72,31 @@ class MileageEstimate:
             return self.last.at + (km - self.last.km) / self.km_per_day * DAY
         except OverflowError:  # a car that hardly moves: thousands of years away, as good as never
             return None
+
+
+@dataclass(frozen=True)
+class MileageEstimate:
+    """The daily distance a vehicle drives and what it rests on.
+
+    `based_on` holds the accepted readings since the last correction: those the rate is computed from, or,
+    when `defaulted` (or the rate is None), the history too short to compute one from.
+    """
+
+    km_per_day: float | None
+    last: Reading | None
+    based_on: tuple[Reading, ...]
+    set_aside: tuple[SetAside, ...]
+    defaulted: bool
+
+    @property
+    def projection(self) -> Projection:
+        first = self.based_on[0] if self.based_on else None
+        return Projection(
+            last=self.last,
+            km_per_day=self.km_per_day,
+            defaulted=self.defaulted,
+            odometer_replaced_at=first.at if first is not None and first.correction else None,
+        )
 
     def explain(self, tz: tzinfo = UTC) -> str:
         """One line an advisor can read to a customer, dates in `tz` (the chain's time zone), e.g. "about

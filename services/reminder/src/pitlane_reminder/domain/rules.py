@@ -15,7 +15,7 @@ from itertools import count
 from typing import Literal
 
 from pitlane_reminder.domain.ladder import DEFAULT_LADDER, Ladder
-from pitlane_reminder.domain.mileage import MileageEstimate, about_km_a_day
+from pitlane_reminder.domain.mileage import Projection, about_km_a_day
 
 
 class IntervalMode(StrEnum):
@@ -59,7 +59,7 @@ def maintenance_due(
     *,
     last_service_on: date,
     last_service_km: int | None,
-    estimate: MileageEstimate,
+    mileage: Projection,
     anchor_on: date | None = None,
     tz: tzinfo,
 ) -> Due:
@@ -86,8 +86,8 @@ def maintenance_due(
         time_due = add_months(last_service_on, rule.months_interval)
         time_basis = f"{rule.months_interval} months after the service on {last_service_on}"
 
-    due_km = _due_km(rule, last_service_km) if _comparable(estimate, last_service_on, tz) else None
-    reaching = _reaching(estimate, due_km, tz) if due_km is not None else None
+    due_km = _due_km(rule, last_service_km) if _comparable(mileage, last_service_on, tz) else None
+    reaching = _reaching(mileage, due_km, tz) if due_km is not None else None
     if reaching is None or reaching[0] >= time_due:
         return Due(time_due, due_km, "time", time_basis)
 
@@ -151,17 +151,17 @@ def _first_on_schedule_after(day: date, anchor: date, every_months: int) -> date
     return next(on for on in on_schedule if on > day)
 
 
-def _reaching(estimate: MileageEstimate, due_km: int, tz: tzinfo) -> tuple[date, str] | None:
+def _reaching(mileage: Projection, due_km: int, tz: tzinfo) -> tuple[date, str] | None:
     """The local date the odometer reaches `due_km` and how that is known, or None if it cannot be told."""
-    last, km_per_day = estimate.last, estimate.km_per_day
+    last, km_per_day = mileage.last, mileage.km_per_day
     if last is not None and last.km >= due_km:
         read_on = last.at.astimezone(tz).date()
         return read_on, f"passed by the reading of {last.km:,} km on {read_on}"
-    reached_at = estimate.date_reaching(due_km)
+    reached_at = mileage.date_reaching(due_km)
     if reached_at is None or km_per_day is None:
         return None
     reached_on = reached_at.astimezone(tz).date()
-    assumed = " (assumed)" if estimate.defaulted else ""
+    assumed = " (assumed)" if mileage.defaulted else ""
     return reached_on, f"reached about {reached_on} at {about_km_a_day(km_per_day)}{assumed}"
 
 
@@ -173,11 +173,11 @@ def _due_km(rule: MaintenanceRule, last_service_km: int | None) -> int | None:
     return last_service_km + rule.km_interval
 
 
-def _comparable(estimate: MileageEstimate, last_service_on: date, tz: tzinfo) -> bool:
-    """Whether the estimate's readings are on the odometer the service's mileage was read from: not when a
-    correction (a new odometer) came after the service day."""
-    baseline = estimate.based_on[0] if estimate.based_on else None
-    return not (baseline and baseline.correction and baseline.at.astimezone(tz).date() > last_service_on)
+def _comparable(mileage: Projection, last_service_on: date, tz: tzinfo) -> bool:
+    """Whether the readings are on the odometer the service's mileage was read from: not when a correction
+    (a new odometer) came after the service day."""
+    replaced = mileage.odometer_replaced_at
+    return replaced is None or replaced.astimezone(tz).date() <= last_service_on
 
 
 def _inspection_deadlines(registration_date: date, schedule: InspectionSchedule) -> Iterator[date]:

@@ -5,6 +5,7 @@ as a whole (what the branch manager saw is what applies)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -131,22 +132,31 @@ class EffectiveRules(BaseModel):
 
 
 async def effective_rules(unit: Unit, branch_id: str | None) -> EffectiveRules:
+    return (await effective_rules_at(unit, [branch_id]))[branch_id]
+
+
+async def effective_rules_at(
+    unit: Unit, branch_ids: Collection[str | None]
+) -> dict[str | None, EffectiveRules]:
+    """The rules as they apply at each of these branches (None: a vehicle with no branch yet, the chain's)."""
     rows = await fetch_on_driver(
         unit,
         "rules",
         "SELECT kind, branch_id, settings FROM rules WHERE branch_id = ANY(%(branches)s)",
-        {"branches": [CHAIN, branch_id or CHAIN]},
+        {"branches": [CHAIN, *(branch_id or CHAIN for branch_id in branch_ids)]},
         as_dicts=True,
     )
-    chosen: dict[str, Any] = {}
-    overridden = []
-    for row in sorted(rows, key=lambda r: r["branch_id"] != CHAIN):  # the chain's first, a branch's over it
-        chosen[row["kind"]] = row["settings"]
-        if row["branch_id"] != CHAIN:
-            overridden.append(RuleKind(row["kind"]))
+    chain = {row["kind"]: row["settings"] for row in rows if row["branch_id"] == CHAIN}
+    return {branch_id: _at_branch(chain, rows, branch_id or CHAIN) for branch_id in branch_ids}
+
+
+def _at_branch(chain: dict[str, Any], rows: list[dict[str, Any]], branch_id: str) -> EffectiveRules:
+    """The chain's settings, with the branch's overrides over them."""
+    own = {row["kind"]: row["settings"] for row in rows if row["branch_id"] == branch_id != CHAIN}
+    chosen = {**chain, **own}
     return EffectiveRules(
         **{kind.value: model.model_validate(chosen.get(kind.value, {})) for kind, model in SETTINGS.items()},
-        overridden=overridden,
+        overridden=[RuleKind(kind) for kind in sorted(own)],
     )
 
 

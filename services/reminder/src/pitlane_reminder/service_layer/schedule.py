@@ -13,8 +13,9 @@ notification sends them as one message).
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,10 +34,11 @@ from pitlane_platform.clock import Clock
 from pitlane_platform.db import Unit
 from pitlane_platform.messaging import outbox
 from pitlane_platform.messaging.eventstore import CommandContext
-from pitlane_platform.scheduling.timers import TimerContext, TimerHandlers, schedule
+from pitlane_platform.scheduling.timers import NewTimer, TimerContext, TimerHandlers, schedule_many
 from pitlane_reminder.adapters import queries
+from pitlane_reminder.adapters.queries import PendingSteps
 from pitlane_reminder.domain.ladder import Ladder, steps_to_schedule
-from pitlane_reminder.domain.mileage import MileageEstimate, Reading, estimate
+from pitlane_reminder.domain.mileage import MileageEstimate, Projection, Reading, estimate
 from pitlane_reminder.domain.rules import (
     Due,
     declined_work_due,
@@ -45,7 +47,7 @@ from pitlane_reminder.domain.rules import (
     renewal_due,
     win_back_due,
 )
-from pitlane_reminder.service_layer.rules import EffectiveRules, RuleKind, effective_rules
+from pitlane_reminder.service_layer.rules import EffectiveRules, RuleKind, effective_rules, effective_rules_at
 from pitlane_reminder.service_layer.tasks import UNASSIGNED, NewTask, Tasks
 
 DAY_TIMER = "reminder.day"
@@ -83,6 +85,23 @@ class Wanted:
 
 
 @dataclass
+class Changes:
+    """What one evaluation changes, gathered to be written in a few statements (Schedule._write)."""
+
+    now: datetime
+    reminders: list[dict[str, Any]] = field(default_factory=list)  # whole rows, saved as they are
+    events: list[ReminderScheduled | ReminderRescheduled | ReminderCancelled] = field(default_factory=list)
+    steps: list[PendingSteps] = field(default_factory=list)
+    timers: dict[str, list[NewTimer]] = field(default_factory=lambda: defaultdict(list))
+
+    def save(
+        self, row: dict[str, Any], event: ReminderScheduled | ReminderRescheduled | ReminderCancelled
+    ) -> None:
+        self.reminders.append(row)
+        self.events.append(event)
+
+
+@dataclass
 class Schedule:
     clock: Clock
     chain_id: str
@@ -102,7 +121,8 @@ class Schedule:
     # ---- facts → reminders -----------------------------------------------------------------------------
 
     async def mileage_estimate(self, unit: Unit, vehicle_id: str) -> MileageEstimate:
-        """The estimate from every reading (readings it sets aside are marked, with the reason)."""
+        """The estimate from every reading, kept on the vehicle's row (readings it sets aside are marked,
+        with the reason)."""
         rows = await queries.readings(unit, vehicle_id)
         readings = {
             row["id"]: Reading(at=row["recorded_at"], km=row["km"], correction=row["correction"])
@@ -111,43 +131,69 @@ class Schedule:
         result = estimate(list(readings.values()))
         reasons = {reading: aside.reason for aside in result.set_aside for reading in [aside.reading]}
         await queries.set_aside(unit, {row_id: reasons.get(reading) for row_id, reading in readings.items()})
-        last = result.last
-        await queries.upsert_vehicle(
-            unit,
-            vehicle_id,
-            last_reading_at=last.at if last else None,
-            last_reading_km=last.km if last else None,
-            km_per_day=result.km_per_day,
-            estimate_basis=result.explain(self.timezone),
-        )
+        await queries.set_estimate(unit, vehicle_id, result.projection, basis=result.explain(self.timezone))
         return result
 
     async def evaluate(self, unit: Unit, vehicle_id: str, *, reason: str) -> None:
-        """Work the vehicle's reminders out again from its facts and its branch's rules."""
-        vehicle = await queries.vehicle(unit, vehicle_id, lock=True)
-        if vehicle is None or vehicle["customer_id"] is None:
+        """A fact of the vehicle changed: its mileage estimate and its reminders are worked out again."""
+        if await queries.vehicle(unit, vehicle_id, lock=True) is None:
             return
-        if vehicle["erased_at"] is not None or vehicle["sold_at"] is not None:
-            cancellation = (
-                ReminderCancellation.CUSTOMER_ERASED
-                if vehicle["erased_at"] is not None
-                else ReminderCancellation.VEHICLE_SOLD
-            )
-            await self.cancel_all(unit, vehicle_id, cancellation)
-            return
-        rules = await effective_rules(unit, vehicle["last_branch_id"])
-        wanted_now = await self._wanted(unit, vehicle, rules)
-        for wanted in wanted_now:
-            await self._keep(unit, vehicle, wanted, reason=reason)
-        if rules.win_back.enabled and vehicle["last_visit_at"] is not None:
-            await self._win_back_after(unit, vehicle, rules.win_back.after_days)
-        # A rule turned off, a policy gone: its reminders are withdrawn (declined work is not evaluated here).
-        keys = {(wanted.kind.value, wanted.subject) for wanted in wanted_now}
-        for existing in await queries.open_reminders(unit, vehicle_id):
-            if existing["kind"] in EVALUATED_KINDS and (existing["kind"], existing["subject"]) not in keys:
-                await self._cancel(unit, existing, ReminderCancellation.SUPERSEDED)
+        await self.mileage_estimate(unit, vehicle_id)
+        await self.evaluate_many(unit, [vehicle_id], reason=reason)
 
-    async def _wanted(self, unit: Unit, vehicle: dict[str, Any], rules: EffectiveRules) -> list[Wanted]:
+    async def evaluate_many(self, unit: Unit, vehicle_ids: Sequence[str], *, reason: str) -> None:
+        """Work these vehicles' reminders out again from their facts (the estimate as kept on their rows)
+        and their branches' rules: a handful of statements whatever their number, so a rule change goes
+        through a million vehicles in chunks."""
+        vehicles = [row for row in await queries.vehicles(unit, vehicle_ids, lock=True) if row["customer_id"]]
+        ids = [vehicle["vehicle_id"] for vehicle in vehicles]
+        rules = await effective_rules_at(unit, {vehicle["last_branch_id"] for vehicle in vehicles})
+        policies: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for policy in await queries.policies(unit, ids):
+            policies[policy["vehicle_id"]].append(policy)
+        reminders: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in await queries.reminders_of(unit, ids):
+            reminders[row["vehicle_id"]].append(row)
+        used = await queries.used_offsets(
+            unit, [row["reminder_id"] for rows in reminders.values() for row in rows]
+        )
+        changes = Changes(now=self.clock.now())
+        for vehicle in vehicles:
+            existing = reminders[vehicle["vehicle_id"]]
+            if vehicle["erased_at"] is not None or vehicle["sold_at"] is not None:
+                cancellation = (
+                    ReminderCancellation.CUSTOMER_ERASED
+                    if vehicle["erased_at"] is not None
+                    else ReminderCancellation.VEHICLE_SOLD
+                )
+                for row in existing:
+                    if row["status"] == "scheduled":
+                        self._cancel(changes, row, cancellation)
+                continue
+            at_branch = rules[vehicle["last_branch_id"]]
+            wanted_now = self._wanted(vehicle, at_branch, policies[vehicle["vehicle_id"]])
+            by_key = {(row["kind"], row["subject"]): row for row in existing}
+            for wanted in wanted_now:
+                self._keep(
+                    changes, vehicle, by_key.get((wanted.kind.value, wanted.subject)), wanted, used, reason
+                )
+            if at_branch.win_back.enabled and vehicle["last_visit_at"] is not None:
+                self._win_back_after(changes, vehicle, at_branch.win_back.after_days)
+            # A rule turned off, a policy gone: its reminders are withdrawn (declined work is not evaluated
+            # here).
+            keys = {(wanted.kind.value, wanted.subject) for wanted in wanted_now}
+            for row in existing:
+                if (
+                    row["status"] == "scheduled"
+                    and row["kind"] in EVALUATED_KINDS
+                    and (row["kind"], row["subject"]) not in keys
+                ):
+                    self._cancel(changes, row, ReminderCancellation.SUPERSEDED)
+        await self._write(unit, changes)
+
+    def _wanted(
+        self, vehicle: dict[str, Any], rules: EffectiveRules, policies: Sequence[dict[str, Any]]
+    ) -> list[Wanted]:
         wanted = []
         if rules.maintenance.enabled and vehicle["last_service_on"] is not None:
             settings = rules.maintenance
@@ -155,7 +201,7 @@ class Schedule:
                 settings.rule(),
                 last_service_on=vehicle["last_service_on"],
                 last_service_km=vehicle["last_service_km"],
-                estimate=await self.mileage_estimate(unit, vehicle["vehicle_id"]),
+                mileage=_projection(vehicle),
                 anchor_on=vehicle["first_service_on"] or vehicle["purchase_date"],
                 tz=self.timezone,
             )
@@ -163,7 +209,7 @@ class Schedule:
             wanted.append(Wanted(RuleKind.MAINTENANCE, "", cycle, due, settings.steps()))
         if rules.insurance_renewal.enabled:
             settings_r = rules.insurance_renewal
-            for policy in await queries.policies(unit, vehicle["vehicle_id"]):
+            for policy in policies:
                 expires: date = policy["expires_on"]
                 due_on = renewal_due(expires, lead_days=settings_r.lead_days)
                 basis = f"{policy['coverage']} insurance with {policy['insurer']} expires on {expires.isoformat()}"
@@ -192,31 +238,38 @@ class Schedule:
             )
         return wanted
 
-    async def _keep(self, unit: Unit, vehicle: dict[str, Any], wanted: Wanted, *, reason: str) -> None:
-        existing = await queries.reminder(unit, vehicle["vehicle_id"], wanted.kind.value, wanted.subject)
-        now = self.clock.now()
-        context = self.context(vehicle["last_branch_id"], now)
+    def _keep(
+        self,
+        changes: Changes,
+        vehicle: dict[str, Any],
+        existing: dict[str, Any] | None,
+        wanted: Wanted,
+        used: set[tuple[str, str, int]],
+        reason: str,
+    ) -> None:
+        """The reminder as `wanted` says, with its rungs not used yet: new (ReminderScheduled), moved or
+        in a new cycle (ReminderRescheduled), or as it was."""
+        ladder = _ladder_text(wanted.ladder)
+        row = {
+            "vehicle_id": vehicle["vehicle_id"],
+            "customer_id": vehicle["customer_id"],
+            "kind": wanted.kind.value,
+            "subject": wanted.subject,
+            "cycle": wanted.cycle,
+            "branch_id": vehicle["last_branch_id"],
+            "due_on": wanted.due.due_on,
+            "due_mileage_km": wanted.due.due_mileage_km,
+            "due_by": wanted.due.reason,
+            "basis": wanted.due.basis,
+            "ladder": ladder,
+            "status": "scheduled",
+            "status_reason": None,
+            "snoozed_until": None,
+            "closed_at": None,
+        }
         if existing is None:
             reminder_id = reminder_id_for(vehicle["vehicle_id"], wanted.kind, wanted.subject)
-            await queries.insert_reminder(
-                unit,
-                {
-                    "reminder_id": reminder_id,
-                    "vehicle_id": vehicle["vehicle_id"],
-                    "customer_id": vehicle["customer_id"],
-                    "kind": wanted.kind.value,
-                    "subject": wanted.subject,
-                    "cycle": wanted.cycle,
-                    "branch_id": vehicle["last_branch_id"],
-                    "due_on": wanted.due.due_on,
-                    "due_mileage_km": wanted.due.due_mileage_km,
-                    "due_by": wanted.due.reason,
-                    "basis": wanted.due.basis,
-                    "ladder": _ladder_text(wanted.ladder),
-                    "created_at": now,
-                },
-            )
-            event = ReminderScheduled(
+            event: ReminderScheduled | ReminderRescheduled = ReminderScheduled(
                 reminder_id=reminder_id,
                 rule_id=f"{wanted.kind.value}",
                 kind=self._event_kind(wanted),
@@ -225,69 +278,38 @@ class Schedule:
                 due_on=wanted.due.due_on,
                 due_mileage_km=wanted.due.due_mileage_km,
             )
-            await outbox.enqueue(
-                unit, [context.envelope(event, aggregate_id=reminder_id, aggregate_version=1)]
+            changes.save({**row, "reminder_id": reminder_id, "version": 1, "created_at": changes.now}, event)
+        else:
+            if (
+                existing["status"] != "scheduled"
+                and existing["cycle"] == wanted.cycle
+                and existing["status_reason"] not in REOPENABLE
+            ):
+                return  # closed ("done elsewhere") or cancelled for this cycle: a new fact does not reopen it
+            unchanged = existing["status"] == "scheduled" and all(
+                existing[column] == row[column]
+                for column in ("ladder", "cycle", "due_on", "due_mileage_km", "due_by", "customer_id")
             )
-            await self._ladder(unit, reminder_id, vehicle["vehicle_id"], wanted, sent=set())
-            return
-        if (
-            existing["status"] != "scheduled"
-            and existing["cycle"] == wanted.cycle
-            and existing["status_reason"] not in REOPENABLE
-        ):
-            return  # closed ("done elsewhere") or cancelled for this cycle: a new fact does not reopen it
-        ladder = _ladder_text(wanted.ladder)
-        unchanged = (
-            existing["status"] == "scheduled"
-            and existing["ladder"] == ladder
-            and existing["cycle"] == wanted.cycle
-            and existing["due_on"] == wanted.due.due_on
-            and existing["due_mileage_km"] == wanted.due.due_mileage_km
-            and existing["due_by"] == wanted.due.reason
-            and existing["customer_id"] == vehicle["customer_id"]
-        )
-        if unchanged:
-            return
-        version = await queries.update_reminder(
-            unit,
-            existing["reminder_id"],
-            cycle=wanted.cycle,
-            due_on=wanted.due.due_on,
-            due_mileage_km=wanted.due.due_mileage_km,
-            due_by=wanted.due.reason,
-            basis=wanted.due.basis,
-            ladder=ladder,
-            customer_id=vehicle["customer_id"],
-            branch_id=vehicle["last_branch_id"],
-            status="scheduled",
-            status_reason=None,
-            snoozed_until=None,
-        )
-        rescheduled = ReminderRescheduled(
-            reminder_id=existing["reminder_id"],
-            due_on=wanted.due.due_on,
-            due_mileage_km=wanted.due.due_mileage_km,
-            reason=reason
-            if existing["cycle"] == wanted.cycle
-            else f"{reason}; a new cycle: {wanted.due.basis}",
-        )
-        await outbox.enqueue(
-            unit,
-            [context.envelope(rescheduled, aggregate_id=existing["reminder_id"], aggregate_version=version)],
-        )
-        sent = await queries.sent_offsets(unit, existing["reminder_id"], wanted.cycle)
-        await self._ladder(unit, existing["reminder_id"], vehicle["vehicle_id"], wanted, sent=sent)
-
-    async def _ladder(
-        self, unit: Unit, reminder_id: str, vehicle_id: str, wanted: Wanted, *, sent: set[int]
-    ) -> None:
-        """The cycle's rungs not sent yet, each on its vehicle's timer of that day."""
+            if unchanged:
+                return
+            reminder_id = existing["reminder_id"]
+            event = ReminderRescheduled(
+                reminder_id=reminder_id,
+                due_on=wanted.due.due_on,
+                due_mileage_km=wanted.due.due_mileage_km,
+                reason=reason
+                if existing["cycle"] == wanted.cycle
+                else f"{reason}; a new cycle: {wanted.due.basis}",
+            )
+            changes.save({**existing, **row, "version": existing["version"] + 1}, event)
+        sent = {offset for rid, cycle, offset in used if rid == reminder_id and cycle == wanted.cycle}
         steps = steps_to_schedule(wanted.ladder, wanted.due.due_on, sent=sent, today=self.today())
-        await queries.replace_pending_steps(unit, reminder_id, vehicle_id, wanted.cycle, steps)
+        changes.steps.append(PendingSteps(reminder_id, vehicle["vehicle_id"], wanted.cycle, steps))
         for _, day in steps:
-            await self.schedule_day(unit, vehicle_id, day)
+            changes.timers[DAY_TIMER].append(self._day_timer(vehicle["vehicle_id"], day))
 
-    async def schedule_day(self, unit: Unit, vehicle_id: str, day: date) -> None:
+    def _day_timer(self, vehicle_id: str, day: date) -> NewTimer:
+        """The timer that fires a vehicle's rungs of a day, at the hour rungs go out."""
         due_at = datetime.combine(day, self.send_at, tzinfo=self.timezone).astimezone(UTC)
         if day <= self.today():
             # Today's timer may have fired already: a rung added today gets a timer of its own, at the hour
@@ -296,18 +318,20 @@ class Schedule:
             key = f"{vehicle_id}:{day.isoformat()}:{due_at.isoformat()}"
         else:
             key = f"{vehicle_id}:{day.isoformat()}"
-        await schedule(unit, DAY_TIMER, key, due_at, {"vehicle_id": vehicle_id, "day": day.isoformat()})
+        return NewTimer(key, due_at, {"vehicle_id": vehicle_id, "day": day.isoformat()})
 
-    async def _win_back_after(self, unit: Unit, vehicle: dict[str, Any], after_days: int) -> None:
+    async def schedule_day(self, unit: Unit, vehicle_id: str, day: date) -> None:
+        await schedule_many(unit, DAY_TIMER, [self._day_timer(vehicle_id, day)])
+
+    def _win_back_after(self, changes: Changes, vehicle: dict[str, Any], after_days: int) -> None:
         """A call for the advisor if the car does not come back within `after_days` of its last visit (one
         timer per visit; a later visit makes the earlier ones find nothing to do)."""
         visit_on = vehicle["last_visit_at"].astimezone(self.timezone).date()
         due = win_back_due(visit_on, after_days=after_days)
         due_at = datetime.combine(due, self.send_at, tzinfo=self.timezone).astimezone(UTC)
         payload = {"vehicle_id": vehicle["vehicle_id"], "visit_on": visit_on.isoformat()}
-        await schedule(
-            unit, WIN_BACK_TIMER, f"{vehicle['vehicle_id']}:{visit_on.isoformat()}", due_at, payload
-        )
+        key = f"{vehicle['vehicle_id']}:{visit_on.isoformat()}"
+        changes.timers[WIN_BACK_TIMER].append(NewTimer(key, due_at, payload))
 
     async def win_back(self, ctx: TimerContext) -> None:
         vehicle = await queries.vehicle(ctx.unit, ctx.timer.payload["vehicle_id"], lock=True)
@@ -356,6 +380,9 @@ class Schedule:
             await queries.upsert_vehicle(unit, vehicle_id, customer_id=customer_id)
             vehicle = await queries.vehicle(unit, vehicle_id, lock=True)
             assert vehicle is not None
+            existing = {
+                (row["kind"], row["subject"]): row for row in await queries.reminders_of(unit, [vehicle_id])
+            }
             basis = f"{item} was declined on {declined_on.isoformat()}"
             wanted = Wanted(
                 RuleKind.DECLINED_WORK,
@@ -364,7 +391,11 @@ class Schedule:
                 Due(due_on=due_on, due_mileage_km=None, reason="time", basis=basis),
                 Ladder((0,)),
             )
-            await self._keep(unit, vehicle, wanted, reason="an add-on was declined")
+            known = existing.get((wanted.kind.value, wanted.subject))
+            used = await queries.used_offsets(unit, [known["reminder_id"]] if known else [])
+            changes = Changes(now=self.clock.now())
+            self._keep(changes, vehicle, known, wanted, used, reason="an add-on was declined")
+            await self._write(unit, changes)
         if settings.task:
             appears_at = datetime.combine(due_on, self.send_at, tzinfo=self.timezone).astimezone(UTC)
             task = NewTask(
@@ -382,23 +413,41 @@ class Schedule:
             await self.tasks.create_later(unit, task, appears_at)
 
     async def cancel_all(self, unit: Unit, vehicle_id: str, reason: ReminderCancellation) -> int:
-        cancelled = await queries.open_reminders(unit, vehicle_id)
-        for existing in cancelled:
-            await self._cancel(unit, existing, reason)
-        return len(cancelled)
+        changes = Changes(now=self.clock.now())
+        for existing in await queries.reminders_of(unit, [vehicle_id]):
+            if existing["status"] == "scheduled":
+                self._cancel(changes, existing, reason)
+        await self._write(unit, changes)
+        return len(changes.reminders)
 
-    async def _cancel(self, unit: Unit, existing: dict[str, Any], reason: ReminderCancellation) -> None:
-        now = self.clock.now()
-        version = await queries.update_reminder(
-            unit, existing["reminder_id"], status="cancelled", status_reason=reason.value, closed_at=now
+    def _cancel(self, changes: Changes, existing: dict[str, Any], reason: ReminderCancellation) -> None:
+        cancelled = {
+            **existing,
+            "status": "cancelled",
+            "status_reason": reason.value,
+            "closed_at": changes.now,
+            "version": existing["version"] + 1,
+        }
+        changes.save(cancelled, ReminderCancelled(reminder_id=existing["reminder_id"], reason=reason))
+        changes.steps.append(
+            PendingSteps(existing["reminder_id"], existing["vehicle_id"], existing["cycle"], [])
         )
-        await queries.replace_pending_steps(
-            unit, existing["reminder_id"], existing["vehicle_id"], existing["cycle"], []
-        )
-        event = ReminderCancelled(reminder_id=existing["reminder_id"], reason=reason)
-        context = self.context(existing["branch_id"], now)
+
+    async def _write(self, unit: Unit, changes: Changes) -> None:
+        """What an evaluation changed, in a few statements: the reminders, their rungs, their timers, and
+        their events through the outbox."""
+        await queries.save_reminders(unit, changes.reminders)
+        await queries.replace_pending_steps(unit, changes.steps)
+        for kind, timers in changes.timers.items():
+            await schedule_many(unit, kind, timers)
         await outbox.enqueue(
-            unit, [context.envelope(event, aggregate_id=existing["reminder_id"], aggregate_version=version)]
+            unit,
+            [
+                self.context(row["branch_id"], changes.now).envelope(
+                    event, aggregate_id=row["reminder_id"], aggregate_version=row["version"]
+                )
+                for row, event in zip(changes.reminders, changes.events, strict=True)
+            ],
         )
 
     # ---- the day's rungs --------------------------------------------------------------------------------
@@ -484,6 +533,18 @@ class Schedule:
 
     def context(self, branch_id: str | None, at: datetime) -> CommandContext:
         return CommandContext(actor=ACTOR, chain_id=self.chain_id, occurred_at=at, branch_id=branch_id)
+
+
+def _projection(vehicle: dict[str, Any]) -> Projection:
+    """The mileage estimate as kept on the vehicle's row (Schedule.mileage_estimate keeps it there)."""
+    last = (
+        Reading(at=vehicle["last_reading_at"], km=vehicle["last_reading_km"])
+        if vehicle["last_reading_at"] is not None
+        else None
+    )
+    return Projection(
+        last=last, km_per_day=vehicle["km_per_day"], odometer_replaced_at=vehicle["odometer_replaced_at"]
+    )
 
 
 def _ladder_text(ladder: Ladder) -> str:

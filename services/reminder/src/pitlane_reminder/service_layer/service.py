@@ -15,12 +15,13 @@ from pitlane_platform.messaging import outbox
 from pitlane_platform.scheduling.timers import TimerContext, TimerHandlers, schedule
 from pitlane_platform.security.links import REMINDER_ANSWER, claims_of
 from pitlane_reminder.adapters import queries
+from pitlane_reminder.adapters.queries import PendingSteps
 from pitlane_reminder.service_layer.rules import RuleKind
 from pitlane_reminder.service_layer.schedule import Schedule
 from pitlane_reminder.service_layer.tasks import Tasks
 
 REEVALUATE = "reminder.reevaluate"
-REEVALUATE_CHUNK = 200
+REEVALUATE_CHUNK = 500  # vehicles per transaction: a few statements each (Schedule.evaluate_many)
 SNOOZE = timedelta(days=14)
 
 
@@ -31,6 +32,7 @@ class Reminder:
     schedule: Schedule
     tasks: Tasks
     link_secret: str
+    reevaluate_chunk: int = REEVALUATE_CHUNK
 
     def timer_handlers(self) -> TimerHandlers:
         timers = TimerHandlers()
@@ -63,11 +65,12 @@ class Reminder:
             WHERE vehicle_id > %(after)s AND (%(branch)s::text IS NULL OR last_branch_id = %(branch)s)
             ORDER BY vehicle_id LIMIT %(n)s
             """,
-            {"after": payload["after"], "branch": payload["branch_id"], "n": REEVALUATE_CHUNK},
+            {"after": payload["after"], "branch": payload["branch_id"], "n": self.reevaluate_chunk},
         )
-        for (vehicle_id,) in rows:
-            await self.schedule.evaluate(ctx.unit, vehicle_id, reason="the chain's rules changed")
-        if len(rows) == REEVALUATE_CHUNK:
+        await self.schedule.evaluate_many(
+            ctx.unit, [vehicle_id for (vehicle_id,) in rows], reason="the chain's rules changed"
+        )
+        if len(rows) == self.reevaluate_chunk:
             last = rows[-1][0]
             await schedule(
                 ctx.unit, REEVALUATE, f"{payload['change']}:{last}", ctx.now, {**payload, "after": last}
@@ -112,7 +115,7 @@ class Reminder:
                 # Not given: the odometer as projected today, so the next cycle counts from about now (the
                 # old service's km would make it due at once); unknown without an estimate.
                 estimate = await self.schedule.mileage_estimate(unit, reminder["vehicle_id"])
-                mileage_km = estimate.projected_km(now)
+                mileage_km = estimate.projection.projected_km(now)
             await queries.set_last_service(unit, reminder["vehicle_id"], on=today, km=mileage_km)
             await self.schedule.evaluate(
                 unit, reminder["vehicle_id"], reason="done elsewhere, as the customer said"
@@ -122,7 +125,7 @@ class Reminder:
                 unit, reminder_id, status="closed", status_reason="done_elsewhere", closed_at=now
             )
             await queries.replace_pending_steps(
-                unit, reminder_id, reminder["vehicle_id"], reminder["cycle"], []
+                unit, [PendingSteps(reminder_id, reminder["vehicle_id"], reminder["cycle"], [])]
             )
             event = ReminderCancelled(reminder_id=reminder_id, reason=ReminderCancellation.SERVICED)
             await outbox.enqueue(
@@ -143,16 +146,13 @@ class Reminder:
         until = self.schedule.today() + SNOOZE
         version = await queries.update_reminder(unit, reminder_id, snoozed_until=until)
         # The rung after the snooze is named by its distance from the due date, past the rungs already used.
-        sent = await queries.sent_offsets(unit, reminder_id, reminder["cycle"])
+        used = await queries.used_offsets(unit, [reminder_id])
         offset = (until - reminder["due_on"]).days
-        while offset in sent:
+        while (reminder_id, reminder["cycle"], offset) in used:
             offset += 1
+        rung = (max(-365, min(offset, 365)), until)
         await queries.replace_pending_steps(
-            unit,
-            reminder_id,
-            reminder["vehicle_id"],
-            reminder["cycle"],
-            [(max(-365, min(offset, 365)), until)],
+            unit, [PendingSteps(reminder_id, reminder["vehicle_id"], reminder["cycle"], [rung])]
         )
         await self.schedule.schedule_day(unit, reminder["vehicle_id"], until)
         event = ReminderRescheduled(
