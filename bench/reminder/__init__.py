@@ -1,82 +1,30 @@
-"""Reminder bench: claiming and firing due reminders on the platform's durable timers, beside a raw SQL
-baseline doing the same work in the same run.
+"""Reminder bench (issue 14): re-evaluating 1,000,000 vehicles' schedules after a rule change
+(reevaluation.py), and claiming and firing 100,000 due reminders (firing.py), each beside a raw SQL
+baseline doing the same work in the same run, on fresh databases of the same servers. Targets: at least
+0.5x the baseline's rate on both.
 
-Both sides start from the same state in a fresh database each: N vehicles, each with a maintenance reminder
-whose rung is due now and its vehicle's day timer (the state `Schedule` leaves behind). The service side
-runs reminder's own timer handlers (`Schedule.fire_day`: lock the vehicle, take its due rungs, check
-suppression, mark the rung sent, move the reminder's version on, queue a ReminderDue through the outbox) on
-a `TimerRunner` with C workers. The baseline does the same statements by hand with plain psycopg on C
-connections: claim a due timer (`FOR UPDATE SKIP LOCKED`), lock the vehicle, read the rungs and the rule,
-the consent and frequency checks, mark the rung, bump the version, insert a prebuilt outbox row of the
-event's size, mark the timer fired, commit.
-
-Issue 14's other figure — re-evaluating a million vehicles' schedules — is not measured yet: re-evaluation
-runs vehicle by vehicle (docs/services/reminder.md, Known limits).
-
-Run `python -m bench.reminder [--reminders N] [--workers C] [--quick]`; the last line is the result as JSON.
+Run `python -m bench.reminder [--vehicles N] [--reminders N] [--workers C] [--quick]`; the last line is the
+result as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import time
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-
 from bench.common import bench_servers, fresh_database, print_json_line, print_table
-from pitlane_platform.clock import FixedClock
-from pitlane_platform.db import DriverPool, libpq_url
-from pitlane_platform.migrations import upgrade
-from pitlane_platform.scheduling.timers import TimerRunner
-from pitlane_reminder.bootstrap import MIGRATIONS, ReminderSettings, build
+from bench.reminder import firing, reevaluation
 
-FIRE_RATIO_MIN = 0.5  # issue 14: at least half the baseline's rate
-NOW = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai, when rungs go out
-PAYLOAD = "x" * 700  # about a ReminderDue envelope's size
-
-SETUP = """
-WITH made AS (
-    INSERT INTO vehicles (vehicle_id, customer_id, last_branch_id)
-    SELECT 'v' || n, 'c' || n, 'b1' FROM generate_series(1, %(count)s) AS n
-    RETURNING vehicle_id, customer_id
-), reminded AS (
-    INSERT INTO reminders (reminder_id, vehicle_id, customer_id, kind, subject, cycle, branch_id, due_on, due_by,
-                           basis, ladder, status, version, created_at)
-    SELECT 'r-' || vehicle_id, vehicle_id, customer_id, 'maintenance', '', 'service:2025-12-01', 'b1',
-           DATE '2026-06-01', 'time', '6 months after the service on 2025-12-01', '0', 'scheduled', 1, now()
-    FROM made RETURNING reminder_id, vehicle_id
-), stepped AS (
-    INSERT INTO reminder_steps (reminder_id, cycle, offset_days, vehicle_id, due_on)
-    SELECT reminder_id, 'service:2025-12-01', 0, vehicle_id, DATE '2026-06-01' FROM reminded
-    RETURNING vehicle_id
-)
-INSERT INTO timers (kind, key, due_at, payload)
-SELECT 'reminder.day', vehicle_id || ':2026-06-01', %(now)s,
-       jsonb_build_object('vehicle_id', vehicle_id, 'day', '2026-06-01')
-FROM stepped
-"""
+RATIO_MIN = 0.5  # issue 14: at least half the baseline's rate, on both
 
 
 @dataclass(frozen=True)
 class Options:
+    vehicles: int
     reminders: int
     workers: int
-
-
-@dataclass(frozen=True)
-class Fired:
-    count: int
-    elapsed_s: float
-
-    @property
-    def per_second(self) -> float:
-        return self.count / self.elapsed_s
 
 
 def parse_options(argv: list[str]) -> Options:
@@ -84,154 +32,86 @@ def parse_options(argv: list[str]) -> Options:
         prog="python -m bench.reminder", description=(__doc__ or "").splitlines()[0]
     )
     parser.add_argument(
+        "--vehicles", type=int, default=1_000_000, help="vehicles to re-evaluate (default 1,000,000)"
+    )
+    parser.add_argument(
         "--reminders", type=int, default=100_000, help="due reminders to fire (default 100,000)"
     )
     parser.add_argument("--workers", type=int, default=8, help="concurrent firing workers (default 8)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 2,000 reminders")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 20,000 vehicles, 2,000 reminders")
     options = parser.parse_args(argv)
-    return Options(reminders=2_000 if options.quick else options.reminders, workers=options.workers)
-
-
-def prepare(url: str, count: int) -> None:
-    upgrade(url, MIGRATIONS)
-    with psycopg.connect(libpq_url(url)) as connection:
-        connection.execute(SETUP, {"count": count, "now": NOW})
-
-
-async def fire_with_the_service(url: str, nats_url: str, options: Options) -> Fired:
-    settings = ReminderSettings(database_url=url, nats_url=nats_url)  # the development defaults: a bench
-    clock = FixedClock(NOW)
-    service = build(settings, clock=clock)
-    driver = DriverPool(url, max_size=options.workers + 2)
-    await driver.open()
-    runner = TimerRunner(
-        service.service.timer_handlers(),
-        driver=driver,
-        clock=clock,
-        database_url=url,
-        service="reminder",
-        concurrency=options.workers,
-    )
-    started = time.perf_counter()
-    try:
-        await asyncio.gather(*(runner.fire_due() for _ in range(options.workers)))
-        elapsed = time.perf_counter() - started
-    finally:
-        await driver.close()
-    return Fired(runner.status.fired, elapsed)
-
-
-async def fire_by_hand(url: str, options: Options) -> Fired:
-    """The same statements per timer, in one transaction each, without the platform or the service."""
-    fired = 0
-
-    async def worker() -> None:
-        nonlocal fired
-        async with await psycopg.AsyncConnection.connect(libpq_url(url)) as connection:
-            while True:
-                async with connection.transaction():
-                    cursor = await connection.execute(
-                        """
-                        SELECT id, payload FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL
-                          AND failed_at IS NULL AND due_at <= %(now)s AND kind = ANY(%(kinds)s)
-                        ORDER BY due_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
-                        """,
-                        {"now": NOW, "kinds": ["reminder.day"]},
-                    )
-                    row = await cursor.fetchone()
-                    if row is None:
-                        return
-                    timer_id, payload = row
-                    vehicle_id = payload["vehicle_id"]
-                    await connection.execute(
-                        "SELECT * FROM vehicles WHERE vehicle_id = %s FOR UPDATE", (vehicle_id,)
-                    )
-                    cursor = await connection.execute(
-                        """
-                        SELECT s.reminder_id, s.cycle, s.offset_days, r.customer_id FROM reminder_steps s
-                        JOIN reminders r ON r.reminder_id = s.reminder_id AND r.cycle = s.cycle
-                        WHERE s.vehicle_id = %s AND s.due_on <= %s AND s.sent_at IS NULL AND s.skipped_at IS NULL
-                          AND r.status = 'scheduled' FOR UPDATE OF s
-                        """,
-                        (vehicle_id, payload["day"]),
-                    )
-                    steps = await cursor.fetchall()
-                    await connection.execute(
-                        "SELECT count(*) FROM consents WHERE customer_id = %s AND purpose = 'service' AND NOT granted",
-                        (steps[0][3],),
-                    )
-                    await connection.execute(
-                        "SELECT max(s.sent_at) FROM reminder_steps s JOIN reminders r USING (reminder_id) WHERE r.customer_id = %s",
-                        (steps[0][3],),
-                    )
-                    await connection.execute(
-                        "SELECT kind, settings FROM rules WHERE branch_id = ANY(%s)", (["", "b1"],)
-                    )
-                    for reminder_id, cycle, offset, _ in steps:
-                        await connection.execute(
-                            "UPDATE reminder_steps SET sent_at = %s WHERE reminder_id = %s AND cycle = %s AND offset_days = %s",
-                            (NOW, reminder_id, cycle, offset),
-                        )
-                        cursor = await connection.execute(
-                            "UPDATE reminders SET version = version + 1 WHERE reminder_id = %s RETURNING version",
-                            (reminder_id,),
-                        )
-                        await cursor.fetchone()
-                        await connection.execute(
-                            """
-                            INSERT INTO outbox (event_id, aggregate_id, subject, headers, payload)
-                            VALUES (%s, %s, 'reminder.b1.ReminderDue.v1', %s::jsonb, %s)
-                            """,
-                            (uuid.uuid4(), reminder_id, json.dumps({"Nats-Msg-Id": "x"}), PAYLOAD.encode()),
-                        )
-                    await connection.execute(
-                        "UPDATE timers SET fired_at = %s, attempts = attempts + 1 WHERE id = %s",
-                        (NOW, timer_id),
-                    )
-                fired += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(options.workers)))
-    return Fired(fired, time.perf_counter() - started)
+    if options.quick:
+        return Options(vehicles=20_000, reminders=2_000, workers=options.workers)
+    return Options(vehicles=options.vehicles, reminders=options.reminders, workers=options.workers)
 
 
 def measure(options: Options) -> dict[str, Any]:
     with bench_servers() as servers:
         print(f"servers: {servers.description}", flush=True)
-        with fresh_database(servers.postgres_admin_url, "bench_reminder_baseline") as url:
-            prepare(url, options.reminders)
-            baseline = asyncio.run(fire_by_hand(url, options))
-        with fresh_database(servers.postgres_admin_url, "bench_reminder") as url:
-            prepare(url, options.reminders)
-            service = asyncio.run(fire_with_the_service(url, servers.nats_url, options))
-    if (baseline.count, service.count) != (options.reminders, options.reminders):
+        with fresh_database(servers.postgres_admin_url, "bench_reevaluate_baseline") as url:
+            reevaluation.prepare(url, options.vehicles)
+            by_hand = asyncio.run(reevaluation.reevaluate_by_hand(url, options.vehicles))
+        with fresh_database(servers.postgres_admin_url, "bench_reevaluate") as url:
+            reevaluation.prepare(url, options.vehicles)
+            service = asyncio.run(
+                reevaluation.reevaluate_with_the_service(url, servers.nats_url, options.vehicles)
+            )
+        with fresh_database(servers.postgres_admin_url, "bench_fire_baseline") as url:
+            firing.prepare(url, options.reminders)
+            fired_by_hand = asyncio.run(firing.fire_by_hand(url, options.workers))
+        with fresh_database(servers.postgres_admin_url, "bench_fire") as url:
+            firing.prepare(url, options.reminders)
+            fired = asyncio.run(firing.fire_with_the_service(url, servers.nats_url, options.workers))
+    if by_hand.outcome != service.outcome:
         raise RuntimeError(
-            f"fired {baseline.count} by hand and {service.count} by the service, not {options.reminders}"
+            "the service and the baseline re-evaluated to different schedules "
+            f"(reminders, rungs, day timers, events): {service.outcome} and {by_hand.outcome}"
         )
-    fire_ratio = service.per_second / baseline.per_second
+    if (fired_by_hand.count, fired.count) != (options.reminders, options.reminders):
+        raise RuntimeError(
+            f"fired {fired_by_hand.count} by hand and {fired.count} by the service, not {options.reminders}"
+        )
+    ratio = {
+        "reevaluate": service.per_second / by_hand.per_second,
+        "fire": fired.per_second / fired_by_hand.per_second,
+    }
+    _, _, day_timers, events = service.outcome
     print_table(
-        ["path", "reminders fired", "seconds", "per second"],
+        ["path", "count", "seconds", "per second"],
         [
-            ["raw SQL baseline", baseline.count, f"{baseline.elapsed_s:.1f}", f"{baseline.per_second:.0f}"],
-            [
-                "reminder on the platform's timers",
-                service.count,
-                f"{service.elapsed_s:.1f}",
-                f"{service.per_second:.0f}",
-            ],
+            [label, run.vehicles, f"{run.elapsed_s:.1f}", f"{run.per_second:.0f}"]
+            for label, run in (
+                ("re-evaluating vehicles: raw SQL baseline", by_hand),
+                ("re-evaluating vehicles: reminder (evaluate_many)", service),
+            )
+        ]
+        + [
+            [label, run.count, f"{run.elapsed_s:.1f}", f"{run.per_second:.0f}"]
+            for label, run in (
+                ("firing reminders: raw SQL baseline", fired_by_hand),
+                ("firing reminders: reminder on the platform's timers", fired),
+            )
         ],
     )
-    met = {f"firing at least {FIRE_RATIO_MIN}x baseline": fire_ratio >= FIRE_RATIO_MIN}
+    print(f"both re-evaluations: {events} reminders rescheduled, {day_timers} day timers, the same schedules")
+    met = {f"{name} at least {RATIO_MIN}x baseline": figure >= RATIO_MIN for name, figure in ratio.items()}
     for target, ok in met.items():
         print(f"{'met' if ok else 'MISSED'}: {target}")
-    print("not measured: re-evaluating 1,000,000 vehicles' schedules (per vehicle today; see the docstring)")
     return {
         "bench": "reminder",
         "workers": options.workers,
         "servers": servers.description,
-        "baseline": {"fired": baseline.count, "per_second": round(baseline.per_second, 1)},
-        "service": {"fired": service.count, "per_second": round(service.per_second, 1)},
-        "ratio": {"fire": round(fire_ratio, 3)},
+        "baseline": {
+            "reevaluated_per_second": round(by_hand.per_second, 1),
+            "fired_per_second": round(fired_by_hand.per_second, 1),
+        },
+        "service": {
+            "reevaluated_per_second": round(service.per_second, 1),
+            "fired_per_second": round(fired.per_second, 1),
+        },
+        "vehicles": options.vehicles,
+        "reminders": options.reminders,
+        "ratio": {name: round(figure, 3) for name, figure in ratio.items()},
         "met": met,
     }
 

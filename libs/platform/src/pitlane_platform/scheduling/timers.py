@@ -48,7 +48,7 @@ _SCHEDULE = f"""
     WITH scheduled AS (
         INSERT INTO timers (kind, key, due_at, payload, trace_headers)
         SELECT %(kind)s, s.key, s.due_at, s.payload, %(trace_headers)s::jsonb
-        FROM unnest(%(keys)s::text[], %(due_ats)s::timestamptz[], %(payloads)s::jsonb[]) AS s(key, due_at, payload)
+        FROM unnest(%(keys)b::text[], %(due_ats)b::timestamptz[], %(payloads)b::jsonb[]) AS s(key, due_at, payload)
         ON CONFLICT (kind, key) DO UPDATE
             SET due_at = excluded.due_at, payload = excluded.payload, trace_headers = excluded.trace_headers,
                 attempts = 0, last_error = NULL

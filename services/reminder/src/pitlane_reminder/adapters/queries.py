@@ -45,7 +45,7 @@ async def vehicles(unit: Unit, vehicle_ids: Sequence[str], *, lock: bool = False
     return await fetch_on_driver(
         unit,
         "vehicles",
-        "SELECT * FROM vehicles WHERE vehicle_id = ANY(%(v)s) ORDER BY vehicle_id"
+        "SELECT * FROM vehicles WHERE vehicle_id = ANY(%(v)b) ORDER BY vehicle_id"
         + (" FOR UPDATE" if lock else ""),
         {"v": list(vehicle_ids)},
         as_dicts=True,
@@ -177,7 +177,7 @@ async def policies(unit: Unit, vehicle_ids: Sequence[str]) -> list[dict[str, Any
         "policies",
         """
         SELECT vehicle_id, coverage, insurer, expires_on FROM insurance_policies
-        WHERE vehicle_id = ANY(%(v)s) ORDER BY vehicle_id, coverage
+        WHERE vehicle_id = ANY(%(v)b) ORDER BY vehicle_id, coverage
         """,
         {"v": list(vehicle_ids)},
         as_dicts=True,
@@ -315,7 +315,7 @@ async def reminders_of(unit: Unit, vehicle_ids: Sequence[str]) -> list[dict[str,
     return await fetch_on_driver(
         unit,
         "reminders of vehicles",
-        "SELECT * FROM reminders WHERE vehicle_id = ANY(%(v)s) ORDER BY reminder_id FOR UPDATE",
+        "SELECT * FROM reminders WHERE vehicle_id = ANY(%(v)b) ORDER BY reminder_id FOR UPDATE",
         {"v": list(vehicle_ids)},
         as_dicts=True,
     )
@@ -344,7 +344,7 @@ REMINDER_COLUMNS = {
 }
 _SAVE_REMINDERS = f"""
     INSERT INTO reminders ({", ".join(REMINDER_COLUMNS)})
-    SELECT * FROM unnest({", ".join(f"%({name})s::{kind}[]" for name, kind in REMINDER_COLUMNS.items())})
+    SELECT * FROM unnest({", ".join(f"%({name})b::{kind}[]" for name, kind in REMINDER_COLUMNS.items())})
     ON CONFLICT (reminder_id) DO UPDATE SET
         {", ".join(f"{name} = excluded.{name}" for name in REMINDER_COLUMNS if name not in ("reminder_id", "created_at"))}
 """
@@ -377,7 +377,7 @@ async def used_offsets(unit: Unit, reminder_ids: Sequence[str]) -> set[tuple[str
         "used steps",
         """
         SELECT reminder_id, cycle, offset_days FROM reminder_steps
-        WHERE reminder_id = ANY(%(r)s) AND (sent_at IS NOT NULL OR skipped_at IS NOT NULL)
+        WHERE reminder_id = ANY(%(r)b) AND (sent_at IS NOT NULL OR skipped_at IS NOT NULL)
         """,
         {"r": list(reminder_ids)},
     )
@@ -401,7 +401,7 @@ async def replace_pending_steps(unit: Unit, pending: Sequence[PendingSteps]) -> 
     await execute_on_driver(
         unit,
         "withdraw steps",
-        "DELETE FROM reminder_steps WHERE reminder_id = ANY(%(r)s) AND sent_at IS NULL AND skipped_at IS NULL",
+        "DELETE FROM reminder_steps WHERE reminder_id = ANY(%(r)b) AND sent_at IS NULL AND skipped_at IS NULL",
         {"r": [each.reminder_id for each in pending]},
     )
     rungs = [(each, offset, day) for each in pending for offset, day in each.steps]
@@ -411,7 +411,7 @@ async def replace_pending_steps(unit: Unit, pending: Sequence[PendingSteps]) -> 
             "insert steps",
             """
             INSERT INTO reminder_steps (reminder_id, cycle, offset_days, vehicle_id, due_on)
-            SELECT * FROM unnest(%(r)s::text[], %(c)s::text[], %(o)s::int[], %(v)s::text[], %(d)s::date[])
+            SELECT * FROM unnest(%(r)b::text[], %(c)b::text[], %(o)b::int[], %(v)b::text[], %(d)b::date[])
             ON CONFLICT (reminder_id, cycle, offset_days) DO NOTHING
             """,
             {

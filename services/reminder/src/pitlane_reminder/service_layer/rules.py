@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 from datetime import datetime
+from functools import cached_property
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -51,6 +52,7 @@ class _Laddered(_Settings):
         Ladder(tuple(value))  # refuses offsets that are not strictly increasing
         return value
 
+    @cached_property  # worked out once per rule, not once per vehicle of a re-evaluation
     def steps(self) -> Ladder:
         return Ladder(tuple(self.ladder))
 
@@ -63,12 +65,13 @@ class MaintenanceSettings(_Laddered):
     months_interval: Annotated[int, Field(ge=1, le=60)] = 6
     mode: Literal["rolling", "fixed"] = "rolling"
 
+    @cached_property
     def rule(self) -> MaintenanceRule:
         return MaintenanceRule(
             km_interval=self.km_interval,
             months_interval=self.months_interval,
             mode=IntervalMode(self.mode),
-            ladder=self.steps(),
+            ladder=self.steps,
         )
 
 

@@ -198,7 +198,7 @@ class Schedule:
         if rules.maintenance.enabled and vehicle["last_service_on"] is not None:
             settings = rules.maintenance
             due = maintenance_due(
-                settings.rule(),
+                settings.rule,
                 last_service_on=vehicle["last_service_on"],
                 last_service_km=vehicle["last_service_km"],
                 mileage=_projection(vehicle),
@@ -206,7 +206,7 @@ class Schedule:
                 tz=self.timezone,
             )
             cycle = f"service:{vehicle['last_service_on'].isoformat()}"
-            wanted.append(Wanted(RuleKind.MAINTENANCE, "", cycle, due, settings.steps()))
+            wanted.append(Wanted(RuleKind.MAINTENANCE, "", cycle, due, settings.steps))
         if rules.insurance_renewal.enabled:
             settings_r = rules.insurance_renewal
             for policy in policies:
@@ -220,7 +220,7 @@ class Schedule:
                         policy["coverage"],
                         f"expiry:{expires}",
                         due,
-                        settings_r.steps(),
+                        settings_r.steps,
                     )
                 )
         if rules.annual_inspection.enabled and vehicle["registration_date"] is not None:
@@ -234,7 +234,7 @@ class Schedule:
                 basis=basis,
             )
             wanted.append(
-                Wanted(RuleKind.ANNUAL_INSPECTION, "", f"deadline:{deadline}", due, settings_i.steps())
+                Wanted(RuleKind.ANNUAL_INSPECTION, "", f"deadline:{deadline}", due, settings_i.steps)
             )
         return wanted
 
