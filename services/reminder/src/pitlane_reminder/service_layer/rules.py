@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 from datetime import datetime
-from functools import cached_property
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
