@@ -1,0 +1,1 @@
+"""Pitlane analytics service."""

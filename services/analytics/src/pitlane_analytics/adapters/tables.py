@@ -1,0 +1,202 @@
+"""analytics' own tables, beside the platform's (events, outbox, inbox, timers) in one MetaData.
+
+Facts, fed by every stream; ids and amounts only (no names, phones, plates or comments: what identifies a
+person stays with the service that owns it). Each row is written column by column by the events that know
+each column (`adapters/facts.py`), so it ends the same whatever order its events arrive in, and keeps the
+ids of the events that wrote it (`event_ids` / `event_id`): an answer counts the events behind it.
+
+- `work_orders`: every opened work order; a visit is one with `completed_at` and no `voided_at`.
+- `visit_lines`: a completed order's lines (revenue and, where known, cost).
+- `appointments`, `add_ons`, `surveys`, `nps_answers`, `campaigns`, `campaign_sends`, `reminders_sent`.
+- `customer_aliases`: merged customer → surviving customer, resolved when a KPI is asked.
+- `erased_customers`: whose profile was erased (drill-downs say so; the figures keep counting them).
+- `source_watermarks`: the newest event time read from each producer (an answer's `data_as_of`).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    Numeric,
+    SmallInteger,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from pitlane_platform.schema import service_metadata
+
+metadata = service_metadata()
+
+EMPTY_TEXT_ARRAY = text("'{}'::text[]")
+
+work_orders = Table(
+    "work_orders",
+    metadata,
+    Column("work_order_id", Text, primary_key=True),
+    Column("customer_id", Text, nullable=False),
+    Column("vehicle_id", Text),
+    Column("branch_id", Text),
+    Column("advisor_id", Text),
+    Column("technician_ids", ARRAY(Text), nullable=False, server_default=EMPTY_TEXT_ARRAY),
+    Column("appointment_id", Text),
+    # The coupons redeemed on the order (its own and its discounts'): campaign attribution.
+    Column("coupon_codes", ARRAY(Text), nullable=False, server_default=EMPTY_TEXT_ARRAY),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("paid_fen", BigInteger),
+    Column("voided_at", DateTime(timezone=True)),
+    Column("event_ids", ARRAY(Text), nullable=False, server_default=EMPTY_TEXT_ARRAY),
+    Index("ix_work_orders_completed_at", "completed_at"),
+    Index("ix_work_orders_customer", "customer_id"),
+    Index("ix_work_orders_vehicle", "vehicle_id"),
+    Index("ix_work_orders_appointment", "appointment_id"),
+)
+
+visit_lines = Table(
+    "visit_lines",
+    metadata,
+    Column("work_order_id", Text, primary_key=True),
+    Column("line_no", SmallInteger, primary_key=True),
+    Column("item_code", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("category", Text, nullable=False),
+    Column("quantity", Numeric(12, 3), nullable=False),
+    Column("revenue_fen", BigInteger, nullable=False),
+    Column("cost_fen", BigInteger),
+    Column("add_on_id", Text),
+    Column("event_id", Text, nullable=False),
+    Index("ix_visit_lines_item", "item_code"),
+)
+
+appointments = Table(
+    "appointments",
+    metadata,
+    Column("appointment_id", Text, primary_key=True),
+    Column("customer_id", Text, nullable=False),
+    Column("branch_id", Text),
+    Column("vehicle_id", Text),
+    Column("channel", Text),
+    Column("campaign_id", Text),
+    Column("reminder_id", Text),
+    Column("booked_at", DateTime(timezone=True)),  # the booking event's occurred_at
+    Column("arrived_at", DateTime(timezone=True)),
+    Column("work_order_id", Text),
+    Column("cancelled_at", DateTime(timezone=True)),
+    Column("no_show_at", DateTime(timezone=True)),
+    Column("event_ids", ARRAY(Text), nullable=False, server_default=EMPTY_TEXT_ARRAY),
+    Index("ix_appointments_booked_at", "booked_at"),
+    Index("ix_appointments_vehicle", "vehicle_id"),
+    Index("ix_appointments_campaign", "campaign_id"),
+)
+
+# An add-on's first approval and first decline are kept apart: its first decision is whichever came first
+# (the approval rate), and a decline followed by an approval is a recovery.
+add_ons = Table(
+    "add_ons",
+    metadata,
+    Column("add_on_id", Text, primary_key=True),
+    Column("work_order_id", Text, nullable=False),
+    Column("item", Text),
+    Column("item_code", Text),
+    Column("category", Text),
+    Column("price_fen", BigInteger),
+    Column("proposed_at", DateTime(timezone=True)),
+    Column("approved_at", DateTime(timezone=True)),
+    Column("declined_at", DateTime(timezone=True)),
+    Column("event_ids", ARRAY(Text), nullable=False, server_default=EMPTY_TEXT_ARRAY),
+    Index("ix_add_ons_work_order", "work_order_id"),
+    Index("ix_add_ons_declined_at", "declined_at"),
+)
+
+surveys = Table(
+    "surveys",
+    metadata,
+    Column("survey_id", Text, primary_key=True),
+    Column("work_order_id", Text, nullable=False),
+    Column("branch_id", Text, nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    Column("event_id", Text, nullable=False),
+    Index("ix_surveys_sent_at", "sent_at"),
+)
+
+nps_answers = Table(
+    "nps_answers",
+    metadata,
+    Column("survey_id", Text, primary_key=True),
+    Column("work_order_id", Text, nullable=False),
+    Column("customer_id", Text, nullable=False),
+    Column("branch_id", Text, nullable=False),
+    Column("advisor_id", Text, nullable=False),
+    Column("technician_ids", ARRAY(Text), nullable=False, server_default=EMPTY_TEXT_ARRAY),
+    Column("score", SmallInteger, nullable=False),
+    Column("answered_at", DateTime(timezone=True), nullable=False),  # the answer event's occurred_at
+    Column("event_id", Text, nullable=False),
+    Index("ix_nps_answers_answered_at", "answered_at"),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("campaign_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("cost_fen", BigInteger, nullable=False),
+    Column("attribution_window_days", SmallInteger, nullable=False),
+    Column("starts_on", Date, nullable=False),
+    Column("ends_on", Date, nullable=False),
+    Column("coupon_codes", ARRAY(Text), nullable=False, server_default=EMPTY_TEXT_ARRAY),
+    # Empty: the whole chain takes part.
+    Column("branch_ids", ARRAY(Text), nullable=False, server_default=EMPTY_TEXT_ARRAY),
+    Column("event_id", Text, nullable=False),
+)
+
+campaign_sends = Table(
+    "campaign_sends",
+    metadata,
+    Column("event_id", Text, primary_key=True),
+    Column("campaign_id", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("recipients", Integer, nullable=False),
+    Index("ix_campaign_sends_campaign", "campaign_id"),
+)
+
+# One row per ReminderDue: each rung of a reminder's ladder is a reminder sent.
+reminders_sent = Table(
+    "reminders_sent",
+    metadata,
+    Column("event_id", Text, primary_key=True),
+    Column("reminder_id", Text, nullable=False),
+    Column("vehicle_id", Text, nullable=False),
+    Column("branch_id", Text),  # the branch the vehicle last visited (ReminderDue's preferred branch)
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    Index("ix_reminders_sent_sent_at", "sent_at"),
+)
+
+customer_aliases = Table(
+    "customer_aliases",
+    metadata,
+    Column("merged_customer_id", Text, primary_key=True),
+    Column("surviving_customer_id", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Index("ix_customer_aliases_surviving", "surviving_customer_id"),
+)
+
+erased_customers = Table(
+    "erased_customers",
+    metadata,
+    Column("customer_id", Text, primary_key=True),
+    Column("erased_at", DateTime(timezone=True), nullable=False),
+    Column("event_id", Text, nullable=False),
+)
+
+source_watermarks = Table(
+    "source_watermarks",
+    metadata,
+    Column("source_service", Text, primary_key=True),
+    Column("newest_event_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,70 @@
+"""Wires the analytics service: settings from `ANALYTICS_*` variables, the consumers of every producer's
+stream, the KPI answers and the routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI
+from pydantic_settings import SettingsConfigDict
+
+from pitlane_analytics.entrypoints.consumers import SOURCES, build_consumers
+from pitlane_analytics.entrypoints.http import ROUTERS, AnalyticsContext
+from pitlane_analytics.service_layer.kpis import Kpis
+from pitlane_platform.clock import Clock
+from pitlane_platform.http import create_app as create_platform_app
+from pitlane_platform.runtime import ServiceRuntime
+from pitlane_platform.services import ServiceSpec
+from pitlane_platform.settings import ServiceSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class AnalyticsSettings(ServiceSettings):
+    """The chain's time zone (`chain_timezone`, default Asia/Shanghai) is the one KPI periods are in."""
+
+    model_config = SettingsConfigDict(env_prefix="ANALYTICS_", extra="ignore", frozen=True)
+
+    service_name: str = "analytics"
+
+
+@dataclass
+class AnalyticsService:
+    """The built service: its app, and what tests and benchmarks reach into."""
+
+    app: FastAPI
+    runtime: ServiceRuntime
+    kpis: Kpis
+
+
+def build(settings: AnalyticsSettings, *, clock: Clock | None = None) -> AnalyticsService:
+    runtime = ServiceRuntime(settings, migrations=MIGRATIONS)
+    if clock is not None:
+        runtime.clock = clock
+    runtime.consumers.extend(build_consumers())
+    kpis = Kpis(runtime.driver, chain_id=settings.chain_id)
+    app = create_platform_app(
+        settings,
+        title="analytics",
+        version="1",
+        routers=ROUTERS,
+        readiness_checks=runtime.readiness_checks(),
+        lifespan=runtime.lifespan,
+        audit=runtime.audit,
+    )
+    app.state.analytics = AnalyticsContext(kpis=kpis, timezone=settings.timezone)
+    return AnalyticsService(app=app, runtime=runtime, kpis=kpis)
+
+
+def create_app() -> FastAPI:
+    """The ASGI app `pitlane up` and uvicorn start: settings from the environment."""
+    return build(AnalyticsSettings()).app  # type: ignore[call-arg]  # required fields come from the environment
+
+
+SPEC = ServiceSpec(
+    name="analytics",
+    env_prefix="ANALYTICS_",
+    asgi_factory="pitlane_analytics.bootstrap:create_app",
+    consumes=SOURCES,
+)

@@ -1,0 +1,45 @@
+"""What analytics learns from every stream, one consumer per producer:
+
+- `analytics.workorder`: work orders (opened, completed, voided), appointments (booked, rescheduled,
+  cancelled, no-show, arrived), add-ons (proposed, approved, declined).
+- `analytics.notification`: NPS surveys sent and answered, campaigns launched and sent.
+- `analytics.reminder`: reminders due (each one a reminder sent).
+- `analytics.customer-profile`: customers merged and erased.
+
+Every consumer runs on the driver; each event's facts commit with its inbox row, and the producer's
+watermark (the newest event time read from it: an answer's `data_as_of`) moves with them.
+
+No read model here is gated on aggregate versions (`advance_read_model`): each fact row is written column by
+column and ends the same in any order of arrival (service_layer/projection.py), and a version gate would
+drop the history of an event type subscribed to later instead of applying it.
+"""
+
+from __future__ import annotations
+
+from pitlane_analytics.adapters.facts import advance_watermark
+from pitlane_analytics.service_layer.projection import WRITERS, Writer
+from pitlane_events import DomainEvent
+from pitlane_platform.messaging.consumer import Consumer, Handler, HandlerContext
+
+SERVICE = "analytics"
+SOURCES = ("workorder", "notification", "reminder", "customer-profile")
+
+
+def build_consumers() -> list[Consumer]:
+    return [_consumer(source) for source in SOURCES]
+
+
+def _consumer(source: str) -> Consumer:
+    consumer = Consumer(service=SERVICE, purpose=source, source_service=source, on_driver=True)
+    for model, writer in WRITERS.items():
+        if model.service() == source:
+            consumer.on(model)(_handler(source, writer))
+    return consumer
+
+
+def _handler(source: str, writer: Writer) -> Handler:
+    async def handle(ctx: HandlerContext, event: DomainEvent) -> None:
+        await writer(ctx.unit, ctx.envelope, event)
+        await advance_watermark(ctx.unit, source, ctx.envelope.occurred_at)
+
+    return handle

@@ -1,0 +1,29 @@
+"""The HTTP API under /v1/kpis (bearer token; owner, manager or analyst): the headline, one route per KPI
+with its drill-down, `?format=csv` for Excel. The catch-all for unknown KPI names comes last."""
+
+from pitlane_analytics.entrypoints.http import (
+    add_ons_api,
+    appointments_api,
+    campaigns_api,
+    customers_api,
+    kpis_api,
+    nps_api,
+    reminders_api,
+    services_api,
+    staff_api,
+)
+from pitlane_analytics.entrypoints.http.common import AnalyticsContext
+
+ROUTERS = (
+    customers_api.router,
+    nps_api.router,
+    appointments_api.router,
+    staff_api.router,
+    services_api.router,
+    campaigns_api.router,
+    reminders_api.router,
+    add_ons_api.router,
+    kpis_api.router,
+)
+
+__all__ = ["ROUTERS", "AnalyticsContext"]
