@@ -12,7 +12,7 @@ from collections.abc import Collection
 from datetime import date, datetime
 from typing import Any
 
-from pitlane_platform.db import Unit, fetch_on_driver
+from pitlane_platform.db import Unit, execute_on_driver, fetch_on_driver
 
 Rows = list[dict[str, Any]]
 
@@ -33,8 +33,10 @@ async def _rows(unit: Unit, operation: str, sql: str, **parameters: Any) -> Rows
 
 
 async def snapshot(unit: Unit) -> None:
-    """Every read of the transaction sees the same committed facts (one answer, one moment)."""
-    await fetch_on_driver(unit, "snapshot", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", {})
+    """Every read of the transaction sees the same committed facts (one answer, one moment), and times come
+    back in UTC whatever the server's time zone."""
+    await execute_on_driver(unit, "snapshot", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", {})
+    await execute_on_driver(unit, "utc", "SET LOCAL TIME ZONE 'UTC'", {})
 
 
 async def data_as_of(unit: Unit) -> datetime | None:
