@@ -35,7 +35,9 @@ async def _rows(unit: Unit, operation: str, sql: str, **parameters: Any) -> Rows
 async def snapshot(unit: Unit) -> None:
     """Every read of the transaction sees the same committed facts (one answer, one moment), and times come
     back in UTC whatever the server's time zone."""
-    await execute_on_driver(unit, "snapshot", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", {})
+    await execute_on_driver(
+        unit, "snapshot", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", {}
+    )
     await execute_on_driver(unit, "utc", "SET LOCAL TIME ZONE 'UTC'", {})
 
 
