@@ -48,7 +48,7 @@ _SCHEDULE = f"""
     WITH scheduled AS (
         INSERT INTO timers (kind, key, due_at, payload, trace_headers)
         SELECT %(kind)s, s.key, s.due_at, s.payload, %(trace_headers)s::jsonb
-        FROM unnest(%(keys)b::text[], %(due_ats)b::timestamptz[], %(payloads)b::jsonb[]) AS s(key, due_at, payload)
+        FROM jsonb_to_recordset(%(timers)s::jsonb) AS s(key text, due_at timestamptz, payload jsonb)
         ON CONFLICT (kind, key) DO UPDATE
             SET due_at = excluded.due_at, payload = excluded.payload, trace_headers = excluded.trace_headers,
                 attempts = 0, last_error = NULL
@@ -188,9 +188,12 @@ async def schedule_many(unit: Unit, kind: str, timers: Sequence[NewTimer], *, re
         _SCHEDULE,
         {
             "kind": kind,
-            "keys": list(latest),
-            "due_ats": [timer.at for timer in latest.values()],
-            "payloads": [json.dumps(dict(timer.payload), default=str) for timer in latest.values()],
+            # One JSON document, not arrays: psycopg dumps arrays element by element in Python, and a rule
+            # change schedules thousands of timers at once.
+            "timers": json.dumps(
+                [{"key": t.key, "due_at": t.at.isoformat(), "payload": t.payload} for t in latest.values()],
+                default=str,
+            ),
             # The trace of whatever scheduled it: the handler runs in it, hours later, so one trace leads
             # from a request to what its timers did (a work order's completion to its NPS survey).
             "trace_headers": json.dumps(inject_trace_headers()),

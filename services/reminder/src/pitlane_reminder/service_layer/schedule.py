@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -89,6 +90,7 @@ class Changes:
     """What one evaluation changes, gathered to be written in a few statements (Schedule._write)."""
 
     now: datetime
+    today: date  # on the chain's clock
     reminders: list[dict[str, Any]] = field(default_factory=list)  # whole rows, saved as they are
     events: list[ReminderScheduled | ReminderRescheduled | ReminderCancelled] = field(default_factory=list)
     steps: list[PendingSteps] = field(default_factory=list)
@@ -118,6 +120,10 @@ class Schedule:
     def today(self) -> date:
         return self.clock.now().astimezone(self.timezone).date()
 
+    def _changes(self) -> Changes:
+        now = self.clock.now()
+        return Changes(now=now, today=now.astimezone(self.timezone).date())
+
     # ---- facts → reminders -----------------------------------------------------------------------------
 
     async def mileage_estimate(self, unit: Unit, vehicle_id: str) -> MileageEstimate:
@@ -145,7 +151,9 @@ class Schedule:
         """Work these vehicles' reminders out again from their facts (the estimate as kept on their rows)
         and their branches' rules: a handful of statements whatever their number, so a rule change goes
         through a million vehicles in chunks."""
-        vehicles = [row for row in await queries.vehicles(unit, vehicle_ids, lock=True) if row["customer_id"]]
+        vehicles = [
+            row for row in await queries.vehicles_to_evaluate(unit, vehicle_ids) if row["customer_id"]
+        ]
         ids = [vehicle["vehicle_id"] for vehicle in vehicles]
         rules = await effective_rules_at(unit, {vehicle["last_branch_id"] for vehicle in vehicles})
         policies: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -157,7 +165,7 @@ class Schedule:
         used = await queries.used_offsets(
             unit, [row["reminder_id"] for rows in reminders.values() for row in rows]
         )
-        changes = Changes(now=self.clock.now())
+        changes = self._changes()
         for vehicle in vehicles:
             existing = reminders[vehicle["vehicle_id"]]
             if vehicle["erased_at"] is not None or vehicle["sold_at"] is not None:
@@ -171,7 +179,9 @@ class Schedule:
                         self._cancel(changes, row, cancellation)
                 continue
             at_branch = rules[vehicle["last_branch_id"]]
-            wanted_now = self._wanted(vehicle, at_branch, policies[vehicle["vehicle_id"]])
+            wanted_now = self._wanted(
+                vehicle, at_branch, policies[vehicle["vehicle_id"]], today=changes.today
+            )
             by_key = {(row["kind"], row["subject"]): row for row in existing}
             for wanted in wanted_now:
                 self._keep(
@@ -192,7 +202,12 @@ class Schedule:
         await self._write(unit, changes)
 
     def _wanted(
-        self, vehicle: dict[str, Any], rules: EffectiveRules, policies: Sequence[dict[str, Any]]
+        self,
+        vehicle: dict[str, Any],
+        rules: EffectiveRules,
+        policies: Sequence[dict[str, Any]],
+        *,
+        today: date,
     ) -> list[Wanted]:
         wanted = []
         if rules.maintenance.enabled and vehicle["last_service_on"] is not None:
@@ -225,7 +240,7 @@ class Schedule:
                 )
         if rules.annual_inspection.enabled and vehicle["registration_date"] is not None:
             settings_i = rules.annual_inspection
-            deadline = inspection_due(vehicle["registration_date"], today=self.today())
+            deadline = inspection_due(vehicle["registration_date"], today=today)
             basis = f"the annual inspection of a car registered on {vehicle['registration_date']} is due by {deadline}"
             due = Due(
                 due_on=deadline - timedelta(days=settings_i.lead_days),
@@ -303,25 +318,28 @@ class Schedule:
             )
             changes.save({**existing, **row, "version": existing["version"] + 1}, event)
         sent = {offset for rid, cycle, offset in used if rid == reminder_id and cycle == wanted.cycle}
-        steps = steps_to_schedule(wanted.ladder, wanted.due.due_on, sent=sent, today=self.today())
+        steps = steps_to_schedule(wanted.ladder, wanted.due.due_on, sent=sent, today=changes.today)
         changes.steps.append(PendingSteps(reminder_id, vehicle["vehicle_id"], wanted.cycle, steps))
         for _, day in steps:
-            changes.timers[DAY_TIMER].append(self._day_timer(vehicle["vehicle_id"], day))
+            timer = self._day_timer(vehicle["vehicle_id"], day, now=changes.now, today=changes.today)
+            changes.timers[DAY_TIMER].append(timer)
 
-    def _day_timer(self, vehicle_id: str, day: date) -> NewTimer:
+    def _day_timer(self, vehicle_id: str, day: date, *, now: datetime, today: date) -> NewTimer:
         """The timer that fires a vehicle's rungs of a day, at the hour rungs go out."""
-        due_at = datetime.combine(day, self.send_at, tzinfo=self.timezone).astimezone(UTC)
-        if day <= self.today():
+        if day <= today:
             # Today's timer may have fired already: a rung added today gets a timer of its own, at the hour
             # rungs go out (or now, if that hour has passed).
-            due_at = max(self.clock.now(), datetime.combine(self.today(), self.send_at, tzinfo=self.timezone))
+            due_at = max(now, _send_instant(today, self.send_at, self.timezone))
             key = f"{vehicle_id}:{day.isoformat()}:{due_at.isoformat()}"
         else:
+            due_at = _send_instant(day, self.send_at, self.timezone)
             key = f"{vehicle_id}:{day.isoformat()}"
         return NewTimer(key, due_at, {"vehicle_id": vehicle_id, "day": day.isoformat()})
 
     async def schedule_day(self, unit: Unit, vehicle_id: str, day: date) -> None:
-        await schedule_many(unit, DAY_TIMER, [self._day_timer(vehicle_id, day)])
+        now = self.clock.now()
+        timer = self._day_timer(vehicle_id, day, now=now, today=now.astimezone(self.timezone).date())
+        await schedule_many(unit, DAY_TIMER, [timer])
 
     def _win_back_after(self, changes: Changes, vehicle: dict[str, Any], after_days: int) -> None:
         """A call for the advisor if the car does not come back within `after_days` of its last visit (one
@@ -393,7 +411,7 @@ class Schedule:
             )
             known = existing.get((wanted.kind.value, wanted.subject))
             used = await queries.used_offsets(unit, [known["reminder_id"]] if known else [])
-            changes = Changes(now=self.clock.now())
+            changes = self._changes()
             self._keep(changes, vehicle, known, wanted, used, reason="an add-on was declined")
             await self._write(unit, changes)
         if settings.task:
@@ -413,7 +431,7 @@ class Schedule:
             await self.tasks.create_later(unit, task, appears_at)
 
     async def cancel_all(self, unit: Unit, vehicle_id: str, reason: ReminderCancellation) -> int:
-        changes = Changes(now=self.clock.now())
+        changes = self._changes()
         for existing in await queries.reminders_of(unit, [vehicle_id]):
             if existing["status"] == "scheduled":
                 self._cancel(changes, existing, reason)
@@ -547,6 +565,13 @@ def _projection(vehicle: dict[str, Any]) -> Projection:
     )
 
 
+@lru_cache(maxsize=1024)
+def _send_instant(day: date, send_at: time, timezone: ZoneInfo) -> datetime:
+    """When rungs go out on `day` (a local date), in UTC: worked out once per day, not once per vehicle."""
+    return datetime.combine(day, send_at, tzinfo=timezone).astimezone(UTC)
+
+
+@lru_cache(maxsize=256)  # a handful of ladders, a million reminders
 def _ladder_text(ladder: Ladder) -> str:
     return ",".join(str(offset) for offset in ladder.offsets_days)
 
