@@ -67,4 +67,5 @@ SPEC = ServiceSpec(
     env_prefix="ANALYTICS_",
     asgi_factory="pitlane_analytics.bootstrap:create_app",
     consumes=SOURCES,
+    gateway_paths=("/dashboard",),
 )

@@ -6,11 +6,13 @@ from pitlane_analytics.entrypoints.http import (
     appointments_api,
     campaigns_api,
     customers_api,
+    dashboard,
     kpis_api,
     nps_api,
     reminders_api,
     services_api,
     staff_api,
+    trends_api,
 )
 from pitlane_analytics.entrypoints.http.common import AnalyticsContext
 
@@ -23,6 +25,8 @@ ROUTERS = (
     campaigns_api.router,
     reminders_api.router,
     add_ons_api.router,
+    trends_api.router,
+    dashboard.router,
     kpis_api.router,
 )
 
