@@ -1,10 +1,11 @@
 """The `pitlane` command line: run the system on one machine, mint dev tokens, read the messages the recording
-provider kept, handle dead letters."""
+provider kept, handle dead letters, rebuild a service's read models (`pitlane <service> rebuild`)."""
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -15,6 +16,9 @@ from pitlane_platform.settings import DEV_JWT_SECRET, ServiceSettings
 
 if TYPE_CHECKING:  # the command line imports the messaging modules only when a command needs them
     from pitlane_platform.messaging.deadletter import DeadLetter
+    from pitlane_platform.messaging.rebuild import RebuildReport
+    from pitlane_platform.runtime import ServiceRuntime
+    from pitlane_platform.security.nats_access import NatsClientAccess
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Pitlane: run and operate the system.")
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: events a consumer gave up on.")
@@ -306,3 +310,105 @@ async def _with_jetstream(url: str, options: dict[str, Any], action):  # type: i
         return await action(client.jetstream())
     finally:
         await client.close()
+
+
+def _service_command_groups() -> None:
+    """`pitlane <service> …` for every installed service, known by its entry point's name: nothing of a
+    service is imported until one of its commands runs."""
+    from importlib.metadata import entry_points
+
+    from pitlane_platform.services import ENTRY_POINT_GROUP
+
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        service_app = typer.Typer(no_args_is_help=True, help=f"Operate the {entry_point.name} service.")
+        service_app.command("rebuild")(_rebuild_command(entry_point.name))
+        app.add_typer(service_app, name=entry_point.name)
+
+
+def _rebuild_command(service: str) -> Callable[..., None]:
+    def rebuild(
+        keep_backup: Annotated[
+            bool,
+            typer.Option(
+                "--keep-backup/--drop-backup",
+                help="keep the replaced tables in schema read_models_previous until the next rebuild; drop "
+                "them if they hold personal data (erasures after the swap do not reach that copy)",
+            ),
+        ] = True,
+        batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="events per transaction")] = 500,
+        data_dir: DataDir = Path(".pitlane"),
+    ) -> None:
+        """Replay every stream the service consumes into fresh tables and swap them in for its read models,
+        while it runs. Its settings come from its environment variables (<PREFIX>DATABASE_URL, …), else from
+        the `pitlane up` in --data-dir."""
+        import asyncio
+
+        from pitlane_platform.messaging.rebuild import RebuildFailed
+        from pitlane_platform.services import installed_services
+        from pitlane_platform.worker import load_factory
+
+        spec = next(spec for spec in installed_services() if spec.name == service)
+        access = _service_environment_from_up(spec.name, spec.env_prefix, data_dir)
+        runtime: ServiceRuntime | None = (
+            load_factory(spec.runtime_factory)() if spec.runtime_factory else None
+        )
+        if runtime is None or not runtime.read_models:
+            raise typer.BadParameter(f"{service} declares no read models to rebuild")
+        try:
+            report = asyncio.run(
+                _rebuild(runtime, access or runtime.settings.nats_access(), keep_backup, batch_size)
+            )
+        except RebuildFailed as failure:
+            typer.echo(f"rebuild of {service} stopped, its read models unchanged: {failure}", err=True)
+            raise typer.Exit(1) from None
+        for line in report.lines():
+            typer.echo(line)
+
+    return rebuild
+
+
+def _service_environment_from_up(service: str, env_prefix: str, data_dir: Path) -> NatsClientAccess | None:
+    """Without the service's own environment (<PREFIX>DATABASE_URL), its database and NATS are those of the
+    `pitlane up` in `data_dir`, reached as the operator: set them for its settings; the access to NATS."""
+    if f"{env_prefix}DATABASE_URL" in os.environ:
+        return None
+    from pitlane_platform.db import sqlalchemy_url
+    from pitlane_platform.devcluster import nats_access, read_state, service_database_urls
+
+    state = read_state(data_dir)
+    if state is None:
+        raise typer.BadParameter(
+            f"no {env_prefix}DATABASE_URL and no `pitlane up` state in --data-dir", param_hint="--data-dir"
+        )
+    os.environ[f"{env_prefix}DATABASE_URL"] = sqlalchemy_url(service_database_urls(state)[service])
+    os.environ.setdefault(f"{env_prefix}NATS_URL", str(state["nats"]["url"]))
+    return nats_access(state)
+
+
+async def _rebuild(
+    runtime: ServiceRuntime, access: NatsClientAccess, keep_backup: bool, batch_size: int
+) -> RebuildReport:
+    from pitlane_platform.messaging.connection import connect_nats
+    from pitlane_platform.messaging.rebuild import ReadModels, rebuild_read_models
+
+    client = await connect_nats(
+        runtime.settings.nats_url,
+        name=f"{runtime.service}-rebuild",
+        access=access,
+        first_connect_timeout_s=10,
+    )
+    try:
+        return await rebuild_read_models(
+            ReadModels(runtime.service, runtime.consumers, runtime.read_models),
+            database_url=runtime.settings.database_url,
+            js=client.jetstream(),
+            clock=runtime.clock,
+            batch_size=batch_size,
+            keep_backup=keep_backup,
+        )
+    finally:
+        await client.close()
+        await runtime.engine.dispose()
+
+
+_service_command_groups()

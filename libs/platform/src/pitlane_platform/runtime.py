@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client
-from sqlalchemy import text
+from sqlalchemy import Table, text
 
 from pitlane_platform.db import DriverPool, create_engine, session_factory
 from pitlane_platform.messaging.connection import connect_nats
@@ -49,6 +49,7 @@ class ServiceRuntime:
         after_commit: Sequence[AfterCommit] = (),
         timers: TimerHandlers | None = None,
         stream_replicas: int = 1,
+        read_models: Sequence[Table] = (),
     ) -> None:
         self.settings = settings
         self.service = settings.service_name
@@ -66,6 +67,9 @@ class ServiceRuntime:
         # process that runs the background work, each due timer in exactly one of them.
         self.timers = timers or TimerHandlers()
         self.stream_replicas = stream_replicas
+        # Tables that the consumers write and nothing else writes: rebuilt from the streams and swapped in by
+        # `pitlane <service> rebuild` (messaging/rebuild.py).
+        self.read_models = list(read_models)
         self.nats: Client | None = None
         self.relay: OutboxRelay | None = None
         self.runner: ConsumerRunner | None = None

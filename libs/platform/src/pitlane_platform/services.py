@@ -19,6 +19,10 @@ class ServiceSpec:
     # Paths the gateway sends to it as they are, besides `/api/<name>/…`: `/c/` (customer pages) or
     # `/dashboard` (analytics); devcluster/gateway.py refuses any other.
     gateway_paths: tuple[str, ...] = ()
+    # "package.module:function", called with no arguments, returning the service's ServiceRuntime with its
+    # settings from the environment: for commands run outside the service's processes. A runtime that
+    # declares `read_models` makes `pitlane <name> rebuild` available.
+    runtime_factory: str | None = None
 
     @property
     def database(self) -> str:

@@ -9,11 +9,13 @@ from pathlib import Path
 from fastapi import FastAPI
 from pydantic_settings import SettingsConfigDict
 
+from pitlane_analytics.adapters.tables import metadata
 from pitlane_analytics.entrypoints.consumers import SOURCES, build_consumers
 from pitlane_analytics.entrypoints.http import ROUTERS, AnalyticsContext
 from pitlane_analytics.service_layer.kpis import Kpis
 from pitlane_platform.clock import Clock
 from pitlane_platform.http import create_app as create_platform_app
+from pitlane_platform.messaging.rebuild import own_tables
 from pitlane_platform.runtime import ServiceRuntime
 from pitlane_platform.services import ServiceSpec
 from pitlane_platform.settings import ServiceSettings
@@ -39,7 +41,8 @@ class AnalyticsService:
 
 
 def build(settings: AnalyticsSettings, *, clock: Clock | None = None) -> AnalyticsService:
-    runtime = ServiceRuntime(settings, migrations=MIGRATIONS)
+    # Every table of its own is a read model, written by its consumers alone: `pitlane analytics rebuild`.
+    runtime = ServiceRuntime(settings, migrations=MIGRATIONS, read_models=own_tables(metadata))
     if clock is not None:
         runtime.clock = clock
     runtime.consumers.extend(build_consumers())
@@ -62,10 +65,16 @@ def create_app() -> FastAPI:
     return build(AnalyticsSettings()).app  # type: ignore[call-arg]  # required fields come from the environment
 
 
+def create_runtime() -> ServiceRuntime:
+    """The runtime alone, settings from the environment: for `pitlane analytics rebuild`."""
+    return build(AnalyticsSettings()).runtime  # type: ignore[call-arg]  # required fields come from the environment
+
+
 SPEC = ServiceSpec(
     name="analytics",
     env_prefix="ANALYTICS_",
     asgi_factory="pitlane_analytics.bootstrap:create_app",
     consumes=SOURCES,
+    runtime_factory="pitlane_analytics.bootstrap:create_runtime",
     gateway_paths=("/dashboard",),
 )
