@@ -38,7 +38,6 @@ from pitlane_platform.messaging.rebuild import (
     ReadModels,
     RebuildFailed,
     RebuildReport,
-    own_tables,
     rebuild_read_models,
 )
 from pitlane_platform.messaging.streams import stream_name
@@ -52,7 +51,7 @@ PRODUCER = "customer-profile"
 STREAM = stream_name(PRODUCER)
 
 metadata = service_metadata()
-Table(
+readings = Table(
     "probe_readings",
     metadata,
     Column("event_id", UUID(as_uuid=True), primary_key=True),
@@ -60,7 +59,7 @@ Table(
     Column("mileage_km", Integer, nullable=False),
     Index("ix_probe_readings_vehicle", "vehicle_id"),
 )
-Table(
+vehicles = Table(
     "probe_vehicles",
     metadata,
     Column("vehicle_id", Text, primary_key=True),
@@ -126,7 +125,7 @@ async def live_service(database_url: str, nats_url: str) -> AsyncIterator[Servic
         await connection.run_sync(metadata.create_all)
     await engine.dispose()
     settings = ServiceSettings(service_name=SERVICE, database_url=database_url, nats_url=nats_url)
-    runtime = ServiceRuntime(settings, consumers=[mileage_consumer()], read_models=own_tables(metadata))
+    runtime = ServiceRuntime(settings, consumers=[mileage_consumer()], read_models=[readings, vehicles])
     Faults.reset()
     try:
         async with runtime.lifespan():

@@ -74,8 +74,8 @@ async def test_a_rebuild_answers_every_kpi_as_the_live_read_models_did(harness: 
     # Every event once, its copy (delivered twice) a duplicate to the fresh inbox.
     handled = {event_type for consumer in harness.runtime.consumers for event_type in consumer.handlers}
     replayed = len([envelope for envelope in history if envelope.event_type in handled])
-    assert sum(int(n) for n in re.findall(r"(\d+) applied", result.output)) == replayed
-    assert sum(int(n) for n in re.findall(r"(\d+) duplicate", result.output)) == replayed
+    assert sum(int(n) for n in re.findall(r"(\d+) applied", result.stdout)) == replayed
+    assert sum(int(n) for n in re.findall(r"(\d+) duplicate", result.stdout)) == replayed
     assert asked_during > 0
     assert await every_answer(harness) == before
     # The replaced tables wait in the backup schema, as full as the rebuilt ones in their place.

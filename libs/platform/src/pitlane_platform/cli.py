@@ -15,10 +15,13 @@ import typer
 from pitlane_platform.settings import DEV_JWT_SECRET, ServiceSettings
 
 if TYPE_CHECKING:  # the command line imports the messaging modules only when a command needs them
+    from importlib.metadata import EntryPoint
+
     from pitlane_platform.messaging.deadletter import DeadLetter
     from pitlane_platform.messaging.rebuild import RebuildReport
     from pitlane_platform.runtime import ServiceRuntime
     from pitlane_platform.security.nats_access import NatsClientAccess
+    from pitlane_platform.services import ServiceSpec
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Pitlane: run and operate the system.")
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: events a consumer gave up on.")
@@ -321,11 +324,13 @@ def _service_command_groups() -> None:
 
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
         service_app = typer.Typer(no_args_is_help=True, help=f"Operate the {entry_point.name} service.")
-        service_app.command("rebuild")(_rebuild_command(entry_point.name))
+        service_app.command("rebuild")(_rebuild_command(entry_point))
         app.add_typer(service_app, name=entry_point.name)
 
 
-def _rebuild_command(service: str) -> Callable[..., None]:
+def _rebuild_command(entry_point: EntryPoint) -> Callable[..., None]:
+    service = entry_point.name
+
     def rebuild(
         keep_backup: Annotated[
             bool,
@@ -338,17 +343,18 @@ def _rebuild_command(service: str) -> Callable[..., None]:
         batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="events per transaction")] = 500,
         data_dir: DataDir = Path(".pitlane"),
     ) -> None:
-        """Replay every stream the service consumes into fresh tables and swap them in for its read models,
-        while it runs. Its settings come from its environment variables (<PREFIX>DATABASE_URL, …), else from
-        the `pitlane up` in --data-dir."""
+        """Rebuild the service's read models from the streams and swap them in, while it runs.
+
+        Every stream it consumes is replayed into fresh tables, which replace its read models in one
+        transaction (docs/platform.md, "Rebuilding read models"). Its settings come from its environment
+        variables (<PREFIX>DATABASE_URL, …), else from the `pitlane up` in --data-dir."""
         import asyncio
 
         from pitlane_platform.messaging.rebuild import RebuildFailed
-        from pitlane_platform.services import installed_services
         from pitlane_platform.worker import load_factory
 
-        spec = next(spec for spec in installed_services() if spec.name == service)
-        access = _service_environment_from_up(spec.name, spec.env_prefix, data_dir)
+        spec: ServiceSpec = entry_point.load()
+        access = _service_environment_from_up(spec, data_dir)
         runtime: ServiceRuntime | None = (
             load_factory(spec.runtime_factory)() if spec.runtime_factory else None
         )
@@ -367,21 +373,25 @@ def _rebuild_command(service: str) -> Callable[..., None]:
     return rebuild
 
 
-def _service_environment_from_up(service: str, env_prefix: str, data_dir: Path) -> NatsClientAccess | None:
+def _service_environment_from_up(spec: ServiceSpec, data_dir: Path) -> NatsClientAccess | None:
     """Without the service's own environment (<PREFIX>DATABASE_URL), its database and NATS are those of the
     `pitlane up` in `data_dir`, reached as the operator: set them for its settings; the access to NATS."""
-    if f"{env_prefix}DATABASE_URL" in os.environ:
+    prefix = spec.env_prefix
+    if f"{prefix}DATABASE_URL" in os.environ:
         return None
     from pitlane_platform.db import sqlalchemy_url
-    from pitlane_platform.devcluster import nats_access, read_state, service_database_urls
+    from pitlane_platform.devcluster import nats_access, read_state
+    from pitlane_platform.embedded import database_url
 
     state = read_state(data_dir)
     if state is None:
         raise typer.BadParameter(
-            f"no {env_prefix}DATABASE_URL and no `pitlane up` state in --data-dir", param_hint="--data-dir"
+            f"no {prefix}DATABASE_URL and no `pitlane up` state in --data-dir", param_hint="--data-dir"
         )
-    os.environ[f"{env_prefix}DATABASE_URL"] = sqlalchemy_url(service_database_urls(state)[service])
-    os.environ.setdefault(f"{env_prefix}NATS_URL", str(state["nats"]["url"]))
+    os.environ[f"{prefix}DATABASE_URL"] = sqlalchemy_url(
+        database_url(state["postgres"]["url"], spec.database)
+    )
+    os.environ.setdefault(f"{prefix}NATS_URL", str(state["nats"]["url"]))
     return nats_access(state)
 
 

@@ -9,18 +9,34 @@ from pathlib import Path
 from fastapi import FastAPI
 from pydantic_settings import SettingsConfigDict
 
-from pitlane_analytics.adapters.tables import metadata
+from pitlane_analytics.adapters import tables
 from pitlane_analytics.entrypoints.consumers import SOURCES, build_consumers
 from pitlane_analytics.entrypoints.http import ROUTERS, AnalyticsContext
 from pitlane_analytics.service_layer.kpis import Kpis
 from pitlane_platform.clock import Clock
 from pitlane_platform.http import create_app as create_platform_app
-from pitlane_platform.messaging.rebuild import own_tables
 from pitlane_platform.runtime import ServiceRuntime
 from pitlane_platform.services import ServiceSpec
 from pitlane_platform.settings import ServiceSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The facts, written by the consumers alone: `pitlane analytics rebuild` replays them from the streams and
+# swaps them in. A table of anything else (state not made of events) stays off this list: a rebuild would
+# replace it with an empty one; a consumer writing a table missing here makes the rebuild fail instead.
+READ_MODELS = (
+    tables.work_orders,
+    tables.visit_lines,
+    tables.appointments,
+    tables.add_ons,
+    tables.surveys,
+    tables.nps_answers,
+    tables.campaigns,
+    tables.campaign_sends,
+    tables.reminders_sent,
+    tables.customer_aliases,
+    tables.erased_customers,
+    tables.source_watermarks,
+)
 
 
 class AnalyticsSettings(ServiceSettings):
@@ -41,8 +57,7 @@ class AnalyticsService:
 
 
 def build(settings: AnalyticsSettings, *, clock: Clock | None = None) -> AnalyticsService:
-    # Every table of its own is a read model, written by its consumers alone: `pitlane analytics rebuild`.
-    runtime = ServiceRuntime(settings, migrations=MIGRATIONS, read_models=own_tables(metadata))
+    runtime = ServiceRuntime(settings, migrations=MIGRATIONS, read_models=READ_MODELS)
     if clock is not None:
         runtime.clock = clock
     runtime.consumers.extend(build_consumers())

@@ -55,7 +55,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from psycopg import errors as pg_errors
 from psycopg import sql
-from sqlalchemy import MetaData, Table
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from pitlane_events import Envelope, EventError, decode
@@ -115,7 +115,7 @@ class ReadModels:
 
     service: str
     consumers: Sequence[Consumer]
-    tables: Sequence[Table]  # the service's own tables (own_tables()); the bookkeeping is added
+    tables: Sequence[Table]  # its own tables, from its service_metadata(); the bookkeeping is added
 
     def __post_init__(self) -> None:
         if not self.tables or not self.consumers:
@@ -134,12 +134,6 @@ class ReadModels:
     def all_tables(self) -> list[Table]:
         metadata = self.tables[0].metadata
         return [*self.tables, *(metadata.tables[name] for name in CONSUMER_BOOKKEEPING)]
-
-
-def own_tables(metadata: MetaData) -> list[Table]:
-    """A service's own tables in its MetaData: all but its copies of the platform's."""
-    platform = {table.name for table in PLATFORM_TABLES}
-    return [table for table in metadata.sorted_tables if table.name not in platform]
 
 
 @dataclass(frozen=True)
