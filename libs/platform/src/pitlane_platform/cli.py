@@ -354,15 +354,12 @@ def _rebuild_command(entry_point: EntryPoint) -> Callable[..., None]:
         from pitlane_platform.worker import load_factory
 
         spec: ServiceSpec = entry_point.load()
-        access = _service_environment_from_up(spec, data_dir)
-        runtime: ServiceRuntime | None = (
-            load_factory(spec.runtime_factory)() if spec.runtime_factory else None
-        )
-        if runtime is None or not runtime.read_models:
+        if spec.runtime_factory is None:
             raise typer.BadParameter(f"{service} declares no read models to rebuild")
+        access = _service_environment_from_up(spec, data_dir)
         try:
             report = asyncio.run(
-                _rebuild(runtime, access or runtime.settings.nats_access(), keep_backup, batch_size)
+                _rebuild(load_factory(spec.runtime_factory), access, keep_backup, batch_size)
             )
         except RebuildFailed as failure:
             typer.echo(f"rebuild of {service} stopped, its read models unchanged: {failure}", err=True)
@@ -396,15 +393,21 @@ def _service_environment_from_up(spec: ServiceSpec, data_dir: Path) -> NatsClien
 
 
 async def _rebuild(
-    runtime: ServiceRuntime, access: NatsClientAccess, keep_backup: bool, batch_size: int
+    create_runtime: Callable[[], ServiceRuntime],
+    access: NatsClientAccess | None,
+    keep_backup: bool,
+    batch_size: int,
 ) -> RebuildReport:
     from pitlane_platform.messaging.connection import connect_nats
     from pitlane_platform.messaging.rebuild import ReadModels, rebuild_read_models
 
+    runtime = create_runtime()  # built in the event loop, as the service's processes build it
+    if not runtime.read_models:
+        raise typer.BadParameter(f"{runtime.service} declares no read models to rebuild")
     client = await connect_nats(
         runtime.settings.nats_url,
         name=f"{runtime.service}-rebuild",
-        access=access,
+        access=access or runtime.settings.nats_access(),
         first_connect_timeout_s=10,
     )
     try:
