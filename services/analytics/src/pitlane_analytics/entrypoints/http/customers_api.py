@@ -3,6 +3,7 @@ between visits; each with the customers behind it, as JSON or CSV."""
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -22,6 +23,15 @@ from pitlane_platform.db import Unit
 router = APIRouter(prefix="/v1/kpis", tags=["customers"])
 
 
+class ActivityWindowDays(IntEnum):
+    """The windows KPI.md defines active and churned over (an enum: a query string's "90" becomes one,
+    where a Literal of ints would refuse it)."""
+
+    DAYS_30 = 30
+    DAYS_90 = 90
+    DAYS_365 = 365
+
+
 @router.get("/return-rate", response_model=ReturnRate, responses=CSV_RESPONSE)
 async def return_rate(context: Context, kpi: Kpi) -> Any:
     """Customers with ≥ 2 visits in the period ÷ customers with ≥ 1; each customer's visits."""
@@ -36,13 +46,13 @@ async def customer_activity(
         Literal["new", "active", "churned"] | None, Query(description="list only these customers")
     ] = None,
     days: Annotated[
-        Literal[30, 90, 365], Query(description="the window `status` active or churned means")
-    ] = 90,
+        ActivityWindowDays, Query(description="the window `status` active or churned means")
+    ] = ActivityWindowDays.DAYS_90,
 ) -> Any:
     """New customers in the period; active and churned over 30, 90 and 365 days before `to`."""
 
     async def compute(unit: Unit, scope: Scope) -> CustomerActivity:
-        return await context.kpis.customer_activity(unit, scope, only=status, window_days=days)
+        return await context.kpis.customer_activity(unit, scope, only=status, window_days=int(days))
 
     return await answer(context, kpi, compute)
 
