@@ -5,13 +5,9 @@ console error, zh-CN first and English after the switch, a screenshot of each.""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
-import socket
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -20,14 +16,13 @@ from typing import Any
 
 import pytest
 import scripted_history as script
-import uvicorn
 from analytics_harness import Harness
-from fastapi import FastAPI
 from playwright.async_api import ConsoleMessage, Error, Page, async_playwright
 
 from pitlane_platform.auth import mint_dev_token
+from pitlane_platform.testing.openapi_check import served_on_loopback
 
-# April 2025 to April 2026: the history's visits from its first returning customer's first visit on.
+# The scripted history's months: the year up to its March, and April (one visit, 30 minutes into it).
 MONTHS = [date(2025 + (3 + i) // 12, (3 + i) % 12 + 1, 1) for i in range(13)]
 WHOLE_RANGE = {"from": "2025-04-01", "to": "2026-05-01"}
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"]
@@ -253,24 +248,10 @@ async def test_the_page_is_a_shell_of_this_origin_that_names_its_files_by_hash(h
 # ---- in a browser ---------------------------------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def http_server(app: FastAPI) -> AsyncIterator[str]:
-    """The app (its lifespan already running) behind a real uvicorn on a free loopback port."""
-    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listening.bind(("127.0.0.1", 0))
-    port = listening.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False))
-    serving = asyncio.create_task(server.serve(sockets=[listening]))
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                assert not serving.done(), "uvicorn stopped while starting"
-                await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await serving
-        listening.close()
+async def drawn(page: Page) -> None:
+    """Wait until the page has drawn its answers, or given up (its status line says why)."""
+    await page.locator("body:is([data-state=ready], [data-state=failed], [data-state=signed-out])").wait_for()
+    assert await page.locator("body").get_attribute("data-state") == "ready", await page.inner_text("#status")
 
 
 async def chart_data(page: Page) -> dict[str, int]:
@@ -307,7 +288,7 @@ async def test_the_dashboard_draws_every_figure_in_headless_chromium(
     def page_error(error: Error) -> None:
         problems.append(str(error))
 
-    async with http_server(harness.service.app) as base, async_playwright() as playwright:
+    async with served_on_loopback(harness.service.app) as base, async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page(viewport={"width": 1280, "height": 900})
@@ -315,7 +296,7 @@ async def test_the_dashboard_draws_every_figure_in_headless_chromium(
             page.on("pageerror", page_error)
 
             await page.goto(f"{base}/dashboard#token={owner}&month=2026-03&span=1")
-            await page.wait_for_function("document.body.dataset.state === 'ready'")
+            await drawn(page)
 
             assert "token" not in await page.evaluate("location.hash")
             counts = await chart_data(page)
@@ -345,7 +326,7 @@ async def test_the_dashboard_draws_every_figure_in_headless_chromium(
             branch_page.on("console", console_error)
             branch_page.on("pageerror", page_error)
             await branch_page.goto(f"{base}/dashboard#token={manager}&month=2026-03&span=1")
-            await branch_page.wait_for_function("document.body.dataset.state === 'ready'")
+            await drawn(branch_page)
             assert await branch_page.locator("#branch option").all_inner_texts() == ["b2"]
             assert "2026-03-01 – 2026-03-31 · b2 · Asia/Shanghai" in await texts(branch_page, ".scope")
         finally:

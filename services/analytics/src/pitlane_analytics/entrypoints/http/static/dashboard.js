@@ -304,6 +304,8 @@
     charts.push(instance);
   }
 
+  // Horizontal bars: room on the right for the value axis's last label.
+  const BARS_GRID = { left: 8, right: 40, top: 16, bottom: 8, containLabel: true };
   const axisLabels = (labels) => ({ type: 'category', data: labels });
   const valueAxis = (formatter) => ({ type: 'value', axisLabel: formatter ? { formatter } : {} });
 
@@ -372,6 +374,7 @@
     const top = [...staff.staff].sort((a, b) => b.revenue_fen - a.revenue_fen).slice(0, TOP_ROWS);
     const label = (row) => `${row.staff_id} · ${t(row.role)}`;
     chart('staff', {
+      grid: BARS_GRID,
       xAxis: valueAxis('¥{value}'),
       yAxis: { ...axisLabels(top.map(label)), inverse: true },
       series: [{ name: t('revenue'), type: 'bar', data: top.map((row) => row.revenue_fen / 100) }],
@@ -386,6 +389,7 @@
   function drawServices({ services }) {
     const top = [...services.items].sort((a, b) => b.revenue_fen - a.revenue_fen).slice(0, TOP_ROWS);
     chart('services', {
+      grid: BARS_GRID,
       xAxis: valueAxis('¥{value}'),
       yAxis: { ...axisLabels(top.map((item) => `${item.name} ×${item.count}`)), inverse: true },
       series: [{ name: t('revenue'), type: 'bar', data: top.map((item) => item.revenue_fen / 100) }],
