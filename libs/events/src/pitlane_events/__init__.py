@@ -1,7 +1,7 @@
 """Pitlane's published language: every domain event, its envelope, versions and NATS mapping."""
 
 # Importing the producer modules registers every published event in REGISTRY.
-from pitlane_events import customer_profile, notification, reminder, workorder
+from pitlane_events import analytics, customer_profile, notification, reminder, workorder
 from pitlane_events.codec import NatsMessage, decode, decode_json, encode
 from pitlane_events.envelope import Actor, Envelope, new_event_id, stream_subjects, subject_for
 from pitlane_events.errors import EventError, MalformedEvent, UnknownEventType
@@ -18,6 +18,7 @@ __all__ = [
     "MalformedEvent",
     "NatsMessage",
     "UnknownEventType",
+    "analytics",
     "customer_profile",
     "decode",
     "decode_json",

@@ -9,9 +9,16 @@ from typing import Annotated
 from pydantic import AwareDatetime, Field, model_validator
 
 from pitlane_events.model import DomainEvent, event
-from pitlane_events.types import Channel, Code, Fen, Id, NonBlank, Purpose
+from pitlane_events.types import Channel, Code, Fen, Id, IdBatch, NonBlank, Purpose
 
 NpsScore = Annotated[int, Field(ge=0, le=10)]
+
+
+class AudienceGroup(StrEnum):
+    """Which side of a campaign's control-group split a customer was drawn into."""
+
+    TREATED = "treated"
+    CONTROL = "control"
 
 
 class UnsubscribeSource(StrEnum):
@@ -208,6 +215,36 @@ class CampaignSent(DomainEvent):
     """Customers the message was sent to."""
     skipped_without_consent: Annotated[int, Field(ge=0)] = 0
     """Customers left out because they had not consented to marketing on this channel."""
+
+
+@event("notification.CampaignAudienceDrawn", 1)
+class CampaignAudienceDrawn(DomainEvent):
+    """One batch of a launched campaign's audience, as its control-group draw split it.
+
+    Treated is every audience member not held out, whether or not a message could be sent to them (no
+    marketing consent, the contact-frequency limit, no address): the control group was drawn from the same
+    whole audience, so comparing it with everyone else measures what launching the campaign did
+    (intention to treat). Control is held out and sent nothing. The launch publishes every batch at once,
+    after CampaignLaunched and CampaignSent; a reader has the whole audience when it holds batches 1 to
+    `batch_count`. Ids only.
+    """
+
+    campaign_id: Id
+    """The campaign's id."""
+    group: AudienceGroup
+    """Treated (not held out: messaged, or skipped for consent, frequency or address) or control (held out)."""
+    customer_ids: IdBatch
+    """The customers of this batch, all of `group`; at most 1,000; empty only in an empty audience's batch."""
+    batch_number: Annotated[int, Field(ge=1)]
+    """This batch's number, from 1; the treated batches come first, then the control group's."""
+    batch_count: Annotated[int, Field(ge=1)]
+    """How many batches the audience was published in (both groups together)."""
+
+    @model_validator(mode="after")
+    def _numbered_within_the_count(self) -> CampaignAudienceDrawn:
+        if self.batch_number > self.batch_count:
+            raise ValueError("batch_number must not exceed batch_count")
+        return self
 
 
 @event("notification.CustomerUnsubscribed", 1)

@@ -6,6 +6,7 @@ stream. Money is integer fen (分), never a float; ids are strings; times are ti
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import time
 from decimal import Decimal
 from enum import StrEnum
@@ -38,6 +39,20 @@ Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
 NonBlank = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
 
 Code = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+MAX_IDS_PER_BATCH = 1_000
+"""Most customer ids one event carries. Lists of customers (a campaign's audience, a saved segment) travel in
+batches of at most this many: 1,000 ids of at most 64 characters are under 70 KB, far below NATS's 1 MiB
+max payload, however large the list."""
+
+IdBatch = Annotated[tuple[Id, ...], Field(max_length=MAX_IDS_PER_BATCH)]
+"""One batch of a list of ids (at most MAX_IDS_PER_BATCH)."""
+
+
+def in_batches(ids: Sequence[str], size: int = MAX_IDS_PER_BATCH) -> list[tuple[str, ...]]:
+    """`ids` cut into consecutive batches of at most `size`, in order; always at least one batch, so that an
+    empty list is published too (its reader learns it is complete and empty)."""
+    return [tuple(ids[start : start + size]) for start in range(0, len(ids), size)] or [()]
 
 
 class ValueObject(BaseModel):
