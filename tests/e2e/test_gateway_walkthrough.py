@@ -127,8 +127,10 @@ def test_make_up_serves_the_walkthrough_at_one_https_url_that_survives_a_restart
             assert headers["strict-transport-security"] == "max-age=31536000"
             assert headers["x-content-type-options"] == "nosniff" and headers["x-frame-options"] == "DENY"
             assert headers["referrer-policy"] == "no-referrer" and "server" not in headers
-            dashboard = client.get(f"{gateway}/dashboard")
-            assert dashboard.status_code == 404 and "analytics" in dashboard.text
+            dashboard = client.get(f"{gateway}/dashboard")  # analytics' page, its charts' script served locally
+            assert dashboard.status_code == 200 and '<html lang="zh-CN">' in dashboard.text
+            [script] = re.findall(r'<script src="([^"]*echarts[^"]*)"', dashboard.text)
+            assert client.get(f"{gateway}{script}" if script.startswith("/") else script).status_code == 200
             assert client.get(f"{gateway}/v1/customers").status_code == 404  # only through /api/<service>/
         with httpx.Client(timeout=10) as plain:  # plain HTTP on the gateway's port is not served
             assert plain.get(f"http://127.0.0.1:{port}/api/workorder/health").status_code == 400

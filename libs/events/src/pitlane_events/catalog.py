@@ -20,7 +20,7 @@ from pitlane_events.codec import (
     TRACEPARENT_HEADER,
     TRACESTATE_HEADER,
 )
-from pitlane_events.envelope import CHAIN_WIDE_BRANCH_TOKEN, Actor, stream_subjects
+from pitlane_events.envelope import CHAIN_WIDE_BRANCH_TOKEN, Actor, stream_name, stream_subjects
 from pitlane_events.model import DomainEvent
 from pitlane_events.registry import REGISTRY, EventRegistry
 from pitlane_events.schemas import envelope_schema
@@ -153,7 +153,7 @@ def _channel(model: type[DomainEvent]) -> Schema:
     return {
         "address": _address(model),
         "title": f"{model.event_type} v{model.schema_version}",
-        "description": f"Captured by the `{stream_subjects(model.service())[0]}` stream.",
+        "description": f"Captured by the `{stream_name(model.service())}` stream ({stream_subjects(model.service())[0]}).",
         "parameters": {"branch_id": {"description": BRANCH_PARAMETER}},
         "messages": {model.name(): {"$ref": f"#/components/messages/{_id(model)}"}},
     }
@@ -223,10 +223,109 @@ def readme(registry: EventRegistry, components: dict[str, Schema]) -> str:
         "",
         *_field_table(components[ENVELOPE_COMPONENT], components),
     ]
+    lines += _subscribing_section(sorted({model.service() for model in models}))
     for service, service_models in groupby(models, key=lambda model: model.service()):
         lines += _service_section(service, list(service_models), components)
     lines += _shared_types_section(models, components)
     return "\n".join(lines) + "\n"
+
+
+# Run as written by libs/platform/tests/test_event_catalog_guide.py against a real nats-server.
+SUBSCRIBER_EXAMPLE = """\
+import asyncio
+import json
+import os
+
+import nats
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+
+async def main() -> None:
+    connection = await nats.connect(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    jetstream = connection.jetstream()
+    # A durable pull consumer of your own: the server remembers what you acked, across your restarts.
+    visits = await jetstream.pull_subscribe(
+        "workorder.*.WorkOrderCompleted.v1",
+        durable="bi-tool-visits",
+        stream="WORKORDER",
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,  # from the stream's first event: a full replay
+            max_ack_pending=1,  # one at a time: a redelivery can never overtake a later event
+        ),
+    )
+    while True:
+        try:
+            messages = await visits.fetch(batch=100, timeout=2)
+        except nats.errors.TimeoutError:
+            break  # caught up; a live reader keeps fetching
+        for message in messages:
+            envelope = json.loads(message.data)
+            data = envelope["data"]
+            print(envelope["aggregate_id"], envelope["aggregate_version"], data["completed_at"], data["paid_fen"])
+            await message.ack()  # after your own write has committed
+    await connection.close()
+
+
+asyncio.run(main())
+"""
+
+
+def _subscribing_section(services: list[str]) -> list[str]:
+    return [
+        "",
+        "## Subscribing from outside Pitlane",
+        "",
+        "Any NATS client can read the streams (a BI tool, a data warehouse loader): they are the system's",
+        "integration interface, with the same guarantees Pitlane's own services rely on.",
+        "",
+        "- **Streams**: one per producing service, keeping every event since the start (limits retention,",
+        "  no expiry), each deduplicated on `Nats-Msg-Id` = `event_id`:",
+        "",
+        "  | service | stream | subjects |",
+        "  |---|---|---|",
+        *(
+            f"  | {service} | `{stream_name(service)}` | `{stream_subjects(service)[0]}` |"
+            for service in services
+        ),
+        "",
+        "- **A durable consumer of your own** (a name no Pitlane service uses; ours are",
+        "  `<service>.<purpose>`), pull-based, explicit acks, `deliver_policy` *all* to replay from the",
+        "  first event or *new* to start now. Ack after your own write commits. Filter by subject",
+        "  (`workorder.*.WorkOrderCompleted.v1`, `workorder.b1.>`): the subject names the service, the",
+        "  branch (`chain` for customers and vehicles), the event type and its version. Widening a",
+        "  durable consumer's filter later does not replay the history of the new subjects: create a new",
+        "  consumer for that.",
+        "- **Order**: a stream delivers in the order events were published, and each aggregate's events",
+        "  are published in `aggregate_version` order (the outbox relay keeps it). A redelivered message",
+        "  (ack timeout, nak) can arrive after later ones unless `max_ack_pending` is 1; with more in flight,",
+        "  keep the last `aggregate_version` you applied per `aggregate_id` and hold back or skip what is",
+        "  out of order. Streams are independent of each other: a visit's completion (workorder) and its",
+        "  NPS answer (notification) have no order between them.",
+        "- **Exactly once on your side**: delivery is at least once; keep the `event_id`s you applied in",
+        "  the same transaction as their effect and skip repeats.",
+        "- **Versions**: read `event_type` and `schema_version`, validate `data` against",
+        "  `libs/events/schemas/<service>/<EventType>.v<N>.json`, ignore fields you do not know. A new",
+        "  version of an event is a new subject (`…v2`): subscribe to both while producers move.",
+        "- **Access**: in production each client connects as its own NATS user (TLS), allowed to read",
+        "  the streams it needs and to manage its own durable consumers (docs/deploy.md).",
+        "- **Personal data**: events carry ids, not names or phones, except the few that must (a",
+        "  customer's registration, an NPS comment); a CustomerErased means: erase what you copied.",
+        "",
+        "A complete reader with nats-py (`pip install nats-py`), replaying every completed visit:",
+        "",
+        "```python",
+        *SUBSCRIBER_EXAMPLE.rstrip("\n").split("\n"),
+        "```",
+        "",
+        "The same consumer with the `nats` CLI:",
+        "",
+        "```sh",
+        "nats consumer add WORKORDER bi-tool-visits --pull --deliver all --ack explicit \\",
+        "    --filter 'workorder.*.WorkOrderCompleted.v1' --max-pending 1 --defaults",
+        "nats consumer next WORKORDER bi-tool-visits --count 100",
+        "```",
+    ]
 
 
 def _service_section(
@@ -236,7 +335,8 @@ def _service_section(
         "",
         f"## {service}",
         "",
-        f"Published by the **{service}** service into the `{stream_subjects(service)[0]}` stream.",
+        f"Published by the **{service}** service into the `{stream_name(service)}` stream "
+        f"(subjects `{stream_subjects(service)[0]}`).",
         "",
         "| event | version | subject | published by | meaning |",
         "|---|---|---|---|---|",

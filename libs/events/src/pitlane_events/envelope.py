@@ -151,6 +151,12 @@ def stream_subjects(service: str) -> list[str]:
     return [f"{service}.>"]
 
 
+def stream_name(service: str) -> str:
+    """The JetStream stream of a producing service: `workorder` → `WORKORDER`, `customer-profile` →
+    `CUSTOMER_PROFILE` (part of the contract: consumers outside Pitlane subscribe by it)."""
+    return service.upper().replace("-", "_")
+
+
 @cache
 def envelope_of(model: type[DomainEvent]) -> type[Envelope[Any]]:
     """`Envelope[model]`, built once per event model for the life of the process.

@@ -23,6 +23,10 @@ from nats.js.api import (
 )
 from nats.js.errors import APIError, NotFoundError
 
+# The events' contract names the streams; the platform's modules take the name from here.
+from pitlane_events import stream_name as stream_name
+from pitlane_events import stream_subjects
+
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_STREAM = "PITLANE_DEAD_LETTERS"
@@ -33,11 +37,6 @@ REPLAY_PREFIX = "replay"
 
 class DeclarationError(RuntimeError):
     """The server refused or did not keep a stream or consumer configuration the code declares."""
-
-
-def stream_name(service: str) -> str:
-    """The stream of a producing service: `workorder` → `WORKORDER`, `customer-profile` → `CUSTOMER_PROFILE`."""
-    return service.upper().replace("-", "_")
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ class StreamSpec:
 
 
 def service_stream(service: str, *, replicas: int = 1) -> StreamSpec:
-    return StreamSpec(stream_name(service), (f"{service}.>",), replicas=replicas)
+    return StreamSpec(stream_name(service), tuple(stream_subjects(service)), replicas=replicas)
 
 
 def platform_streams(*, replicas: int = 1) -> list[StreamSpec]:
