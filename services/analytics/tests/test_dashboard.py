@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import scripted_history as script
 from analytics_harness import Harness
-from playwright.async_api import ConsoleMessage, Error, Page, async_playwright
+from playwright.async_api import ConsoleMessage, Error, Page, Route, async_playwright
 
 from pitlane_platform.auth import mint_dev_token
 from pitlane_platform.testing.openapi_check import served_on_loopback
@@ -329,6 +329,27 @@ async def test_the_dashboard_draws_every_figure_in_headless_chromium(
             await drawn(branch_page)
             assert await branch_page.locator("#branch option").all_inner_texts() == ["b2"]
             assert "2026-03-01 – 2026-03-31 · b2 · Asia/Shanghai" in await texts(branch_page, ".scope")
+
+            # Where campaign ROI answers with incremental revenue (a control group's), it is drawn and listed.
+            async def with_incremental_revenue(route: Route) -> None:
+                response = await route.fetch()
+                answer = await response.json()
+                for campaign in answer["campaigns"]:
+                    campaign["incremental_revenue_fen"] = (
+                        12_345 if campaign["campaign_id"] == "camp1" else None
+                    )
+                await route.fulfill(response=response, json=answer)
+
+            await page.route("**/v1/kpis/campaign-roi?*", with_incremental_revenue)
+            await page.reload()
+            await drawn(page)
+            rows = await page.locator("#campaign-table tbody tr").all_inner_texts()
+            assert rows[0].endswith("CN¥123.45") and rows[1].endswith("no control group"), rows
+            series = await page.evaluate(
+                "() => echarts.getInstanceByDom(document.querySelector('[data-chart=campaigns]'))"
+                ".getOption().series.map((series) => series.data)"
+            )
+            assert series[2] == [123.45, None]
         finally:
             await browser.close()
 

@@ -432,19 +432,14 @@
     );
   }
 
-  function pie(name, headline, slices) {
+  // A ring of the slices that happened, the rate in its middle (nothing there when nothing happened).
+  function pie(name, rate, slices) {
+    const happened = slices.filter((slice) => slice.value > 0);
     chart(name, {
       tooltip: { trigger: 'item', renderMode: 'richText' },
-      title: { text: headline, left: 'center', top: 'center', textStyle: { fontSize: 22 } },
+      title: { text: happened.length ? rate : '', left: 'center', top: 'center', textStyle: { fontSize: 22 } },
       legend: { bottom: 0 },
-      series: [
-        {
-          type: 'pie',
-          radius: ['45%', '70%'],
-          label: { formatter: '{c}' },
-          data: slices.filter((slice) => slice.value > 0),
-        },
-      ],
+      series: [{ type: 'pie', radius: ['45%', '70%'], showEmptyCircle: false, label: { formatter: '{c}' }, data: happened }],
     });
   }
 
