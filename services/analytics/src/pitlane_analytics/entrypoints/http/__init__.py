@@ -1,5 +1,6 @@
 """The HTTP API under /v1/kpis (bearer token; owner, manager or analyst): the headline, one route per KPI
-with its drill-down, `?format=csv` for Excel. The catch-all for unknown KPI names comes last."""
+with its drill-down, monthly trends and cohorts, `?format=csv` for Excel; /v1/branches for the dashboard's
+picker; the dashboard page itself at /dashboard. The catch-all for unknown KPI names comes last."""
 
 from pitlane_analytics.entrypoints.http import (
     add_ons_api,

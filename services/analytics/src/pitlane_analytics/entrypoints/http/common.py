@@ -43,6 +43,8 @@ KPI_NAMES = (
     "campaign-roi",
     "reminder-effectiveness",
     "declined-work-recovery",
+    "trends",
+    "cohorts",
 )
 
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
