@@ -32,6 +32,8 @@ READ_MODELS = (
     tables.nps_answers,
     tables.campaigns,
     tables.campaign_sends,
+    tables.campaign_audience_batches,
+    tables.campaign_audience_members,
     tables.reminders_sent,
     tables.customer_aliases,
     tables.erased_customers,
@@ -71,7 +73,7 @@ def build(settings: AnalyticsSettings, *, clock: Clock | None = None) -> Analyti
         lifespan=runtime.lifespan,
         audit=runtime.audit,
     )
-    app.state.analytics = AnalyticsContext(kpis=kpis, timezone=settings.timezone)
+    app.state.analytics = AnalyticsContext(kpis=kpis, timezone=settings.timezone, clock=runtime.clock)
     return AnalyticsService(app=app, runtime=runtime, kpis=kpis)
 
 

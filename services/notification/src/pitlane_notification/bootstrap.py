@@ -1,6 +1,6 @@
 """Wires the notification service: settings from `NOTIFICATION_*` variables, the channel providers the chain
 configured (the recording provider where none is), the message pipeline on the platform's durable timers,
-the consumers of customer-profile's, workorder's and reminder's streams, and the routes."""
+the consumers of customer-profile's, workorder's, reminder's and analytics' streams, and the routes."""
 
 from __future__ import annotations
 
@@ -220,6 +220,6 @@ SPEC = ServiceSpec(
     name="notification",
     env_prefix="NOTIFICATION_",
     asgi_factory="pitlane_notification.bootstrap:create_app",
-    consumes=("customer-profile", "workorder", "reminder"),
+    consumes=("customer-profile", "workorder", "reminder", "analytics"),
     gateway_paths=("/n/",),
 )

@@ -103,6 +103,23 @@ async def insert_lines(unit: Unit, work_order_id: str, lines: Sequence[Line], *,
     )
 
 
+async def insert_audience_members(
+    unit: Unit, campaign_id: str, customer_ids: Sequence[str], *, in_control_group: bool, event_id: str
+) -> None:
+    """One batch of a campaign's audience, each customer once (the draw is deterministic: a copy of the
+    batch says the same)."""
+    await execute_on_driver(
+        unit,
+        "insert campaign_audience_members",
+        """
+        INSERT INTO campaign_audience_members (campaign_id, customer_id, in_control_group, event_id)
+        SELECT %(c)s, customer_id, %(control)s, %(e)s FROM unnest(%(ids)s::text[]) AS customer_id
+        ON CONFLICT DO NOTHING
+        """,
+        {"c": campaign_id, "control": in_control_group, "e": event_id, "ids": list(customer_ids)},
+    )
+
+
 async def merge_customers(unit: Unit, surviving: str, merged: Sequence[str], *, event_id: str) -> None:
     """Record that `merged` are now `surviving`, resolving chains whatever order the merges arrive in: the
     survivor is itself resolved first (it may have been merged away already), and aliases that pointed at a

@@ -311,6 +311,70 @@ async def attributed_orders(
     )
 
 
+async def campaign_audiences(unit: Unit, *, campaign_ids: list[str]) -> Rows:
+    """Per campaign whose audience has begun to arrive (CampaignAudienceDrawn): when it was drawn (the
+    launch), how many batches there are and how many have arrived."""
+    return await _rows(
+        unit,
+        "campaign audiences",
+        """
+        SELECT campaign_id, min(drawn_at) AS launched_at, max(batch_count) AS batch_count,
+               count(*) AS batches_arrived
+        FROM campaign_audience_batches WHERE campaign_id = ANY(%(ids)s::text[])
+        GROUP BY campaign_id ORDER BY campaign_id
+        """,
+        ids=campaign_ids,
+    )
+
+
+async def audience_revenue(
+    unit: Unit,
+    *,
+    campaign_ids: list[str],
+    starts: list[datetime],
+    ends: list[datetime],
+    branch: str | None,
+) -> Rows:
+    """Per campaign and group (treated, control): its customers, and the paid fen and visits (in scope) of
+    their visits completed in [start, end) of the campaign. Audience members count as their survivors; a
+    survivor whose merged records were drawn into both groups is treated (one of them may have been
+    messaged), and counts once."""
+    return await _rows(
+        unit,
+        "audience revenue",
+        f"""
+        WITH {VISITS},
+        measured AS (
+            SELECT * FROM unnest(%(ids)s::text[], %(starts)s::timestamptz[], %(ends)s::timestamptz[])
+                AS m(campaign_id, measured_from, measured_until)
+        ),
+        members AS (
+            SELECT m.campaign_id, coalesce(alias.surviving_customer_id, m.customer_id) AS customer_id,
+                   bool_and(m.in_control_group) AS in_control_group
+            FROM campaign_audience_members m JOIN measured ON measured.campaign_id = m.campaign_id
+            LEFT JOIN customer_aliases alias ON alias.merged_customer_id = m.customer_id
+            GROUP BY m.campaign_id, 2
+        ),
+        per_customer AS (
+            SELECT mem.campaign_id, mem.customer_id, mem.in_control_group,
+                   coalesce(sum(v.paid_fen), 0) AS paid_fen, count(v.work_order_id) AS visits,
+                   coalesce(sum(v.events), 0) AS events
+            FROM members mem JOIN measured ms ON ms.campaign_id = mem.campaign_id
+            LEFT JOIN visits v ON v.customer_id = mem.customer_id
+                 AND v.completed_at >= ms.measured_from AND v.completed_at < ms.measured_until
+            GROUP BY mem.campaign_id, mem.customer_id, mem.in_control_group
+        )
+        SELECT campaign_id, in_control_group, count(*) AS customers, sum(paid_fen)::bigint AS paid_fen,
+               sum(visits)::bigint AS visits, sum(events)::bigint AS events
+        FROM per_customer GROUP BY campaign_id, in_control_group ORDER BY campaign_id, in_control_group
+        """,
+        ids=campaign_ids,
+        starts=starts,
+        ends=ends,
+        branch=branch,
+    )
+
+
 async def reminders_sent(unit: Unit, *, start: datetime, end: datetime, branch: str | None) -> Rows:
     """Reminders sent in the period, each with the first booking or visit of the same vehicle (anywhere in
     the chain) within 30 days (720 hours) of it; a booking that answers the reminder counts as the
@@ -353,9 +417,11 @@ async def declined_add_ons(unit: Unit, *, start: datetime, end: datetime, branch
         "declined add-ons",
         f"""
         WITH {CHAIN_VISITS}
-        SELECT d.add_on_id, d.work_order_id, d.item, d.item_code, d.price_fen, d.declined_at,
+        SELECT d.add_on_id, d.work_order_id, coalesce(alias.surviving_customer_id, w.customer_id) AS customer_id,
+               d.item, d.item_code, d.price_fen, d.declined_at,
                cardinality(d.event_ids) AS events, recovery.recovered_by, recovery.recovered_at
         FROM add_ons d JOIN work_orders w ON w.work_order_id = d.work_order_id
+        LEFT JOIN customer_aliases alias ON alias.merged_customer_id = w.customer_id
         LEFT JOIN LATERAL (
             SELECT * FROM (
                 SELECT 'approved' AS recovered_by, d.approved_at AS recovered_at WHERE d.approved_at > d.declined_at

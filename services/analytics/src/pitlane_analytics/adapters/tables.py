@@ -8,15 +8,21 @@ ids of the events that wrote it (`event_ids` / `event_id`): an answer counts the
 - `work_orders`: every opened work order; a visit is one with `completed_at` and no `voided_at`.
 - `visit_lines`: a completed order's lines (revenue and, where known, cost).
 - `appointments`, `add_ons`, `surveys`, `nps_answers`, `campaigns`, `campaign_sends`, `reminders_sent`.
+- `campaign_audience_batches`, `campaign_audience_members`: a launched campaign's audience as its control-group
+  draw split it (treated or held out), for incremental revenue.
 - `customer_aliases`: merged customer → surviving customer, resolved when a KPI is asked.
 - `erased_customers`: whose profile was erased (drill-downs say so; the figures keep counting them).
 - `source_watermarks`: the newest event time read from each producer (an answer's `data_as_of`).
+
+Not a fact: `saved_segments`, the drill-down lists saved as segments (`POST /v1/segments`), which analytics
+publishes (SegmentSaved). It is written by the API, not by events, so a rebuild leaves it as it is.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -28,7 +34,7 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from pitlane_platform.schema import service_metadata
 
@@ -165,6 +171,30 @@ campaign_sends = Table(
     Index("ix_campaign_sends_campaign", "campaign_id"),
 )
 
+# One row per CampaignAudienceDrawn batch: when the audience was drawn (the launch, where the measurement of
+# incremental revenue starts) and how many batches make it whole.
+campaign_audience_batches = Table(
+    "campaign_audience_batches",
+    metadata,
+    Column("campaign_id", Text, primary_key=True),
+    Column("batch_number", Integer, primary_key=True),
+    Column("batch_count", Integer, nullable=False),
+    Column("audience_group", Text, nullable=False),  # treated | control
+    Column("customers", Integer, nullable=False),
+    Column("drawn_at", DateTime(timezone=True), nullable=False),  # the event's occurred_at: the launch
+    Column("event_id", Text, nullable=False),
+)
+
+# One row per audience member as drawn (merged ids are resolved when a KPI is asked).
+campaign_audience_members = Table(
+    "campaign_audience_members",
+    metadata,
+    Column("campaign_id", Text, primary_key=True),
+    Column("customer_id", Text, primary_key=True),
+    Column("in_control_group", Boolean, nullable=False),
+    Column("event_id", Text, nullable=False),
+)
+
 # One row per ReminderDue: each rung of a reminder's ladder is a reminder sent.
 reminders_sent = Table(
     "reminders_sent",
@@ -199,4 +229,16 @@ source_watermarks = Table(
     metadata,
     Column("source_service", Text, primary_key=True),
     Column("newest_event_at", DateTime(timezone=True), nullable=False),
+)
+
+# A KPI drill-down's customers saved as a segment (not a fact: the API writes it, a rebuild leaves it alone).
+saved_segments = Table(
+    "saved_segments",
+    metadata,
+    Column("segment_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("drill_down", JSONB, nullable=False),  # kpi, period, branch and filters, as SegmentSaved says
+    Column("customer_ids", ARRAY(Text), nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )

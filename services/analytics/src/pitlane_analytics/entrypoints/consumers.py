@@ -2,7 +2,8 @@
 
 - `analytics.workorder`: work orders (opened, completed, voided), appointments (booked, rescheduled,
   cancelled, no-show, arrived), add-ons (proposed, approved, declined).
-- `analytics.notification`: NPS surveys sent and answered, campaigns launched and sent.
+- `analytics.notification`: NPS surveys sent and answered, campaigns launched and sent, and their audiences
+  as the control-group draw split them (treated or held out).
 - `analytics.reminder`: reminders due (each one a reminder sent).
 - `analytics.customer-profile`: customers merged and erased.
 

@@ -94,6 +94,7 @@ class CustomerActivityRow(BaseModel):
     active_30: bool
     active_90: bool
     active_365: bool
+    lapsed_9_12_months: bool = Field(description="the last visit before `to` was 9 to 12 months before it")
     erased: bool
 
 
@@ -101,6 +102,9 @@ class CustomerActivity(Answer):
     ROW = CustomerActivityRow
     new: int = Field(description="customers whose first visit in the chain is in the period")
     windows: list[ActivityWindow]
+    lapsed_9_12_months: int = Field(
+        description="customers whose last visit before `to` was in [`to` − 12 months, `to` − 9 months)"
+    )
     customers: list[CustomerActivityRow]
 
     def rows(self) -> Sequence[BaseModel]:
@@ -305,6 +309,36 @@ class CampaignRow(BaseModel):
     roi: RateView | None = Field(
         description="(revenue − cost) ÷ cost; null in a branch view of a campaign that is not the branch's alone"
     )
+    # Against the control group (domain/control_group.py): null where the campaign's audience has not
+    # arrived whole (`audience_complete`), or it had no control group.
+    audience_complete: bool | None = Field(
+        description="the audience as the control-group draw split it has arrived whole; null: none was "
+        "published (a campaign launched before control groups were measured)"
+    )
+    treated_customers: int | None = Field(
+        description="audience members not held out, messaged or not (intention to treat)"
+    )
+    control_customers: int | None = Field(description="audience members held out and sent nothing")
+    measured_from: datetime | None = Field(description="the launch: the measurement window's start")
+    measured_until: datetime | None = Field(
+        description="the window's end (the local midnight after its last day), or `to` if earlier"
+    )
+    window_closed: bool | None = Field(description="the whole window is before `to`: the figures are final")
+    treated_revenue_fen: int | None = Field(
+        description="paid fen of the treated customers' visits in the window"
+    )
+    control_revenue_fen: int | None = Field(
+        description="paid fen of the control customers' visits in the window"
+    )
+    revenue_per_treated_fen: int | None = Field(description="treated revenue ÷ treated customers, whole fen")
+    revenue_per_control_fen: int | None = Field(description="control revenue ÷ control customers, whole fen")
+    incremental_revenue_fen: int | None = Field(
+        description="(revenue per treated − revenue per control customer) × treated customers, from the exact "
+        "fractions, rounded once to whole fen (half to even); null without a control group"
+    )
+    incremental_roi: RateView | None = Field(
+        description="(incremental revenue − cost) ÷ cost; null where `roi` is, or without incremental revenue"
+    )
 
 
 class AttributedOrder(BaseModel):
@@ -348,6 +382,7 @@ class ReminderEffectiveness(Answer):
 class DeclinedRow(BaseModel):
     add_on_id: str
     work_order_id: str
+    customer_id: str
     item: str | None
     item_code: str | None
     price_fen: int

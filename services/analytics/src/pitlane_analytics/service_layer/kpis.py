@@ -12,12 +12,19 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
 from pitlane_analytics.adapters import kpi_queries as q
 from pitlane_analytics.domain import kpis
+from pitlane_analytics.domain.control_group import (
+    GroupRevenue,
+    incremental_revenue,
+    lapsed_window,
+    measurement_window,
+)
 from pitlane_analytics.domain.kpis import ACTIVITY_WINDOWS_DAYS, Rate
 from pitlane_analytics.domain.periods import Period
 from pitlane_analytics.service_layer.answers import (
@@ -133,11 +140,13 @@ class Kpis:
     async def customer_activity(
         self, unit: Unit, scope: Scope, *, only: str | None = None, window_days: int = 90
     ) -> CustomerActivity:
-        """`only` (new, active or churned over `window_days`) narrows the drill-down list, not the figures."""
+        """`only` (new, active or churned over `window_days`, or lapsed 9–12 months) narrows the drill-down
+        list, not the figures."""
         rows = await q.customers_before(unit, end=scope.period.utc_end, branch=scope.branch_id)
         new = await q.new_customers(unit, **scope.bounds)
         erased = await q.erased_among(unit, [row["customer_id"] for row in rows])
         window_starts = {days: scope.period.days_before_end(days) for days in ACTIVITY_WINDOWS_DAYS}
+        lapsed_from, lapsed_until = lapsed_window(scope.period.end, scope.period.timezone)
         customers = [
             CustomerActivityRow(
                 customer_id=row["customer_id"],
@@ -147,6 +156,7 @@ class Kpis:
                 active_30=kpis.is_active(row["last_visit_at"], window_starts[30]),
                 active_90=kpis.is_active(row["last_visit_at"], window_starts[90]),
                 active_365=kpis.is_active(row["last_visit_at"], window_starts[365]),
+                lapsed_9_12_months=lapsed_from <= row["last_visit_at"] < lapsed_until,
                 erased=row["customer_id"] in erased,
             )
             for row in rows
@@ -160,6 +170,7 @@ class Kpis:
             **await self._frame(unit, "customer-activity", scope, sum(row["events"] for row in rows)),
             new=len(new),
             windows=windows,
+            lapsed_9_12_months=sum(1 for customer in customers if customer.lapsed_9_12_months),
             customers=listed,
         )
 
@@ -343,12 +354,15 @@ class Kpis:
             branch=scope.branch_id,
         )
         erased = await q.erased_among(unit, [row["customer_id"] for row in orders])
+        against_control, control_events = await self._against_control_groups(unit, scope, campaigns)
         rows = []
         for campaign in campaigns:
             own = [order for order in orders if order["campaign_id"] == campaign["campaign_id"]]
             revenue = sum(order["paid_fen"] for order in own)
             # A branch's figures carry a campaign's cost only when the campaign is that branch's alone.
             cost_is_the_scopes = scope.branch_id is None or campaign["branch_ids"] == [scope.branch_id]
+            measured = against_control.get(campaign["campaign_id"], {})
+            incremental = measured.get("incremental_revenue_fen")
             rows.append(
                 CampaignRow(
                     campaign_id=campaign["campaign_id"],
@@ -360,10 +374,16 @@ class Kpis:
                     orders=len(own),
                     revenue_fen=revenue,
                     roi=RateView.of(kpis.roi(revenue, campaign["cost_fen"])) if cost_is_the_scopes else None,
+                    **{name: None for name in CONTROL_GROUP_FIGURES} | measured,
+                    incremental_roi=RateView.of(kpis.roi(incremental, campaign["cost_fen"]))
+                    if cost_is_the_scopes and incremental is not None
+                    else None,
                 )
             )
         order_events = {order["work_order_id"]: order["events"] for order in orders}
-        events = sum(1 + campaign["sends"] for campaign in campaigns) + sum(order_events.values())
+        events = (
+            sum(1 + campaign["sends"] for campaign in campaigns) + sum(order_events.values()) + control_events
+        )
         return CampaignRoi(
             **await self._frame(unit, "campaign-roi", scope, events),
             campaigns=rows,
@@ -373,6 +393,61 @@ class Kpis:
                 if campaign_id is None or order["campaign_id"] == campaign_id
             ],
         )
+
+    async def _against_control_groups(
+        self, unit: Unit, scope: Scope, campaigns: list[dict[str, Any]]
+    ) -> tuple[dict[str, dict[str, Any]], int]:
+        """Per campaign whose audience arrived (CampaignAudienceDrawn), its figures against its control group
+        (domain/control_group.py), and the events behind them: the audience's batches and the visits in the
+        windows."""
+        windows = {campaign["campaign_id"]: campaign["attribution_window_days"] for campaign in campaigns}
+        audiences = await q.campaign_audiences(unit, campaign_ids=sorted(windows))
+        measured: dict[str, dict[str, Any]] = {}
+        bounds: dict[str, tuple[datetime, datetime]] = {}
+        for audience in audiences:
+            campaign_id = audience["campaign_id"]
+            complete = audience["batches_arrived"] >= audience["batch_count"]
+            measured[campaign_id] = {"audience_complete": complete}
+            if not complete:
+                continue
+            start, window_end = measurement_window(
+                audience["launched_at"], windows[campaign_id], scope.period.timezone
+            )
+            until = max(start, min(window_end, scope.period.utc_end))
+            bounds[campaign_id] = (start, until)
+            measured[campaign_id] |= {
+                "measured_from": start,
+                "measured_until": until,
+                "window_closed": window_end <= scope.period.utc_end,
+            }
+        revenue_rows = await q.audience_revenue(
+            unit,
+            campaign_ids=list(bounds),
+            starts=[start for start, _ in bounds.values()],
+            ends=[until for _, until in bounds.values()],
+            branch=scope.branch_id,
+        )
+        groups: dict[tuple[str, bool], GroupRevenue] = {
+            (row["campaign_id"], row["in_control_group"]): GroupRevenue(row["customers"], row["paid_fen"])
+            for row in revenue_rows
+        }
+        for campaign_id in bounds:
+            treated = groups.get((campaign_id, False), GroupRevenue(0, 0))
+            control = groups.get((campaign_id, True), GroupRevenue(0, 0))
+            incremental = incremental_revenue(treated, control)
+            measured[campaign_id] |= {
+                "treated_customers": treated.customers,
+                "control_customers": control.customers,
+                "treated_revenue_fen": treated.revenue_fen,
+                "control_revenue_fen": control.revenue_fen,
+                "revenue_per_treated_fen": _optional_fen(treated.per_customer),
+                "revenue_per_control_fen": _optional_fen(control.per_customer),
+                "incremental_revenue_fen": _optional_fen(incremental),
+            }
+        events = sum(audience["batches_arrived"] for audience in audiences) + sum(
+            row["events"] for row in revenue_rows
+        )
+        return measured, events
 
     async def reminder_effectiveness(self, unit: Unit, scope: Scope) -> ReminderEffectiveness:
         rows = await q.reminders_sent(unit, **scope.bounds)
@@ -430,11 +505,33 @@ class Kpis:
         )
 
 
+# The campaign-roi figures measured against a control group; None where a campaign has none measured.
+CONTROL_GROUP_FIGURES = (
+    "audience_complete",
+    "treated_customers",
+    "control_customers",
+    "measured_from",
+    "measured_until",
+    "window_closed",
+    "treated_revenue_fen",
+    "control_revenue_fen",
+    "revenue_per_treated_fen",
+    "revenue_per_control_fen",
+    "incremental_revenue_fen",
+)
+
+
+def _optional_fen(value: Fraction | None) -> int | None:
+    return None if value is None else kpis.whole_fen(value)
+
+
 def _in_list(customer: CustomerActivityRow, only: str | None, window_days: int) -> bool:
     if only is None:
         return True
     if only == "new":
         return customer.new
+    if only == "lapsed":
+        return customer.lapsed_9_12_months
     active: bool = getattr(customer, f"active_{window_days}")
     return active if only == "active" else not active
 

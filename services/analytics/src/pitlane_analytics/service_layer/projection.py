@@ -8,10 +8,24 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pitlane_analytics.adapters.facts import Line, insert_lines, insert_once, merge_customers, merge_row
+from pitlane_analytics.adapters.facts import (
+    Line,
+    insert_audience_members,
+    insert_lines,
+    insert_once,
+    merge_customers,
+    merge_row,
+)
 from pitlane_events import DomainEvent, Envelope
 from pitlane_events.customer_profile import CustomerErased, CustomersMerged
-from pitlane_events.notification import CampaignLaunched, CampaignSent, NpsAnswered, NpsSurveySent
+from pitlane_events.notification import (
+    AudienceGroup,
+    CampaignAudienceDrawn,
+    CampaignLaunched,
+    CampaignSent,
+    NpsAnswered,
+    NpsSurveySent,
+)
 from pitlane_events.reminder import ReminderDue
 from pitlane_events.workorder import (
     AddOnApproved,
@@ -299,6 +313,32 @@ async def campaign_sent(unit: Unit, envelope: Envelope[Any], event: CampaignSent
             "channel": event.channel.value,
             "recipients": event.recipients,
         },
+    )
+
+
+@writes(CampaignAudienceDrawn)
+async def campaign_audience_drawn(unit: Unit, envelope: Envelope[Any], event: CampaignAudienceDrawn) -> None:
+    # The batch row says when the audience was drawn (the launch) and how many batches make it whole; the
+    # incremental revenue of a campaign is shown only once every batch is here.
+    await insert_once(
+        unit,
+        "campaign_audience_batches",
+        {
+            "campaign_id": event.campaign_id,
+            "batch_number": event.batch_number,
+            "batch_count": event.batch_count,
+            "audience_group": event.group.value,
+            "customers": len(event.customer_ids),
+            "drawn_at": envelope.occurred_at,
+            "event_id": _event_id(envelope),
+        },
+    )
+    await insert_audience_members(
+        unit,
+        event.campaign_id,
+        event.customer_ids,
+        in_control_group=event.group is AudienceGroup.CONTROL,
+        event_id=_event_id(envelope),
     )
 
 

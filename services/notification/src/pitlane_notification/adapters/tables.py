@@ -4,7 +4,8 @@ Read models fed by other services' events: `contacts`, `consents`, `customer_tag
 `work_orders`. What notification owns: `templates` (the chain's overrides of the built-in texts),
 `branch_quiet_hours`, `messages` (the message log: one row per message to one customer on one channel),
 `recorded_messages` (what the recording provider "sent"), `wechat_allowances`, `surveys` and
-`survey_answers`, `segments`, `campaigns` and `campaign_recipients`.
+`survey_answers`, `segments` (and the `segment_batches` analytics' segments arrive in), `campaigns` and
+`campaign_recipients`.
 """
 
 from __future__ import annotations
@@ -252,7 +253,8 @@ survey_answers = Table(
     CheckConstraint("score BETWEEN 0 AND 10", name="score_range"),
 )
 
-# Saved audiences: a list of customers (e.g. analytics' "lapsed 9–12 months" exported as a segment).
+# Saved audiences: a list of customers, saved here or exported from one of analytics' KPI drill-downs (e.g.
+# "lapsed 9–12 months"), which arrives as SegmentSaved batches and is written here once all have come.
 segments = Table(
     "segments",
     metadata,
@@ -261,6 +263,21 @@ segments = Table(
     Column("customer_ids", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", Text, nullable=False),
+    # "notification" (POST /v1/segments here) or "analytics" (a drill-down, `drill_down` says which).
+    Column("source", Text, nullable=False, server_default=text("'notification'")),
+    Column("drill_down", JSONB),
+)
+
+# The batches of analytics' segments that have arrived (SegmentSaved): a segment is usable once it holds
+# batches 1 to batch_count, when they are joined in order into `segments`.
+segment_batches = Table(
+    "segment_batches",
+    metadata,
+    Column("segment_id", Text, primary_key=True),
+    Column("batch_number", Integer, primary_key=True),
+    Column("batch_count", Integer, nullable=False),
+    Column("customer_ids", JSONB, nullable=False),
+    Column("event_id", Text, nullable=False),
 )
 
 campaigns = Table(

@@ -6,6 +6,8 @@
   (confirmation now, reminder the day before), progress and add-ons (a link to the customer's page), the
   completed visit (thanks now, the NPS survey after the delay) and its void (no survey).
 - `notification.reminder-triggers` (reminder): a reminder due goes to the customer with a booking link.
+- `notification.segments` (analytics): segments saved from analytics' KPI drill-downs, which campaigns can
+  target once all their batches have arrived.
 
 Every consumer runs on the driver; each event's effect commits with its inbox row, and the messages it
 queues carry the event's id in their dedupe key, so a copy queues nothing.
@@ -16,6 +18,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from pitlane_events.analytics import SegmentSaved
 from pitlane_events.customer_profile import (
     ConsentChanged,
     CustomerContactAdded,
@@ -72,7 +75,22 @@ async def _newer(ctx: HandlerContext, read_model: str) -> bool:
 
 
 def build_consumers(runtime: ServiceRuntime, service: Notification) -> list[Consumer]:
-    return [_contacts(runtime, service), _workorder_triggers(service), _reminder_triggers(service)]
+    return [
+        _contacts(runtime, service),
+        _workorder_triggers(service),
+        _reminder_triggers(service),
+        _segments(service),
+    ]
+
+
+def _segments(service: Notification) -> Consumer:
+    segments = Consumer(service=SERVICE, purpose="segments", source_service="analytics", on_driver=True)
+
+    @segments.on(SegmentSaved)
+    async def on_segment_saved(ctx: HandlerContext, event: SegmentSaved) -> None:
+        await service.campaigns.save_segment_batch(ctx.unit, ctx.envelope, event)
+
+    return segments
 
 
 def _contacts(runtime: ServiceRuntime, service: Notification) -> Consumer:

@@ -5,7 +5,12 @@ Launching draws the control group — a fixed share of the audience chosen by a 
 customer, so a relaunch or a replay draws the same people — and queues one marketing message per treated
 customer through the pipeline, which sends only to customers who opted in to marketing on the channel and
 are under the contact-frequency limit, and logs why the others got nothing. The control group gets
-nothing at all: analytics compares what both groups spend (incremental revenue).
+nothing at all: analytics compares what both groups spend (incremental revenue). So that it can, the launch
+publishes the audience as the draw split it (CampaignAudienceDrawn, ids only, in batches of at most 1,000):
+treated is everyone not held out, messaged or not (intention to treat, ADR 0021).
+
+A segment is a saved list of customers: saved here (`POST /v1/segments`) or exported from one of analytics'
+KPI drill-downs (analytics.SegmentSaved, assembled from its batches by `save_segment_batch`).
 """
 
 from __future__ import annotations
@@ -18,8 +23,15 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from pitlane_events.notification import CampaignLaunched, CampaignSent
-from pitlane_events.types import Channel, Purpose
+from pitlane_events import Envelope
+from pitlane_events.analytics import SegmentSaved
+from pitlane_events.notification import (
+    AudienceGroup,
+    CampaignAudienceDrawn,
+    CampaignLaunched,
+    CampaignSent,
+)
+from pitlane_events.types import Channel, Purpose, in_batches
 from pitlane_notification.adapters import queries
 from pitlane_notification.service_layer.customer_links import LinkMaker
 from pitlane_notification.service_layer.delivery import ACTOR, Delivery
@@ -78,6 +90,13 @@ class Campaigns:
 
     async def create(self, unit: Unit, draft: CampaignDraft, now: datetime) -> None:
         if draft.segment_id is not None and not await self._segment(unit, draft.segment_id):
+            arrived = await self._segment_batches_arrived(unit, draft.segment_id)
+            if arrived is not None:
+                raise InvalidInputError(
+                    "body.segment_id",
+                    f"segment {draft.segment_id} is still arriving from analytics "
+                    f"({arrived[0]} of {arrived[1]} batches); try again in a moment",
+                )
             raise InvalidInputError("body.segment_id", f"no segment {draft.segment_id}")
         row = await execute_on_driver(
             unit,
@@ -121,14 +140,17 @@ class Campaigns:
         audience = await self._audience(unit, campaign["audience"])
         channel = Channel(campaign["channel"])
         branch_ids = list(campaign["branch_ids"])
-        sent = control = no_consent = limited = 0
+        sent = no_consent = limited = 0
+        treated: list[str] = []
+        held_out: list[str] = []
         for customer_id in audience:
             if in_control_group(campaign_id, customer_id, campaign["control_share_pct"]):
                 await self._recipient(
                     unit, campaign_id, customer_id, control=True, coupon=None, outcome="control"
                 )
-                control += 1
+                held_out.append(customer_id)
                 continue
+            treated.append(customer_id)
             coupon = coupon_code(campaign["coupon_prefix"])
             queued = await self.delivery.queue(
                 unit,
@@ -177,7 +199,7 @@ class Campaigns:
                 control_group = %(control)s, skipped_without_consent = %(skipped)s
             WHERE campaign_id = %(id)s
             """,
-            {"id": campaign_id, "now": now, "sent": sent, "control": control, "skipped": no_consent},
+            {"id": campaign_id, "now": now, "sent": sent, "control": len(held_out), "skipped": no_consent},
         )
         coupons = await fetch_on_driver(
             unit,
@@ -202,14 +224,19 @@ class Campaigns:
         sent_event = CampaignSent(
             campaign_id=campaign_id, channel=channel, recipients=sent, skipped_without_consent=no_consent
         )
+        audience_drawn = audience_batches(campaign_id, treated=treated, control=held_out)
         await outbox.enqueue(
             unit,
             [
                 context.envelope(launched, aggregate_id=campaign_id, aggregate_version=1),
                 context.envelope(sent_event, aggregate_id=campaign_id, aggregate_version=2),
+                *(
+                    context.envelope(batch, aggregate_id=campaign_id, aggregate_version=3 + n)
+                    for n, batch in enumerate(audience_drawn)
+                ),
             ],
         )
-        return Launched(campaign_id, len(audience), sent, control, no_consent, limited)
+        return Launched(campaign_id, len(audience), sent, len(held_out), no_consent, limited)
 
     async def campaign(self, unit: Unit, campaign_id: str, *, lock: bool = False) -> dict[str, Any]:
         rows = await fetch_on_driver(
@@ -250,6 +277,63 @@ class Campaigns:
                     alive.append(contact["customer_id"])
             return alive
         return await queries.customers_tagged(unit, audience.get("tags", []))
+
+    async def save_segment_batch(self, unit: Unit, envelope: Envelope[Any], batch: SegmentSaved) -> None:
+        """Keep one batch of a segment analytics saved; with the last one in, the segment is written whole
+        (its batches joined in order), and a campaign can target it. A redelivered batch changes nothing.
+        Batches of one segment are one aggregate's events: the consumer applies them one at a time."""
+        await execute_on_driver(
+            unit,
+            "segment batch",
+            """
+            INSERT INTO segment_batches (segment_id, batch_number, batch_count, customer_ids, event_id)
+            VALUES (%(id)s, %(number)s, %(count)s, %(members)s::jsonb, %(event)s)
+            ON CONFLICT DO NOTHING
+            """,
+            {
+                "id": batch.segment_id,
+                "number": batch.batch_number,
+                "count": batch.batch_count,
+                "members": json.dumps(list(batch.customer_ids)),
+                "event": str(envelope.event_id),
+            },
+        )
+        batches = await fetch_on_driver(
+            unit,
+            "segment batches",
+            "SELECT customer_ids FROM segment_batches WHERE segment_id = %(id)s ORDER BY batch_number",
+            {"id": batch.segment_id},
+        )
+        if len(batches) < batch.batch_count:
+            return
+        members = segment_members([customer_id for (ids,) in batches for customer_id in ids])
+        await execute_on_driver(
+            unit,
+            "segment from analytics",
+            """
+            INSERT INTO segments (segment_id, name, customer_ids, created_at, created_by, source, drill_down)
+            VALUES (%(id)s, %(name)s, %(members)s::jsonb, %(at)s, %(by)s, 'analytics', %(drill_down)s::jsonb)
+            ON CONFLICT (segment_id) DO NOTHING
+            """,
+            {
+                "id": batch.segment_id,
+                "name": batch.segment_name,
+                "members": json.dumps(members),
+                "at": envelope.occurred_at,
+                "by": batch.created_by,
+                "drill_down": batch.drill_down.model_dump_json(),
+            },
+        )
+
+    async def _segment_batches_arrived(self, unit: Unit, segment_id: str) -> tuple[int, int] | None:
+        """(batches arrived, batches in all) of an analytics segment not yet whole; None if none arrived."""
+        row = await execute_on_driver(
+            unit,
+            "segment arriving",
+            "SELECT count(*), max(batch_count) FROM segment_batches WHERE segment_id = %(id)s",
+            {"id": segment_id},
+        )
+        return (row[0], row[1]) if row and row[0] else None
 
     async def _segment(self, unit: Unit, segment_id: str) -> list[str] | None:
         row = await execute_on_driver(
@@ -300,3 +384,26 @@ def _outcome(refusal: str) -> str:
 def segment_members(customer_ids: Sequence[str]) -> list[str]:
     """A segment's members, each once, in the order given."""
     return list(dict.fromkeys(customer_ids))
+
+
+def audience_batches(
+    campaign_id: str, *, treated: Sequence[str], control: Sequence[str]
+) -> list[CampaignAudienceDrawn]:
+    """A launched campaign's audience as analytics reads it: the treated batches, then the control group's,
+    numbered across both. An empty group has no batch; an empty audience is one empty treated batch."""
+    groups = [
+        (group, batch)
+        for group, members in ((AudienceGroup.TREATED, treated), (AudienceGroup.CONTROL, control))
+        for batch in in_batches(members)
+        if batch
+    ] or [(AudienceGroup.TREATED, ())]
+    return [
+        CampaignAudienceDrawn(
+            campaign_id=campaign_id,
+            group=group,
+            customer_ids=batch,
+            batch_number=number,
+            batch_count=len(groups),
+        )
+        for number, (group, batch) in enumerate(groups, start=1)
+    ]

@@ -24,6 +24,7 @@ from pitlane_analytics.service_layer.answers import Answer
 from pitlane_analytics.service_layer.kpis import Kpis, Scope
 from pitlane_events.inputs import BranchIdInput, DateInput
 from pitlane_platform.auth import Principal, Role, require_branch_access, require_roles
+from pitlane_platform.clock import Clock
 from pitlane_platform.db import Unit
 from pitlane_platform.errors import ForbiddenError, InvalidInputError
 
@@ -61,6 +62,7 @@ class AnalyticsContext:
 
     kpis: Kpis
     timezone: ZoneInfo
+    clock: Clock  # when a segment is saved (the runtime's: injected, so tests and demos can move it)
 
 
 async def analytics(request: Request) -> AnalyticsContext:

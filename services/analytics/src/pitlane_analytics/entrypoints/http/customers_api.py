@@ -43,7 +43,8 @@ async def customer_activity(
     context: Context,
     kpi: Kpi,
     status: Annotated[
-        Literal["new", "active", "churned"] | None, Query(description="list only these customers")
+        Literal["new", "active", "churned", "lapsed"] | None,
+        Query(description="list only these customers (lapsed: last visit 9–12 months before `to`)"),
     ] = None,
     days: Annotated[
         ActivityWindowDays, Query(description="the window `status` active or churned means")

@@ -90,6 +90,9 @@ class Segment(BaseModel):
     name: str
     size: int
     created_at: datetime
+    source: Literal["notification", "analytics"] = Field(
+        description="saved here, or exported from one of analytics' KPI drill-downs"
+    )
 
 
 @router.post("/campaigns", status_code=201)
@@ -163,7 +166,9 @@ async def save_segment(body: NewSegment, context: Context, principal: ChainAdmin
                 "by": principal.user_id,
             },
         )
-    return Segment(segment_id=segment_id, name=body.name, size=len(members), created_at=now)
+    return Segment(
+        segment_id=segment_id, name=body.name, size=len(members), created_at=now, source="notification"
+    )
 
 
 @router.get("/segments/{segment_id}")
@@ -172,7 +177,10 @@ async def get_segment(segment_id: str, context: Context, principal: Reader) -> S
         rows = await fetch_on_driver(
             unit,
             "segment",
-            "SELECT segment_id, name, jsonb_array_length(customer_ids) AS size, created_at FROM segments WHERE segment_id = %(id)s",
+            """
+            SELECT segment_id, name, jsonb_array_length(customer_ids) AS size, created_at, source
+            FROM segments WHERE segment_id = %(id)s
+            """,
             {"id": segment_id},
             as_dicts=True,
         )
