@@ -712,14 +712,14 @@ class _Rebuild:
     async def _lock_timeout(self, milliseconds: int) -> None:
         await self._rows("SELECT set_config('lock_timeout', %(ms)s, true)", ms=f"{milliseconds}ms")
 
-    async def _execute(self, statement: sql.Composable) -> None:
+    async def _execute(self, statement: sql.Composed | sql.SQL) -> None:
         await self.control.execute(statement)
 
-    async def _rows(self, query: LiteralString | sql.Composable, **parameters: Any) -> list[tuple[Any, ...]]:
+    async def _rows(self, query: LiteralString | sql.Composed, **parameters: Any) -> list[tuple[Any, ...]]:
         cursor = await self.control.execute(query, parameters)
         return await cursor.fetchall() if cursor.description is not None else []
 
-    async def _scalar(self, query: LiteralString | sql.Composable, **parameters: Any) -> Any:
+    async def _scalar(self, query: LiteralString | sql.Composed, **parameters: Any) -> Any:
         rows = await self._rows(query, **parameters)
         return rows[0][0]
 
