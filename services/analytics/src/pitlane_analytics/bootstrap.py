@@ -7,14 +7,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from pitlane_analytics.adapters import tables
+from pitlane_analytics.adapters.recording_mailer import RecordingMailer
 from pitlane_analytics.entrypoints.consumers import SOURCES, build_consumers
 from pitlane_analytics.entrypoints.http import ROUTERS, AnalyticsContext
+from pitlane_analytics.service_layer.digests import Digests
 from pitlane_analytics.service_layer.kpis import Kpis
 from pitlane_platform.clock import Clock
 from pitlane_platform.http import create_app as create_platform_app
+from pitlane_platform.mail import Mailer, SmtpMailer, SmtpSettings
 from pitlane_platform.runtime import ServiceRuntime
 from pitlane_platform.services import ServiceSpec
 from pitlane_platform.settings import ServiceSettings
@@ -48,6 +52,20 @@ class AnalyticsSettings(ServiceSettings):
 
     service_name: str = "analytics"
 
+    smtp: SmtpSettings | None = Field(
+        default=None,
+        description="JSON of the SMTP server KPI digests are sent through (host, port, security, username, "
+        "password, from_address, from_name, ca_bundle, timeout_s); unset: the recording mailer (development)",
+    )
+
+    @model_validator(mode="after")
+    def _digests_are_sent_in_production(self) -> AnalyticsSettings:
+        if self.env == "prod" and self.smtp is None:
+            raise ValueError(
+                "smtp unset in production: the recording mailer sends no digest (set ANALYTICS_SMTP)"
+            )
+        return self
+
 
 @dataclass
 class AnalyticsService:
@@ -64,6 +82,20 @@ def build(settings: AnalyticsSettings, *, clock: Clock | None = None) -> Analyti
         runtime.clock = clock
     runtime.consumers.extend(build_consumers())
     kpis = Kpis(runtime.driver, chain_id=settings.chain_id)
+    mailer: Mailer = (
+        SmtpMailer(settings.smtp)
+        if settings.smtp is not None
+        else RecordingMailer(runtime.driver, runtime.clock)
+    )
+    digests = Digests(
+        runtime.driver,
+        kpis,
+        mailer,
+        clock=runtime.clock,
+        timezone=settings.timezone,
+        dashboard_url=str(settings.public_base_url),
+    )
+    digests.register(runtime.timers)
     app = create_platform_app(
         settings,
         title="analytics",
@@ -73,6 +105,7 @@ def build(settings: AnalyticsSettings, *, clock: Clock | None = None) -> Analyti
         lifespan=runtime.lifespan,
         audit=runtime.audit,
     )
+    app.state.digests = digests
     app.state.analytics = AnalyticsContext(kpis=kpis, timezone=settings.timezone, clock=runtime.clock)
     return AnalyticsService(app=app, runtime=runtime, kpis=kpis)
 

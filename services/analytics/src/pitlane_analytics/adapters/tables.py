@@ -32,6 +32,7 @@ from sqlalchemy import (
     SmallInteger,
     Table,
     Text,
+    Time,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -241,4 +242,57 @@ saved_segments = Table(
     Column("customer_ids", ARRAY(Text), nullable=False),
     Column("created_by", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+# KPI digests by e-mail (`/v1/digests`): subscriptions, each attempt to send one, and (development) the
+# e-mails the recording mailer kept. Written by the API and the digest timers, not by events: they are not
+# read models, and a rebuild leaves them as they are.
+digest_subscriptions = Table(
+    "digest_subscriptions",
+    metadata,
+    Column("subscription_id", Text, primary_key=True),
+    Column("email", Text, nullable=False),  # staff data: never logged, never in a timer key
+    Column("branch_id", Text),  # null: the whole chain
+    Column("cadence", Text, nullable=False),  # daily | weekly | monthly
+    Column("weekday", SmallInteger),  # weekly: ISO 1 = Monday … 7
+    Column("month_day", SmallInteger),  # monthly: 1–28
+    Column("send_time", Time, nullable=False),  # local wall-clock time in `timezone`
+    Column("timezone", Text, nullable=False),
+    Column("language", Text, nullable=False),  # zh-CN | en
+    Column("created_by", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("deleted_at", DateTime(timezone=True)),
+)
+
+digest_deliveries = Table(
+    "digest_deliveries",
+    metadata,
+    Column("subscription_id", Text, primary_key=True),
+    Column("period_start", Date, primary_key=True),
+    Column("attempt", SmallInteger, primary_key=True),
+    Column("period_end", Date, nullable=False),
+    Column("attempted_at", DateTime(timezone=True), nullable=False),
+    Column("outcome", Text, nullable=False),  # sent | retried | failed
+    Column("reason", Text),  # the SMTP step and code of a refusal, never the server's text
+    Column("message_id", Text),  # the Message-ID of a sent one
+    # One period is sent once: the idempotency key is the subscription and the period's first day.
+    Index(
+        "uq_digest_deliveries_sent_once",
+        "subscription_id",
+        "period_start",
+        unique=True,
+        postgresql_where=text("outcome = 'sent'"),
+    ),
+)
+
+recorded_digest_emails = Table(
+    "recorded_digest_emails",
+    metadata,
+    Column("message_id", Text, primary_key=True),
+    Column("email", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("html", Text),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
 )

@@ -8,6 +8,7 @@ from pitlane_analytics.entrypoints.http import (
     campaigns_api,
     customers_api,
     dashboard,
+    digests_api,
     kpis_api,
     nps_api,
     reminders_api,
@@ -30,6 +31,7 @@ ROUTERS = (
     add_ons_api.router,
     trends_api.router,
     dashboard.router,
+    digests_api.router,
     kpis_api.router,
 )
 
