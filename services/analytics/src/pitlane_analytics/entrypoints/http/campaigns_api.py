@@ -1,4 +1,5 @@
-"""Campaign ROI: each campaign running in the period, the visits attributed to it and what they paid."""
+"""Campaign ROI: each campaign running in the period, the visits attributed to it and what they paid, and its
+incremental revenue against its held-out control group (domain/control_group.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ async def campaign_roi(
         ),
     ] = None,
 ) -> Any:
-    """(Attributed revenue − cost) ÷ cost per campaign, and the attributed orders."""
+    """(Attributed revenue − cost) ÷ cost per campaign; beside it, what its treated customers spent beyond its
+    control group (incremental revenue, incremental ROI); and the attributed orders."""
 
     async def compute(unit: Unit, scope: Scope) -> CampaignRoi:
         return await context.kpis.campaign_roi(unit, scope, campaign_id=campaign_id)
