@@ -13,8 +13,8 @@ from pitlane_analytics.domain.digest_schedule import Cadence, DigestPeriod, Dige
 SHANGHAI, BERLIN = ZoneInfo("Asia/Shanghai"), ZoneInfo("Europe/Berlin")
 
 
-def utc(*fields: int) -> datetime:
-    return datetime(*fields, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def daily(at: time, zone: ZoneInfo = SHANGHAI) -> DigestSchedule:
