@@ -80,8 +80,15 @@ async def analytics_sending_to(mailbox: Mailbox, database_url: str, nats_url: st
         "from_name": "车友汽修",
         "timeout_s": 5,
     }
+    # One timer worker: with several, one that skips the timer another is firing (SKIP LOCKED) reports the
+    # timers caught up while that digest is still being sent.
     async with running(
-        database_url, nats_url, smtp=smtp, public_base_url=DASHBOARD, timer_poll_interval_s=0.05
+        database_url,
+        nats_url,
+        smtp=smtp,
+        public_base_url=DASHBOARD,
+        timer_poll_interval_s=0.05,
+        timer_concurrency=1,
     ) as harness:
         yield harness
 
