@@ -238,6 +238,24 @@ async def test_many_timers_scheduled_in_one_statement_keep_to_the_same_rules(tim
     assert await effect_counts(timer_db) == {"kept": 1, "moved": 1, "new": 1}
 
 
+async def test_a_runner_is_not_caught_up_while_one_of_its_workers_is_still_firing(timer_db: str) -> None:
+    behaviour = Behaviour()
+    behaviour.blocked["slow"] = asyncio.Event()
+    behaviour.entered["slow"] = asyncio.Event()
+    await scheduled(timer_db, ("slow", START))
+    async with running_runner(timer_db, FixedClock(START), behaviour, concurrency=3) as runner:
+        await asyncio.wait_for(behaviour.entered["slow"].wait(), timeout=10)
+        await asyncio.sleep(0.3)  # the other workers poll every 0.05 s and find nothing they may take
+        assert runner.status.checked_until is None  # "caught up" would be a lie: the slow one is not done
+        behaviour.blocked["slow"].set()
+
+        async def caught_up() -> bool:
+            return runner.status.checked_until == START
+
+        await wait_until(caught_up)
+        assert (await timer_row(timer_db, "slow"))["fired_at"] == START  # committed before "caught up"
+
+
 async def test_a_cancelled_timer_never_fires(timer_db: str) -> None:
     await scheduled(
         timer_db, ("customer-7:survey", START), ("customer-7:reminder", START), ("customer-8:survey", START)

@@ -259,6 +259,7 @@ class TimerRunner:
     statement_timeout_s: float = 30.0
     status: TimerRunnerStatus = field(default_factory=TimerRunnerStatus)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _in_flight: int = field(default=0, init=False)  # timers this runner's workers are firing right now
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fire what is due until `stop` is set; woken by NOTIFY on every schedule, polling otherwise (the
@@ -309,33 +310,51 @@ class TimerRunner:
 
     async def _fire_one(self) -> bool:
         now = self.clock.now()
-        async with self.driver.transaction() as unit:
-            await unit.connection.execute(
-                f"SET LOCAL statement_timeout = {int(self.statement_timeout_s * 1000)}"
-            )
-            async with unit.connection.cursor(row_factory=dict_row) as cursor:
-                await cursor.execute(_TAKE_DUE, {"now": now, "kinds": self.handlers.kinds})
-                row = await cursor.fetchone()
-            if row is None:
-                if self.status.checked_until is None or now > self.status.checked_until:
-                    self.status.checked_until = now
-                return False
-            timer = Timer(**{**row, "trace_headers": row["trace_headers"] or {}})
-            try:
-                with start_span(
-                    f"timer {timer.kind}",
-                    context=context_from_headers(timer.trace_headers),
-                    attributes={"pitlane.timer.kind": timer.kind, "pitlane.timer.key": timer.key},
-                ):
-                    async with unit.connection.transaction():  # a savepoint: a failed handler's writes go
-                        await self.handlers.handler(timer.kind)(TimerContext(timer=timer, unit=unit, now=now))
-            except Exception as exc:
-                if is_infrastructure_error(exc):
-                    raise
-                await self._record_failure(unit, timer, exc, now)
-                return True
-            await unit.connection.execute(_MARK_FIRED, {"id": timer.id, "now": now})
-        self.status.fired += 1
+        taken = False
+        try:
+            async with self.driver.transaction() as unit:
+                await unit.connection.execute(
+                    f"SET LOCAL statement_timeout = {int(self.statement_timeout_s * 1000)}"
+                )
+                async with unit.connection.cursor(row_factory=dict_row) as cursor:
+                    await cursor.execute(_TAKE_DUE, {"now": now, "kinds": self.handlers.kinds})
+                    row = await cursor.fetchone()
+                if row is None:
+                    # Found none — unless one of our own workers is still firing one (SKIP LOCKED passed
+                    # over it): "caught up" must mean every timer due by `now` has fired and committed.
+                    if self._in_flight == 0 and (
+                        self.status.checked_until is None or now > self.status.checked_until
+                    ):
+                        self.status.checked_until = now
+                    return False
+                taken = True
+                self._in_flight += 1
+                timer = Timer(**{**row, "trace_headers": row["trace_headers"] or {}})
+                fired = await self._fire(unit, timer, now)
+        finally:
+            if taken:
+                self._in_flight -= 1
+        if fired:  # counted once its transaction has committed
+            self.status.fired += 1
+        return True
+
+    async def _fire(self, unit: DriverTransaction, timer: Timer, now: datetime) -> bool:
+        """Run the timer's handler in a savepoint of the transaction that took it and mark it fired there;
+        False when the handler failed (the failure is recorded instead)."""
+        try:
+            with start_span(
+                f"timer {timer.kind}",
+                context=context_from_headers(timer.trace_headers),
+                attributes={"pitlane.timer.kind": timer.kind, "pitlane.timer.key": timer.key},
+            ):
+                async with unit.connection.transaction():  # a savepoint: a failed handler's writes go
+                    await self.handlers.handler(timer.kind)(TimerContext(timer=timer, unit=unit, now=now))
+        except Exception as exc:
+            if is_infrastructure_error(exc):
+                raise
+            await self._record_failure(unit, timer, exc, now)
+            return False
+        await unit.connection.execute(_MARK_FIRED, {"id": timer.id, "now": now})
         return True
 
     async def _record_failure(

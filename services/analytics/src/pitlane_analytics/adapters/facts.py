@@ -150,6 +150,36 @@ async def merge_customers(unit: Unit, surviving: str, merged: Sequence[str], *, 
     )
 
 
+async def is_erased(unit: Unit, customer_id: str) -> bool:
+    """Whether the customer, or the customer they were merged into, was erased."""
+    row = await execute_on_driver(
+        unit,
+        "erased customer",
+        """
+        SELECT EXISTS (
+            SELECT 1 FROM erased_customers e
+            WHERE e.customer_id = %(c)s OR e.customer_id = (
+                SELECT surviving_customer_id FROM customer_aliases WHERE merged_customer_id = %(c)s)
+        )
+        """,
+        {"c": customer_id},
+    )
+    return bool(row and row[0])
+
+
+async def delete_answers_of(unit: Unit, customer_id: str) -> None:
+    """The NPS answers of a customer and of everyone merged into them."""
+    await execute_on_driver(
+        unit,
+        "erase answers",
+        """
+        DELETE FROM nps_answers WHERE customer_id = %(c)s
+           OR customer_id IN (SELECT merged_customer_id FROM customer_aliases WHERE surviving_customer_id = %(c)s)
+        """,
+        {"c": customer_id},
+    )
+
+
 async def advance_watermark(unit: Unit, source_service: str, occurred_at: datetime) -> None:
     await execute_on_driver(
         unit,

@@ -10,9 +10,11 @@ from typing import Any
 
 from pitlane_analytics.adapters.facts import (
     Line,
+    delete_answers_of,
     insert_audience_members,
     insert_lines,
     insert_once,
+    is_erased,
     merge_customers,
     merge_row,
 )
@@ -266,6 +268,8 @@ async def survey_sent(unit: Unit, envelope: Envelope[Any], event: NpsSurveySent)
 @writes(NpsAnswered)
 async def nps_answered(unit: Unit, envelope: Envelope[Any], event: NpsAnswered) -> None:
     # The comment stays with notification: it is the customer's own words.
+    if await is_erased(unit, event.customer_id):
+        return  # its event is scrubbed from the stream (see customer_erased): an erasure seen first keeps it out
     await insert_once(
         unit,
         "nps_answers",
@@ -372,8 +376,12 @@ async def customers_merged(unit: Unit, envelope: Envelope[Any], event: Customers
 
 @writes(CustomerErased)
 async def customer_erased(unit: Unit, envelope: Envelope[Any], event: CustomerErased) -> None:
-    # Analytics holds no personal data of the customer (ids and amounts only): the figures stay, and the
-    # drill-downs mark the id so nobody follows it up or puts it in a segment.
+    # Analytics holds no personal data of the customer (ids and amounts only): the figures of their visits,
+    # bookings and add-ons stay, and the drill-downs mark the id so nobody follows it up or puts it in a
+    # segment. Their NPS answers go: notification securely deletes its NpsAnswered events from the stream on
+    # erasure (they carry the customer's words), so a copy kept here would outlive its source and a rebuild
+    # from the streams would no longer equal the live figures.
+    await delete_answers_of(unit, event.customer_id)
     await insert_once(
         unit,
         "erased_customers",
