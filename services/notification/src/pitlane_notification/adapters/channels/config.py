@@ -7,7 +7,7 @@ place. Every provider takes `timeout_s`: the longest one call to the provider ma
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, assert_never
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -17,6 +17,7 @@ from pitlane_notification.adapters.channels.email import SmtpEmailProvider
 from pitlane_notification.adapters.channels.tencent import TencentSmsProvider
 from pitlane_notification.adapters.channels.webhook import WebhookProvider
 from pitlane_notification.adapters.channels.wechat import WeChatProvider
+from pitlane_platform.mail import SmtpSettings
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 HttpUrl = Annotated[str, Field(pattern=r"^https?://[^/\s]+")]
@@ -64,19 +65,11 @@ class WeChatConfig(_ProviderConfig):
     base_url: HttpUrl = "https://api.weixin.qq.com"
 
 
-class SmtpConfig(_ProviderConfig):
-    """E-mail through an SMTP server. `security`: "tls" is implicit TLS (usually port 465), "starttls"
-    upgrades a plain connection (usually port 587), "none" is for a relay on a trusted network only."""
+class SmtpConfig(SmtpSettings):
+    """E-mail through an SMTP server: the platform's SMTP settings (pitlane_platform.mail), as one of a
+    chain's providers."""
 
     kind: Literal["smtp"] = "smtp"
-    host: NonEmpty
-    port: int = Field(default=465, gt=0, lt=65536)
-    security: Literal["tls", "starttls", "none"] = "tls"
-    username: str | None = None
-    password: SecretStr | None = None
-    from_address: NonEmpty
-    from_name: str | None = None  # e.g. 车友汽修
-    ca_bundle: str | None = None  # PEM file of a private CA the server's certificate is issued by
 
 
 class WebhookConfig(_ProviderConfig):
@@ -107,3 +100,5 @@ def build_provider(config: ProviderConfig) -> ChannelProvider:
             return SmtpEmailProvider(config)
         case WebhookConfig():
             return WebhookProvider(config)
+        case _:
+            assert_never(config)
