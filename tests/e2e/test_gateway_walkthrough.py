@@ -127,7 +127,9 @@ def test_make_up_serves_the_walkthrough_at_one_https_url_that_survives_a_restart
             assert headers["strict-transport-security"] == "max-age=31536000"
             assert headers["x-content-type-options"] == "nosniff" and headers["x-frame-options"] == "DENY"
             assert headers["referrer-policy"] == "no-referrer" and "server" not in headers
-            dashboard = client.get(f"{gateway}/dashboard")  # analytics' page, its charts' script served locally
+            dashboard = client.get(
+                f"{gateway}/dashboard"
+            )  # analytics' page, its charts' script served locally
             assert dashboard.status_code == 200 and '<html lang="zh-CN">' in dashboard.text
             [script] = re.findall(r'<script src="([^"]*echarts[^"]*)"', dashboard.text)
             assert client.get(f"{gateway}{script}" if script.startswith("/") else script).status_code == 200

@@ -21,6 +21,7 @@ MODULE_OF_SERVICE = {
     "workorder": pitlane_events.workorder,
     "notification": pitlane_events.notification,
     "reminder": pitlane_events.reminder,
+    "analytics": pitlane_events.analytics,
 }
 
 

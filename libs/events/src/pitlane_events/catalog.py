@@ -262,7 +262,12 @@ async def main() -> None:
         for message in messages:
             envelope = json.loads(message.data)
             data = envelope["data"]
-            print(envelope["aggregate_id"], envelope["aggregate_version"], data["completed_at"], data["paid_fen"])
+            print(
+                envelope["aggregate_id"],
+                envelope["aggregate_version"],
+                data["completed_at"],
+                data["paid_fen"],
+            )
             await message.ack()  # after your own write has committed
     await connection.close()
 
