@@ -22,6 +22,8 @@ from aiosmtpd.smtp import Envelope, Session
 from analytics_harness import Harness, running, shanghai
 
 from pitlane_events.notification import NpsAnswered
+from pitlane_events.types import Bay
+from pitlane_events.workorder import BranchOpened
 from pitlane_platform.testing.shop import work_order_completed, work_order_opened
 
 RECIPIENT = "wang.li@chexiang.example.cn"
@@ -511,3 +513,37 @@ async def test_bad_input_is_a_422_naming_the_field(
     assert response.headers["content-type"] == "application/problem+json"
     assert [error["field"] for error in response.json()["errors"]] == [field]
     assert (await harness.get("/v1/digests")).json() == []
+
+
+async def test_a_branch_digest_goes_out_at_eight_on_the_branchs_own_clock(
+    harness: Harness, mailbox: Mailbox
+) -> None:
+    # Urumqi keeps UTC+6: its 08:00 is 10:00 in Shanghai. Its figures stay on the chain's calendar (KPI.md).
+    opened = BranchOpened(
+        branch_id="b-xj",
+        branch_name="乌鲁木齐店",
+        address="乌鲁木齐市天山区",
+        timezone="Asia/Urumqi",
+        opening_hours=(),
+        bays=(Bay(bay_id="bay-1", name="1号工位"),),
+    )
+    await harness.emit_and_wait("workorder", opened, "b-xj", branch_id="b-xj")
+    harness.clock.set(shanghai(2026, 3, 15, 7))
+    branch = await subscribe(harness, branch_id="b-xj", language="en")
+    chain = await subscribe(harness, branch_id=None, language="en")
+    assert (branch["timezone"], chain["timezone"]) == ("Asia/Urumqi", "Asia/Shanghai")
+
+    await at(harness, shanghai(2026, 3, 15, 8))
+    [chains] = mailbox.received
+    assert chains["Subject"] == "Daily KPI digest · whole chain · 2026-03-14"
+    await at(harness, shanghai(2026, 3, 15, 9, 59))
+    assert len(mailbox.received) == 1  # 07:59 in Urumqi: not yet
+
+    await at(harness, shanghai(2026, 3, 15, 10))
+    branchs = mailbox.received[1]
+    assert branchs["Subject"] == "Daily KPI digest · branch b-xj · 2026-03-14"
+    text = branchs.get_body(("plain",))
+    assert text is not None
+    assert "Period: 2026-03-14 (Asia/Shanghai), compared with 2026-03-13" in text.get_content().splitlines()
+    [sent] = await deliveries(harness, branch["subscription_id"])
+    assert sent["sent_at"] == "2026-03-15T02:00:00Z" and sent["outcome"] == "sent"

@@ -41,6 +41,7 @@ READ_MODELS = (
     tables.reminders_sent,
     tables.customer_aliases,
     tables.erased_customers,
+    tables.branches,
     tables.source_watermarks,
 )
 

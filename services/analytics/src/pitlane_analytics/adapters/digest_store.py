@@ -15,6 +15,14 @@ _COLUMNS = (
 )
 
 
+async def branch_timezone(unit: Unit, branch_id: str) -> str | None:
+    """The time zone workorder gave the branch, if analytics has heard of it."""
+    rows = await fetch_on_driver(
+        unit, "branch time zone", "SELECT timezone FROM branches WHERE branch_id = %(b)s", {"b": branch_id}
+    )
+    return rows[0][0] if rows else None
+
+
 async def insert_subscription(unit: Unit, subscription: dict[str, Any]) -> None:
     await execute_on_driver(
         unit,

@@ -225,6 +225,17 @@ erased_customers = Table(
     Column("event_id", Text, nullable=False),
 )
 
+# The branches workorder opened: their names (for pickers) and time zones (a digest goes out at its branch's
+# local time).
+branches = Table(
+    "branches",
+    metadata,
+    Column("branch_id", Text, primary_key=True),
+    Column("name", Text),
+    Column("timezone", Text),
+    Column("event_ids", ARRAY(Text), nullable=False, server_default=EMPTY_TEXT_ARRAY),
+)
+
 source_watermarks = Table(
     "source_watermarks",
     metadata,

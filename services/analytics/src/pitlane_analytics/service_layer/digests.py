@@ -100,7 +100,8 @@ class Digests:
         self._kpis = kpis
         self._mailer = mailer
         self._clock = clock
-        # Where digests are scheduled: the chain's zone (analytics keeps no per-branch zone yet; ADR 22).
+        # The chain's zone: the KPIs' periods are its dates (KPI.md: one definition for every branch), and a
+        # digest of the chain, or of a branch whose zone workorder has not told us, goes out on its clock.
         self._timezone = timezone
         self._dashboard_url = dashboard_url
 
@@ -120,13 +121,15 @@ class Digests:
             "weekday": new.weekday,
             "month_day": new.month_day,
             "send_time": new.send_time,
-            "timezone": self._timezone.key,
+            "timezone": self._timezone.key,  # the branch's, below, when workorder gave it one
             "language": new.language,
             "created_by": created_by,
             "created_at": now,
         }
-        schedule = _schedule(row)
         async with self._driver.transaction() as unit:
+            if new.branch_id is not None:
+                row["timezone"] = await digest_store.branch_timezone(unit, new.branch_id) or row["timezone"]
+            schedule = _schedule(row)
             await digest_store.insert_subscription(unit, row)
             await self._schedule_next(unit, row["subscription_id"], schedule, after=now)
         return self._view(row)
@@ -203,7 +206,8 @@ class Digests:
         await self._log(**attempted, outcome="sent", message_id=message_id)
 
     async def _compose(self, row: dict[str, Any], schedule: DigestSchedule, period: DigestPeriod) -> Mail:
-        zone, branch_id = schedule.timezone, row["branch_id"]
+        # Sent at the branch's local time (`schedule`), about the period's dates on the chain's calendar.
+        zone, branch_id = self._timezone, row["branch_id"]
         async with self._kpis.snapshot() as unit:  # both periods read from the same facts
             current = await self._kpis.headline(
                 unit, Scope(Period(period.start, period.end, zone), branch_id)

@@ -38,6 +38,8 @@ from pitlane_events.workorder import (
     AppointmentCancelled,
     AppointmentNoShow,
     AppointmentRescheduled,
+    BranchOpened,
+    BranchUpdated,
     WorkOrderCompleted,
     WorkOrderOpened,
     WorkOrderVoided,
@@ -115,6 +117,31 @@ async def work_order_completed(unit: Unit, envelope: Envelope[Any], event: WorkO
         for line in event.line_items
     ]
     await insert_lines(unit, event.work_order_id, lines, event_id=_event_id(envelope))
+
+
+@writes(BranchOpened)
+async def branch_opened(unit: Unit, envelope: Envelope[Any], event: BranchOpened) -> None:
+    await merge_row(
+        unit,
+        "branches",
+        ("branch_id", event.branch_id),
+        {"name": event.branch_name, "timezone": event.timezone},
+        event_id=_event_id(envelope),
+        authoritative=True,
+    )
+
+
+@writes(BranchUpdated)
+async def branch_updated(unit: Unit, envelope: Envelope[Any], event: BranchUpdated) -> None:
+    # One branch's events arrive in order: what an update names replaces what the row holds.
+    await merge_row(
+        unit,
+        "branches",
+        ("branch_id", event.branch_id),
+        {"name": event.branch_name, "timezone": event.timezone},
+        event_id=_event_id(envelope),
+        authoritative=True,
+    )
 
 
 @writes(WorkOrderVoided)
