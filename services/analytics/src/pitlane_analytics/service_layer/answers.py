@@ -6,6 +6,7 @@ Rounded figures are decimals (JSON strings, exact); ratios come as numerator, de
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -53,12 +54,16 @@ class Answer(BaseModel):
     events: int = Field(description="events that wrote the facts the figures count")
     data_as_of: datetime | None = Field(description="the newest event time the facts hold")
 
+
+class DrillDown(Answer):
+    """An answer with the rows behind its figures (the customers, answers, orders…): JSON or CSV."""
+
     ROW: ClassVar[type[BaseModel]]
     """The model of a drill-down row."""
 
+    @abstractmethod
     def rows(self) -> Sequence[BaseModel]:
         """The drill-down, one model per row (the CSV export)."""
-        raise NotImplementedError
 
 
 # ---- customers -----------------------------------------------------------------------------------------------
@@ -71,7 +76,7 @@ class CustomerVisits(BaseModel):
     erased: bool = Field(description="the customer's profile was erased: count them, do not contact them")
 
 
-class ReturnRate(Answer):
+class ReturnRate(DrillDown):
     ROW = CustomerVisits
     return_rate: RateView = Field(description="customers with ≥ 2 visits ÷ customers with ≥ 1, in the period")
     customers: list[CustomerVisits]
@@ -98,7 +103,7 @@ class CustomerActivityRow(BaseModel):
     erased: bool
 
 
-class CustomerActivity(Answer):
+class CustomerActivity(DrillDown):
     ROW = CustomerActivityRow
     new: int = Field(description="customers whose first visit in the chain is in the period")
     windows: list[ActivityWindow]
@@ -111,7 +116,7 @@ class CustomerActivity(Answer):
         return self.customers
 
 
-class SpendPerYear(Answer):
+class SpendPerYear(DrillDown):
     ROW = CustomerVisits
     spend_per_year_fen: int | None = Field(
         description="paid fen ÷ customers, scaled to 365 days; half-even fen"
@@ -133,7 +138,7 @@ class CustomerLifetimeRow(BaseModel):
     erased: bool
 
 
-class CustomerLifetime(Answer):
+class CustomerLifetime(DrillDown):
     ROW = CustomerLifetimeRow
     mean_years: Decimal | None = Field(
         description="mean of (last − first visit) over customers, to 2 decimals"
@@ -152,7 +157,7 @@ class LtvFigures(BaseModel):
     mean_lifetime_years: Decimal | None
 
 
-class Ltv(Answer, LtvFigures):
+class Ltv(DrillDown, LtvFigures):
     ROW = LtvFigures
 
     def rows(self) -> Sequence[BaseModel]:
@@ -166,7 +171,7 @@ class Gap(BaseModel):
     days: Decimal
 
 
-class TimeBetweenVisits(Answer):
+class TimeBetweenVisits(DrillDown):
     ROW = Gap
     mean_days: Decimal | None = Field(
         description="mean gap to 1 decimal, over gaps whose later visit is in the period"
@@ -204,7 +209,7 @@ class NpsAnswerRow(BaseModel):
     erased: bool
 
 
-class Nps(Answer, NpsCounts):
+class Nps(DrillDown, NpsCounts):
     ROW = NpsAnswerRow
     surveys_sent: int
     response_rate: RateView = Field(description="answers received ÷ surveys sent, both in the period")
@@ -227,7 +232,7 @@ class AppointmentRow(BaseModel):
     no_show: bool
 
 
-class AppointmentConversion(Answer):
+class AppointmentConversion(DrillDown):
     ROW = AppointmentRow
     conversion: RateView = Field(description="distinct customers arrived ÷ distinct customers who booked")
     appointments: int
@@ -257,7 +262,7 @@ class StaffRow(BaseModel):
     add_on_approval_rate: Decimal | None
 
 
-class StaffLeaderboard(Answer):
+class StaffLeaderboard(DrillDown):
     ROW = StaffRow
     staff: list[StaffRow]
 
@@ -285,7 +290,7 @@ class CategoryRow(ServiceFigures):
     category: str
 
 
-class PopularServices(Answer):
+class PopularServices(DrillDown):
     ROW = ItemRow
     items: list[ItemRow]
     categories: list[CategoryRow]
@@ -352,7 +357,7 @@ class AttributedOrder(BaseModel):
     erased: bool
 
 
-class CampaignRoi(Answer):
+class CampaignRoi(DrillDown):
     ROW = AttributedOrder
     campaigns: list[CampaignRow]
     orders: list[AttributedOrder]
@@ -370,7 +375,7 @@ class ReminderRow(BaseModel):
     followed_at: datetime | None
 
 
-class ReminderEffectiveness(Answer):
+class ReminderEffectiveness(DrillDown):
     ROW = ReminderRow
     effectiveness: RateView = Field(description="reminders followed within 30 days ÷ reminders sent")
     reminders: list[ReminderRow]
@@ -391,7 +396,7 @@ class DeclinedRow(BaseModel):
     recovered_at: datetime | None
 
 
-class DeclinedWorkRecovery(Answer):
+class DeclinedWorkRecovery(DrillDown):
     ROW = DeclinedRow
     by_count: RateView
     by_fen: RateView

@@ -120,20 +120,10 @@ async def work_order_completed(unit: Unit, envelope: Envelope[Any], event: WorkO
 
 
 @writes(BranchOpened)
-async def branch_opened(unit: Unit, envelope: Envelope[Any], event: BranchOpened) -> None:
-    await merge_row(
-        unit,
-        "branches",
-        ("branch_id", event.branch_id),
-        {"name": event.branch_name, "timezone": event.timezone},
-        event_id=_event_id(envelope),
-        authoritative=True,
-    )
-
-
 @writes(BranchUpdated)
-async def branch_updated(unit: Unit, envelope: Envelope[Any], event: BranchUpdated) -> None:
-    # One branch's events arrive in order: what an update names replaces what the row holds.
+async def branch_described(unit: Unit, envelope: Envelope[Any], event: BranchOpened | BranchUpdated) -> None:
+    # One branch's events arrive in order: what the latest names replaces what the row holds (an update
+    # leaves the fields it does not name as None, which keeps them).
     await merge_row(
         unit,
         "branches",

@@ -23,7 +23,7 @@ from pitlane_analytics.adapters import kpi_queries, trend_queries
 from pitlane_analytics.domain import kpis
 from pitlane_analytics.domain.kpis import Rate
 from pitlane_analytics.domain.periods import Period
-from pitlane_analytics.service_layer.answers import Answer, PeriodView
+from pitlane_analytics.service_layer.answers import DrillDown, PeriodView
 from pitlane_analytics.service_layer.kpis import Scope
 from pitlane_platform.db import Unit
 
@@ -43,7 +43,7 @@ class TrendMonth(BaseModel):
     nps_answers: int
 
 
-class KpiTrends(Answer):
+class KpiTrends(DrillDown):
     ROW = TrendMonth
     months: list[TrendMonth]
 
@@ -65,7 +65,7 @@ class RetentionCell(BaseModel):
     retention: Decimal | None = Field(description="retained ÷ cohort customers, to 4 decimals")
 
 
-class RetentionCohorts(Answer):
+class RetentionCohorts(DrillDown):
     ROW = RetentionCell
     cohorts: list[CohortSize]
     cells: list[RetentionCell] = Field(description="every (cohort, k) of a cohort with customers")

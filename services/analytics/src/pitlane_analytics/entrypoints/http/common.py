@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, Query, Request, Response
 
 from pitlane_analytics.domain.periods import EmptyPeriodError, Period
-from pitlane_analytics.service_layer.answers import Answer
+from pitlane_analytics.service_layer.answers import DrillDown
 from pitlane_analytics.service_layer.kpis import Kpis, Scope
 from pitlane_events.inputs import BranchIdInput, DateInput
 from pitlane_platform.auth import Principal, Role, require_branch_access, require_roles
@@ -105,7 +105,7 @@ async def kpi_request(
 
 
 Kpi = Annotated[KpiRequest, Depends(kpi_request)]
-A = TypeVar("A", bound=Answer)
+A = TypeVar("A", bound=DrillDown)
 
 
 async def answer(
@@ -116,7 +116,7 @@ async def answer(
     return csv_response(result) if request.output == "csv" else result
 
 
-def csv_response(result: Answer) -> Response:
+def csv_response(result: DrillDown) -> Response:
     rows = result.rows()
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
