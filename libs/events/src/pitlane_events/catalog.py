@@ -241,7 +241,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 
 async def main() -> None:
-    connection = await nats.connect(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    connection = await nats.connect(os.environ["NATS_URL"])  # e.g. tls://nats.chain.example:4222
     jetstream = connection.jetstream()
     # A durable pull consumer of your own: the server remembers what you acked, across your restarts.
     visits = await jetstream.pull_subscribe(
