@@ -80,16 +80,23 @@ async def test_a_visit_flows_over_tls_with_a_nats_user_per_service(
     vehicle = {"owner_customer_id": customer_id, "plate": "沪A10001", "brand": "大众", "model": "朗逸"}
     await cluster.call(cluster.profile, "POST", "/v1/vehicles", vehicle)
 
-    async def workorder_knows_the_phone() -> bool:
+    async def workorder_knows_the_customer_and_the_car() -> bool:
+        # Two aggregates, two events with no order between them: the car can arrive after the phone, and
+        # an arrival for a plate workorder has not heard of asks for its make and model.
         return bool(
             rows(
                 cluster.workorder_database,
                 "SELECT 1 FROM directory_phones WHERE customer_id = %s",
                 customer_id,
             )
+        ) and bool(
+            rows(cluster.workorder_database, "SELECT 1 FROM directory_vehicles WHERE plate = %s", "沪A10001")
         )
 
-    await eventually(workorder_knows_the_phone, "workorder's directory has the customer (NATS over TLS)")
+    await eventually(
+        workorder_knows_the_customer_and_the_car,
+        "workorder's directory has the customer and the car (NATS over TLS)",
+    )
     booked = await cluster.book_online("138 0000 1111", "沪A10001", slot=0)
     assert booked["customer_id"] == customer_id
     work_order_id = await cluster.serve(booked["appointment_id"], mileage_km=42_000)
