@@ -48,6 +48,13 @@ class BookingChannel(StrEnum):
     STAFF = "staff"
 
 
+class VisitType(StrEnum):
+    """Whether the customer waits at the branch while the car is worked on, or leaves it there."""
+
+    WAITING = "waiting"
+    DROP_OFF = "drop_off"
+
+
 class DecidedBy(StrEnum):
     """Who recorded a decision on an add-on: the customer, or an advisor on the customer's word."""
 
@@ -170,6 +177,44 @@ class AppointmentBooked(DomainEvent):
     """What the customer asked for, e.g. 小保养."""
     reminder_id: Id | None = None
     """The reminder the booking answers, if any; used for reminder effectiveness."""
+    visit_type: VisitType | None = None
+    """Whether the customer waits on site or drops the car off; null on bookings from before it was asked."""
+    confirmation_required: bool = False
+    """The customer missed more appointments than the chain allows: the booking stands once the customer
+    (through the appointment's link) or the branch confirms it (AppointmentConfirmed)."""
+
+
+@event("workorder.AppointmentConfirmed", 1)
+class AppointmentConfirmed(DomainEvent):
+    """The customer (through the appointment's link) or the branch (on the customer's word) confirmed that
+    the customer is coming."""
+
+    appointment_id: Id
+    """The appointment's id."""
+    customer_id: Id
+    """Who booked."""
+    slot: TimeSlot
+    """The slot confirmed."""
+    confirmed_by: Literal["customer", "branch"]
+    """Who confirmed."""
+
+
+@event("workorder.WaitlistSlotOffered", 1)
+class WaitlistSlotOffered(DomainEvent):
+    """A place freed in a full slot is offered to the customer first in its waitlist, held for them until
+    `offer_expires_at`; the customer takes it through the offer's link, or it goes to the next in line.
+    The aggregate is the waitlist entry."""
+
+    waitlist_entry_id: Id
+    """The waitlist entry the offer answers; the offer's link names it."""
+    customer_id: Id
+    """Who waits."""
+    slot: TimeSlot
+    """The slot offered."""
+    service_requested: NonBlank
+    """What the customer asked for."""
+    offer_expires_at: AwareDatetime
+    """Until when the place is held for the customer."""
 
 
 @event("workorder.AppointmentRescheduled", 1)
