@@ -544,27 +544,63 @@ class _Rebuild:
         return failure
 
     async def _apply_in_one_transaction(self, source: _Source, envelopes: list[Envelope[Any]]) -> None:
+        """Apply the events not applied yet, in one transaction: type by type when the consumer's effects
+        commute (`Consumer.on_many`), else one by one in order. A batch handler failing says not which event
+        failed: the transaction is then run again one event at a time, which finds it."""
+        if source.consumer.commutes:
+            try:
+                await self._apply_transaction(source, envelopes, by_type=True)
+                return
+            except _HandlerFailed:
+                pass
+        await self._apply_transaction(source, envelopes, by_type=False)
+
+    async def _apply_transaction(
+        self, source: _Source, envelopes: list[Envelope[Any]], *, by_type: bool
+    ) -> None:
         consumer = source.consumer
-        applied = 0
         async with self.sessions() as session, session.begin():
             unit: Unit = (
                 DriverTransaction(await driver_connection(session)) if consumer.on_driver else session
             )
             claimed = await self._claim(unit, consumer, envelopes)
+            fresh: list[tuple[int, Envelope[Any]]] = []
             for index, envelope in enumerate(envelopes):
-                if envelope.event_id not in claimed:
-                    continue
-                claimed.discard(envelope.event_id)  # a second copy in this batch is a duplicate
-                handler = consumer.handlers[envelope.event_type]
-                try:
-                    await handler(HandlerContext(unit, envelope, self.clock, consumer.service), envelope.data)
-                except Exception as exc:
-                    if is_infrastructure_error(exc):
-                        raise
-                    raise _HandlerFailed(index, exc) from exc
-                applied += 1
-        source.applied += applied
-        source.duplicates += len(envelopes) - applied
+                if envelope.event_id in claimed:
+                    claimed.discard(envelope.event_id)  # a second copy in this batch is a duplicate
+                    fresh.append((index, envelope))
+            try:
+                if by_type:
+                    await self._apply_by_type(unit, consumer, fresh)
+                else:
+                    for index, envelope in fresh:
+                        await self._apply_one(unit, consumer, index, envelope)
+            except _HandlerFailed:
+                raise
+            except Exception as exc:
+                if is_infrastructure_error(exc):
+                    raise
+                raise _HandlerFailed(fresh[0][0], exc) from exc
+        source.applied += len(fresh)
+        source.duplicates += len(envelopes) - len(fresh)
+
+    async def _apply_one(self, unit: Unit, consumer: Consumer, index: int, envelope: Envelope[Any]) -> None:
+        handler = consumer.handlers[envelope.event_type]
+        try:
+            await handler(HandlerContext(unit, envelope, self.clock, consumer.service), envelope.data)
+        except Exception as exc:
+            if is_infrastructure_error(exc):
+                raise
+            raise _HandlerFailed(index, exc) from exc
+
+    async def _apply_by_type(
+        self, unit: Unit, consumer: Consumer, fresh: list[tuple[int, Envelope[Any]]]
+    ) -> None:
+        by_type: dict[str, list[tuple[Envelope[Any], Any]]] = {}
+        for _, envelope in fresh:
+            by_type.setdefault(envelope.event_type, []).append((envelope, envelope.data))
+        for event_type, events in by_type.items():
+            await consumer.batch_handlers[event_type](unit, events, self.clock)
 
     @staticmethod
     async def _claim(unit: Unit, consumer: Consumer, envelopes: list[Envelope[Any]]) -> set[uuid.UUID]:

@@ -1,123 +1,145 @@
-"""The statements that write facts, on the driver. Every write commutes with the others of its row: a
-column is set by the events that know it (`coalesce`), an event id is added to the row's set once, so a row
-ends the same whatever order its events arrive in and however often one is applied.
+"""The statements that write facts, on the driver, many rows at once. Every write commutes with the others of
+its row: a column is set by the events that know it (`coalesce`), an event id is added to the row's set once,
+so a row ends the same whatever order its events arrive in and however often one is applied.
 
-Table and column names come from the callers' constants, never from input. Unqualified table names let a
-rebuild write the same statements into fresh tables under another `search_path`.
+Rows travel as one JSON document per statement (`jsonb_to_recordset`, typed by the table's own columns):
+psycopg would otherwise adapt a list parameter element by element in Python. Table and column names come
+from the table definitions, never from input. Unqualified table names let a rebuild write the same
+statements into fresh tables under another `search_path`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
+from psycopg.types.json import Jsonb
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql
+
+from pitlane_analytics.adapters.tables import erased_customers
 from pitlane_platform.db import Unit, execute_on_driver
 
 
-async def merge_row(
+@dataclass(frozen=True)
+class Merge:
+    """What one event knows of a row several events write: its key, its columns (None: not known here)."""
+
+    key: str
+    columns: Mapping[str, Any]
+    event_id: str
+
+
+async def merge_rows(
     unit: Unit,
-    table: str,
-    key: tuple[str, str],
-    columns: Mapping[str, Any],
+    table: Table,
+    rows: Sequence[Merge],
     *,
-    event_id: str,
     authoritative: bool,
     earliest: tuple[str, ...] = (),
 ) -> None:
-    """Insert or update the row `key` (column, value) of a table several events write (`event_ids`). An
-    authoritative event's values replace what the row holds (a completion's advisor over the opening's); the
-    others only fill columns still empty; an `earliest` column keeps the earliest time given. A column given
-    as None is left as it is."""
-    key_column, key_value = key
+    """Insert or update rows of a table several events write (`event_ids`), the rows given all naming the same
+    columns. An authoritative event's values replace what the row holds (a completion's advisor over the
+    opening's); the others only fill columns still empty; an `earliest` column keeps the earliest time given.
+    A column given as None is left as it is."""
+    if not rows:
+        return
+    key_column = _key_column(table)
+    names = list(rows[0].columns)
     winner, loser = ("excluded", "t") if authoritative else ("t", "excluded")
     assignments = [
         f"{name} = least(t.{name}, excluded.{name})"
         if name in earliest
         else f"{name} = coalesce({winner}.{name}, {loser}.{name})"
-        for name in columns
+        for name in names
     ]
     assignments.append(
-        "event_ids = CASE WHEN %(event_id)s::text = ANY(t.event_ids) THEN t.event_ids "
-        "ELSE array_append(t.event_ids, %(event_id)s::text) END"
+        "event_ids = CASE WHEN excluded.event_ids[1] = ANY(t.event_ids) THEN t.event_ids "
+        "ELSE t.event_ids || excluded.event_ids END"
     )
-    names = [key_column, *columns]
+    columns = [key_column, *names]
     sql = (
-        f"INSERT INTO {table} AS t ({', '.join(names)}, event_ids) "
-        f"VALUES ({', '.join(f'%({name})s' for name in names)}, ARRAY[%(event_id)s::text]) "
+        f"INSERT INTO {table.name} AS t ({', '.join(columns)}, event_ids) "
+        f"SELECT {', '.join(columns)}, ARRAY[event_id] FROM jsonb_to_recordset(%(rows)s) "
+        f"AS r({_typed(table, columns)}, event_id text) "
         f"ON CONFLICT ({key_column}) DO UPDATE SET {', '.join(assignments)}"
     )
-    await execute_on_driver(
-        unit, f"merge {table}", sql, {**columns, key_column: key_value, "event_id": event_id}
+    # One statement may not update a row twice: a key met again in the batch waits for the next round.
+    for round_ in _rounds(rows):
+        documents = [{key_column: row.key, **row.columns, "event_id": row.event_id} for row in round_]
+        await execute_on_driver(unit, f"merge {table.name}", sql, {"rows": _json(documents)})
+
+
+async def insert_rows(
+    unit: Unit, table: Table, rows: Sequence[Mapping[str, Any]], *, unless_erased: str | None = None
+) -> None:
+    """Rows only one event writes each (it names the event in `event_id`): a second delivery changes nothing.
+    `unless_erased`: the column naming a customer whose erasure (theirs, or their survivor's) keeps the row
+    out."""
+    if not rows:
+        return
+    names = list(rows[0])
+    keep = (
+        ""
+        if unless_erased is None
+        else f" WHERE NOT EXISTS (SELECT FROM {erased_customers.name} e WHERE e.customer_id = r.{unless_erased} "
+        "OR e.customer_id = (SELECT surviving_customer_id FROM customer_aliases "
+        f"WHERE merged_customer_id = r.{unless_erased}))"
     )
-
-
-async def insert_once(unit: Unit, table: str, columns: Mapping[str, Any]) -> None:
-    """A row only one event writes (it names the event in `event_id`): a second delivery changes nothing."""
-    names = list(columns)
     sql = (
-        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(f'%({name})s' for name in names)}) "
+        f"INSERT INTO {table.name} ({', '.join(names)}) "
+        f"SELECT {', '.join(names)} FROM jsonb_to_recordset(%(rows)s) AS r({_typed(table, names)}){keep} "
         "ON CONFLICT DO NOTHING"
     )
-    await execute_on_driver(unit, f"insert {table}", sql, columns)
+    await execute_on_driver(unit, f"insert {table.name}", sql, {"rows": _json(list(rows))})
 
 
-@dataclass(frozen=True)
-class Line:
-    item_code: str
-    name: str
-    category: str
-    quantity: Decimal
-    revenue_fen: int
-    cost_fen: int | None
-    add_on_id: str | None
+def _rounds(rows: Sequence[Merge]) -> list[list[Merge]]:
+    rounds: list[list[Merge]] = []
+    seen: dict[str, int] = {}
+    for row in rows:
+        index = seen.get(row.key, 0)
+        seen[row.key] = index + 1
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append(row)
+    return rounds
 
 
-async def insert_lines(unit: Unit, work_order_id: str, lines: Sequence[Line], *, event_id: str) -> None:
-    """A completed order's lines, numbered in the order the bill lists them."""
-    await execute_on_driver(
-        unit,
-        "insert visit_lines",
-        """
-        INSERT INTO visit_lines
-            (work_order_id, line_no, item_code, name, category, quantity, revenue_fen, cost_fen, add_on_id, event_id)
-        SELECT %(w)s, n, code, name, category, quantity, revenue, cost, add_on, %(e)s
-        FROM unnest(%(codes)s::text[], %(names)s::text[], %(categories)s::text[], %(quantities)s::numeric[],
-                    %(revenues)s::bigint[], %(costs)s::bigint[], %(add_ons)s::text[])
-             WITH ORDINALITY AS line(code, name, category, quantity, revenue, cost, add_on, n)
-        ON CONFLICT DO NOTHING
-        """,
-        {
-            "w": work_order_id,
-            "e": event_id,
-            "codes": [line.item_code for line in lines],
-            "names": [line.name for line in lines],
-            "categories": [line.category for line in lines],
-            "quantities": [line.quantity for line in lines],
-            "revenues": [line.revenue_fen for line in lines],
-            "costs": [line.cost_fen for line in lines],
-            "add_ons": [line.add_on_id for line in lines],
-        },
-    )
+@cache
+def _key_column(table: Table) -> str:
+    (key,) = table.primary_key.columns
+    return str(key.name)
 
 
-async def insert_audience_members(
-    unit: Unit, campaign_id: str, customer_ids: Sequence[str], *, in_control_group: bool, event_id: str
-) -> None:
-    """One batch of a campaign's audience, each customer once (the draw is deterministic: a copy of the
-    batch says the same)."""
-    await execute_on_driver(
-        unit,
-        "insert campaign_audience_members",
-        """
-        INSERT INTO campaign_audience_members (campaign_id, customer_id, in_control_group, event_id)
-        SELECT %(c)s, customer_id, %(control)s, %(e)s FROM unnest(%(ids)s::text[]) AS customer_id
-        ON CONFLICT DO NOTHING
-        """,
-        {"c": campaign_id, "control": in_control_group, "e": event_id, "ids": list(customer_ids)},
-    )
+def _typed(table: Table, names: Sequence[str]) -> str:
+    return ", ".join(f"{name} {_column_type(table, name)}" for name in names)
+
+
+@cache
+def _column_type(table: Table, name: str) -> str:
+    return str(table.c[name].type.compile(dialect=postgresql.dialect()))
+
+
+def _json(documents: list[Any]) -> Jsonb:
+    return Jsonb(documents, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _json_value(value: Any) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not a fact's value")
 
 
 async def merge_customers(unit: Unit, surviving: str, merged: Sequence[str], *, event_id: str) -> None:
@@ -148,23 +170,6 @@ async def merge_customers(unit: Unit, surviving: str, merged: Sequence[str], *, 
         """,
         {"s": survivor, "m": others, "e": event_id},
     )
-
-
-async def is_erased(unit: Unit, customer_id: str) -> bool:
-    """Whether the customer, or the customer they were merged into, was erased."""
-    row = await execute_on_driver(
-        unit,
-        "erased customer",
-        """
-        SELECT EXISTS (
-            SELECT 1 FROM erased_customers e
-            WHERE e.customer_id = %(c)s OR e.customer_id = (
-                SELECT surviving_customer_id FROM customer_aliases WHERE merged_customer_id = %(c)s)
-        )
-        """,
-        {"c": customer_id},
-    )
-    return bool(row and row[0])
 
 
 async def delete_answers_of(unit: Unit, customer_id: str) -> None:

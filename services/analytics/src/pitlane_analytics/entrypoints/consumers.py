@@ -10,7 +10,8 @@
 Every consumer runs on the driver; each event's facts commit with its inbox row, and the producer's
 watermark (the newest event time read from it: an answer's `data_as_of`) moves with them.
 
-No read model here is gated on aggregate versions (`advance_read_model`): each fact row is written column by
+The writers take many events of a type at once (`Consumer.on_many`): the consumers' effects commute, so a
+rebuild applies a batch type by type. No read model here is gated on aggregate versions (`advance_read_model`): each fact row is written column by
 column and ends the same in any order of arrival (service_layer/projection.py), and a version gate would
 drop the history of an event type subscribed to later instead of applying it.
 """
@@ -18,9 +19,10 @@ drop the history of an event type subscribed to later instead of applying it.
 from __future__ import annotations
 
 from pitlane_analytics.adapters.facts import advance_watermark
-from pitlane_analytics.service_layer.projection import WRITERS, Writer
-from pitlane_events import DomainEvent
-from pitlane_platform.messaging.consumer import Consumer, Handler, HandlerContext
+from pitlane_analytics.service_layer.projection import WRITERS, Events, Writer
+from pitlane_platform.clock import Clock
+from pitlane_platform.db import Unit
+from pitlane_platform.messaging.consumer import BatchHandler, Consumer
 
 SERVICE = "analytics"
 SOURCES = ("workorder", "notification", "reminder", "customer-profile")
@@ -34,13 +36,13 @@ def _consumer(source: str) -> Consumer:
     consumer = Consumer(service=SERVICE, purpose=source, source_service=source, on_driver=True)
     for model, writer in WRITERS.items():
         if model.service() == source:
-            consumer.on(model)(_handler(source, writer))
+            consumer.on_many(model)(_handler(source, writer))
     return consumer
 
 
-def _handler(source: str, writer: Writer) -> Handler:
-    async def handle(ctx: HandlerContext, event: DomainEvent) -> None:
-        await writer(ctx.unit, ctx.envelope, event)
-        await advance_watermark(ctx.unit, source, ctx.envelope.occurred_at)
+def _handler(source: str, writer: Writer) -> BatchHandler:
+    async def handle(unit: Unit, events: Events, clock: Clock) -> None:
+        await writer(unit, events)
+        await advance_watermark(unit, source, max(envelope.occurred_at for envelope, _ in events))
 
     return handle

@@ -1,22 +1,22 @@
-"""What each event makes of the facts: one writer per event type, taking the transaction, the envelope and
-the event. The consumers call these; a rebuild replays the streams through the same writers into fresh
-tables. A writer reads nothing back: each fact row ends the same in any order of arrival (adapters/facts.py).
+"""What events make of the facts: one writer per event type, taking the transaction and the events of that
+type (envelope and event, in stream order). The consumers call these, one event at a time live; a rebuild
+replays the streams through the same writers into fresh tables, a batch of each type at once. A writer reads
+nothing back: each fact row ends the same in any order of arrival (adapters/facts.py), which is what lets a
+rebuild apply a batch type by type (`Consumer.on_many`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from pitlane_analytics.adapters import tables
 from pitlane_analytics.adapters.facts import (
-    Line,
+    Merge,
     delete_answers_of,
-    insert_audience_members,
-    insert_lines,
-    insert_once,
-    is_erased,
+    insert_rows,
     merge_customers,
-    merge_row,
+    merge_rows,
 )
 from pitlane_events import DomainEvent, Envelope
 from pitlane_events.customer_profile import CustomerErased, CustomersMerged
@@ -46,7 +46,8 @@ from pitlane_events.workorder import (
 )
 from pitlane_platform.db import Unit
 
-Writer = Callable[[Unit, Envelope[Any], Any], Awaitable[None]]
+Events = Sequence[tuple[Envelope[Any], Any]]
+Writer = Callable[[Unit, Events], Awaitable[None]]
 WRITERS: dict[type[DomainEvent], Writer] = {}
 
 
@@ -66,230 +67,237 @@ def _event_id(envelope: Envelope[Any]) -> str:
 
 
 @writes(WorkOrderOpened)
-async def work_order_opened(unit: Unit, envelope: Envelope[Any], event: WorkOrderOpened) -> None:
-    await merge_row(
-        unit,
-        "work_orders",
-        ("work_order_id", event.work_order_id),
-        {
-            "customer_id": event.customer_id,
-            "vehicle_id": event.vehicle_id,
-            "branch_id": envelope.branch_id,
-            "advisor_id": event.advisor_id,
-            "appointment_id": event.appointment_id,
-        },
-        event_id=_event_id(envelope),
-        authoritative=False,
-    )
+async def work_orders_opened(unit: Unit, events: Events) -> None:
+    rows = [
+        Merge(
+            event.work_order_id,
+            {
+                "customer_id": event.customer_id,
+                "vehicle_id": event.vehicle_id,
+                "branch_id": envelope.branch_id,
+                "advisor_id": event.advisor_id,
+                "appointment_id": event.appointment_id,
+            },
+            _event_id(envelope),
+        )
+        for envelope, event in events
+    ]
+    await merge_rows(unit, tables.work_orders, rows, authoritative=False)
 
 
 @writes(WorkOrderCompleted)
-async def work_order_completed(unit: Unit, envelope: Envelope[Any], event: WorkOrderCompleted) -> None:
-    coupons = {event.coupon_code} | {d.coupon_code for d in event.discounts}
-    await merge_row(
-        unit,
-        "work_orders",
-        ("work_order_id", event.work_order_id),
-        {
-            "customer_id": event.customer_id,
-            "vehicle_id": event.vehicle_id,
-            "branch_id": event.branch_id,
-            "advisor_id": event.advisor_id,
-            "technician_ids": list(event.technician_ids),
-            "appointment_id": event.appointment_id,
-            "coupon_codes": sorted(code for code in coupons if code is not None),
-            "completed_at": event.completed_at,
-            "paid_fen": event.paid_fen,
-        },
-        event_id=_event_id(envelope),
-        authoritative=True,
-    )
-    lines = [
-        Line(
-            item_code=line.item_code,
-            name=line.name,
-            category=line.category.value,
-            quantity=line.quantity,
-            revenue_fen=line.line_total_fen,
-            cost_fen=line.cost_fen,
-            add_on_id=line.add_on_id,
+async def work_orders_completed(unit: Unit, events: Events) -> None:
+    orders: list[Merge] = []
+    lines: list[dict[str, Any]] = []
+    for envelope, event in events:
+        coupons = {event.coupon_code} | {d.coupon_code for d in event.discounts}
+        orders.append(
+            Merge(
+                event.work_order_id,
+                {
+                    "customer_id": event.customer_id,
+                    "vehicle_id": event.vehicle_id,
+                    "branch_id": event.branch_id,
+                    "advisor_id": event.advisor_id,
+                    "technician_ids": list(event.technician_ids),
+                    "appointment_id": event.appointment_id,
+                    "coupon_codes": sorted(code for code in coupons if code is not None),
+                    "completed_at": event.completed_at,
+                    "paid_fen": event.paid_fen,
+                },
+                _event_id(envelope),
+            )
         )
-        for line in event.line_items
-    ]
-    await insert_lines(unit, event.work_order_id, lines, event_id=_event_id(envelope))
+        # Numbered in the order the bill lists them.
+        lines.extend(
+            {
+                "work_order_id": event.work_order_id,
+                "line_no": number,
+                "item_code": line.item_code,
+                "name": line.name,
+                "category": line.category.value,
+                "quantity": line.quantity,
+                "revenue_fen": line.line_total_fen,
+                "cost_fen": line.cost_fen,
+                "add_on_id": line.add_on_id,
+                "event_id": _event_id(envelope),
+            }
+            for number, line in enumerate(event.line_items, start=1)
+        )
+    await merge_rows(unit, tables.work_orders, orders, authoritative=True)
+    await insert_rows(unit, tables.visit_lines, lines)
 
 
 @writes(BranchOpened)
 @writes(BranchUpdated)
-async def branch_described(unit: Unit, envelope: Envelope[Any], event: BranchOpened | BranchUpdated) -> None:
+async def branches_described(unit: Unit, events: Events) -> None:
     # One branch's events arrive in order: what the latest names replaces what the row holds (an update
     # leaves the fields it does not name as None, which keeps them).
-    await merge_row(
-        unit,
-        "branches",
-        ("branch_id", event.branch_id),
-        {"name": event.branch_name, "timezone": event.timezone},
-        event_id=_event_id(envelope),
-        authoritative=True,
-    )
+    rows = [
+        Merge(event.branch_id, {"name": event.branch_name, "timezone": event.timezone}, _event_id(envelope))
+        for envelope, event in events
+    ]
+    await merge_rows(unit, tables.branches, rows, authoritative=True)
 
 
 @writes(WorkOrderVoided)
-async def work_order_voided(unit: Unit, envelope: Envelope[Any], event: WorkOrderVoided) -> None:
-    await merge_row(
-        unit,
-        "work_orders",
-        ("work_order_id", event.work_order_id),
-        {"customer_id": event.customer_id, "voided_at": envelope.occurred_at},
-        event_id=_event_id(envelope),
-        authoritative=False,
-        earliest=("voided_at",),
-    )
+async def work_orders_voided(unit: Unit, events: Events) -> None:
+    rows = [
+        Merge(
+            event.work_order_id,
+            {"customer_id": event.customer_id, "voided_at": envelope.occurred_at},
+            _event_id(envelope),
+        )
+        for envelope, event in events
+    ]
+    await merge_rows(unit, tables.work_orders, rows, authoritative=False, earliest=("voided_at",))
 
 
 # ---- workorder: appointments ---------------------------------------------------------------------------------
 
 
-async def _appointment(
-    unit: Unit, envelope: Envelope[Any], appointment_id: str, customer_id: str, **facts: Any
-) -> None:
-    await merge_row(
-        unit,
-        "appointments",
-        ("appointment_id", appointment_id),
+def _appointment(envelope: Envelope[Any], appointment_id: str, customer_id: str, **facts: Any) -> Merge:
+    return Merge(
+        appointment_id,
         {"customer_id": customer_id, "branch_id": envelope.branch_id, **facts},
-        event_id=_event_id(envelope),
-        authoritative=True,
+        _event_id(envelope),
     )
 
 
 @writes(AppointmentBooked)
-async def appointment_booked(unit: Unit, envelope: Envelope[Any], event: AppointmentBooked) -> None:
-    await _appointment(
-        unit,
-        envelope,
-        event.appointment_id,
-        event.customer_id,
-        vehicle_id=event.vehicle_id,
-        channel=event.channel.value,
-        campaign_id=event.campaign_id,
-        reminder_id=event.reminder_id,
-        booked_at=envelope.occurred_at,
-    )
+async def appointments_booked(unit: Unit, events: Events) -> None:
+    rows = [
+        _appointment(
+            envelope,
+            event.appointment_id,
+            event.customer_id,
+            vehicle_id=event.vehicle_id,
+            channel=event.channel.value,
+            campaign_id=event.campaign_id,
+            reminder_id=event.reminder_id,
+            booked_at=envelope.occurred_at,
+        )
+        for envelope, event in events
+    ]
+    await merge_rows(unit, tables.appointments, rows, authoritative=True)
 
 
 @writes(AppointmentRescheduled)
-async def appointment_rescheduled(unit: Unit, envelope: Envelope[Any], event: AppointmentRescheduled) -> None:
+async def appointments_rescheduled(unit: Unit, events: Events) -> None:
     # The slot does not change any KPI; the event is still one behind the appointment's figures.
-    await _appointment(unit, envelope, event.appointment_id, event.customer_id)
+    rows = [_appointment(envelope, event.appointment_id, event.customer_id) for envelope, event in events]
+    await merge_rows(unit, tables.appointments, rows, authoritative=True)
 
 
 @writes(AppointmentCancelled)
-async def appointment_cancelled(unit: Unit, envelope: Envelope[Any], event: AppointmentCancelled) -> None:
-    await _appointment(
-        unit, envelope, event.appointment_id, event.customer_id, cancelled_at=envelope.occurred_at
-    )
+async def appointments_cancelled(unit: Unit, events: Events) -> None:
+    rows = [
+        _appointment(envelope, event.appointment_id, event.customer_id, cancelled_at=envelope.occurred_at)
+        for envelope, event in events
+    ]
+    await merge_rows(unit, tables.appointments, rows, authoritative=True)
 
 
 @writes(AppointmentNoShow)
-async def appointment_no_show(unit: Unit, envelope: Envelope[Any], event: AppointmentNoShow) -> None:
-    await _appointment(
-        unit, envelope, event.appointment_id, event.customer_id, no_show_at=envelope.occurred_at
-    )
+async def appointments_no_show(unit: Unit, events: Events) -> None:
+    rows = [
+        _appointment(envelope, event.appointment_id, event.customer_id, no_show_at=envelope.occurred_at)
+        for envelope, event in events
+    ]
+    await merge_rows(unit, tables.appointments, rows, authoritative=True)
 
 
 @writes(AppointmentArrived)
-async def appointment_arrived(unit: Unit, envelope: Envelope[Any], event: AppointmentArrived) -> None:
-    await _appointment(
-        unit,
-        envelope,
-        event.appointment_id,
-        event.customer_id,
-        arrived_at=event.arrived_at,
-        work_order_id=event.work_order_id,
-    )
+async def appointments_arrived(unit: Unit, events: Events) -> None:
+    rows = [
+        _appointment(
+            envelope,
+            event.appointment_id,
+            event.customer_id,
+            arrived_at=event.arrived_at,
+            work_order_id=event.work_order_id,
+        )
+        for envelope, event in events
+    ]
+    await merge_rows(unit, tables.appointments, rows, authoritative=True)
 
 
 # ---- workorder: add-ons --------------------------------------------------------------------------------------
 
 
 @writes(AddOnProposed)
-async def add_on_proposed(unit: Unit, envelope: Envelope[Any], event: AddOnProposed) -> None:
-    await merge_row(
-        unit,
-        "add_ons",
-        ("add_on_id", event.add_on_id),
-        {
-            "work_order_id": event.work_order_id,
-            "item": event.item,
-            "item_code": event.item_code,
-            "category": event.category.value,
-            "price_fen": event.price_fen,
-            "proposed_at": envelope.occurred_at,
-        },
-        event_id=_event_id(envelope),
-        authoritative=True,
-    )
+async def add_ons_proposed(unit: Unit, events: Events) -> None:
+    rows = [
+        Merge(
+            event.add_on_id,
+            {
+                "work_order_id": event.work_order_id,
+                "item": event.item,
+                "item_code": event.item_code,
+                "category": event.category.value,
+                "price_fen": event.price_fen,
+                "proposed_at": envelope.occurred_at,
+            },
+            _event_id(envelope),
+        )
+        for envelope, event in events
+    ]
+    await merge_rows(unit, tables.add_ons, rows, authoritative=True)
 
 
-async def _decided(
-    unit: Unit, envelope: Envelope[Any], event: AddOnApproved | AddOnDeclined, when: str
-) -> None:
+async def _decided(unit: Unit, events: Events, when: str) -> None:
     # The item and quote as the customer saw them fill what a proposal not seen yet would have given; the
     # earliest decision of each kind counts.
-    await merge_row(
-        unit,
-        "add_ons",
-        ("add_on_id", event.add_on_id),
-        {
-            "work_order_id": event.work_order_id,
-            "item": event.item,
-            "category": event.category.value,
-            "price_fen": event.price_fen,
-            when: event.decided_at,
-        },
-        event_id=_event_id(envelope),
-        authoritative=False,
-        earliest=(when,),
-    )
+    rows = [
+        Merge(
+            event.add_on_id,
+            {
+                "work_order_id": event.work_order_id,
+                "item": event.item,
+                "category": event.category.value,
+                "price_fen": event.price_fen,
+                when: event.decided_at,
+            },
+            _event_id(envelope),
+        )
+        for envelope, event in events
+    ]
+    await merge_rows(unit, tables.add_ons, rows, authoritative=False, earliest=(when,))
 
 
 @writes(AddOnApproved)
-async def add_on_approved(unit: Unit, envelope: Envelope[Any], event: AddOnApproved) -> None:
-    await _decided(unit, envelope, event, "approved_at")
+async def add_ons_approved(unit: Unit, events: Events) -> None:
+    await _decided(unit, events, "approved_at")
 
 
 @writes(AddOnDeclined)
-async def add_on_declined(unit: Unit, envelope: Envelope[Any], event: AddOnDeclined) -> None:
-    await _decided(unit, envelope, event, "declined_at")
+async def add_ons_declined(unit: Unit, events: Events) -> None:
+    await _decided(unit, events, "declined_at")
 
 
 # ---- notification --------------------------------------------------------------------------------------------
 
 
 @writes(NpsSurveySent)
-async def survey_sent(unit: Unit, envelope: Envelope[Any], event: NpsSurveySent) -> None:
-    await insert_once(
-        unit,
-        "surveys",
+async def surveys_sent(unit: Unit, events: Events) -> None:
+    rows = [
         {
             "survey_id": event.survey_id,
             "work_order_id": event.work_order_id,
             "branch_id": event.branch_id,
             "sent_at": envelope.occurred_at,
             "event_id": _event_id(envelope),
-        },
-    )
+        }
+        for envelope, event in events
+    ]
+    await insert_rows(unit, tables.surveys, rows)
 
 
 @writes(NpsAnswered)
-async def nps_answered(unit: Unit, envelope: Envelope[Any], event: NpsAnswered) -> None:
-    # The comment stays with notification: it is the customer's own words.
-    if await is_erased(unit, event.customer_id):
-        return  # its event is scrubbed from the stream (see customer_erased): an erasure seen first keeps it out
-    await insert_once(
-        unit,
-        "nps_answers",
+async def nps_answered(unit: Unit, events: Events) -> None:
+    # The comment stays with notification: it is the customer's own words. An answer of a customer erased
+    # already is kept out: its event is scrubbed from the stream (see customers_erased).
+    rows = [
         {
             "survey_id": event.survey_id,
             "work_order_id": event.work_order_id,
@@ -300,15 +308,15 @@ async def nps_answered(unit: Unit, envelope: Envelope[Any], event: NpsAnswered) 
             "score": event.score,
             "answered_at": envelope.occurred_at,
             "event_id": _event_id(envelope),
-        },
-    )
+        }
+        for envelope, event in events
+    ]
+    await insert_rows(unit, tables.nps_answers, rows, unless_erased="customer_id")
 
 
 @writes(CampaignLaunched)
-async def campaign_launched(unit: Unit, envelope: Envelope[Any], event: CampaignLaunched) -> None:
-    await insert_once(
-        unit,
-        "campaigns",
+async def campaigns_launched(unit: Unit, events: Events) -> None:
+    rows = [
         {
             "campaign_id": event.campaign_id,
             "name": event.campaign_name,
@@ -319,92 +327,98 @@ async def campaign_launched(unit: Unit, envelope: Envelope[Any], event: Campaign
             "coupon_codes": list(event.coupon_codes),
             "branch_ids": list(event.branch_ids),
             "event_id": _event_id(envelope),
-        },
-    )
+        }
+        for envelope, event in events
+    ]
+    await insert_rows(unit, tables.campaigns, rows)
 
 
 @writes(CampaignSent)
-async def campaign_sent(unit: Unit, envelope: Envelope[Any], event: CampaignSent) -> None:
-    await insert_once(
-        unit,
-        "campaign_sends",
+async def campaigns_sent(unit: Unit, events: Events) -> None:
+    rows = [
         {
             "event_id": _event_id(envelope),
             "campaign_id": event.campaign_id,
             "channel": event.channel.value,
             "recipients": event.recipients,
-        },
-    )
+        }
+        for envelope, event in events
+    ]
+    await insert_rows(unit, tables.campaign_sends, rows)
 
 
 @writes(CampaignAudienceDrawn)
-async def campaign_audience_drawn(unit: Unit, envelope: Envelope[Any], event: CampaignAudienceDrawn) -> None:
+async def campaign_audiences_drawn(unit: Unit, events: Events) -> None:
     # The batch row says when the audience was drawn (the launch) and how many batches make it whole; the
-    # incremental revenue of a campaign is shown only once every batch is here.
-    await insert_once(
-        unit,
-        "campaign_audience_batches",
-        {
-            "campaign_id": event.campaign_id,
-            "batch_number": event.batch_number,
-            "batch_count": event.batch_count,
-            "audience_group": event.group.value,
-            "customers": len(event.customer_ids),
-            "drawn_at": envelope.occurred_at,
-            "event_id": _event_id(envelope),
-        },
-    )
-    await insert_audience_members(
-        unit,
-        event.campaign_id,
-        event.customer_ids,
-        in_control_group=event.group is AudienceGroup.CONTROL,
-        event_id=_event_id(envelope),
-    )
+    # incremental revenue of a campaign is shown only once every batch is here. The draw is deterministic: a
+    # copy of a batch says the same, each customer once.
+    batches: list[dict[str, Any]] = []
+    members: list[dict[str, Any]] = []
+    for envelope, event in events:
+        batches.append(
+            {
+                "campaign_id": event.campaign_id,
+                "batch_number": event.batch_number,
+                "batch_count": event.batch_count,
+                "audience_group": event.group.value,
+                "customers": len(event.customer_ids),
+                "drawn_at": envelope.occurred_at,
+                "event_id": _event_id(envelope),
+            }
+        )
+        members.extend(
+            {
+                "campaign_id": event.campaign_id,
+                "customer_id": customer_id,
+                "in_control_group": event.group is AudienceGroup.CONTROL,
+                "event_id": _event_id(envelope),
+            }
+            for customer_id in event.customer_ids
+        )
+    await insert_rows(unit, tables.campaign_audience_batches, batches)
+    await insert_rows(unit, tables.campaign_audience_members, members)
 
 
 # ---- reminder ------------------------------------------------------------------------------------------------
 
 
 @writes(ReminderDue)
-async def reminder_due(unit: Unit, envelope: Envelope[Any], event: ReminderDue) -> None:
-    await insert_once(
-        unit,
-        "reminders_sent",
+async def reminders_due(unit: Unit, events: Events) -> None:
+    rows = [
         {
             "event_id": _event_id(envelope),
             "reminder_id": event.reminder_id,
             "vehicle_id": event.vehicle_id,
             "branch_id": event.preferred_branch_id,
             "sent_at": envelope.occurred_at,
-        },
-    )
+        }
+        for envelope, event in events
+    ]
+    await insert_rows(unit, tables.reminders_sent, rows)
 
 
 # ---- customer-profile ----------------------------------------------------------------------------------------
 
 
 @writes(CustomersMerged)
-async def customers_merged(unit: Unit, envelope: Envelope[Any], event: CustomersMerged) -> None:
-    await merge_customers(
-        unit, event.surviving_customer_id, event.merged_customer_ids, event_id=_event_id(envelope)
-    )
+async def customers_merged(unit: Unit, events: Events) -> None:
+    for envelope, event in events:  # few, and each resolves the chains the ones before it left
+        await merge_customers(
+            unit, event.surviving_customer_id, event.merged_customer_ids, event_id=_event_id(envelope)
+        )
 
 
 @writes(CustomerErased)
-async def customer_erased(unit: Unit, envelope: Envelope[Any], event: CustomerErased) -> None:
+async def customers_erased(unit: Unit, events: Events) -> None:
     # Analytics holds no personal data of the customer (ids and amounts only): the figures of their visits,
     # bookings and add-ons stay, and the drill-downs mark the id so nobody follows it up or puts it in a
     # segment. Their NPS answers go: notification securely deletes its NpsAnswered events from the stream on
     # erasure (they carry the customer's words), so a copy kept here would outlive its source and a rebuild
     # from the streams would no longer equal the live figures.
-    await delete_answers_of(unit, event.customer_id)
-    await insert_once(
-        unit,
-        "erased_customers",
-        {
-            "customer_id": event.customer_id,
-            "erased_at": envelope.occurred_at,
-            "event_id": _event_id(envelope),
-        },
-    )
+    for _, event in events:
+        await delete_answers_of(unit, event.customer_id)
+    rows = [
+        {"customer_id": event.customer_id, "erased_at": envelope.occurred_at, "event_id": _event_id(envelope)}
+        for envelope, event in events
+    ]
+    await insert_rows(unit, tables.erased_customers, rows)
