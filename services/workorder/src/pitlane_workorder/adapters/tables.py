@@ -7,7 +7,21 @@ and the board never lag behind a command.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, Integer, Table, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    Table,
+    Text,
+    Time,
+    false,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 
 from pitlane_platform.schema import service_metadata
@@ -55,6 +69,10 @@ appointments = Table(
     Column("service_requested", Text, nullable=False),
     Column("work_order_id", Text),
     Column("version", Integer, nullable=False),
+    # Null on bookings from before visit types were asked (they count under neither type's cap).
+    Column("visit_type", Text),
+    Column("confirmation_required", Boolean, nullable=False, server_default=false()),
+    Column("confirmed_at", DateTime(timezone=True)),
     Index("ix_appointments_branch_slot", "branch_id", "slot_start"),
     Index("ix_appointments_status_slot", "status", "slot_start"),
 )
@@ -130,4 +148,93 @@ directory_vehicles = Table(
     Column("owner_customer_id", Text),
     Column("mileage_km", Integer),
     Column("known_to_profile", Boolean, nullable=False),
+)
+
+
+# The booking calendar (migration 0008, ADR 23): who works when, the chain's and branches' booking rules,
+# places held while a customer fills in the form or answers a waitlist offer, the waitlists, and no-shows.
+
+# One shift per staff member and local day; `breaks` is a list of {"starts_at", "ends_at"} local times.
+staff_shifts = Table(
+    "staff_shifts",
+    metadata,
+    Column("branch_id", Text, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("staff_id", Text, primary_key=True),
+    Column("starts_at", Time, nullable=False),
+    Column("ends_at", Time, nullable=False),
+    Column("breaks", JSONB, nullable=False),
+)
+
+staff_leave = Table(
+    "staff_leave",
+    metadata,
+    Column("leave_id", Text, primary_key=True),
+    Column("branch_id", Text, nullable=False),
+    Column("staff_id", Text, nullable=False),
+    Column("starts_at", DateTime(timezone=True), nullable=False),
+    Column("ends_at", DateTime(timezone=True), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("recorded_by", Text, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index("ix_staff_leave_branch_end", "branch_id", "ends_at"),
+)
+
+# The rules a scope sets: `*` the chain's defaults, else a branch id (its overrides). Unset fields inherit.
+booking_rules = Table(
+    "booking_rules",
+    metadata,
+    Column("scope", Text, primary_key=True),
+    Column("rules", JSONB, nullable=False),
+    Column("updated_by", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# A place taken for a while: by a customer filling in the online form, or offered to a waitlisted customer.
+# It counts against the slot until it expires (`expires_at`) or becomes the booking (`used`).
+slot_holds = Table(
+    "slot_holds",
+    metadata,
+    Column("hold_id", Text, primary_key=True),
+    Column("branch_id", Text, nullable=False),
+    Column("slot_start", DateTime(timezone=True), nullable=False),
+    Column("slot_end", DateTime(timezone=True), nullable=False),
+    Column("visit_type", Text, nullable=False),
+    Column("service_requested", Text, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("waitlist_entry_id", Text),
+    Index("ix_slot_holds_branch_slot", "branch_id", "slot_start"),
+)
+
+# Customers waiting for a place in a full slot, first come first offered (`position`).
+waitlist_entries = Table(
+    "waitlist_entries",
+    metadata,
+    Column("entry_id", Text, primary_key=True),
+    Column("position", BigInteger, Identity(), nullable=False),
+    Column("branch_id", Text, nullable=False),
+    Column("slot_start", DateTime(timezone=True), nullable=False),
+    Column("slot_end", DateTime(timezone=True), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("customer_id", Text, nullable=False),
+    # NULL once the customer is erased (ADR 13).
+    Column("customer_name", Text),
+    Column("phone", Text),
+    Column("plate", Text, nullable=False),
+    Column("vehicle_id", Text),
+    Column("service_requested", Text, nullable=False),
+    Column("visit_type", Text, nullable=False),
+    Column("joined_at", DateTime(timezone=True), nullable=False),
+    Column("hold_id", Text),
+    Column("appointment_id", Text),
+    Index("ix_waitlist_entries_branch_slot", "branch_id", "slot_start", "position"),
+)
+
+# Appointments each customer missed, chain-wide (customers are the chain's), from AppointmentNoShow.
+customer_no_shows = Table(
+    "customer_no_shows",
+    metadata,
+    Column("customer_id", Text, primary_key=True),
+    Column("no_shows", Integer, nullable=False),
 )
