@@ -23,6 +23,7 @@ from pitlane_events.notification import CampaignLaunched, CampaignSent, NpsAnswe
 from pitlane_events.reminder import ReminderDue, ReminderKind
 from pitlane_events.types import Channel, LineCategory, LineItem, Payment, PaymentMethod, TimeSlot
 from pitlane_events.workorder import (
+    BUILT_IN_PROCESS,
     AddOnApproved,
     AddOnDeclined,
     AddOnProposed,
@@ -369,6 +370,7 @@ def events(harness: Harness) -> list[Envelope[Any]]:
                     complaint="保养",
                     advisor_id=visit.advisor,
                     appointment_id=visit.appointment,
+                    process=BUILT_IN_PROCESS,
                 ),
                 visit.work_order,
                 branch_id=visit.branch,

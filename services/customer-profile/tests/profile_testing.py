@@ -45,6 +45,7 @@ from pitlane_events.types import (
     PaymentMethod,
 )
 from pitlane_events.workorder import (
+    BUILT_IN_PROCESS,
     AddOnDeclined,
     DecidedBy,
     DecisionMethod,
@@ -183,6 +184,7 @@ def opening(
         mileage_km=mileage_km,
         complaint="保养",
         advisor_id="amy",
+        process=BUILT_IN_PROCESS,
     )
 
 

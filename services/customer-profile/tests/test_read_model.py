@@ -27,6 +27,7 @@ from pitlane_events.notification import CustomerUnsubscribed, NpsAnswered, Unsub
 from pitlane_events.reminder import ReminderCancelled, ReminderKind, ReminderScheduled
 from pitlane_events.types import Channel, Purpose
 from pitlane_events.workorder import (
+    BUILT_IN_PROCESS,
     WorkOrderOpened,
     WorkOrderVoided,
 )
@@ -385,6 +386,7 @@ async def test_a_corrected_check_in_reading_moves_the_odometer_back_and_a_lower_
             complaint="保养",
             advisor_id="amy",
             mileage_correction=correction,
+            process=BUILT_IN_PROCESS,
         )
 
     # Below the last reading without a correction (workorder refuses that at its edge; a late or stray

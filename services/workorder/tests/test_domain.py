@@ -22,6 +22,7 @@ from pitlane_events.types import (
     TimeSlot,
 )
 from pitlane_events.workorder import (
+    BUILT_IN_PROCESS,
     AddOnApproved,
     AddOnDeclined,
     AddOnProposed,
@@ -64,6 +65,7 @@ def opened_order() -> WorkOrder:
             mileage_km=42_000,
             complaint="刹车异响",
             advisor_id="amy",
+            process=BUILT_IN_PROCESS,
         ),
         T0,
     )

@@ -11,8 +11,15 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from pitlane_events import Actor, DomainEvent, Envelope, encode
-from pitlane_events.types import Bay, Discount, InspectionItem, LineItem, Payment
-from pitlane_events.workorder import BranchOpened, WorkOrderCompleted, WorkOrderOpened, WorkOrderSettled
+from pitlane_events.types import Bay, Discount, InspectionItem, LineCategory, LineItem, Payment
+from pitlane_events.workorder import (
+    BranchOpened,
+    ProcessRef,
+    ProcessScope,
+    WorkOrderCompleted,
+    WorkOrderOpened,
+    WorkOrderSettled,
+)
 from pitlane_workorder.service_layer import limits
 from pitlane_workorder.service_layer.commands import (
     CheckIn,
@@ -129,6 +136,8 @@ def test_the_largest_branch_check_in_and_bill_make_events_under_the_budget() -> 
         photo_hashes=tuple(check_in.photo_hashes),
         advisor_id=ID,
         appointment_id=ID,
+        process=ProcessRef(scope=ProcessScope.BRANCH, version=2**31 - 1),
+        work_categories=tuple(LineCategory),
     )
 
     settle = SettleWorkOrder.model_validate(largest_bill())

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
+from typing import Any
 
 from pydantic import model_validator
 
 from pitlane_events.model import DomainEvent, event
-from pitlane_events.types import Channel, Code, Id, Kilometres, NonBlank
+from pitlane_events.registry import upcaster
+from pitlane_events.types import Channel, Code, Id, Kilometres, NonBlank, StaffRole
+from pitlane_events.workorder import ProcessStage
 
 
 class ReminderKind(StrEnum):
@@ -32,13 +35,23 @@ class ReminderCancellation(StrEnum):
     MANUAL = "manual"
 
 
-class FollowUpKind(StrEnum):
-    """Why an advisor should call the customer."""
+class FollowUpKindV1(StrEnum):
+    """Why an advisor should call the customer (FollowUpTaskCreated v1)."""
 
     DECLINED_ADD_ON = "declined_add_on"
     NPS_DETRACTOR = "nps_detractor"
     REMINDER = "reminder"
     NO_SHOW = "no_show"
+
+
+class FollowUpKind(StrEnum):
+    """Why a task was made: a customer to contact, or a late stage of a work order to chase."""
+
+    DECLINED_ADD_ON = "declined_add_on"
+    NPS_DETRACTOR = "nps_detractor"
+    REMINDER = "reminder"
+    NO_SHOW = "no_show"
+    STAGE_OVERDUE = "stage_overdue"
 
 
 class FollowUpOutcome(StrEnum):
@@ -122,12 +135,12 @@ class ReminderCancelled(DomainEvent):
 
 
 @event("reminder.FollowUpTaskCreated", 1)
-class FollowUpTaskCreated(DomainEvent):
+class FollowUpTaskCreatedV1(DomainEvent):
     """An advisor was given a task to contact a customer."""
 
     task_id: Id
     """The task's id."""
-    kind: FollowUpKind
+    kind: FollowUpKindV1
     """Why the customer should be contacted."""
     advisor_id: Id
     """The advisor responsible."""
@@ -147,6 +160,24 @@ class FollowUpTaskCreated(DomainEvent):
     """The reminder, for reminder tasks."""
     note: NonBlank | None = None
     """What the advisor should know before calling."""
+
+
+@event("reminder.FollowUpTaskCreated", 2)
+class FollowUpTaskCreated(FollowUpTaskCreatedV1):
+    """A staff member was given a task: a customer to contact, or a late stage of a work order to chase."""
+
+    kind: FollowUpKind  # type: ignore[assignment]  # v2 adds stage_overdue
+    """Why the task was made."""
+    responsible_role: StaffRole | None = None
+    """For stage_overdue: the stage's responsible role at the branch (the task is for whoever holds it)."""
+    stage: ProcessStage | None = None
+    """For stage_overdue: the late stage of `work_order_id`."""
+
+
+@upcaster("reminder.FollowUpTaskCreated", 1)
+def tasks_before_stage_overdue(data: dict[str, Any]) -> dict[str, Any]:
+    """v1's kinds are all v2's; its tasks were about customers, for no role or stage."""
+    return {**data, "responsible_role": None, "stage": None}
 
 
 @event("reminder.FollowUpTaskAssigned", 1)

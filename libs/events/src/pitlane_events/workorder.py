@@ -6,11 +6,12 @@ Appointments and work orders belong to a branch: their envelopes carry its branc
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 
 from pitlane_events.model import DomainEvent, event
+from pitlane_events.registry import upcaster
 from pitlane_events.types import (
     AddOnSummary,
     Attachment,
@@ -31,6 +32,7 @@ from pitlane_events.types import (
     Plate,
     StaffRole,
     TimeSlot,
+    ValueObject,
     Vin,
 )
 
@@ -68,6 +70,89 @@ class DecisionMethod(StrEnum):
     SIGNED_LINK = "signed_link"
     PHONE_CALL = "phone_call"
     IN_PERSON = "in_person"
+
+
+class ProcessStage(StrEnum):
+    """A stage of a chain's standard procedure (SOP) that a work order passes."""
+
+    CHECK_IN = "check_in"
+    INSPECTION = "inspection"
+    DISPATCH = "dispatch"
+    REPAIR = "repair"
+    ADD_ON_APPROVAL = "add_on_approval"
+    QUALITY_CHECK = "quality_check"
+    SETTLEMENT = "settlement"
+    HAND_OVER = "hand_over"
+
+
+class ProcessScope(StrEnum):
+    """Whose process definition a work order runs on."""
+
+    BUILT_IN = "built_in"
+    """The stages every order passed before chains defined their own: nothing required, no time limits."""
+    CHAIN = "chain"
+    """The chain's definition."""
+    BRANCH = "branch"
+    """The order's branch's own definition, which replaces the chain's there."""
+
+
+class ProcessRef(ValueObject):
+    """A version of a process definition; a version never changes once published."""
+
+    scope: ProcessScope
+    """The chain's, the branch's (the event's branch) or the built-in definition."""
+    version: Annotated[int, Field(ge=0)]
+    """The version within its scope, from 1; the built-in definition is version 0."""
+
+
+BUILT_IN_PROCESS = ProcessRef(scope=ProcessScope.BUILT_IN, version=0)
+
+
+class StageRecord(ValueObject):
+    """One passage of a work order through a stage, with its time limit under the order's definition."""
+
+    stage: ProcessStage
+    """The stage."""
+    occurrence: Annotated[int, Field(ge=1)]
+    """The how-manieth passage through this stage (a failed QC sends the order through repair again)."""
+    add_on_id: Id | None = None
+    """The add-on awaiting the customer, for add_on_approval."""
+    entered_at: AwareDatetime
+    """When the stage began."""
+    completed_at: AwareDatetime
+    """When it was done."""
+    due_at: AwareDatetime | None = None
+    """Its deadline (entered_at plus the time limit); null when the definition sets no limit."""
+
+    @model_validator(mode="after")
+    def _completed_after_entered(self) -> StageRecord:
+        if self.completed_at < self.entered_at:
+            raise ValueError("completed_at must not be before entered_at")
+        return self
+
+
+class SuggestedTechnician(ValueObject):
+    """One technician as a dispatch suggestion ranked them."""
+
+    technician_id: Id
+    """The technician."""
+    skills_matched: Annotated[int, Field(ge=0)]
+    """How many of the kinds of work the order needs the technician can do."""
+    open_orders: Annotated[int, Field(ge=0)]
+    """Work orders the technician was working on (dispatched, in progress, awaiting approval)."""
+    minutes_left_on_shift: Annotated[int, Field(ge=0)] | None = None
+    """Minutes until the technician's shift ends; null when no shift is known."""
+
+
+class DispatchSuggestion(ValueObject):
+    """The ranking the advisor was shown before choosing whom to dispatch."""
+
+    suggested_at: AwareDatetime
+    """When the ranking was made."""
+    work_needed: tuple[LineCategory, ...] = ()
+    """The kinds of work the order needed, as the ranking matched them."""
+    ranking: tuple[SuggestedTechnician, ...]
+    """Best first."""
 
 
 @event("workorder.BranchOpened", 1)
@@ -274,7 +359,7 @@ class AppointmentArrived(DomainEvent):
 
 
 @event("workorder.WorkOrderOpened", 1)
-class WorkOrderOpened(DomainEvent):
+class WorkOrderOpenedV1(DomainEvent):
     """A vehicle was checked in and a work order (工单) opened."""
 
     work_order_id: Id
@@ -302,6 +387,22 @@ class WorkOrderOpened(DomainEvent):
     otherwise. Downstream, a corrected reading replaces the higher one."""
 
 
+@event("workorder.WorkOrderOpened", 2)
+class WorkOrderOpened(WorkOrderOpenedV1):
+    """A vehicle was checked in and a work order (工单) opened, under a version of the process definition."""
+
+    process: ProcessRef
+    """The process definition version the order runs on, for the whole of its life."""
+    work_categories: tuple[LineCategory, ...] = ()
+    """The kinds of work the advisor expects, for dispatch by skill."""
+
+
+@upcaster("workorder.WorkOrderOpened", 1)
+def opened_before_process_definitions(data: dict[str, Any]) -> dict[str, Any]:
+    """Orders opened before chains defined their process ran the built-in stages."""
+    return {**data, "process": BUILT_IN_PROCESS.model_dump(mode="json"), "work_categories": []}
+
+
 @event("workorder.TechnicianAssigned", 1)
 class TechnicianAssigned(DomainEvent):
     """A technician was dispatched to a work order."""
@@ -312,6 +413,8 @@ class TechnicianAssigned(DomainEvent):
     """The technician."""
     bay_id: Id | None = None
     """The bay the vehicle goes to, if assigned."""
+    suggestion: DispatchSuggestion | None = None
+    """The ranking the advisor was shown before choosing, if one was asked for."""
 
 
 @event("workorder.ProgressRecorded", 1)
@@ -326,6 +429,8 @@ class ProgressRecorded(DomainEvent):
     """What was done or found."""
     attachments: tuple[Attachment, ...] = ()
     """Photos or videos."""
+    work_done: bool = False
+    """The technician reports the repair finished: the order waits for its quality check from now."""
 
 
 @event("workorder.AddOnProposed", 1)
@@ -487,6 +592,9 @@ class WorkOrderCompleted(_Bill):
     """When the vehicle was checked in."""
     completed_at: AwareDatetime
     """When the vehicle was handed back."""
+    stages: tuple[StageRecord, ...] = ()
+    """Every stage the order passed, with its deadline under the order's process definition (empty for
+    orders completed before stages were recorded)."""
 
     @model_validator(mode="after")
     def _completed_after_opening(self) -> WorkOrderCompleted:
@@ -509,3 +617,35 @@ class WorkOrderVoided(DomainEvent):
     """The manager who voided it."""
     refunded_fen: Fen = 0
     """Money given back, in fen."""
+
+
+@event("workorder.WorkOrderStageOverdue", 1)
+class WorkOrderStageOverdue(DomainEvent):
+    """A stage of a work order ran past its time limit: published once per passage through the stage. The
+    envelope's aggregate is that passage (an id derived from the order, the stage and the occurrence), not
+    the order, whose version a deadline passing does not move."""
+
+    work_order_id: Id
+    """The work order."""
+    stage: ProcessStage
+    """The stage that is late."""
+    occurrence: Annotated[int, Field(ge=1)]
+    """The how-manieth passage through the stage."""
+    add_on_id: Id | None = None
+    """The add-on still unanswered, for add_on_approval."""
+    entered_at: AwareDatetime
+    """When the stage began."""
+    due_at: AwareDatetime
+    """The deadline that passed."""
+    time_limit_minutes: Annotated[int, Field(ge=1)]
+    """The stage's time limit under the order's definition."""
+    responsible_role: StaffRole
+    """Who answers for the stage at the branch, as the definition says."""
+    responsible_staff_id: Id | None = None
+    """The staff member in that role on the order (its advisor, its technician), if it has one."""
+    customer_id: Id
+    """The order's customer."""
+    vehicle_id: Id
+    """The order's vehicle."""
+    process: ProcessRef
+    """The definition version the order runs on."""

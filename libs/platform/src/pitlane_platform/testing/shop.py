@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from pitlane_events.types import LineCategory, LineItem, Payment, PaymentMethod
-from pitlane_events.workorder import WorkOrderCompleted, WorkOrderOpened
+from pitlane_events.workorder import BUILT_IN_PROCESS, WorkOrderCompleted, WorkOrderOpened
 
 
 def work_order_opened(
@@ -22,6 +22,7 @@ def work_order_opened(
         mileage_km=km,
         complaint="小保养",
         advisor_id=advisor_id,
+        process=BUILT_IN_PROCESS,
     )
 
 

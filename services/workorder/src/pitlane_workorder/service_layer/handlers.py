@@ -20,6 +20,7 @@ from pitlane_events.types import (
     Payment,
 )
 from pitlane_events.workorder import (
+    BUILT_IN_PROCESS,
     AddOnProposed,
     AppointmentBooked,
     BookingChannel,
@@ -322,6 +323,7 @@ class Handlers:
                     advisor_id=command.advisor_id or actor.id,
                     appointment_id=appointment_id,
                     mileage_correction=command.mileage_correction,
+                    process=BUILT_IN_PROCESS,
                 ),
                 now,
             )
