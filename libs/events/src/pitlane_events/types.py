@@ -12,7 +12,15 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 """An entity id (a UUID string for entities Pitlane creates)."""
@@ -35,6 +43,19 @@ ContentHash = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")
 
 Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
 """A phone number in E.164 form, e.g. +8613812345678."""
+
+LocalTime = Annotated[
+    time,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?$",
+        }
+    ),
+]
+"""A time of day on a branch's wall clock, as pydantic writes it: `HH:MM:SS`, a fraction and an offset only if
+one was given. Not JSON Schema's `time` format: that is RFC 3339's full-time, which requires an offset, so a
+validator asserting formats refused every opening hour ever published (ADR 23)."""
 
 NonBlank = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
 
@@ -224,10 +245,10 @@ class OpeningHours(ValueObject):
 
     weekday: Annotated[int, Field(ge=1, le=7)]
     """ISO weekday: 1 = Monday … 7 = Sunday."""
-    opens_at: time
-    """Local opening time."""
-    closes_at: time
-    """Local closing time; after opens_at."""
+    opens_at: LocalTime
+    """Local opening time, `HH:MM:SS` on the branch's clock."""
+    closes_at: LocalTime
+    """Local closing time, `HH:MM:SS` on the branch's clock; after opens_at."""
 
     @model_validator(mode="after")
     def _closes_after_opening(self) -> OpeningHours:
