@@ -21,6 +21,7 @@ from sqlalchemy import (
     Time,
     false,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -96,6 +97,8 @@ work_orders = Table(
     Column("pending_add_ons", Integer, nullable=False),
     Column("total_fen", BigInteger),
     Column("version", Integer, nullable=False),
+    # The stages the order is in now, each with its deadline under the order's process definition.
+    Column("stages", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     Index("ix_work_orders_branch_state", "branch_id", "state"),
 )
 
@@ -237,4 +240,30 @@ customer_no_shows = Table(
     metadata,
     Column("customer_id", Text, primary_key=True),
     Column("no_shows", Integer, nullable=False),
+)
+
+
+# The process engine (migration 0007, ADR 24): the chain's and branches' process definitions, and what each
+# technician can do.
+
+# Every published version of a definition: `scope` chain (branch_id '') or branch; a version never changes.
+process_definitions = Table(
+    "process_definitions",
+    metadata,
+    Column("scope", Text, primary_key=True),
+    Column("branch_id", Text, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("stages", JSONB, nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=False),
+    Column("published_by", Text, nullable=False),
+)
+
+# The line-item categories a technician can do, for dispatch suggestions.
+technician_skills = Table(
+    "technician_skills",
+    metadata,
+    Column("branch_id", Text, primary_key=True),
+    Column("staff_id", Text, primary_key=True),
+    Column("skills", JSONB, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
