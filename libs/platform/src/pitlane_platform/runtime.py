@@ -48,7 +48,6 @@ class ServiceRuntime:
         migrations: Path | None = None,
         after_commit: Sequence[AfterCommit] = (),
         timers: TimerHandlers | None = None,
-        stream_replicas: int = 1,
         read_models: Sequence[Table] = (),
     ) -> None:
         self.settings = settings
@@ -66,7 +65,7 @@ class ServiceRuntime:
         # The service's durable timers (scheduling/timers.py): handlers registered here fire in every
         # process that runs the background work, each due timer in exactly one of them.
         self.timers = timers or TimerHandlers()
-        self.stream_replicas = stream_replicas
+        self.stream_replicas = settings.stream_replicas
         # Tables that the consumers write and nothing else writes: rebuilt from the streams and swapped in by
         # `pitlane <service> rebuild` (messaging/rebuild.py).
         self.read_models = list(read_models)

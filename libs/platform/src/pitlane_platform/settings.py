@@ -24,7 +24,11 @@ DEV_LINK_SECRET = "pitlane-dev-link-secret-not-for-production"
 class ServiceSettings(BaseSettings):
     """Base of every service's settings. A service subclasses it and sets its `env_prefix`."""
 
-    model_config = SettingsConfigDict(env_prefix="PITLANE_", extra="ignore", frozen=True)
+    # An empty variable is an unset one: docker-compose.yml and the Kubernetes ConfigMaps list every setting
+    # of a service, those left to their default empty (tests/deploy checks that none is missing).
+    model_config = SettingsConfigDict(
+        env_prefix="PITLANE_", extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     service_name: str = "pitlane"
     env: Literal["dev", "test", "prod"] = "dev"
@@ -94,6 +98,13 @@ class ServiceSettings(BaseSettings):
         default=True,
         description="this process runs the relay and the consumers; API-only processes (several API "
         "workers beside one worker process) set it false",
+    )
+    stream_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="JetStream replicas of the streams the service declares (its own, those it consumes, "
+        "dead letters and replays): 3 on a three-node NATS cluster",
     )
     relay_poll_interval_s: float = 1.0
     relay_batch_size: int = 256

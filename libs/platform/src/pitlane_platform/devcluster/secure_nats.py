@@ -56,11 +56,14 @@ class SecuredNats:
         }
 
 
-def secure_nats(directory: Path, specs: Sequence[ServiceSpec]) -> SecuredNats:
-    """The CA, the server's certificate and a user per service (and the operator), made where missing."""
+def secure_nats(
+    directory: Path, specs: Sequence[ServiceSpec], *, server_names: tuple[str, ...] = ("localhost",)
+) -> SecuredNats:
+    """The CA, the server's certificate (for 127.0.0.1 and `server_names`: docker-compose adds its service
+    name) and a user per service (and the operator), made where missing."""
     directory = Path(directory).resolve()
     ca = ClusterCa(directory)
-    issued = ca.server_certificate(SERVER_CERTIFICATE)
+    issued = ca.server_certificate(SERVER_CERTIFICATE, dns_names=server_names)
     users = [
         NatsUser(OPERATOR, ensure_nkey_seed(directory / "users" / f"{OPERATOR}.nk"), OPERATOR_PERMISSIONS)
     ]
