@@ -84,7 +84,7 @@ async def measure(database_url: str) -> Answered:
     async with await psycopg.AsyncConnection.connect(libpq_url(database_url), row_factory=dict_row) as raw:
         await driver.open()
         try:
-            answers = Kpis(driver, chain_id="bench-chain")
+            answers = Kpis(driver, chain_id="bench-chain", timezone=PERIOD.timezone)
             scope = Scope(PERIOD, None)
 
             async def service() -> Any:

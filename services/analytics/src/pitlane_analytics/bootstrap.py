@@ -43,6 +43,10 @@ READ_MODELS = (
     tables.erased_customers,
     tables.branches,
     tables.source_watermarks,
+    tables.customer_visits,
+    tables.visit_months,
+    tables.month_boundaries,
+    tables.lifetime_histogram,
 )
 
 
@@ -81,8 +85,8 @@ def build(settings: AnalyticsSettings, *, clock: Clock | None = None) -> Analyti
     runtime = ServiceRuntime(settings, migrations=MIGRATIONS, read_models=READ_MODELS)
     if clock is not None:
         runtime.clock = clock
-    runtime.consumers.extend(build_consumers())
-    kpis = Kpis(runtime.driver, chain_id=settings.chain_id)
+    runtime.consumers.extend(build_consumers(settings.timezone))
+    kpis = Kpis(runtime.driver, chain_id=settings.chain_id, timezone=settings.timezone)
     mailer: Mailer = (
         SmtpMailer(settings.smtp)
         if settings.smtp is not None

@@ -243,6 +243,81 @@ source_watermarks = Table(
     Column("newest_event_at", DateTime(timezone=True), nullable=False),
 )
 
+# The headline's projections (ADR 0024, adapters/kpi_projections.py): the visits' figures pre-aggregated per
+# scope ('*' the chain, else a branch id) and local month of the chain's time zone, kept in step with the facts
+# by the writers. `customer_visits` is each visit as its customer's history places it (recomputed whole for a
+# customer whenever one of their visits changes); the others are sums of its rows, changed by the difference
+# between a customer's old rows and new ones. Months are first days of local months; '-infinity' stands for
+# "no such visit" and 'infinity' for "never".
+customer_visits = Table(
+    "customer_visits",
+    metadata,
+    Column("scope", Text, primary_key=True),
+    Column("work_order_id", Text, primary_key=True),
+    Column("customer_id", Text, nullable=False),  # the survivor of merges
+    Column("month", Date, nullable=False),
+    Column("previous_month", Date, nullable=False),  # of the customer's visit before it in the scope
+    Column("previous2_month", Date, nullable=False),  # of the one before that
+    Column("chain_first", Boolean, nullable=False),  # the customer's first visit anywhere in the chain
+    Column("paid_fen", BigInteger, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("gap_us", BigInteger),  # since the visit before it in the scope, µs; null for the first
+    # The month boundaries at which this visit is the customer's last before the boundary: [owns_from,
+    # owns_until); and until which of them it keeps the customer active over 30, 90 and 365 days.
+    Column("owns_from", Date, nullable=False),
+    Column("owns_until", Date, nullable=False),
+    Column("active_30_until", Date, nullable=False),
+    Column("active_90_until", Date, nullable=False),
+    Column("active_365_until", Date, nullable=False),
+    Column("lifetime_us", BigInteger, nullable=False),  # since the customer's first visit in the scope
+    Column("lifetime_bucket", Integer, nullable=False),  # 0: no lifetime; else 1 + whole weeks of it
+    Index("ix_customer_visits_customer", "customer_id"),
+    Index("ix_customer_visits_lifetime", "scope", "lifetime_bucket"),
+)
+
+# Per scope, month of visit and months of the customer's two visits before it: visits, paid fen, the visits
+# that were the customer's first in the chain, the gaps since the visit before (count, µs). Customers with ≥ 1
+# (≥ 2) visits in [a, b) are the visits in it whose previous (second previous) visit is before a.
+visit_months = Table(
+    "visit_months",
+    metadata,
+    Column("scope", Text, primary_key=True),
+    Column("month", Date, primary_key=True),
+    Column("previous_month", Date, primary_key=True),
+    Column("previous2_month", Date, primary_key=True),
+    Column("visits", BigInteger, nullable=False),
+    Column("paid_fen", BigInteger, nullable=False),
+    Column("chain_firsts", BigInteger, nullable=False),
+    Column("gaps", BigInteger, nullable=False),
+    Column("gap_us", BigInteger, nullable=False),
+)
+
+# Differences at month boundaries: the sum over boundaries ≤ `to` is the state at `to` — customers with a
+# visit before it, their visits' events, their lifetimes' sum (µs), and how many are active over 30/90/365 days.
+month_boundaries = Table(
+    "month_boundaries",
+    metadata,
+    Column("scope", Text, primary_key=True),
+    Column("boundary", Date, primary_key=True),
+    Column("customers", BigInteger, nullable=False),
+    Column("events", BigInteger, nullable=False),
+    Column("lifetime_us", BigInteger, nullable=False),
+    Column("active_30", BigInteger, nullable=False),
+    Column("active_90", BigInteger, nullable=False),
+    Column("active_365", BigInteger, nullable=False),
+)
+
+# Differences at month boundaries of the customers per lifetime bucket: the histogram at `to` finds the
+# bucket of the median, whose exact lifetimes `customer_visits` gives.
+lifetime_histogram = Table(
+    "lifetime_histogram",
+    metadata,
+    Column("scope", Text, primary_key=True),
+    Column("boundary", Date, primary_key=True),
+    Column("lifetime_bucket", Integer, primary_key=True),
+    Column("customers", BigInteger, nullable=False),
+)
+
 # A KPI drill-down's customers saved as a segment (not a fact: the API writes it, a rebuild leaves it alone).
 saved_segments = Table(
     "saved_segments",

@@ -18,31 +18,38 @@ drop the history of an event type subscribed to later instead of applying it.
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from pitlane_analytics.adapters.facts import advance_watermark
-from pitlane_analytics.service_layer.projection import WRITERS, Events, Writer
+from pitlane_analytics.service_layer.projection import FOLLOWERS, WRITERS, Events, Follower, Writer
 from pitlane_platform.clock import Clock
 from pitlane_platform.db import Unit
 from pitlane_platform.messaging.consumer import BatchHandler, Consumer
+from pitlane_platform.settings import ServiceSettings
 
 SERVICE = "analytics"
 SOURCES = ("workorder", "notification", "reminder", "customer-profile")
+CHAIN_TIMEZONE = ZoneInfo(ServiceSettings.model_fields["chain_timezone"].default)
 
 
-def build_consumers() -> list[Consumer]:
-    return [_consumer(source) for source in SOURCES]
+def build_consumers(timezone: ZoneInfo = CHAIN_TIMEZONE) -> list[Consumer]:
+    """`timezone`: the chain's, whose local months the headline's projections are kept in."""
+    return [_consumer(source, timezone) for source in SOURCES]
 
 
-def _consumer(source: str) -> Consumer:
+def _consumer(source: str, timezone: ZoneInfo) -> Consumer:
     consumer = Consumer(service=SERVICE, purpose=source, source_service=source, on_driver=True)
     for model, writer in WRITERS.items():
         if model.service() == source:
-            consumer.on_many(model)(_handler(source, writer))
+            consumer.on_many(model)(_handler(source, writer, FOLLOWERS.get(model), timezone))
     return consumer
 
 
-def _handler(source: str, writer: Writer) -> BatchHandler:
+def _handler(source: str, writer: Writer, follower: Follower | None, timezone: ZoneInfo) -> BatchHandler:
     async def handle(unit: Unit, events: Events, clock: Clock) -> None:
         await writer(unit, events)
+        if follower is not None:
+            await follower(unit, events, timezone)
         await advance_watermark(unit, source, max(envelope.occurred_at for envelope, _ in events))
 
     return handle

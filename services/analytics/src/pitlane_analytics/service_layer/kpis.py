@@ -12,11 +12,13 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from pitlane_analytics.adapters import kpi_projections as kp
 from pitlane_analytics.adapters import kpi_queries as q
 from pitlane_analytics.domain import kpis
 from pitlane_analytics.domain.control_group import (
@@ -78,9 +80,11 @@ def _optional(value: Fraction | None, places: int) -> Decimal | None:
 
 
 class Kpis:
-    def __init__(self, driver: DriverPool, *, chain_id: str) -> None:
+    def __init__(self, driver: DriverPool, *, chain_id: str, timezone: ZoneInfo) -> None:
+        """`timezone`: the chain's, whose local months the headline's projections are kept in."""
         self.driver = driver
         self.chain_id = chain_id
+        self.timezone = timezone
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[Unit]:
@@ -473,20 +477,49 @@ class Kpis:
     # ---- the headline ----------------------------------------------------------------------------------------
 
     async def headline(self, unit: Unit, scope: Scope) -> Headline:
+        """The visit-based figures of a period of whole local months come from the projections
+        (adapters/kpi_projections.py), of any other period from the facts; both give the same figures."""
+        if self._projected(scope.period):
+            visits = await self._visit_headline_from_projections(unit, scope)
+        else:
+            visits = await self._visit_headline_from_facts(unit, scope)
+        nps = await self.nps(unit, scope)
+        conversion = await self.appointment_conversion(unit, scope)
+        reminders = await self.reminder_effectiveness(unit, scope)
+        recovery = await self.declined_work_recovery(unit, scope)
+        # Every visit-based figure counts visits before `to` in the scope: the lifetime's are all of them.
+        events = visits.events + nps.events + conversion.events + reminders.events + recovery.events
+        return Headline(
+            **await self._frame(unit, "headline", scope, events),
+            return_rate=visits.return_rate,
+            new_customers=visits.new_customers,
+            activity=visits.activity,
+            spend_per_year_fen=visits.spend_per_year_fen,
+            mean_lifetime_years=visits.mean_lifetime_years,
+            median_lifetime_years=visits.median_lifetime_years,
+            ltv_fen=visits.ltv_fen,
+            nps=nps.nps,
+            nps_answers=nps.answers,
+            nps_response_rate=nps.response_rate,
+            appointment_conversion=conversion.conversion,
+            mean_days_between_visits=visits.mean_days_between_visits,
+            reminder_effectiveness=reminders.effectiveness,
+            declined_work_recovery_by_count=recovery.by_count,
+            declined_work_recovery_by_fen=recovery.by_fen,
+        )
+
+    def _projected(self, period: Period) -> bool:
+        """The projections hold whole local months of the chain's time zone."""
+        return period.timezone == self.timezone and period.start.day == 1 and period.end.day == 1
+
+    async def _visit_headline_from_facts(self, unit: Unit, scope: Scope) -> VisitHeadline:
         return_rate = await self.return_rate(unit, scope)
         activity = await self.customer_activity(unit, scope)
         spend = await self.spend_per_year(unit, scope)
         lifetime = await self.customer_lifetime(unit, scope)
         ltv = await self.ltv(unit, scope)
-        nps = await self.nps(unit, scope)
-        conversion = await self.appointment_conversion(unit, scope)
         gaps = await self.time_between_visits(unit, scope)
-        reminders = await self.reminder_effectiveness(unit, scope)
-        recovery = await self.declined_work_recovery(unit, scope)
-        # Every visit-based figure counts visits before `to` in the scope: lifetime's are all of them.
-        events = lifetime.events + nps.events + conversion.events + reminders.events + recovery.events
-        return Headline(
-            **await self._frame(unit, "headline", scope, events),
+        return VisitHeadline(
             return_rate=return_rate.return_rate,
             new_customers=activity.new,
             activity=activity.windows,
@@ -494,15 +527,62 @@ class Kpis:
             mean_lifetime_years=lifetime.mean_years,
             median_lifetime_years=lifetime.median_years,
             ltv_fen=ltv.ltv_fen,
-            nps=nps.nps,
-            nps_answers=nps.answers,
-            nps_response_rate=nps.response_rate,
-            appointment_conversion=conversion.conversion,
             mean_days_between_visits=gaps.mean_days,
-            reminder_effectiveness=reminders.effectiveness,
-            declined_work_recovery_by_count=recovery.by_count,
-            declined_work_recovery_by_fen=recovery.by_fen,
+            events=lifetime.events,
         )
+
+    async def _visit_headline_from_projections(self, unit: Unit, scope: Scope) -> VisitHeadline:
+        period = scope.period
+        figures = await kp.visit_figures(
+            unit, scope=kp.scope_key(scope.branch_id), start=period.start, end=period.end
+        )
+        customers = figures.customers_before_end
+        middle = customers // 2
+        ranks = [middle] if customers % 2 else [middle - 1, middle]
+        lifetimes = (
+            await kp.lifetimes_at(unit, scope=kp.scope_key(scope.branch_id), end=period.end, ranks=ranks)
+            if customers
+            else {}
+        )
+        spend = kpis.spend_per_year(figures.paid_fen, figures.customers_with_visits, period.days)
+        mean_years = (
+            _days(figures.lifetime_us_before_end) / customers / kpis.DAYS_PER_YEAR if customers else None
+        )
+        median_years = (
+            kpis.median([_days(lifetimes[rank]) / kpis.DAYS_PER_YEAR for rank in ranks])
+            if customers
+            else None
+        )
+        mean_days = _days(figures.gap_us) / figures.gaps if figures.gaps else None
+        return VisitHeadline(
+            return_rate=RateView.of(Rate(figures.returning_customers, figures.customers_with_visits)),
+            new_customers=figures.new_customers,
+            activity=[
+                ActivityWindow(days=days, active=active, churned=customers - active)
+                for days, active in figures.active.items()
+            ],
+            spend_per_year_fen=None if spend is None else kpis.whole_fen(spend),
+            mean_lifetime_years=_optional(mean_years, 2),
+            median_lifetime_years=_optional(median_years, 2),
+            ltv_fen=kpis.ltv(spend, mean_years),
+            mean_days_between_visits=_optional(mean_days, 1),
+            events=figures.events_before_end,
+        )
+
+
+@dataclass(frozen=True)
+class VisitHeadline:
+    """The headline's figures made of visits, and the events behind them."""
+
+    return_rate: RateView
+    new_customers: int
+    activity: list[ActivityWindow]
+    spend_per_year_fen: int | None
+    mean_lifetime_years: Decimal | None
+    median_lifetime_years: Decimal | None
+    ltv_fen: int | None
+    mean_days_between_visits: Decimal | None
+    events: int
 
 
 # The campaign-roi figures measured against a control group; None where a campaign has none measured.
@@ -519,6 +599,10 @@ CONTROL_GROUP_FIGURES = (
     "revenue_per_control_fen",
     "incremental_revenue_fen",
 )
+
+
+def _days(microseconds: int) -> Fraction:
+    return kpis.days(timedelta(microseconds=microseconds))
 
 
 def _optional_fen(value: Fraction | None) -> int | None:

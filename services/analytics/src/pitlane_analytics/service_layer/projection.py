@@ -3,12 +3,17 @@ type (envelope and event, in stream order). The consumers call these, one event 
 replays the streams through the same writers into fresh tables, a batch of each type at once. A writer reads
 nothing back: each fact row ends the same in any order of arrival (adapters/facts.py), which is what lets a
 rebuild apply a batch type by type (`Consumer.on_many`).
+
+The headline's projections follow the facts in the same transaction: after the writer, a type's follower
+(`FOLLOWERS`) recomputes the customers whose visits the events may have changed (adapters/kpi_projections.py).
+A follower reads the facts, all of them written by then, so it too ends the same in any order of arrival.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pitlane_analytics.adapters import tables
 from pitlane_analytics.adapters.facts import (
@@ -18,6 +23,7 @@ from pitlane_analytics.adapters.facts import (
     merge_customers,
     merge_rows,
 )
+from pitlane_analytics.adapters.kpi_projections import recompute_customers, recompute_orders
 from pitlane_events import DomainEvent, Envelope
 from pitlane_events.customer_profile import CustomerErased, CustomersMerged
 from pitlane_events.notification import (
@@ -49,12 +55,23 @@ from pitlane_platform.db import Unit
 Events = Sequence[tuple[Envelope[Any], Any]]
 Writer = Callable[[Unit, Events], Awaitable[None]]
 WRITERS: dict[type[DomainEvent], Writer] = {}
+Follower = Callable[[Unit, Events, ZoneInfo], Awaitable[None]]
+FOLLOWERS: dict[type[DomainEvent], Follower] = {}
 
 
 def writes(model: type[DomainEvent]) -> Callable[[Writer], Writer]:
     def register(writer: Writer) -> Writer:
         WRITERS[model] = writer
         return writer
+
+    return register
+
+
+def follows(*models: type[DomainEvent]) -> Callable[[Follower], Follower]:
+    def register(follower: Follower) -> Follower:
+        for model in models:
+            FOLLOWERS[model] = follower
+        return follower
 
     return register
 
@@ -422,3 +439,25 @@ async def customers_erased(unit: Unit, events: Events) -> None:
         for envelope, event in events
     ]
     await insert_rows(unit, tables.erased_customers, rows)
+
+
+# ---- the headline's projections ------------------------------------------------------------------------------
+
+
+@follows(WorkOrderOpened, WorkOrderCompleted, WorkOrderVoided)
+async def visits_changed(unit: Unit, events: Events, zone: ZoneInfo) -> None:
+    # An opening adds an event behind the visit's figures; a completion or a void makes or unmakes a visit.
+    await recompute_orders(unit, [event.work_order_id for _, event in events], zone)
+
+
+@follows(CustomersMerged)
+async def customers_joined(unit: Unit, events: Events, zone: ZoneInfo) -> None:
+    await recompute_customers(
+        unit,
+        [
+            customer
+            for _, event in events
+            for customer in (event.surviving_customer_id, *event.merged_customer_ids)
+        ],
+        zone,
+    )

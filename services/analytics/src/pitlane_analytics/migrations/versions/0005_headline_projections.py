@@ -1,0 +1,73 @@
+"""The headline's projections (ADR 0024): each visit as its customer's history places it, and the per-month
+sums and month-boundary differences the headline reads for periods of whole months.
+
+Kept by the consumers from now on: existing deployments run `pitlane analytics rebuild` after upgrading to
+fill them from the streams (until then the headline of a whole-month period counts only the customers whose
+visits changed since)."""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+
+
+def _counts(*names: str) -> list[sa.Column[int]]:
+    return [sa.Column(name, sa.BigInteger(), nullable=False) for name in names]
+
+
+def upgrade() -> None:
+    op.create_table(
+        "customer_visits",
+        sa.Column("scope", sa.Text(), nullable=False),
+        sa.Column("work_order_id", sa.Text(), nullable=False),
+        sa.Column("customer_id", sa.Text(), nullable=False),
+        sa.Column("month", sa.Date(), nullable=False),
+        sa.Column("previous_month", sa.Date(), nullable=False),
+        sa.Column("previous2_month", sa.Date(), nullable=False),
+        sa.Column("chain_first", sa.Boolean(), nullable=False),
+        sa.Column("paid_fen", sa.BigInteger(), nullable=False),
+        sa.Column("events", sa.Integer(), nullable=False),
+        sa.Column("gap_us", sa.BigInteger(), nullable=True),
+        sa.Column("owns_from", sa.Date(), nullable=False),
+        sa.Column("owns_until", sa.Date(), nullable=False),
+        sa.Column("active_30_until", sa.Date(), nullable=False),
+        sa.Column("active_90_until", sa.Date(), nullable=False),
+        sa.Column("active_365_until", sa.Date(), nullable=False),
+        sa.Column("lifetime_us", sa.BigInteger(), nullable=False),
+        sa.Column("lifetime_bucket", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("scope", "work_order_id", name=op.f("pk_customer_visits")),
+    )
+    op.create_index("ix_customer_visits_customer", "customer_visits", ["customer_id"])
+    op.create_index("ix_customer_visits_lifetime", "customer_visits", ["scope", "lifetime_bucket"])
+    op.create_table(
+        "visit_months",
+        sa.Column("scope", sa.Text(), nullable=False),
+        sa.Column("month", sa.Date(), nullable=False),
+        sa.Column("previous_month", sa.Date(), nullable=False),
+        sa.Column("previous2_month", sa.Date(), nullable=False),
+        *_counts("visits", "paid_fen", "chain_firsts", "gaps", "gap_us"),
+        sa.PrimaryKeyConstraint(
+            "scope", "month", "previous_month", "previous2_month", name=op.f("pk_visit_months")
+        ),
+    )
+    op.create_table(
+        "month_boundaries",
+        sa.Column("scope", sa.Text(), nullable=False),
+        sa.Column("boundary", sa.Date(), nullable=False),
+        *_counts("customers", "events", "lifetime_us", "active_30", "active_90", "active_365"),
+        sa.PrimaryKeyConstraint("scope", "boundary", name=op.f("pk_month_boundaries")),
+    )
+    op.create_table(
+        "lifetime_histogram",
+        sa.Column("scope", sa.Text(), nullable=False),
+        sa.Column("boundary", sa.Date(), nullable=False),
+        sa.Column("lifetime_bucket", sa.Integer(), nullable=False),
+        *_counts("customers"),
+        sa.PrimaryKeyConstraint("scope", "boundary", "lifetime_bucket", name=op.f("pk_lifetime_histogram")),
+    )
+
+
+def downgrade() -> None:
+    for table in ("lifetime_histogram", "month_boundaries", "visit_months", "customer_visits"):
+        op.drop_table(table)
