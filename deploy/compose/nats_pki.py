@@ -32,9 +32,7 @@ def main(directory: Path) -> None:
     secured = secure_nats(directory, installed_services(), server_names=(SERVER_NAME, "localhost"))
     config = json.loads(server_config_text(tls=secured.tls, users=secured.users, max_payload=None))
     # The nats container reads the certificates where the volume is mounted on it, as here.
-    config.update(
-        server_name=SERVER_NAME, jetstream={"store_dir": STORE_DIR}, http_port=MONITORING_PORT
-    )
+    config.update(server_name=SERVER_NAME, jetstream={"store_dir": STORE_DIR}, http_port=MONITORING_PORT)
     (directory / "nats-server.conf").write_text(json.dumps(config, indent=2) + "\n")
     for spec in installed_services():
         client = directory / "clients" / spec.name
