@@ -7,7 +7,7 @@ UV := .tools/bin/uv
 RUN := $(UV) run --locked --no-sync
 PYTEST_ARGS ?=
 
-.PHONY: up test lint bench mutation schemas catalog sync clean-data status
+.PHONY: up test lint bench mutation schemas catalog contracts sync clean-data status
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -49,3 +49,8 @@ schemas: sync
 
 catalog: sync
 	$(RUN) pitlane-events catalog --write
+
+# What each consumer reads of the events it subscribes to, derived from its handlers (ADR 23); tests/contract
+# fails while the committed file differs from the code.
+contracts: sync
+	$(RUN) python -m pitlane_platform.testing.consumer_reads --write tests/contract/consumers.json

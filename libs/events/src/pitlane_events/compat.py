@@ -83,7 +83,7 @@ class _Comparison:
             return
         self._active.add(refs)
         try:
-            yield from self._resolved(_resolve(old, self._old_root), _resolve(new, self._new_root), path)
+            yield from self._resolved(resolve(old, self._old_root), resolve(new, self._new_root), path)
         finally:
             self._active.discard(refs)
 
@@ -196,7 +196,7 @@ class _Comparison:
         return _describe(node, self._new_root)
 
 
-def _resolve(node: Schema, root: Schema) -> Schema:
+def resolve(node: Schema, root: Schema) -> Schema:
     """The node with its `$ref` replaced by the definition; keywords beside the `$ref` win."""
     ref = node.get("$ref")
     if ref is None:
@@ -207,7 +207,7 @@ def _resolve(node: Schema, root: Schema) -> Schema:
     for part in ref[2:].split("/"):
         target = target[part]
     siblings = {key: value for key, value in node.items() if key != "$ref"}
-    return _resolve({**target, **siblings}, root)
+    return resolve({**target, **siblings}, root)
 
 
 def _union(node: Schema) -> str | None:
