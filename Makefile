@@ -17,7 +17,13 @@ $(UV):
 	$(UV) sync --locked --compile-bytecode
 	@touch $@
 
-sync: .venv/.synced
+# The AsyncAPI parser (npm) the contract tests validate the event catalog with, from its lockfile; no install
+# scripts run (a dependency's would only report the download).
+ASYNCAPI_CHECK := tests/contract/asyncapi
+$(ASYNCAPI_CHECK)/node_modules/.package-lock.json: $(ASYNCAPI_CHECK)/package-lock.json
+	npm ci --prefix $(ASYNCAPI_CHECK) --ignore-scripts --no-audit --no-fund
+
+sync: .venv/.synced $(ASYNCAPI_CHECK)/node_modules/.package-lock.json
 
 up: sync
 	$(RUN) pitlane up

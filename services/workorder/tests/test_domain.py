@@ -34,6 +34,7 @@ from pitlane_events.workorder import (
     DecidedBy,
     DecisionMethod,
     QualityCheckPassed,
+    VisitType,
     WorkOrderCompleted,
     WorkOrderOpened,
     WorkOrderSettled,
@@ -41,11 +42,15 @@ from pitlane_events.workorder import (
 )
 from pitlane_platform.errors import ConflictError, InvalidInputError
 from pitlane_workorder.domain.appointment import Appointment, AppointmentStatus
+from pitlane_workorder.domain.booking_rules import BookingRules
 from pitlane_workorder.domain.capacity import (
     SUGGESTION_HORIZON,
+    Availability,
     BookingGrid,
-    OffGridSlotError,
+    BookingRequest,
+    Place,
     SlotFullError,
+    UnbookableTimeError,
 )
 from pitlane_workorder.domain.settlement import checked_bill, line_total_fen
 from pitlane_workorder.domain.workorder import WorkOrder, WorkOrderState
@@ -295,7 +300,7 @@ def test_a_declined_add_on_keeps_the_customers_reason():
     assert order.add_ons["ao-1"].decision is AddOnDecision.DECLINED and order.approved_add_on_ids == set()
 
 
-# Capacity ---------------------------------------------------------------------------------------------------
+# Capacity (the booking calendar's rules, shifts and waitlists: test_booking_calendar_domain.py) -------------
 
 GRID = BookingGrid(
     timezone=SHANGHAI,
@@ -306,10 +311,23 @@ GRID = BookingGrid(
 
 
 EARLIER = T0 - timedelta(hours=1)  # "now" in the capacity tests: the Monday's slots are all ahead
+SERVICE = BookingRequest(VisitType.WAITING, "小保养")
+
+
+def free(
+    booked: dict[datetime, int] | None = None, *, now: datetime = EARLIER, grid: BookingGrid = GRID
+) -> Availability:
+    """The grid at `now` with `booked[start]` cars booked in the slot starting at `start`."""
+    taken = [
+        Place(start, start + grid.slot_length, VisitType.WAITING, "小保养", f"ap-{start:%d%H}-{n}")
+        for start, cars in (booked or {}).items()
+        for n in range(cars)
+    ]
+    return Availability(grid=grid, rules=BookingRules(), taken=taken, now=now)
 
 
 def slot_at(start: datetime, booked: dict[datetime, int] | None = None) -> TimeSlot:
-    return GRID.slot_starting_at(start, booked or {}, not_before=EARLIER, field="slot_start")
+    return free(booked).slot_at(start, SERVICE, field="slot_start")
 
 
 def test_slots_follow_the_grid_inside_opening_hours():
@@ -324,7 +342,7 @@ def test_slots_follow_the_grid_inside_opening_hours():
 
 
 def test_an_off_grid_time_suggests_the_nearest_free_slots_either_side():
-    with pytest.raises(OffGridSlotError) as off_grid:
+    with pytest.raises(UnbookableTimeError) as off_grid:
         slot_at(T0 + timedelta(minutes=30), {T0: 3})  # 09:30; 09:00 is full
     assert off_grid.value.field == "slot_start"
     assert [s.start for s in off_grid.value.nearest_free] == [
@@ -332,7 +350,7 @@ def test_an_off_grid_time_suggests_the_nearest_free_slots_either_side():
         T0 + timedelta(hours=2),  # 11:00
         T0 + timedelta(days=7),  # next Monday 09:00, not the full 09:00 half an hour earlier
     ]
-    with pytest.raises(OffGridSlotError) as after_closing:
+    with pytest.raises(UnbookableTimeError) as after_closing:
         slot_at(T0 + timedelta(hours=3, minutes=30), {T0 + timedelta(hours=2): 3})  # 12:30; 11:00 is full
     assert [s.start for s in after_closing.value.nearest_free] == [
         T0,  # 09:00 the same day
@@ -342,10 +360,8 @@ def test_an_off_grid_time_suggests_the_nearest_free_slots_either_side():
 
 
 def test_slots_that_have_begun_are_never_suggested():
-    with pytest.raises(OffGridSlotError) as off_grid:
-        GRID.slot_starting_at(
-            T0 + timedelta(minutes=30), {}, not_before=T0 + timedelta(minutes=10), field="slot_start"
-        )
+    with pytest.raises(UnbookableTimeError) as off_grid:
+        free(now=T0 + timedelta(minutes=10)).slot_at(T0 + timedelta(minutes=30), SERVICE, field="slot_start")
     assert [s.start for s in off_grid.value.nearest_free] == [
         T0 + timedelta(hours=1),
         T0 + timedelta(hours=2),
@@ -355,10 +371,11 @@ def test_slots_that_have_begun_are_never_suggested():
 
 def test_a_full_slot_suggests_the_next_free_ones():
     slot = slot_at(T0)
-    GRID.ensure_room(slot, {T0: 2}, not_before=T0)  # a third car still fits
+    free({T0: 2}, now=T0 - timedelta(minutes=1)).ensure_room(slot, SERVICE)  # a third car still fits
     booked = {T0: 3, T0 + timedelta(hours=1): 3}
     with pytest.raises(SlotFullError) as full:
-        GRID.ensure_room(slot, booked, not_before=T0)
+        free(booked, now=T0 - timedelta(minutes=1)).ensure_room(slot, SERVICE)
+    assert full.value.rule == "capacity" and "all 3 bays" in str(full.value)
     assert [s.start for s in full.value.next_free] == [
         T0 + timedelta(hours=2),  # 11:00 the same Monday
         T0 + timedelta(days=7),  # next Monday 09:00
@@ -369,13 +386,13 @@ def test_a_full_slot_suggests_the_next_free_ones():
 def test_with_one_bay_every_slot_nobody_booked_is_free():
     one_bay = dataclasses.replace(GRID, bays=1)
     booked = {T0: 1}  # 09:00 is taken; nobody booked 10:00 or 11:00
-    with pytest.raises(OffGridSlotError) as off_grid:
-        one_bay.slot_starting_at(T0 + timedelta(minutes=30), booked, not_before=EARLIER, field="slot_start")
+    with pytest.raises(UnbookableTimeError) as off_grid:
+        free(booked, grid=one_bay).slot_at(T0 + timedelta(minutes=30), SERVICE, field="slot_start")
     with pytest.raises(SlotFullError) as full:
-        one_bay.ensure_room(slot_at(T0), booked, not_before=EARLIER)
-    free = [T0 + timedelta(hours=1), T0 + timedelta(hours=2), T0 + timedelta(days=7)]
-    assert [s.start for s in off_grid.value.nearest_free] == free
-    assert [s.start for s in full.value.next_free] == free
+        free(booked, grid=one_bay).ensure_room(slot_at(T0), SERVICE)
+    free_slots = [T0 + timedelta(hours=1), T0 + timedelta(hours=2), T0 + timedelta(days=7)]
+    assert [s.start for s in off_grid.value.nearest_free] == free_slots
+    assert [s.start for s in full.value.next_free] == free_slots
 
 
 def shanghai(day: int, hour: int) -> datetime:
@@ -383,9 +400,9 @@ def shanghai(day: int, hour: int) -> datetime:
 
 
 def test_a_full_slots_suggestions_reach_the_horizon_on_the_branchs_calendar_and_stop_there():
-    """The next free slots are looked for over the 14 days whose bookings the handler counts
-    (`suggestion_window`): as far as the last local morning's slot before the horizon (before dawn in
-    Shanghai, the day before in UTC), and never a slot at or after it, whose bookings were not counted."""
+    """The next free slots are looked for over the 14 days after the slot (`loading_window` counts the
+    bookings of a day more): as far as the last local morning's slot before the horizon (before dawn in
+    Shanghai, the day before in UTC), and never a slot at or after it."""
     dawn = BookingGrid(
         timezone=SHANGHAI,
         opening_hours=tuple(
@@ -394,13 +411,13 @@ def test_a_full_slots_suggestions_reach_the_horizon_on_the_branchs_calendar_and_
         bays=1,
         slot_minutes=60,
     )
-    first = dawn.slot_starting_at(shanghai(16, 6), {}, not_before=shanghai(16, 4), field="slot_start")
+    first = free(grid=dawn, now=shanghai(16, 4)).slot_at(shanghai(16, 6), SERVICE, field="slot_start")
     assert first.start + SUGGESTION_HORIZON == shanghai(30, 6)
-    # Every slot is taken from the Monday's 06:00 to the Sunday's two weeks later; what the 30th holds
-    # lies beyond the counted window, so the handler would not know it.
+    # Every slot is taken from the Monday's 06:00 to the Sunday's two weeks later; the 30th's 06:00 is at
+    # the horizon, not before it.
     booked = {shanghai(day, hour): 1 for day in range(16, 30) for hour in (5, 6)}
     with pytest.raises(SlotFullError) as full:
-        dawn.ensure_room(first, booked, not_before=shanghai(16, 4))
+        free(booked, grid=dawn, now=shanghai(16, 4)).ensure_room(first, SERVICE)
     assert [s.start for s in full.value.next_free] == [shanghai(30, 5)]
 
 

@@ -100,7 +100,9 @@ async def test_a_days_slots_show_the_bays_left_in_each(branch: Harness):
     assert slots["2026-11-16T01:00:00Z"] == {
         "start": "2026-11-16T01:00:00Z",
         "end": "2026-11-16T02:00:00Z",
+        "places": 3,
         "booked": 0,
+        "held": 0,
         "remaining": 3,
         "bookable": False,  # begun
     }

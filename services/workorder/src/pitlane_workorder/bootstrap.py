@@ -23,9 +23,11 @@ from pitlane_platform.runtime import ServiceRuntime
 from pitlane_platform.services import ServiceSpec
 from pitlane_platform.settings import ServiceSettings
 from pitlane_workorder.adapters.blobstore import BlobStore, FilesystemBlobStore, S3BlobStore
+from pitlane_workorder.entrypoints.booking_timers import register_booking_timers
 from pitlane_workorder.entrypoints.consumers import build_consumers
 from pitlane_workorder.entrypoints.http import ROUTERS, WorkorderContext, install_error_handlers
 from pitlane_workorder.entrypoints.sweeper import run_no_show_sweeper
+from pitlane_workorder.service_layer.booking_calendar import BookingCalendar
 from pitlane_workorder.service_layer.handlers import Handlers
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -98,6 +100,7 @@ def build(
         chain_id=settings.chain_id,
         no_show_grace=timedelta(minutes=settings.no_show_grace_minutes),
     )
+    register_booking_timers(runtime.timers, handlers)
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
@@ -125,6 +128,7 @@ def build(
     install_error_handlers(app)
     app.state.workorder = WorkorderContext(
         handlers=handlers,
+        calendar=BookingCalendar(handlers),
         blobs=blob_store or blob_store_from(settings),
         link_secret=settings.link_secret.get_secret_value(),
         link_ttl=timedelta(hours=settings.customer_link_ttl_hours),

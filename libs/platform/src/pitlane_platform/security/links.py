@@ -15,6 +15,10 @@ same way again records nothing.
 
 An attribution token names a campaign or a reminder and an expiry: a public booking is attributed only
 through one (ADR 13), never through an id the caller types.
+
+A booking link names an appointment (the customer confirms or reschedules it) or a waitlist entry whose
+offer of a freed place the customer takes; notification signs it into the reminder or the offer it sends,
+workorder serves its page (ADR 23).
 """
 
 from __future__ import annotations
@@ -42,12 +46,27 @@ class AttributionKind(StrEnum):
     REMINDER = "reminder"
 
 
+class BookingLinkKind(StrEnum):
+    """What a booking link opens; each kind is a token use of its own."""
+
+    APPOINTMENT = "appointment"
+    WAITLIST_OFFER = "waitlist-offer"
+
+
 @dataclass(frozen=True)
 class CustomerLink:
     work_order_id: str
     branch_id: str
     expires_at: datetime
     generation: int = 0
+
+
+@dataclass(frozen=True)
+class BookingLink:
+    kind: BookingLinkKind
+    record_id: str  # the appointment's or the waitlist entry's id
+    branch_id: str
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -149,3 +168,29 @@ def verify_attribution(secret: str, token: str, now: datetime, *, field: str) ->
     if now >= attribution.expires_at:
         raise InvalidInputError(field, "the campaign's or reminder's link has expired")
     return attribution
+
+
+def sign_booking_link(secret: str, link: BookingLink) -> str:
+    return sign_claims(
+        secret,
+        link.kind.value,
+        {"id": link.record_id, "br": link.branch_id, "exp": int(link.expires_at.timestamp())},
+    )
+
+
+def verify_booking_link(secret: str, token: str, kind: BookingLinkKind, now: datetime) -> BookingLink:
+    """The link's content, or ForbiddenError (403) for a forged, damaged or expired link, or one of another
+    kind (an offer's link never opens an appointment)."""
+    invalid = ForbiddenError("this link is not valid; ask the branch for a new one")
+    claims = claims_of(secret, token, kind.value)
+    if claims is None:
+        raise invalid
+    try:
+        link = BookingLink(
+            kind, str(claims["id"]), str(claims["br"]), datetime.fromtimestamp(claims["exp"], UTC)
+        )
+    except (ValueError, KeyError, TypeError, OverflowError, OSError):
+        raise invalid from None
+    if now >= link.expires_at:
+        raise ForbiddenError("this link has expired")
+    return link

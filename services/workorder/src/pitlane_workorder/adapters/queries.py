@@ -83,11 +83,11 @@ async def staff_member(unit: Unit, branch_id: str, staff_id: str) -> dict[str, A
 _BOOK = """
     INSERT INTO appointments (
         appointment_id, branch_id, slot_start, slot_end, status, channel, campaign_id, customer_id,
-        customer_name, phone, plate, service_requested, version
+        customer_name, phone, plate, service_requested, version, visit_type, confirmation_required
     ) VALUES (
         %(appointment_id)s, %(branch_id)s, %(slot_start)s, %(slot_end)s, %(status)s, %(channel)s,
         %(campaign_id)s, %(customer_id)s, %(customer_name)s, %(phone)s, %(plate)s, %(service_requested)s,
-        %(version)s
+        %(version)s, %(visit_type)s, %(confirmation_required)s
     )
 """
 _UPDATE_APPOINTMENT = """
@@ -96,11 +96,6 @@ _UPDATE_APPOINTMENT = """
     WHERE appointment_id = %(appointment_id)s
 """
 _APPOINTMENT = "SELECT * FROM appointments WHERE appointment_id = %(appointment_id)s"
-_LIVE_BOOKINGS = """
-    SELECT slot_start, count(*) FROM appointments
-    WHERE branch_id = %(branch_id)s AND status = 'booked' AND slot_start >= %(start)s AND slot_start < %(end)s
-    GROUP BY slot_start
-"""
 _KNOWN_CUSTOMER = (
     "SELECT customer_id FROM appointments WHERE phone = %(phone)s ORDER BY slot_start DESC LIMIT 1"
 )
@@ -127,14 +122,6 @@ async def appointment(unit: Unit, appointment_id: str) -> dict[str, Any] | None:
         unit, "appointment", _APPOINTMENT, {"appointment_id": appointment_id}, as_dicts=True
     )
     return rows[0] if rows else None
-
-
-async def live_bookings(unit: Unit, branch_id: str, start: datetime, end: datetime) -> dict[datetime, int]:
-    """Booked (not cancelled, missed or arrived) appointments per slot start in [start, end)."""
-    rows = await fetch_on_driver(
-        unit, "live bookings", _LIVE_BOOKINGS, {"branch_id": branch_id, "start": start, "end": end}
-    )
-    return dict(rows)
 
 
 async def known_customer(unit: Unit, phone: str) -> str | None:

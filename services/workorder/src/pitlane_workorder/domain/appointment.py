@@ -1,4 +1,4 @@
-"""The appointment: booked for a slot, then moved, cancelled, missed (no-show) or kept (arrived)."""
+"""The appointment: booked for a slot, then moved, confirmed, cancelled, missed (no-show) or kept (arrived)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from pitlane_events.workorder import (
     AppointmentArrived,
     AppointmentBooked,
     AppointmentCancelled,
+    AppointmentConfirmed,
     AppointmentNoShow,
     AppointmentRescheduled,
     BookingChannel,
+    VisitType,
 )
 from pitlane_platform.aggregate import Aggregate
 from pitlane_platform.errors import ConflictError, InvalidInputError
@@ -36,11 +38,15 @@ class Appointment(Aggregate):
     slot: TimeSlot
     channel: BookingChannel
     campaign_id: str | None
+    visit_type: VisitType | None
+    service_requested: str
+    confirmation_required: bool
 
     def __init__(self, aggregate_id: str) -> None:
         super().__init__(aggregate_id)
         self.status = AppointmentStatus.BOOKED
         self.work_order_id: str | None = None
+        self.confirmed = False
 
     @classmethod
     def book(cls, event: AppointmentBooked, at: datetime) -> Appointment:
@@ -62,6 +68,27 @@ class Appointment(Aggregate):
             ),
             at,
         )
+
+    def confirm(self, confirmed_by: Literal["customer", "branch"], at: datetime) -> bool:
+        """True if the confirmation was recorded now, False if the appointment was confirmed already (a
+        second tap on Confirm records nothing)."""
+        self._require_booked("be confirmed")
+        if self.confirmed:
+            return False
+        self.record(
+            AppointmentConfirmed(
+                appointment_id=self.id,
+                customer_id=self.customer_id,
+                slot=self.slot,
+                confirmed_by=confirmed_by,
+            ),
+            at,
+        )
+        return True
+
+    def awaits_confirmation(self) -> bool:
+        """Booked by a customer who must confirm, and not confirmed yet: released at its deadline."""
+        return self.status is AppointmentStatus.BOOKED and self.confirmation_required and not self.confirmed
 
     def cancel(self, cancelled_by: Literal["customer", "branch"], reason: str, at: datetime) -> None:
         self._require_booked("cancel")
@@ -112,6 +139,11 @@ class Appointment(Aggregate):
                 self.slot = event.slot
                 self.channel = event.channel
                 self.campaign_id = event.campaign_id
+                self.visit_type = event.visit_type
+                self.service_requested = event.service_requested
+                self.confirmation_required = event.confirmation_required
+            case AppointmentConfirmed():
+                self.confirmed = True
             case AppointmentRescheduled():
                 self.slot = event.slot
             case AppointmentCancelled():

@@ -1,20 +1,34 @@
-"""A branch's booking capacity: a grid of equal slots inside its opening hours, each taking as many cars as
-the branch has bays.
+"""A branch's booking capacity: a grid of equal slots inside its opening hours, and the booking rules a chain
+sets for it (ADR 23).
 
-Bookings are made on the grid (a slot starts at opening time plus a whole number of slot lengths), so two
-bookings either share a slot or do not overlap at all, and "how many cars in this slot" is an exact count.
+Bookings are made on the grid (a slot starts at opening time plus a whole number of slot lengths). Which days
+have slots follows the weekday's opening hours unless the branch's calendar says otherwise: a holiday has
+none, a make-up working day (调休) has a weekday's. A slot takes as many cars as the branch has bays — or,
+once the branch plans by shifts, as many as it has bays and technicians working all of the slot, whichever
+is fewer. A place is taken by a live booking or a hold (a customer completing the online form, a waitlist
+offer), for its slot and the rules' buffers before and after it; the places taken around a slot are those
+whose times, buffers included, overlap the slot's. Caps per day, per service and per visit type count the
+places of the slot's local day.
+
+A time that is not bookable (off the grid, a closed day, begun, too soon, too far ahead) is a 422 naming
+the field, suggesting the free slots nearest to it; a slot without room is a 409 naming the rule, suggesting
+the next free slots.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from pitlane_events.types import OpeningHours, TimeSlot
+from pitlane_events.workorder import VisitType
 from pitlane_platform.errors import ConflictError, InvalidInputError
+from pitlane_workorder.domain.booking_rules import VISIT_TYPE_CAPS, BookingRules, DateOverride
+from pitlane_workorder.domain.shifts import Roster, overlaps
 
 SUGGESTED_SLOTS = 3
 SUGGESTION_HORIZON = timedelta(days=14)
@@ -23,22 +37,28 @@ SUGGESTION_HORIZON = timedelta(days=14)
 NEAREST_LOOKBACK = timedelta(days=1)
 
 
-class SlotFullError(ConflictError):
-    """Every bay is booked for the slot; `next_free` suggests the earliest slots that still have room."""
+class NoRoomError(ConflictError):
+    """The slot has no room for the booking under `rule`; `next_free` suggests the earliest slots that do."""
 
-    title = "Slot fully booked"
-
-    def __init__(self, slot: TimeSlot, bays: int, next_free: list[TimeSlot]) -> None:
-        super().__init__(
-            f"all {bays} bays are booked from {slot.start.isoformat()} to {slot.end.isoformat()}; "
-            f"{len(next_free)} next free slot(s) suggested"
-        )
+    def __init__(self, rule: str, message: str, next_free: list[TimeSlot]) -> None:
+        super().__init__(f"{message}; {len(next_free)} next free slot(s) suggested")
+        self.rule = rule
         self.next_free = next_free
 
 
-class OffGridSlotError(InvalidInputError):
-    """The time asked for is not the start of a slot within opening hours; `nearest_free` suggests the free
-    slots closest to it (earlier or later, never already begun)."""
+class SlotFullError(NoRoomError):
+    title = "Slot fully booked"
+
+
+class BookingCapError(NoRoomError):
+    """A cap of the slot's day (per day, per service, per visit type) is reached."""
+
+    title = "Booking cap reached"
+
+
+class UnbookableTimeError(InvalidInputError):
+    """The time asked for is not the start of a bookable slot (off the grid, a closed day, begun, too soon or
+    too far ahead); `nearest_free` suggests the free slots closest to it, earlier or later."""
 
     title = "Not a bookable slot"
 
@@ -48,64 +68,85 @@ class OffGridSlotError(InvalidInputError):
 
 
 @dataclass(frozen=True)
+class Place:
+    """A place taken in a slot: a live booking, or a hold (`held`); `ref` is the appointment's or the
+    hold's id."""
+
+    start: datetime
+    end: datetime
+    visit_type: VisitType | None
+    service: str
+    ref: str
+    held: bool = False
+
+
+@dataclass(frozen=True)
+class BookingRequest:
+    """What a booking asks for besides its time: the caps per visit type and per service apply to it."""
+
+    visit_type: VisitType
+    service: str
+
+
+@dataclass(frozen=True)
 class SlotCapacity:
     slot: TimeSlot
+    places: int
     booked: int
+    held: int
     remaining: int
+    bookable: bool
 
 
-def suggestion_window(start: datetime, now: datetime) -> tuple[datetime, datetime]:
-    """[from, to) of the slot starts a booking at `start` may be pointed to: the nearest ones around an
-    off-grid time, and the next ones after a full slot; never a slot that has begun."""
-    return max(now, start - NEAREST_LOOKBACK), max(now, start) + SUGGESTION_HORIZON
+def loading_window(start: datetime, now: datetime, timezone: ZoneInfo) -> tuple[datetime, datetime]:
+    """[from, to) of the places a decision about `start` counts: the slots it may suggest (from the day
+    before `start`, never begun, to SUGGESTION_HORIZON after it), whole local days of them for the caps per
+    day, and a day on either side for the buffers reaching into them."""
+    first = max(now, start - NEAREST_LOOKBACK).astimezone(timezone).date() - timedelta(days=1)
+    last = (max(now, start) + SUGGESTION_HORIZON).astimezone(timezone).date() + timedelta(days=2)
+    return (
+        datetime.combine(first, time(), timezone).astimezone(UTC),
+        datetime.combine(last, time(), timezone).astimezone(UTC),
+    )
 
 
 @dataclass(frozen=True)
 class BookingGrid:
+    """The branch's slots and how many cars each takes."""
+
     timezone: ZoneInfo
     opening_hours: tuple[OpeningHours, ...]
     bays: int
     slot_minutes: int
+    dates: Mapping[date, DateOverride] = field(default_factory=dict)
+    # None: the branch has entered no shift and books by its bays alone.
+    roster: Roster | None = None
 
     @property
     def slot_length(self) -> timedelta:
         return timedelta(minutes=self.slot_minutes)
 
-    def slot_starting_at(
-        self, start: datetime, booked: Mapping[datetime, int], *, not_before: datetime, field: str
-    ) -> TimeSlot:
-        """The grid slot that starts at `start`, or an OffGridSlotError naming `field` that suggests the free
-        slots nearest to `start`. `booked` counts live bookings per slot start over `suggestion_window`."""
-        if start.tzinfo is None:
-            raise InvalidInputError(field, "needs a UTC offset, e.g. 2026-11-20T09:00:00+08:00")
-        local = start.astimezone(self.timezone)
-        for slot in self.slots_on(local.date()):
-            if slot.start == start:
-                return slot
-        raise OffGridSlotError(
-            field,
-            f"{local.isoformat()} is not the start of a {self.slot_minutes}-minute slot within opening hours",
-            self.nearest_free_slots(start, booked, not_before=not_before),
-        )
+    def hours_on(self, day: date) -> list[tuple[time, time]]:
+        """The local day's opening periods, as the calendar has them."""
+        override = self.dates.get(day)
+        if override is not None and override.closed:
+            return []
+        if override is not None and override.hours:
+            return sorted(override.hours)
+        weekday = override.as_weekday if override is not None and override.as_weekday else day.isoweekday()
+        return sorted((h.opens_at, h.closes_at) for h in self.opening_hours if h.weekday == weekday)
 
-    def nearest_free_slots(
-        self, start: datetime, booked: Mapping[datetime, int], *, not_before: datetime
-    ) -> list[TimeSlot]:
-        """The free slots closest in time to `start` (the earlier one on a tie), in time order."""
-        free = (
-            slot
-            for slot in self.slots_from(suggestion_window(start, not_before)[0])
-            if slot.start > not_before and booked.get(slot.start, 0) < self.bays
-        )
-        nearest = heapq.nsmallest(
-            SUGGESTED_SLOTS, free, key=lambda slot: (abs(slot.start - start), slot.start)
-        )
-        return sorted(nearest, key=lambda slot: slot.start)
+    def slots_on(self, day: date) -> Iterator[TimeSlot]:
+        """The grid slots of a local day, in time order."""
+        for opens_at, closes_at in self.hours_on(day):
+            start = datetime.combine(day, opens_at, self.timezone)
+            closes = datetime.combine(day, closes_at, self.timezone)
+            while start + self.slot_length <= closes:
+                yield TimeSlot(start=start.astimezone(UTC), end=(start + self.slot_length).astimezone(UTC))
+                start += self.slot_length
 
-    def slots_from(self, earliest: datetime) -> Iterator[TimeSlot]:
-        """Grid slots starting in [earliest, earliest + SUGGESTION_HORIZON), in time order: no further, for
-        the bookings `suggestion_window` counts end there."""
-        horizon = earliest + SUGGESTION_HORIZON
+    def slots_between(self, earliest: datetime, horizon: datetime) -> Iterator[TimeSlot]:
+        """Grid slots starting in [earliest, horizon), in time order."""
         day = earliest.astimezone(self.timezone).date()
         last_day = horizon.astimezone(self.timezone).date()
         while day <= last_day:
@@ -114,36 +155,189 @@ class BookingGrid:
                     yield slot
             day += timedelta(days=1)
 
-    def capacity_on(self, day: date, booked: Mapping[datetime, int]) -> list[SlotCapacity]:
-        """Each grid slot of a local day with its live bookings and the bays still free."""
-        return [
-            SlotCapacity(slot, booked.get(slot.start, 0), self.bays - booked.get(slot.start, 0))
-            for slot in self.slots_on(day)
-        ]
+    def places(self, slot: TimeSlot) -> int:
+        """Cars the slot takes: the bays, or fewer when fewer technicians work all of it."""
+        if self.roster is None:
+            return self.bays
+        return min(self.bays, self.roster.technicians_working(slot.start, slot.end))
 
-    def slots_on(self, day: date) -> Iterator[TimeSlot]:
-        """The grid slots of a local day, in time order."""
-        for hours in sorted(self.opening_hours, key=lambda h: h.opens_at):
-            if hours.weekday != day.isoweekday():
-                continue
-            start = datetime.combine(day, hours.opens_at, self.timezone)
-            closes = datetime.combine(day, hours.closes_at, self.timezone)
-            while start + self.slot_length <= closes:
-                yield TimeSlot(start=start.astimezone(UTC), end=(start + self.slot_length).astimezone(UTC))
-                start += self.slot_length
 
-    def ensure_room(self, slot: TimeSlot, booked: Mapping[datetime, int], *, not_before: datetime) -> None:
-        """Raise SlotFullError with suggestions when `slot` is full. `booked` counts live bookings per slot
-        start over `suggestion_window`."""
-        if booked.get(slot.start, 0) < self.bays:
+@dataclass(frozen=True)
+class Availability:
+    """The grid under the branch's rules, with the places taken around the time being decided (over
+    `loading_window`), at `now`."""
+
+    grid: BookingGrid
+    rules: BookingRules
+    taken: Sequence[Place]
+    now: datetime
+    _by_day: dict[date, list[Place]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_day: dict[date, list[Place]] = defaultdict(list)
+        for place in self.taken:
+            by_day[self._local_day(place.start)].append(place)
+        object.__setattr__(self, "_by_day", dict(by_day))
+
+    def without(self, ref: str) -> Availability:
+        """The same, with the caller's own place (the hold it books with, the appointment it moves) not
+        counted against it."""
+        return replace(self, taken=[place for place in self.taken if place.ref != ref])
+
+    def with_place(self, place: Place) -> Availability:
+        return replace(self, taken=[*self.taken, place])
+
+    # When -----------------------------------------------------------------------------------------------
+
+    def slot_at(self, start: datetime, request: BookingRequest | None, *, field: str) -> TimeSlot:
+        """The bookable slot that starts at `start`, or an UnbookableTimeError naming `field` that suggests
+        the free slots nearest to it."""
+        if start.tzinfo is None:
+            raise InvalidInputError(field, "needs a UTC offset, e.g. 2026-11-20T09:00:00+08:00")
+        local = start.astimezone(self.grid.timezone)
+        slot = next((slot for slot in self.grid.slots_on(local.date()) if slot.start == start), None)
+        reason = self._off_the_grid(local) if slot is None else self._not_bookable_because(slot)
+        if reason is not None:
+            raise UnbookableTimeError(field, reason, self.nearest_free(start, request))
+        assert slot is not None  # a time off the grid has a reason
+        return slot
+
+    def _off_the_grid(self, local: datetime) -> str:
+        override = self.grid.dates.get(local.date())
+        if override is not None and override.closed:
+            return f"{local.date().isoformat()} is closed ({override.note or 'holiday'})"
+        return (
+            f"{local.isoformat()} is not the start of a {self.grid.slot_minutes}-minute slot within opening"
+            " hours"
+        )
+
+    def _not_bookable_because(self, slot: TimeSlot) -> str | None:
+        if slot.start <= self.now:
+            return "the slot has already begun"
+        if slot.start < self.now + self.rules.min_notice:
+            minutes = int(self.rules.min_notice.total_seconds() // 60)
+            return f"bookings need {minutes} minutes' notice (min_notice_minutes)"
+        last_day = self._last_bookable_day()
+        if last_day is not None and self._local_day(slot.start) > last_day:
+            return (
+                f"bookings are taken at most {self.rules.max_days_ahead} days ahead, until"
+                f" {last_day.isoformat()} (max_days_ahead)"
+            )
+        return None
+
+    def _last_bookable_day(self) -> date | None:
+        if self.rules.max_days_ahead is None:
+            return None
+        return self._local_day(self.now) + timedelta(days=self.rules.max_days_ahead)
+
+    # Room -----------------------------------------------------------------------------------------------
+
+    def ensure_room(self, slot: TimeSlot, request: BookingRequest) -> None:
+        """Raise the NoRoomError of the first rule the booking breaks, suggesting the next free slots."""
+        conflict = self._conflict(slot, request)
+        if conflict is None:
             return
-        raise SlotFullError(slot, self.bays, self.free_slots(booked, after=max(slot.start, not_before)))
+        error, rule, message = conflict
+        raise error(rule, message, self.next_free(max(slot.start, self.now), request))
 
-    def free_slots(self, booked: Mapping[datetime, int], *, after: datetime) -> list[TimeSlot]:
+    def has_room(self, slot: TimeSlot, request: BookingRequest | None) -> bool:
+        return self._conflict(slot, request) is None
+
+    def _conflict(
+        self, slot: TimeSlot, request: BookingRequest | None
+    ) -> tuple[type[NoRoomError], str, str] | None:
+        places = self.grid.places(slot)
+        if self.taken_around(slot) >= places:
+            span = f"from {slot.start.isoformat()} to {slot.end.isoformat()}"
+            if places == 0:
+                return SlotFullError, "capacity", f"no technician is on shift {span}"
+            what = "bays" if places == self.grid.bays else "technicians on shift"
+            return SlotFullError, "capacity", f"all {places} {what} are booked {span}"
+        day = self._local_day(slot.start)
+        on_day = self._by_day.get(day, [])
+        caps: list[tuple[str, int | None, int]] = [("max_per_day", self.rules.max_per_day, len(on_day))]
+        if request is not None:
+            caps.append(
+                (
+                    VISIT_TYPE_CAPS[request.visit_type],
+                    self.rules.max_per_visit_type_per_day.get(request.visit_type),
+                    sum(place.visit_type is request.visit_type for place in on_day),
+                )
+            )
+            caps.append(
+                (
+                    "max_per_service_per_day",
+                    self.rules.max_per_service_per_day.get(request.service),
+                    sum(place.service == request.service for place in on_day),
+                )
+            )
+        for rule, cap, count in caps:
+            if cap is not None and count >= cap:
+                return (
+                    BookingCapError,
+                    rule,
+                    f"{day.isoformat()} has {count} of at most {cap} bookings ({rule})",
+                )
+        return None
+
+    def taken_around(self, slot: TimeSlot) -> int:
+        """Places whose times, buffers included, overlap the slot's."""
+        held_for = (slot.start - self.rules.buffer_before, slot.end + self.rules.buffer_after)
+        day = self._local_day(slot.start)
+        return sum(
+            overlaps(held_for, (place.start - self.rules.buffer_before, place.end + self.rules.buffer_after))
+            for neighbour in (day - timedelta(days=1), day, day + timedelta(days=1))
+            for place in self._by_day.get(neighbour, [])
+        )
+
+    def fits(self, slot: TimeSlot, request: BookingRequest | None) -> bool:
+        return self._not_bookable_because(slot) is None and self.has_room(slot, request)
+
+    # Suggestions ----------------------------------------------------------------------------------------
+
+    def next_free(self, after: datetime, request: BookingRequest | None) -> list[TimeSlot]:
+        """The first free slots after `after`, up to SUGGESTION_HORIZON later."""
         free: list[TimeSlot] = []
-        for slot in self.slots_from(after):
-            if slot.start > after and booked.get(slot.start, 0) < self.bays:
+        for slot in self.grid.slots_between(after, after + SUGGESTION_HORIZON):
+            if slot.start > after and self.fits(slot, request):
                 free.append(slot)
                 if len(free) == SUGGESTED_SLOTS:
                     break
         return free
+
+    def nearest_free(self, start: datetime, request: BookingRequest | None) -> list[TimeSlot]:
+        """The free slots closest in time to `start` (the earlier one on a tie), in time order, from the day
+        before it (never a slot begun) to SUGGESTION_HORIZON after it."""
+        earliest = max(self.now, start - NEAREST_LOOKBACK)
+        free = (
+            slot
+            for slot in self.grid.slots_between(earliest, max(self.now, start) + SUGGESTION_HORIZON)
+            if self.fits(slot, request)
+        )
+        nearest = heapq.nsmallest(
+            SUGGESTED_SLOTS, free, key=lambda slot: (abs(slot.start - start), slot.start)
+        )
+        return sorted(nearest, key=lambda slot: slot.start)
+
+    def capacity_on(self, day: date, request: BookingRequest | None) -> list[SlotCapacity]:
+        """Each grid slot of a local day: its places, the bookings and holds in it, the places left, and
+        whether a booking (of `request`, if given) fits now."""
+        capacity = []
+        for slot in self.grid.slots_on(day):
+            places = self.grid.places(slot)
+            in_slot = [place for place in self.taken if place.start == slot.start]
+            held = sum(place.held for place in in_slot)
+            capacity.append(
+                SlotCapacity(
+                    slot=slot,
+                    places=places,
+                    booked=len(in_slot) - held,
+                    held=held,
+                    remaining=max(0, places - self.taken_around(slot)),
+                    bookable=self.fits(slot, request),
+                )
+            )
+        return capacity
+
+    def _local_day(self, moment: datetime) -> date:
+        return moment.astimezone(self.grid.timezone).date()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pitlane_events import Actor
@@ -16,7 +16,6 @@ from pitlane_events.types import (
     Discount,
     InspectionItem,
     LineItem,
-    OpeningHours,
     Payment,
 )
 from pitlane_events.workorder import (
@@ -28,6 +27,7 @@ from pitlane_events.workorder import (
     DecidedBy,
     DecisionMethod,
     StaffMemberAdded,
+    VisitType,
     WorkOrderOpened,
 )
 from pitlane_platform.clock import Clock
@@ -41,16 +41,23 @@ from pitlane_platform.errors import (
 )
 from pitlane_platform.messaging import eventstore
 from pitlane_platform.messaging.eventstore import CommandContext
-from pitlane_workorder.adapters import directory, queries
+from pitlane_workorder.adapters import calendar, directory, queries
 from pitlane_workorder.adapters.read_models import branch_of_work_order, project_work_order
 from pitlane_workorder.domain.appointment import Appointment
-from pitlane_workorder.domain.capacity import BookingGrid, SlotCapacity, suggestion_window
+from pitlane_workorder.domain.capacity import Availability, BookingRequest, SlotCapacity
 from pitlane_workorder.domain.settlement import checked_bill
 from pitlane_workorder.domain.workorder import WorkOrder
 from pitlane_workorder.service_layer import commands, identities
+from pitlane_workorder.service_layer.availability import availability, branch_grid, day_availability
 from pitlane_workorder.service_layer.commands import plain
+from pitlane_workorder.service_layer.confirmations import (
+    CONFIRMATIONS,
+    UNCONFIRMED,
+    confirmation_deadline,
+)
 from pitlane_workorder.service_layer.identities import Visitor, new_id
 from pitlane_workorder.service_layer.unit_of_work import UnitOfWork, unit_of_work
+from pitlane_workorder.service_layer.waitlist import offer_freed_places, without_own_hold
 
 WorkOrderChange = Callable[[WorkOrder, UnitOfWork, datetime], Awaitable[Any]]
 
@@ -101,7 +108,7 @@ class Handlers:
     async def add_staff_member(self, branch_id: str, command: commands.AddStaffMember, actor: Actor) -> None:
         now = self.clock.now()
         async with unit_of_work(self.driver) as uow:
-            await _branch_grid(uow.unit, branch_id, lock=True)
+            await branch_grid(uow.unit, branch_id, lock=True)
             if not await queries.add_staff_member(uow.unit, branch_id, command.model_dump(mode="json")):
                 raise ConflictError(f"{command.staff_id} is already on the staff of branch {branch_id}")
             added = StaffMemberAdded(
@@ -125,68 +132,113 @@ class Handlers:
         vehicle_id: str | None = None,
         campaign_id: str | None = None,
         reminder_id: str | None = None,
+        hold_id: str | None = None,
     ) -> dict[str, Any]:
         """Book a slot. Only staff name the customer, vehicle, campaign or reminder; an online booking's
-        campaign or reminder comes from a verified attribution token (the public route)."""
-        now = self.clock.now()
+        campaign or reminder comes from a verified attribution token (the public route), and its `hold_id`
+        is the hold the form took on the slot."""
         async with unit_of_work(self.driver) as uow:
-            # The branch row lock serialises bookings of one branch, so two requests cannot both take the
-            # last free bay of a slot.
-            grid = await _branch_grid(uow.unit, branch_id, lock=True)
-            booked = await _live_bookings(uow.unit, branch_id, command.slot_start, now)
-            slot = grid.slot_starting_at(command.slot_start, booked, not_before=now, field="body.slot_start")
-            grid.ensure_room(slot, booked, not_before=now)
-            resolution = await identities.resolve(
-                uow.unit,
-                Visitor(
-                    channel,
-                    customer_id=customer_id,
-                    full_name=command.customer_name,
-                    phone=command.phone,
-                    vehicle_id=vehicle_id,
-                    plate=command.plate,
-                    brand=command.brand,
-                    model=command.model,
-                    vin=command.vin,
-                ),
-                vehicle_required=False,
+            return await self.book_in(
+                uow,
+                branch_id,
+                command,
+                channel,
+                actor,
+                self.clock.now(),
+                customer_id=customer_id,
+                vehicle_id=vehicle_id,
+                campaign_id=campaign_id,
+                reminder_id=reminder_id,
+                hold_id=hold_id,
             )
-            appointment = Appointment.book(
-                AppointmentBooked(
-                    appointment_id=new_id(),
-                    channel=channel,
-                    campaign_id=campaign_id,
-                    customer_id=resolution.customer_id,
-                    vehicle_id=resolution.vehicle_id,
-                    plate=command.plate,
-                    slot=slot,
-                    service_requested=command.service_requested,
-                    reminder_id=reminder_id,
-                ),
-                now,
-            )
-            actor = actor or Actor(kind="customer", id=resolution.customer_id)
-            context = self.context(actor, branch_id, now)
-            await resolution.publish(uow.unit, context)
-            await uow.save(appointment, context)
-            await queries.insert_appointment(
-                uow.unit,
-                {
-                    "appointment_id": appointment.id,
-                    "branch_id": branch_id,
-                    "slot_start": slot.start,
-                    "slot_end": slot.end,
-                    "status": appointment.status.value,
-                    "channel": channel.value,
-                    "campaign_id": campaign_id,
-                    "customer_id": resolution.customer_id,
-                    "customer_name": command.customer_name,
-                    "phone": command.phone,
-                    "plate": command.plate,
-                    "service_requested": command.service_requested,
-                    "version": appointment.version,
-                },
-            )
+
+    async def book_in(
+        self,
+        uow: UnitOfWork,
+        branch_id: str,
+        command: commands.BookAppointment,
+        channel: BookingChannel,
+        actor: Actor | None,
+        now: datetime,
+        *,
+        customer_id: str | None = None,
+        vehicle_id: str | None = None,
+        campaign_id: str | None = None,
+        reminder_id: str | None = None,
+        hold_id: str | None = None,
+    ) -> dict[str, Any]:
+        """`book` in the caller's unit of work (a waitlist offer taken is booked with its entry's update)."""
+        # The branch row lock serialises the decisions that take or free places at the branch, so two
+        # requests cannot both take the last free place of a slot.
+        free = await availability(uow.unit, branch_id, command.slot_start, now, lock=True)
+        request = BookingRequest(VisitType(command.visit_type), command.service_requested)
+        if hold_id is not None:
+            free = await without_own_hold(uow.unit, free, branch_id, hold_id, command.slot_start)
+        slot = free.slot_at(command.slot_start, request, field="body.slot_start")
+        free.ensure_room(slot, request)
+        resolution = await identities.resolve(
+            uow.unit,
+            Visitor(
+                channel,
+                customer_id=customer_id,
+                full_name=command.customer_name,
+                phone=command.phone,
+                vehicle_id=vehicle_id,
+                plate=command.plate,
+                brand=command.brand,
+                model=command.model,
+                vin=command.vin,
+            ),
+            vehicle_required=False,
+        )
+        # Staff book with the customer on the line; a customer booking online with more no-shows than the
+        # chain allows has to confirm.
+        confirmation_required = channel is BookingChannel.ONLINE and free.rules.needs_confirmation(
+            await calendar.no_shows(uow.unit, resolution.customer_id)
+        )
+        appointment = Appointment.book(
+            AppointmentBooked(
+                appointment_id=new_id(),
+                channel=channel,
+                campaign_id=campaign_id,
+                customer_id=resolution.customer_id,
+                vehicle_id=resolution.vehicle_id,
+                plate=command.plate,
+                slot=slot,
+                service_requested=command.service_requested,
+                reminder_id=reminder_id,
+                visit_type=request.visit_type,
+                confirmation_required=confirmation_required,
+            ),
+            now,
+        )
+        actor = actor or Actor(kind="customer", id=resolution.customer_id)
+        context = self.context(actor, branch_id, now)
+        await resolution.publish(uow.unit, context)
+        await uow.save(appointment, context)
+        await queries.insert_appointment(
+            uow.unit,
+            {
+                "appointment_id": appointment.id,
+                "branch_id": branch_id,
+                "slot_start": slot.start,
+                "slot_end": slot.end,
+                "status": appointment.status.value,
+                "channel": channel.value,
+                "campaign_id": campaign_id,
+                "customer_id": resolution.customer_id,
+                "customer_name": command.customer_name,
+                "phone": command.phone,
+                "plate": command.plate,
+                "service_requested": command.service_requested,
+                "version": appointment.version,
+                "visit_type": request.visit_type.value,
+                "confirmation_required": confirmation_required,
+            },
+        )
+        if hold_id is not None:
+            await calendar.use_hold(uow.unit, hold_id)
+        await confirmation_deadline(uow.unit, branch_id, appointment, free.rules, now)
         return {
             "appointment_id": appointment.id,
             "customer_id": resolution.customer_id,
@@ -194,30 +246,72 @@ class Handlers:
         }
 
     async def reschedule(
-        self, branch_id: str, appointment_id: str, command: commands.RescheduleAppointment, actor: Actor
+        self,
+        branch_id: str,
+        appointment_id: str,
+        command: commands.RescheduleAppointment,
+        actor: Actor | None,
+        *,
+        field: str = "body.slot_start",
     ) -> None:
+        """Move the appointment to the slot at `command.slot_start` if the slot has room for it (its own
+        place not counted against it), and offer the place it leaves to whoever waits for it. `actor` None:
+        the customer, through the appointment's link (`field` names the form's field)."""
         now = self.clock.now()
         async with unit_of_work(self.driver) as uow:
-            grid = await _branch_grid(uow.unit, branch_id, lock=True)
+            free = await availability(uow.unit, branch_id, command.slot_start, now, lock=True)
             appointment = await self._appointment(uow, branch_id, appointment_id)
-            booked = await _live_bookings(uow.unit, branch_id, command.slot_start, now)
-            slot = grid.slot_starting_at(command.slot_start, booked, not_before=now, field="body.slot_start")
-            if slot.start <= now:
-                raise InvalidInputError("body.slot_start", "the slot has already begun")
+            free = free.without(appointment.id)
+            request = BookingRequest(
+                appointment.visit_type or VisitType.WAITING, appointment.service_requested
+            )
+            slot = free.slot_at(command.slot_start, request, field=field)
             if appointment.slot == slot:
-                raise InvalidInputError("body.slot_start", "the appointment is already in this slot")
-            grid.ensure_room(slot, booked, not_before=now)
+                raise InvalidInputError(field, "the appointment is already in this slot")
+            free.ensure_room(slot, request)
             appointment.reschedule(slot, command.reason, now)
+            actor = actor or Actor(kind="customer", id=appointment.customer_id)
             await self._save_appointment(uow, appointment, self.context(actor, branch_id, now))
+            await confirmation_deadline(uow.unit, branch_id, appointment, free.rules, now)
+            await offer_freed_places(uow.unit, branch_id, self.chain_id, now)
 
     async def cancel(
         self, branch_id: str, appointment_id: str, command: commands.CancelAppointment, actor: Actor
     ) -> None:
         now = self.clock.now()
         async with unit_of_work(self.driver) as uow:
+            await branch_grid(uow.unit, branch_id, lock=True)  # the place it frees may be offered
             appointment = await self._appointment(uow, branch_id, appointment_id)
             appointment.cancel(command.cancelled_by, command.reason, now)
             await self._save_appointment(uow, appointment, self.context(actor, branch_id, now))
+            await offer_freed_places(uow.unit, branch_id, self.chain_id, now)
+
+    async def confirm(self, branch_id: str, appointment_id: str, actor: Actor | None) -> None:
+        """Record that the customer is coming, on their word to `actor` (staff) or, `actor` None, by the
+        customer through the appointment's link; once: a second confirmation records nothing."""
+        now = self.clock.now()
+        async with unit_of_work(self.driver) as uow:
+            appointment = await self._appointment(uow, branch_id, appointment_id)
+            confirmed_by: Literal["customer", "branch"] = "customer" if actor is None else "branch"
+            if appointment.confirm(confirmed_by, now):
+                actor = actor or Actor(kind="customer", id=appointment.customer_id)
+                await self._save_appointment(uow, appointment, self.context(actor, branch_id, now))
+                await calendar.confirmed(uow.unit, appointment.id, now)
+
+    async def release_unconfirmed(
+        self, uow: UnitOfWork, branch_id: str, appointment_id: str, slot_start: datetime, now: datetime
+    ) -> bool:
+        """At its confirmation deadline, an appointment still waiting for its confirmation in the slot the
+        deadline was set for is cancelled, and its place offered to whoever waits. False if it was
+        confirmed, moved or ended meanwhile."""
+        await branch_grid(uow.unit, branch_id, lock=True)
+        appointment = await self._appointment(uow, branch_id, appointment_id)
+        if not appointment.awaits_confirmation() or appointment.slot.start != slot_start:
+            return False
+        appointment.cancel("branch", UNCONFIRMED, now)
+        await self._save_appointment(uow, appointment, self.context(CONFIRMATIONS, branch_id, now))
+        await offer_freed_places(uow.unit, branch_id, self.chain_id, now)
+        return True
 
     async def mark_no_show(self, branch_id: str, appointment_id: str, actor: Actor) -> None:
         now = self.clock.now()
@@ -225,19 +319,26 @@ class Handlers:
             appointment = await self._appointment(uow, branch_id, appointment_id)
             appointment.mark_no_show(now, self.no_show_grace)
             await self._save_appointment(uow, appointment, self.context(actor, branch_id, now))
+            await calendar.count_no_show(uow.unit, appointment.customer_id)
 
-    async def capacity_on(self, branch_id: str, day: date) -> tuple[BookingGrid, list[SlotCapacity]]:
-        """The branch's grid and each slot of its local `day` with the bays still free."""
+    async def capacity_on(
+        self, branch_id: str, day: date, request: BookingRequest | None
+    ) -> tuple[Availability, list[SlotCapacity]]:
+        """The branch's availability and each slot of its local `day`: places, bookings, holds, room left,
+        and whether a booking (of `request`, if given) fits."""
         async with self.driver.transaction() as unit:
-            grid = await _branch_grid(unit, branch_id, lock=False)
-            start = datetime.combine(day, time(), grid.timezone)
-            booked = await queries.live_bookings(unit, branch_id, start, start + timedelta(days=1))
-        return grid, grid.capacity_on(day, booked)
+            free = await day_availability(unit, branch_id, day, self.clock.now())
+        return free, free.capacity_on(day, request)
 
     async def missed_appointments(self) -> list[tuple[str, str]]:
         """(branch, appointment) of every booking whose grace period has run out."""
         async with self.driver.transaction() as unit:
             return await queries.missed_appointments(unit, self.clock.now() - self.no_show_grace)
+
+    async def appointment(self, branch_id: str, appointment_id: str) -> Appointment:
+        """The appointment of this branch as its events have it (for the customer's appointment page)."""
+        async with unit_of_work(self.driver) as uow:
+            return await self._appointment(uow, branch_id, appointment_id)
 
     async def _appointment(self, uow: UnitOfWork, branch_id: str, appointment_id: str) -> Appointment:
         appointment, _ = await self._appointment_and_row(uow, branch_id, appointment_id)
@@ -276,7 +377,7 @@ class Handlers:
         """Open a work order: on arrival for an appointment (which is marked arrived), or for a walk-in."""
         now = self.clock.now()
         async with unit_of_work(self.driver) as uow:
-            await _branch_grid(uow.unit, branch_id, lock=False)
+            await branch_grid(uow.unit, branch_id, lock=False)
             await _ensure_media(uow.unit, branch_id, command.photo_hashes, "body.photo_hashes")
             for index, item in enumerate(command.inspection):
                 await _ensure_media(
@@ -543,18 +644,6 @@ class Handlers:
         return await self.change_work_order(branch_id, work_order_id, actor, void, **options)
 
 
-async def _branch_grid(unit: Unit, branch_id: str, *, lock: bool) -> BookingGrid:
-    row = await queries.branch(unit, branch_id, lock=lock)
-    if row is None:
-        raise NotFoundError(f"branch {branch_id} does not exist")
-    return BookingGrid(
-        timezone=ZoneInfo(row["timezone"]),
-        opening_hours=tuple(OpeningHours.model_validate(hours) for hours in row["opening_hours"]),
-        bays=len([Bay.model_validate(bay) for bay in row["bays"]]),
-        slot_minutes=row["slot_minutes"],
-    )
-
-
 async def _check_mileage(unit: Unit, vehicle_id: str, command: commands.CheckIn) -> None:
     """A reading below the last known one is a typo or a replaced odometer: refused unless corrected with a
     reason; the accepted reading becomes the last known at once."""
@@ -566,11 +655,6 @@ async def _check_mileage(unit: Unit, vehicle_id: str, command: commands.CheckIn)
             " or the last reading was wrong, send mileage_correction with the reason",
         )
     await directory.record_reading(unit, vehicle_id, command.mileage_km)
-
-
-async def _live_bookings(unit: Unit, branch_id: str, start: datetime, now: datetime) -> dict[datetime, int]:
-    """Booked appointments per slot start, as far around `start` as suggestions look."""
-    return await queries.live_bookings(unit, branch_id, *suggestion_window(start, now))
 
 
 async def _ensure_media(unit: Unit, branch_id: str, hashes: Sequence[str], field: str) -> list[Attachment]:

@@ -10,6 +10,8 @@ schemas allow more; the edge is stricter.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 EVENT_BUDGET_BYTES = 48 * 1024
 """The encoded size (JSON, UTF-8) the largest event a command can produce stays under."""
 
@@ -48,3 +50,20 @@ MAX_DISCOUNTS = 10
 DISCOUNT_DESCRIPTION_LENGTH = 100
 MAX_PAYMENTS = 10
 """Payments of one bill (split between methods)."""
+
+# The booking calendar (ADR 23).
+MAX_SHIFTS_PER_DAY = 200
+"""Shifts of one branch's day."""
+MAX_BREAKS = 4
+"""Breaks in one shift."""
+MAX_LEAVE = timedelta(days=366)
+"""One period of leave."""
+MAX_RULE_MINUTES = 30 * 24 * 60
+"""A notice, a hold or a confirmation deadline: at most 30 days."""
+MAX_BUFFER_MINUTES = 240
+MAX_DAYS_AHEAD = 366
+MAX_DAILY_CAP = 10_000
+MAX_SERVICE_CAPS = 50
+"""Services one scope caps per day."""
+MAX_CALENDAR_DATES = 400
+"""Holidays and make-up working days one scope lists: a year of them and more."""

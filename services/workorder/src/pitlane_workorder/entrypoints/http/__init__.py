@@ -4,8 +4,20 @@ behind a signed link."""
 
 from fastapi import FastAPI
 
-from pitlane_workorder.domain.capacity import OffGridSlotError, SlotFullError
-from pitlane_workorder.entrypoints.http import appointments, branches, customer, media, public, work_orders
+from pitlane_workorder.domain.capacity import NoRoomError, UnbookableTimeError
+from pitlane_workorder.entrypoints.http import (
+    appointments,
+    booking_links,
+    booking_rules,
+    branches,
+    customer,
+    holds,
+    media,
+    public,
+    shifts,
+    waitlist,
+    work_orders,
+)
 from pitlane_workorder.entrypoints.http.common import WorkorderContext
 
 ROUTERS = (
@@ -14,15 +26,22 @@ ROUTERS = (
     work_orders.router,
     media.router,
     public.router,
+    holds.router,
+    waitlist.public,
+    waitlist.router,
+    shifts.router,
+    booking_rules.router,
     customer.router,
+    booking_links.router,
 )
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """After the platform's: booking problems that suggest slots, and the customer's error pages."""
-    app.add_exception_handler(SlotFullError, appointments.slot_full_problem)  # type: ignore[arg-type]
-    app.add_exception_handler(OffGridSlotError, appointments.off_grid_problem)  # type: ignore[arg-type]
+    app.add_exception_handler(NoRoomError, appointments.no_room_problem)  # type: ignore[arg-type]
+    app.add_exception_handler(UnbookableTimeError, appointments.unbookable_problem)  # type: ignore[arg-type]
     customer.install_error_pages(app)
+    booking_links.install_error_pages(app)
 
 
 __all__ = ["ROUTERS", "WorkorderContext", "install_error_handlers"]

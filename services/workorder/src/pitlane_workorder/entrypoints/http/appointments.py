@@ -1,24 +1,25 @@
 """Appointments at the front desk: the day's free slots, booking by phone or walk-in, the day's list,
-reschedule, cancel, no-show and arrival (which opens the work order). A full slot is a 409 problem suggesting
-the next free slots, an off-grid time a 422 suggesting the nearest ones."""
+reschedule, confirmation, cancel, no-show and arrival (which opens the work order). A slot without room is a
+409 problem naming the rule and suggesting the next free slots, a time that cannot be booked a 422 naming the
+field and suggesting the nearest ones."""
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from pitlane_events.identifiers import mask_mobile
 from pitlane_events.inputs import DateInput
-from pitlane_events.workorder import BookingChannel
+from pitlane_events.workorder import BookingChannel, VisitType
 from pitlane_platform.auth import Principal, Role, require_roles
 from pitlane_platform.errors import NotFoundError
 from pitlane_platform.problems import FieldProblem, problem_response, problem_type_of
 from pitlane_platform.security.links import Attribution, AttributionKind, sign_attribution
 from pitlane_workorder.adapters import queries
-from pitlane_workorder.domain.capacity import OffGridSlotError, SlotFullError
+from pitlane_workorder.domain.capacity import BookingRequest, NoRoomError, UnbookableTimeError
 from pitlane_workorder.entrypoints.http.common import (
     AnyStaff,
     FrontDesk,
@@ -43,58 +44,82 @@ router = APIRouter(prefix="/v1", tags=["staff"])
 CampaignOwner = Annotated[Principal, Depends(require_roles(Role.OWNER, Role.MANAGER))]
 
 
-async def slot_full_problem(request: Request, error: SlotFullError) -> Response:
+async def no_room_problem(request: Request, error: NoRoomError) -> Response:
     return problem_response(
         request,
         status=error.status,
         title=error.title,
         detail=str(error),
-        problem_type="urn:pitlane:problem:slot-fully-booked",
+        problem_type=problem_type_of(type(error)),
+        rule=error.rule,
         next_free_slots=[slot.model_dump(mode="json") for slot in error.next_free],
     )
 
 
-async def off_grid_problem(request: Request, error: OffGridSlotError) -> Response:
+async def unbookable_problem(request: Request, error: UnbookableTimeError) -> Response:
     return problem_response(
         request,
         status=error.status,
         title=error.title,
         detail=str(error),
-        problem_type=problem_type_of(OffGridSlotError),
+        problem_type=problem_type_of(UnbookableTimeError),
         errors=[FieldProblem(field=error.field, message=error.message)],
         nearest_free_slots=[slot.model_dump(mode="json") for slot in error.nearest_free],
     )
 
 
-async def day_slots(service: WorkorderContext, branch_id: str, on: date) -> DaySlots:
-    """Every slot of the branch's local day with its remaining bays: what the booking grid offers."""
-    grid, capacity = await service.handlers.capacity_on(branch_id, on)
-    now = service.handlers.clock.now()
+LocalDay = Annotated[DateInput, Query(description="local date of the branch, YYYY-MM-DD")]
+VisitTypeQuery = Annotated[
+    Literal["waiting", "drop_off"] | None,
+    Query(description="with `service`: whether the slots are bookable for this visit type and service"),
+]
+ServiceQuery = Annotated[
+    str | None, Query(min_length=1, max_length=2000, description="the service the booking form asks about")
+]
+
+
+async def day_slots(
+    service: WorkorderContext, branch_id: str, on: date, visit_type: str | None, service_requested: str | None
+) -> DaySlots:
+    """Every slot of the branch's local day with its places and what takes them: what the booking grid
+    offers (for a visit type and service, under their caps too, when both are given)."""
+    request = (
+        BookingRequest(VisitType(visit_type), service_requested)
+        if visit_type is not None and service_requested is not None
+        else None
+    )
+    free, capacity = await service.handlers.capacity_on(branch_id, on, request)
     return DaySlots(
         branch_id=branch_id,
         on=on,
-        timezone=grid.timezone.key,
-        slot_minutes=grid.slot_minutes,
-        bays=grid.bays,
+        timezone=free.grid.timezone.key,
+        slot_minutes=free.grid.slot_minutes,
+        bays=free.grid.bays,
         slots=[
             SlotView(
                 start=entry.slot.start,
                 end=entry.slot.end,
+                places=entry.places,
                 booked=entry.booked,
+                held=entry.held,
                 remaining=entry.remaining,
-                bookable=entry.slot.start > now and entry.remaining > 0,
+                bookable=entry.bookable,
             )
             for entry in capacity
         ],
     )
 
 
-LocalDay = Annotated[DateInput, Query(description="local date of the branch, YYYY-MM-DD")]
-
-
 @router.get("/branches/{branch_id}/slots")
-async def list_slots(branch_id: str, on: LocalDay, service: Service, principal: AnyStaff) -> DaySlots:
-    return await day_slots(service, branch_id, on)
+async def list_slots(
+    branch_id: str,
+    on: LocalDay,
+    service: Service,
+    principal: AnyStaff,
+    visit_type: VisitTypeQuery = None,
+    service_requested: ServiceQuery = None,
+) -> DaySlots:
+    return await day_slots(service, branch_id, on, visit_type, service_requested)
 
 
 @router.post("/branches/{branch_id}/appointments", status_code=201)
@@ -163,6 +188,12 @@ async def reschedule(
     principal: FrontDesk,
 ) -> None:
     await service.handlers.reschedule(branch_id, appointment_id, body, actor_of(principal))
+
+
+@router.post("/branches/{branch_id}/appointments/{appointment_id}/confirmation", status_code=204)
+async def confirm(branch_id: str, appointment_id: str, service: Service, principal: FrontDesk) -> None:
+    """The customer told the branch they are coming (a booking that needs confirmation stands)."""
+    await service.handlers.confirm(branch_id, appointment_id, actor_of(principal))
 
 
 @router.post("/branches/{branch_id}/appointments/{appointment_id}/cancel", status_code=204)

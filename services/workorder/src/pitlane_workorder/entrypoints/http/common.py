@@ -22,6 +22,7 @@ from pitlane_platform.errors import InvalidInputError
 from pitlane_workorder.adapters.blobstore import BlobStore
 from pitlane_workorder.domain.workorder import WorkOrder
 from pitlane_workorder.entrypoints.http.responses import WorkOrderAnswer
+from pitlane_workorder.service_layer.booking_calendar import BookingCalendar
 from pitlane_workorder.service_layer.handlers import Handlers
 
 BRANCH_ADMINS = (Role.OWNER, Role.MANAGER)
@@ -35,6 +36,7 @@ class WorkorderContext:
     """What the routes need, kept on `app.state.workorder` by the bootstrap."""
 
     handlers: Handlers
+    calendar: BookingCalendar
     blobs: BlobStore
     link_secret: str
     link_ttl: timedelta

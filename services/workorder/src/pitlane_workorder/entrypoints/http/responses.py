@@ -52,9 +52,15 @@ class StaffMemberView(BaseModel):
 class SlotView(BaseModel):
     start: datetime
     end: datetime
+    places: int = Field(
+        description="cars the slot takes: the bays, or the technicians on shift for all of it if fewer"
+    )
     booked: int = Field(description="live bookings in the slot")
-    remaining: int = Field(description="bays still free in the slot")
-    bookable: bool = Field(description="not begun yet and a bay is free")
+    held: int = Field(description="places held by customers completing the form or offered from the waitlist")
+    remaining: int = Field(description="places still free, after bookings, holds and buffers around the slot")
+    bookable: bool = Field(
+        description="a booking (of the visit type and service asked, if given) fits now under the booking rules"
+    )
 
 
 class DaySlots(BaseModel):
@@ -129,6 +135,13 @@ class AppointmentView(BaseModel):
     service_requested: str
     work_order_id: str | None
     version: int
+    visit_type: Literal["waiting", "drop_off"] | None = Field(
+        description="null on bookings from before it was asked"
+    )
+    confirmation_required: bool = Field(
+        description="booked online by a customer over the chain's no-show threshold: released unless confirmed"
+    )
+    confirmed_at: datetime | None
 
 
 class StoredMedia(BaseModel):
