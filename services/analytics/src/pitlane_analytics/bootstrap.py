@@ -47,6 +47,10 @@ READ_MODELS = (
     tables.visit_months,
     tables.month_boundaries,
     tables.lifetime_histogram,
+    tables.counted_facts,
+    tables.month_counts,
+    tables.customer_appointments,
+    tables.appointment_months,
 )
 
 

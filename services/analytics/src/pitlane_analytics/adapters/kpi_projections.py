@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from datetime import date
 from zoneinfo import ZoneInfo
 
+from pitlane_analytics.adapters.kpi_queries import declined_recovered, reminders_followed
+from pitlane_analytics.adapters.tables import COUNTS
+from pitlane_analytics.domain.kpis import DETRACTOR_MAX, PROMOTER_MIN
 from pitlane_platform.db import Unit, execute_on_driver, fetch_on_driver
 
 CHAIN_SCOPE = "*"
@@ -138,6 +141,18 @@ async def recompute_customers(unit: Unit, customer_ids: Collection[str], zone: Z
     if not customer_ids:
         return
     await execute_on_driver(unit, "lock customer visits", _LOCK, {})
+    touched = await _touched(unit, customer_ids)
+    await execute_on_driver(unit, "take off customer visits", _TAKE_OFF, {"customers": touched})
+    await execute_on_driver(
+        unit,
+        "put on customer visits",
+        _PUT_ON,
+        {"customers": touched, "zone": zone.key, "week_us": _WEEK_US},
+    )
+
+
+async def _touched(unit: Unit, customer_ids: Collection[str]) -> list[str]:
+    """The customers as given and their survivors: whose rows go, and whose rows come."""
     rows = await fetch_on_driver(
         unit,
         "customers touched",
@@ -148,28 +163,264 @@ async def recompute_customers(unit: Unit, customer_ids: Collection[str], zone: Z
         """,
         {"ids": sorted(set(customer_ids))},
     )
-    touched = [row[0] for row in rows]
-    await execute_on_driver(unit, "take off customer visits", _TAKE_OFF, {"customers": touched})
-    await execute_on_driver(
-        unit,
-        "put on customer visits",
-        _PUT_ON,
-        {"customers": touched, "zone": zone.key, "week_us": _WEEK_US},
-    )
+    return [row[0] for row in rows]
 
 
 async def recompute_orders(unit: Unit, work_order_ids: Collection[str], zone: ZoneInfo) -> None:
-    """Recompute the customers of these work orders: whose they are now, and whose rows hold them."""
-    rows = await fetch_on_driver(
+    """Recompute the customers of these work orders (whose they are now, and whose rows hold them), and what
+    their vehicles' visits may change (reminders followed, declined work recovered)."""
+    ids = {"ids": sorted(set(work_order_ids))}
+    orders = await fetch_on_driver(
         unit,
         "customers of orders",
-        """
-        SELECT customer_id FROM work_orders WHERE work_order_id = ANY(%(ids)s::text[])
-        UNION SELECT customer_id FROM customer_visits WHERE work_order_id = ANY(%(ids)s::text[])
-        """,
-        {"ids": sorted(set(work_order_ids))},
+        "SELECT customer_id, vehicle_id FROM work_orders WHERE work_order_id = ANY(%(ids)s::text[])",
+        ids,
     )
-    await recompute_customers(unit, [row[0] for row in rows], zone)
+    held = await fetch_on_driver(
+        unit,
+        "customers holding orders",
+        "SELECT customer_id FROM customer_visits WHERE work_order_id = ANY(%(ids)s::text[])",
+        ids,
+    )
+    await recompute_customers(unit, [row[0] for row in orders] + [row[0] for row in held], zone)
+    await recount_vehicles(unit, zone, vehicle_ids=[row[1] for row in orders if row[1] is not None])
+
+
+# ---- counted facts: NPS answers, surveys, reminders, declined add-ons ------------------------------------------
+
+# Per kind, the facts (those of `%(ids)s`) with their branch, time (`at`) and customer, and what each counts.
+_COUNTED: dict[str, tuple[str, dict[str, str]]] = {
+    "answer": (
+        "SELECT survey_id AS fact_id, branch_id, answered_at AS at, customer_id, score FROM nps_answers "
+        "WHERE survey_id = ANY(%(ids)s::text[])",
+        {
+            "promoters": f"(score >= {PROMOTER_MIN})::int",
+            "passives": f"(score > {DETRACTOR_MAX} AND score < {PROMOTER_MIN})::int",
+            "detractors": f"(score <= {DETRACTOR_MAX})::int",
+        },
+    ),
+    "survey": (
+        "SELECT survey_id AS fact_id, branch_id, sent_at AS at, NULL AS customer_id FROM surveys "
+        "WHERE survey_id = ANY(%(ids)s::text[])",
+        {"surveys": "1"},
+    ),
+    "reminder": (
+        "SELECT event_id AS fact_id, branch_id, sent_at AS at, NULL AS customer_id, followed_by FROM ("
+        + reminders_followed("r.event_id = ANY(%(ids)s::text[])")
+        + ") f",
+        {"reminders": "1", "reminders_followed": "(followed_by IS NOT NULL)::int"},
+    ),
+    "declined": (
+        "SELECT add_on_id AS fact_id, branch_id, declined_at AS at, NULL AS customer_id, price_fen, events,"
+        " recovered_by FROM ("
+        + declined_recovered("d.add_on_id = ANY(%(ids)s::text[]) AND d.declined_at IS NOT NULL")
+        + ") f",
+        {
+            "declined": "1",
+            "declined_recovered": "(recovered_by IS NOT NULL)::int",
+            "declined_fen": "coalesce(price_fen, 0)",
+            "recovered_fen": "CASE WHEN recovered_by IS NULL THEN 0 ELSE coalesce(price_fen, 0) END",
+            "declined_events": "events",
+        },
+    ),
+}
+
+_COUNT_SUMS = """
+, scoped AS (SELECT '*' AS scope, * FROM rows UNION ALL SELECT branch_id, * FROM rows WHERE branch_id IS NOT NULL)
+INSERT INTO month_counts AS t (scope, month, {names})
+SELECT scope, month, {sums} FROM scoped GROUP BY 1, 2 ORDER BY 1, 2
+ON CONFLICT (scope, month) DO UPDATE SET {adds}
+"""
+
+
+def _count_sums(sign: int) -> str:
+    return _COUNT_SUMS.format(
+        names=", ".join(COUNTS),
+        sums=", ".join(f"{sign} * sum({name})" for name in COUNTS),
+        adds=", ".join(f"{name} = t.{name} + excluded.{name}" for name in COUNTS),
+    )
+
+
+_TAKE_OFF_COUNTED = (
+    "WITH rows AS (DELETE FROM counted_facts WHERE kind = %(kind)s AND fact_id = ANY(%(ids)s::text[]) RETURNING *)"
+    + _count_sums(-1)
+)
+
+
+def _put_on_counted(kind: str) -> str:
+    facts, counts = _COUNTED[kind]
+    return (
+        f"WITH rows AS (INSERT INTO counted_facts (kind, fact_id, branch_id, month, customer_id, {', '.join(COUNTS)}) "
+        f"SELECT %(kind)s, fact_id, branch_id, date_trunc('month', at AT TIME ZONE %(zone)s)::date, customer_id, "
+        + ", ".join(counts.get(name, "0") for name in COUNTS)
+        + f" FROM ({facts}) c RETURNING *)"
+        + _count_sums(1)
+    )
+
+
+_PUT_ON_COUNTED = {kind: _put_on_counted(kind) for kind in _COUNTED}
+
+
+async def recount(unit: Unit, kind: str, fact_ids: Collection[str], zone: ZoneInfo) -> None:
+    """Recount these facts of a kind (answer, survey, reminder, declined), whatever they counted before."""
+    if not fact_ids:
+        return
+    parameters = {"kind": kind, "ids": sorted(set(fact_ids)), "zone": zone.key}
+    await execute_on_driver(unit, f"take off {kind} counts", _TAKE_OFF_COUNTED, parameters)
+    await execute_on_driver(unit, f"put on {kind} counts", _PUT_ON_COUNTED[kind], parameters)
+
+
+async def recount_vehicles(
+    unit: Unit,
+    zone: ZoneInfo,
+    *,
+    vehicle_ids: Collection[str] = (),
+    reminder_ids: Collection[str] = (),
+    add_on_ids: Collection[str] = (),
+) -> None:
+    """Recount what a booking, visit or add-on decision of these vehicles may change: their reminders (and
+    those the bookings answer) and their declined add-ons (and these add-ons)."""
+    parameters = {
+        "vehicles": sorted(set(vehicle_ids)),
+        "reminders": sorted(set(reminder_ids)),
+        "add_ons": sorted(set(add_on_ids)),
+    }
+    reminders = await fetch_on_driver(
+        unit,
+        "reminders of vehicles",
+        "SELECT event_id FROM reminders_sent WHERE vehicle_id = ANY(%(vehicles)s::text[]) "
+        "UNION SELECT event_id FROM reminders_sent WHERE reminder_id = ANY(%(reminders)s::text[])",
+        parameters,
+    )
+    add_ons = await fetch_on_driver(
+        unit,
+        "add-ons of vehicles",
+        "SELECT ao.add_on_id FROM add_ons ao JOIN work_orders w ON w.work_order_id = ao.work_order_id "
+        "WHERE w.vehicle_id = ANY(%(vehicles)s::text[]) "
+        "UNION SELECT unnest(%(add_ons)s::text[])",
+        parameters,
+    )
+    await recount(unit, "reminder", [row[0] for row in reminders], zone)
+    await recount(unit, "declined", [row[0] for row in add_ons], zone)
+
+
+async def recount_answers_of(unit: Unit, customer_ids: Collection[str], zone: ZoneInfo) -> None:
+    """Recount the answers these customers (and those merged into them) gave: an erasure takes them off."""
+    rows = await fetch_on_driver(
+        unit,
+        "answers of customers",
+        """
+        SELECT fact_id FROM counted_facts
+        WHERE kind = 'answer' AND (customer_id = ANY(%(ids)s::text[]) OR customer_id IN (
+            SELECT merged_customer_id FROM customer_aliases WHERE surviving_customer_id = ANY(%(ids)s::text[])))
+        """,
+        {"ids": sorted(set(customer_ids))},
+    )
+    await recount(unit, "answer", [row[0] for row in rows], zone)
+
+
+# ---- appointments --------------------------------------------------------------------------------------------
+
+_APPOINTMENT_SUMS = """
+INSERT INTO appointment_months AS t (scope, month, previous_month, previous_arrived_month, bookings, arrived, events)
+SELECT scope, month, previous_month, previous_arrived_month, {sign} * count(*),
+       {sign} * count(*) FILTER (WHERE arrived), {sign} * sum(events)
+FROM rows GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+ON CONFLICT (scope, month, previous_month, previous_arrived_month) DO UPDATE SET
+    bookings = t.bookings + excluded.bookings, arrived = t.arrived + excluded.arrived,
+    events = t.events + excluded.events
+"""
+
+_TAKE_OFF_APPOINTMENTS = (
+    "WITH rows AS (DELETE FROM customer_appointments WHERE customer_id = ANY(%(customers)s::text[]) RETURNING *)"
+    + _APPOINTMENT_SUMS.format(sign=-1)
+)
+
+_PUT_ON_APPOINTMENTS = """
+WITH survivors AS (
+    SELECT id FROM unnest(%(customers)s::text[]) AS id
+    WHERE NOT EXISTS (SELECT FROM customer_aliases a WHERE a.merged_customer_id = id)
+), ids AS (
+    SELECT id FROM survivors
+    UNION SELECT a.merged_customer_id FROM customer_aliases a JOIN survivors s ON a.surviving_customer_id = s.id
+), booked AS (
+    SELECT coalesce(a.surviving_customer_id, ap.customer_id) AS customer_id, ap.appointment_id, ap.branch_id,
+           ap.booked_at, ap.arrived_at IS NOT NULL AS arrived, cardinality(ap.event_ids) AS events
+    FROM appointments ap LEFT JOIN customer_aliases a ON a.merged_customer_id = ap.customer_id
+    WHERE ap.customer_id IN (SELECT id FROM ids) AND ap.booked_at IS NOT NULL
+), scoped AS (
+    SELECT '*' AS scope, * FROM booked
+    UNION ALL
+    SELECT branch_id, * FROM booked WHERE branch_id IS NOT NULL
+), placed AS (
+    SELECT scope, appointment_id, customer_id, arrived, events,
+           date_trunc('month', booked_at AT TIME ZONE %(zone)s)::date AS month,
+           lag(booked_at) OVER bookings AS previous_at,
+           CASE WHEN arrived THEN lag(booked_at) OVER arrivals END AS previous_arrived_at
+    FROM scoped
+    WINDOW bookings AS (PARTITION BY scope, customer_id ORDER BY booked_at, appointment_id),
+           arrivals AS (PARTITION BY scope, customer_id, arrived ORDER BY booked_at, appointment_id)
+), rows AS (
+    INSERT INTO customer_appointments
+    SELECT scope, appointment_id, customer_id, month,
+           coalesce(date_trunc('month', previous_at AT TIME ZONE %(zone)s)::date, '-infinity'),
+           coalesce(date_trunc('month', previous_arrived_at AT TIME ZONE %(zone)s)::date, '-infinity'),
+           arrived, events
+    FROM placed
+    RETURNING *
+)""" + _APPOINTMENT_SUMS.format(sign=1)
+
+
+async def recompute_appointment_customers(unit: Unit, customer_ids: Collection[str], zone: ZoneInfo) -> None:
+    """Recompute the bookings of these customers (as given: merged ids, survivors, or both)."""
+    if not customer_ids:
+        return
+    await execute_on_driver(unit, "lock customer visits", _LOCK, {})
+    touched = await _touched(unit, customer_ids)
+    await execute_on_driver(unit, "take off bookings", _TAKE_OFF_APPOINTMENTS, {"customers": touched})
+    await execute_on_driver(
+        unit, "put on bookings", _PUT_ON_APPOINTMENTS, {"customers": touched, "zone": zone.key}
+    )
+
+
+async def recompute_appointments(unit: Unit, appointment_ids: Collection[str], zone: ZoneInfo) -> None:
+    """Recompute the customers of these appointments, and the reminders their vehicles' bookings follow."""
+    rows = await fetch_on_driver(
+        unit,
+        "customers of appointments",
+        """
+        SELECT customer_id, vehicle_id, reminder_id FROM appointments WHERE appointment_id = ANY(%(ids)s::text[])
+        """,
+        {"ids": sorted(set(appointment_ids))},
+    )
+    held = await fetch_on_driver(
+        unit,
+        "customers holding appointments",
+        "SELECT customer_id FROM customer_appointments WHERE appointment_id = ANY(%(ids)s::text[])",
+        {"ids": sorted(set(appointment_ids))},
+    )
+    await recompute_appointment_customers(unit, [row[0] for row in rows] + [row[0] for row in held], zone)
+    await recount_vehicles(
+        unit,
+        zone,
+        vehicle_ids=[row[1] for row in rows if row[1] is not None],
+        reminder_ids=[row[2] for row in rows if row[2] is not None],
+    )
+
+
+async def recompute_add_ons(unit: Unit, add_on_ids: Collection[str], zone: ZoneInfo) -> None:
+    """Recount these add-ons and the declined ones of their vehicles (an approval may recover them)."""
+    rows = await fetch_on_driver(
+        unit,
+        "vehicles of add-ons",
+        "SELECT w.vehicle_id FROM add_ons ao JOIN work_orders w ON w.work_order_id = ao.work_order_id "
+        "WHERE ao.add_on_id = ANY(%(ids)s::text[]) AND w.vehicle_id IS NOT NULL",
+        {"ids": sorted(set(add_on_ids))},
+    )
+    await recount_vehicles(unit, zone, vehicle_ids=[row[0] for row in rows], add_on_ids=add_on_ids)
+
+
+# ---- reading -------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -274,3 +525,41 @@ async def lifetimes_at(unit: Unit, *, scope: str, end: date, ranks: Collection[i
 
 def scope_key(branch_id: str | None) -> str:
     return CHAIN_SCOPE if branch_id is None else branch_id
+
+
+@dataclass(frozen=True)
+class OtherFigures:
+    """The headline's figures of answers, surveys, bookings, reminders and declined add-ons over whole months
+    [start, end): `counts` by name (tables.COUNTS), booked and arrived customers, the bookings' events."""
+
+    counts: dict[str, int]
+    booked_customers: int
+    arrived_customers: int
+    booking_events: int
+
+
+async def other_figures(unit: Unit, *, scope: str, start: date, end: date) -> OtherFigures:
+    [row] = await fetch_on_driver(
+        unit,
+        "other figures",
+        f"""
+        SELECT * FROM (
+            SELECT {", ".join(f"coalesce(sum({name}), 0)::bigint AS {name}" for name in COUNTS)}
+            FROM month_counts WHERE scope = %(scope)s AND month >= %(start)s AND month < %(end)s
+        ) counts, (
+            SELECT coalesce(sum(bookings) FILTER (WHERE previous_month < %(start)s), 0)::bigint AS booked,
+                   coalesce(sum(arrived) FILTER (WHERE previous_arrived_month < %(start)s), 0)::bigint
+                       AS arrived_customers,
+                   coalesce(sum(events), 0)::bigint AS booking_events
+            FROM appointment_months WHERE scope = %(scope)s AND month >= %(start)s AND month < %(end)s
+        ) bookings
+        """,
+        {"scope": scope, "start": start, "end": end},
+        as_dicts=True,
+    )
+    return OtherFigures(
+        counts={name: row[name] for name in COUNTS},
+        booked_customers=row["booked"],
+        arrived_customers=row["arrived_customers"],
+        booking_events=row["booking_events"],
+    )

@@ -375,14 +375,11 @@ async def audience_revenue(
     )
 
 
-async def reminders_sent(unit: Unit, *, start: datetime, end: datetime, branch: str | None) -> Rows:
-    """Reminders sent in the period, each with the first booking or visit of the same vehicle (anywhere in
-    the chain) within 30 days (720 hours) of it; a booking that answers the reminder counts as the
-    vehicle's."""
-    return await _rows(
-        unit,
-        "reminders sent",
-        f"""
+def reminders_followed(where: str) -> str:
+    """Reminders sent (those `where` picks, over `r`), each with the first booking or visit of the same vehicle
+    (anywhere in the chain) within 30 days (720 hours) of it; a booking that answers the reminder counts as
+    the vehicle's."""
+    return f"""
         WITH {CHAIN_VISITS}
         SELECT r.event_id, r.reminder_id, r.vehicle_id, r.branch_id, r.sent_at, follow.followed_by, follow.followed_at
         FROM reminders_sent r
@@ -398,27 +395,34 @@ async def reminders_sent(unit: Unit, *, start: datetime, end: datetime, branch: 
                   AND v.completed_at >= r.sent_at AND v.completed_at < r.sent_at + interval '720 hours'
             ) followed ORDER BY followed_at, followed_by LIMIT 1
         ) follow ON true
-        WHERE r.sent_at >= %(start)s AND r.sent_at < %(end)s AND (%(branch)s::text IS NULL OR r.branch_id = %(branch)s)
-        ORDER BY r.sent_at, r.event_id
-        """,
+        WHERE {where}
+    """
+
+
+async def reminders_sent(unit: Unit, *, start: datetime, end: datetime, branch: str | None) -> Rows:
+    """Reminders sent in the period, each with what followed it (`reminders_followed`)."""
+    return await _rows(
+        unit,
+        "reminders sent",
+        reminders_followed(
+            "r.sent_at >= %(start)s AND r.sent_at < %(end)s AND (%(branch)s::text IS NULL OR r.branch_id = %(branch)s)"
+        )
+        + " ORDER BY r.sent_at, r.event_id",
         start=start,
         end=end,
         branch=branch,
     )
 
 
-async def declined_add_ons(unit: Unit, *, start: datetime, end: datetime, branch: str | None) -> Rows:
-    """Add-ons declined in the period (at the branch), each with what recovered it within 90 days: the same
-    add-on approved after all, an add-on of the same item approved for the same vehicle, or a visit of the
-    vehicle with a line of the item (by catalogue code; by name when the add-on had none). 90 days are 2,160
-    hours: a day is 24 hours here whatever the time zone's clock changes."""
-    return await _rows(
-        unit,
-        "declined add-ons",
-        f"""
+def declined_recovered(where: str) -> str:
+    """Add-ons declined (those `where` picks, over `d` and its order `w`), each with what recovered it within
+    90 days: the same add-on approved after all, an add-on of the same item approved for the same vehicle, or
+    a visit of the vehicle with a line of the item (by catalogue code; by name when the add-on had none). 90
+    days are 2,160 hours: a day is 24 hours here whatever the time zone's clock changes."""
+    return f"""
         WITH {CHAIN_VISITS}
         SELECT d.add_on_id, d.work_order_id, coalesce(alias.surviving_customer_id, w.customer_id) AS customer_id,
-               d.item, d.item_code, d.price_fen, d.declined_at,
+               w.branch_id, d.item, d.item_code, d.price_fen, d.declined_at,
                cardinality(d.event_ids) AS events, recovery.recovered_by, recovery.recovered_at
         FROM add_ons d JOIN work_orders w ON w.work_order_id = d.work_order_id
         LEFT JOIN customer_aliases alias ON alias.merged_customer_id = w.customer_id
@@ -441,10 +445,20 @@ async def declined_add_ons(unit: Unit, *, start: datetime, end: datetime, branch
             WHERE recovered_at < d.declined_at + interval '2160 hours'
             ORDER BY recovered_at, recovered_by LIMIT 1
         ) recovery ON true
-        WHERE d.declined_at >= %(start)s AND d.declined_at < %(end)s
-          AND (%(branch)s::text IS NULL OR w.branch_id = %(branch)s)
-        ORDER BY d.declined_at, d.add_on_id
-        """,
+        WHERE {where}
+    """
+
+
+async def declined_add_ons(unit: Unit, *, start: datetime, end: datetime, branch: str | None) -> Rows:
+    """Add-ons declined in the period (at the branch), each with what recovered it (`declined_recovered`)."""
+    return await _rows(
+        unit,
+        "declined add-ons",
+        declined_recovered(
+            "d.declined_at >= %(start)s AND d.declined_at < %(end)s "
+            "AND (%(branch)s::text IS NULL OR w.branch_id = %(branch)s)"
+        )
+        + " ORDER BY d.declined_at, d.add_on_id",
         start=start,
         end=end,
         branch=branch,

@@ -100,6 +100,7 @@ appointments = Table(
     Index("ix_appointments_booked_at", "booked_at"),
     Index("ix_appointments_vehicle", "vehicle_id"),
     Index("ix_appointments_campaign", "campaign_id"),
+    Index("ix_appointments_customer", "customer_id"),
 )
 
 # An add-on's first approval and first decline are kept apart: its first decision is whichever came first
@@ -206,6 +207,8 @@ reminders_sent = Table(
     Column("branch_id", Text),  # the branch the vehicle last visited (ReminderDue's preferred branch)
     Column("sent_at", DateTime(timezone=True), nullable=False),
     Index("ix_reminders_sent_sent_at", "sent_at"),
+    Index("ix_reminders_sent_vehicle", "vehicle_id"),
+    Index("ix_reminders_sent_reminder", "reminder_id"),
 )
 
 customer_aliases = Table(
@@ -316,6 +319,73 @@ lifetime_histogram = Table(
     Column("boundary", Date, primary_key=True),
     Column("lifetime_bucket", Integer, primary_key=True),
     Column("customers", BigInteger, nullable=False),
+)
+
+# The other headline figures' projections. `counted_facts`: what each NPS answer, survey, reminder and declined
+# add-on counts for (recomputed whole when a fact it depends on may have changed: a reminder when a booking or
+# visit of its vehicle does); `month_counts`: their sums per scope and local month.
+COUNTS = (
+    "promoters",
+    "passives",
+    "detractors",
+    "surveys",
+    "reminders",
+    "reminders_followed",
+    "declined",
+    "declined_recovered",
+    "declined_fen",
+    "recovered_fen",
+    "declined_events",
+)
+
+counted_facts = Table(
+    "counted_facts",
+    metadata,
+    Column("kind", Text, primary_key=True),  # answer | survey | reminder | declined
+    Column("fact_id", Text, primary_key=True),  # survey id, survey id, reminder's event id, add-on id
+    Column("branch_id", Text),
+    Column("month", Date, nullable=False),
+    Column("customer_id", Text),  # an answer's (as the answer names it): its erasure takes the answer off
+    *(Column(name, BigInteger, nullable=False) for name in COUNTS),
+    Index("ix_counted_facts_customer", "customer_id"),
+)
+
+month_counts = Table(
+    "month_counts",
+    metadata,
+    Column("scope", Text, primary_key=True),
+    Column("month", Date, primary_key=True),
+    *(Column(name, BigInteger, nullable=False) for name in COUNTS),
+)
+
+# Each booked appointment as its customer's bookings place it (recomputed whole for a customer when one of
+# their appointments changes or they merge), and the sums per scope, month of booking and months of the
+# customer's booking before it and arrived booking before it: customers who booked (arrived) in [a, b) are
+# the bookings (arrived ones) in it whose previous one is before a.
+customer_appointments = Table(
+    "customer_appointments",
+    metadata,
+    Column("scope", Text, primary_key=True),
+    Column("appointment_id", Text, primary_key=True),
+    Column("customer_id", Text, nullable=False),
+    Column("month", Date, nullable=False),
+    Column("previous_month", Date, nullable=False),
+    Column("previous_arrived_month", Date, nullable=False),  # of arrived bookings, for an arrived one
+    Column("arrived", Boolean, nullable=False),
+    Column("events", Integer, nullable=False),
+    Index("ix_customer_appointments_customer", "customer_id"),
+)
+
+appointment_months = Table(
+    "appointment_months",
+    metadata,
+    Column("scope", Text, primary_key=True),
+    Column("month", Date, primary_key=True),
+    Column("previous_month", Date, primary_key=True),
+    Column("previous_arrived_month", Date, primary_key=True),
+    Column("bookings", BigInteger, nullable=False),
+    Column("arrived", BigInteger, nullable=False),
+    Column("events", BigInteger, nullable=False),
 )
 
 # A KPI drill-down's customers saved as a segment (not a fact: the API writes it, a rebuild leaves it alone).

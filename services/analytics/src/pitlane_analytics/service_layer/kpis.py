@@ -477,112 +477,109 @@ class Kpis:
     # ---- the headline ----------------------------------------------------------------------------------------
 
     async def headline(self, unit: Unit, scope: Scope) -> Headline:
-        """The visit-based figures of a period of whole local months come from the projections
-        (adapters/kpi_projections.py), of any other period from the facts; both give the same figures."""
+        """A period of whole local months is answered from the projections (adapters/kpi_projections.py), any
+        other from the facts; both give the same figures."""
         if self._projected(scope.period):
-            visits = await self._visit_headline_from_projections(unit, scope)
+            figures, events = await self._headline_from_projections(unit, scope)
         else:
-            visits = await self._visit_headline_from_facts(unit, scope)
-        nps = await self.nps(unit, scope)
-        conversion = await self.appointment_conversion(unit, scope)
-        reminders = await self.reminder_effectiveness(unit, scope)
-        recovery = await self.declined_work_recovery(unit, scope)
-        # Every visit-based figure counts visits before `to` in the scope: the lifetime's are all of them.
-        events = visits.events + nps.events + conversion.events + reminders.events + recovery.events
-        return Headline(
-            **await self._frame(unit, "headline", scope, events),
-            return_rate=visits.return_rate,
-            new_customers=visits.new_customers,
-            activity=visits.activity,
-            spend_per_year_fen=visits.spend_per_year_fen,
-            mean_lifetime_years=visits.mean_lifetime_years,
-            median_lifetime_years=visits.median_lifetime_years,
-            ltv_fen=visits.ltv_fen,
-            nps=nps.nps,
-            nps_answers=nps.answers,
-            nps_response_rate=nps.response_rate,
-            appointment_conversion=conversion.conversion,
-            mean_days_between_visits=visits.mean_days_between_visits,
-            reminder_effectiveness=reminders.effectiveness,
-            declined_work_recovery_by_count=recovery.by_count,
-            declined_work_recovery_by_fen=recovery.by_fen,
-        )
+            figures, events = await self._headline_from_facts(unit, scope)
+        return Headline(**await self._frame(unit, "headline", scope, events), **figures)
 
     def _projected(self, period: Period) -> bool:
         """The projections hold whole local months of the chain's time zone."""
         return period.timezone == self.timezone and period.start.day == 1 and period.end.day == 1
 
-    async def _visit_headline_from_facts(self, unit: Unit, scope: Scope) -> VisitHeadline:
+    async def _headline_from_facts(self, unit: Unit, scope: Scope) -> tuple[dict[str, Any], int]:
         return_rate = await self.return_rate(unit, scope)
         activity = await self.customer_activity(unit, scope)
         spend = await self.spend_per_year(unit, scope)
         lifetime = await self.customer_lifetime(unit, scope)
         ltv = await self.ltv(unit, scope)
         gaps = await self.time_between_visits(unit, scope)
-        return VisitHeadline(
-            return_rate=return_rate.return_rate,
-            new_customers=activity.new,
-            activity=activity.windows,
-            spend_per_year_fen=spend.spend_per_year_fen,
-            mean_lifetime_years=lifetime.mean_years,
-            median_lifetime_years=lifetime.median_years,
-            ltv_fen=ltv.ltv_fen,
-            mean_days_between_visits=gaps.mean_days,
-            events=lifetime.events,
-        )
+        nps = await self.nps(unit, scope)
+        conversion = await self.appointment_conversion(unit, scope)
+        reminders = await self.reminder_effectiveness(unit, scope)
+        recovery = await self.declined_work_recovery(unit, scope)
+        figures = {
+            "return_rate": return_rate.return_rate,
+            "new_customers": activity.new,
+            "activity": activity.windows,
+            "spend_per_year_fen": spend.spend_per_year_fen,
+            "mean_lifetime_years": lifetime.mean_years,
+            "median_lifetime_years": lifetime.median_years,
+            "ltv_fen": ltv.ltv_fen,
+            "nps": nps.nps,
+            "nps_answers": nps.answers,
+            "nps_response_rate": nps.response_rate,
+            "appointment_conversion": conversion.conversion,
+            "mean_days_between_visits": gaps.mean_days,
+            "reminder_effectiveness": reminders.effectiveness,
+            "declined_work_recovery_by_count": recovery.by_count,
+            "declined_work_recovery_by_fen": recovery.by_fen,
+        }
+        # Every visit-based figure counts visits before `to` in the scope: the lifetime's are all of them.
+        events = lifetime.events + nps.events + conversion.events + reminders.events + recovery.events
+        return figures, events
 
-    async def _visit_headline_from_projections(self, unit: Unit, scope: Scope) -> VisitHeadline:
-        period = scope.period
-        figures = await kp.visit_figures(
-            unit, scope=kp.scope_key(scope.branch_id), start=period.start, end=period.end
-        )
-        customers = figures.customers_before_end
+    async def _headline_from_projections(self, unit: Unit, scope: Scope) -> tuple[dict[str, Any], int]:
+        period, key = scope.period, kp.scope_key(scope.branch_id)
+        visits = await kp.visit_figures(unit, scope=key, start=period.start, end=period.end)
+        others = await kp.other_figures(unit, scope=key, start=period.start, end=period.end)
+        customers = visits.customers_before_end
         middle = customers // 2
         ranks = [middle] if customers % 2 else [middle - 1, middle]
-        lifetimes = (
-            await kp.lifetimes_at(unit, scope=kp.scope_key(scope.branch_id), end=period.end, ranks=ranks)
-            if customers
-            else {}
-        )
-        spend = kpis.spend_per_year(figures.paid_fen, figures.customers_with_visits, period.days)
+        lifetimes = await kp.lifetimes_at(unit, scope=key, end=period.end, ranks=ranks) if customers else {}
+        spend = kpis.spend_per_year(visits.paid_fen, visits.customers_with_visits, period.days)
         mean_years = (
-            _days(figures.lifetime_us_before_end) / customers / kpis.DAYS_PER_YEAR if customers else None
+            _days(visits.lifetime_us_before_end) / customers / kpis.DAYS_PER_YEAR if customers else None
         )
         median_years = (
             kpis.median([_days(lifetimes[rank]) / kpis.DAYS_PER_YEAR for rank in ranks])
             if customers
             else None
         )
-        mean_days = _days(figures.gap_us) / figures.gaps if figures.gaps else None
-        return VisitHeadline(
-            return_rate=RateView.of(Rate(figures.returning_customers, figures.customers_with_visits)),
-            new_customers=figures.new_customers,
-            activity=[
-                ActivityWindow(days=days, active=active, churned=customers - active)
-                for days, active in figures.active.items()
-            ],
-            spend_per_year_fen=None if spend is None else kpis.whole_fen(spend),
-            mean_lifetime_years=_optional(mean_years, 2),
-            median_lifetime_years=_optional(median_years, 2),
-            ltv_fen=kpis.ltv(spend, mean_years),
-            mean_days_between_visits=_optional(mean_days, 1),
-            events=figures.events_before_end,
+        counts = others.counts
+        nps = kpis.Nps(
+            answers=counts["promoters"] + counts["passives"] + counts["detractors"],
+            promoters=counts["promoters"],
+            passives=counts["passives"],
+            detractors=counts["detractors"],
         )
-
-
-@dataclass(frozen=True)
-class VisitHeadline:
-    """The headline's figures made of visits, and the events behind them."""
-
-    return_rate: RateView
-    new_customers: int
-    activity: list[ActivityWindow]
-    spend_per_year_fen: int | None
-    mean_lifetime_years: Decimal | None
-    median_lifetime_years: Decimal | None
-    ltv_fen: int | None
-    mean_days_between_visits: Decimal | None
-    events: int
+        figures = {
+            "return_rate": RateView.of(Rate(visits.returning_customers, visits.customers_with_visits)),
+            "new_customers": visits.new_customers,
+            "activity": [
+                ActivityWindow(days=days, active=active, churned=customers - active)
+                for days, active in visits.active.items()
+            ],
+            "spend_per_year_fen": None if spend is None else kpis.whole_fen(spend),
+            "mean_lifetime_years": _optional(mean_years, 2),
+            "median_lifetime_years": _optional(median_years, 2),
+            "ltv_fen": kpis.ltv(spend, mean_years),
+            "nps": nps.score,
+            "nps_answers": nps.answers,
+            "nps_response_rate": RateView.of(Rate(nps.answers, counts["surveys"])),
+            "appointment_conversion": RateView.of(Rate(others.arrived_customers, others.booked_customers)),
+            "mean_days_between_visits": _optional(
+                _days(visits.gap_us) / visits.gaps if visits.gaps else None, 1
+            ),
+            "reminder_effectiveness": RateView.of(Rate(counts["reminders_followed"], counts["reminders"])),
+            "declined_work_recovery_by_count": RateView.of(
+                Rate(counts["declined_recovered"], counts["declined"])
+            ),
+            "declined_work_recovery_by_fen": RateView.of(
+                Rate(counts["recovered_fen"], counts["declined_fen"])
+            ),
+        }
+        events = (
+            visits.events_before_end
+            + nps.answers
+            + counts["surveys"]
+            + others.booking_events
+            + counts["reminders"]
+            + counts["declined_events"]
+        )
+        return figures, events
 
 
 # The campaign-roi figures measured against a control group; None where a campaign has none measured.

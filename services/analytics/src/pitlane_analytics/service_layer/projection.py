@@ -23,7 +23,15 @@ from pitlane_analytics.adapters.facts import (
     merge_customers,
     merge_rows,
 )
-from pitlane_analytics.adapters.kpi_projections import recompute_customers, recompute_orders
+from pitlane_analytics.adapters.kpi_projections import (
+    recompute_add_ons,
+    recompute_appointment_customers,
+    recompute_appointments,
+    recompute_customers,
+    recompute_orders,
+    recount,
+    recount_answers_of,
+)
 from pitlane_events import DomainEvent, Envelope
 from pitlane_events.customer_profile import CustomerErased, CustomersMerged
 from pitlane_events.notification import (
@@ -450,14 +458,44 @@ async def visits_changed(unit: Unit, events: Events, zone: ZoneInfo) -> None:
     await recompute_orders(unit, [event.work_order_id for _, event in events], zone)
 
 
+@follows(
+    AppointmentBooked, AppointmentRescheduled, AppointmentCancelled, AppointmentNoShow, AppointmentArrived
+)
+async def bookings_changed(unit: Unit, events: Events, zone: ZoneInfo) -> None:
+    await recompute_appointments(unit, [event.appointment_id for _, event in events], zone)
+
+
+@follows(AddOnProposed, AddOnApproved, AddOnDeclined)
+async def add_ons_changed(unit: Unit, events: Events, zone: ZoneInfo) -> None:
+    await recompute_add_ons(unit, [event.add_on_id for _, event in events], zone)
+
+
+@follows(NpsAnswered)
+async def answers_changed(unit: Unit, events: Events, zone: ZoneInfo) -> None:
+    await recount(unit, "answer", [event.survey_id for _, event in events], zone)
+
+
+@follows(NpsSurveySent)
+async def surveys_changed(unit: Unit, events: Events, zone: ZoneInfo) -> None:
+    await recount(unit, "survey", [event.survey_id for _, event in events], zone)
+
+
+@follows(ReminderDue)
+async def reminders_changed(unit: Unit, events: Events, zone: ZoneInfo) -> None:
+    await recount(unit, "reminder", [_event_id(envelope) for envelope, _ in events], zone)
+
+
 @follows(CustomersMerged)
 async def customers_joined(unit: Unit, events: Events, zone: ZoneInfo) -> None:
-    await recompute_customers(
-        unit,
-        [
-            customer
-            for _, event in events
-            for customer in (event.surviving_customer_id, *event.merged_customer_ids)
-        ],
-        zone,
-    )
+    customers = [
+        customer
+        for _, event in events
+        for customer in (event.surviving_customer_id, *event.merged_customer_ids)
+    ]
+    await recompute_customers(unit, customers, zone)
+    await recompute_appointment_customers(unit, customers, zone)
+
+
+@follows(CustomerErased)
+async def answers_erased(unit: Unit, events: Events, zone: ZoneInfo) -> None:
+    await recount_answers_of(unit, [event.customer_id for _, event in events], zone)

@@ -1,5 +1,6 @@
-"""The headline's projections (ADR 0024): each visit as its customer's history places it, and the per-month
-sums and month-boundary differences the headline reads for periods of whole months.
+"""The headline's projections (ADR 0024): each visit and each booking as its customer's history places it,
+what each answer, survey, reminder and declined add-on counts, and the per-month sums and month-boundary
+differences the headline reads for periods of whole months; indexes the projections look facts up by.
 
 Kept by the consumers from now on: existing deployments run `pitlane analytics rebuild` after upgrading to
 fill them from the streams (until then the headline of a whole-month period counts only the customers whose
@@ -10,6 +11,21 @@ from alembic import op
 
 revision = "0005"
 down_revision = "0004"
+
+# What each counted fact counts (adapters/tables.py COUNTS as of this revision).
+COUNTS = (
+    "promoters",
+    "passives",
+    "detractors",
+    "surveys",
+    "reminders",
+    "reminders_followed",
+    "declined",
+    "declined_recovered",
+    "declined_fen",
+    "recovered_fen",
+    "declined_events",
+)
 
 
 def _counts(*names: str) -> list[sa.Column[int]]:
@@ -67,7 +83,67 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("scope", "boundary", "lifetime_bucket", name=op.f("pk_lifetime_histogram")),
     )
 
+    op.create_table(
+        "counted_facts",
+        sa.Column("kind", sa.Text(), nullable=False),
+        sa.Column("fact_id", sa.Text(), nullable=False),
+        sa.Column("branch_id", sa.Text(), nullable=True),
+        sa.Column("month", sa.Date(), nullable=False),
+        sa.Column("customer_id", sa.Text(), nullable=True),
+        *_counts(*COUNTS),
+        sa.PrimaryKeyConstraint("kind", "fact_id", name=op.f("pk_counted_facts")),
+    )
+    op.create_index("ix_counted_facts_customer", "counted_facts", ["customer_id"])
+    op.create_table(
+        "month_counts",
+        sa.Column("scope", sa.Text(), nullable=False),
+        sa.Column("month", sa.Date(), nullable=False),
+        *_counts(*COUNTS),
+        sa.PrimaryKeyConstraint("scope", "month", name=op.f("pk_month_counts")),
+    )
+    op.create_table(
+        "customer_appointments",
+        sa.Column("scope", sa.Text(), nullable=False),
+        sa.Column("appointment_id", sa.Text(), nullable=False),
+        sa.Column("customer_id", sa.Text(), nullable=False),
+        sa.Column("month", sa.Date(), nullable=False),
+        sa.Column("previous_month", sa.Date(), nullable=False),
+        sa.Column("previous_arrived_month", sa.Date(), nullable=False),
+        sa.Column("arrived", sa.Boolean(), nullable=False),
+        sa.Column("events", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("scope", "appointment_id", name=op.f("pk_customer_appointments")),
+    )
+    op.create_index("ix_customer_appointments_customer", "customer_appointments", ["customer_id"])
+    op.create_table(
+        "appointment_months",
+        sa.Column("scope", sa.Text(), nullable=False),
+        sa.Column("month", sa.Date(), nullable=False),
+        sa.Column("previous_month", sa.Date(), nullable=False),
+        sa.Column("previous_arrived_month", sa.Date(), nullable=False),
+        *_counts("bookings", "arrived", "events"),
+        sa.PrimaryKeyConstraint(
+            "scope", "month", "previous_month", "previous_arrived_month", name=op.f("pk_appointment_months")
+        ),
+    )
+    # What the projections look facts up by: a vehicle's reminders, the reminder a booking answers, a
+    # customer's bookings.
+    op.create_index("ix_reminders_sent_vehicle", "reminders_sent", ["vehicle_id"])
+    op.create_index("ix_reminders_sent_reminder", "reminders_sent", ["reminder_id"])
+    op.create_index("ix_appointments_customer", "appointments", ["customer_id"])
+
 
 def downgrade() -> None:
-    for table in ("lifetime_histogram", "month_boundaries", "visit_months", "customer_visits"):
+    op.drop_index("ix_appointments_customer", "appointments")
+    op.drop_index("ix_reminders_sent_reminder", "reminders_sent")
+    op.drop_index("ix_reminders_sent_vehicle", "reminders_sent")
+    for table in (
+        "appointment_months",
+        "customer_appointments",
+        "month_counts",
+        "counted_facts",
+        "lifetime_histogram",
+        "month_boundaries",
+        "visit_months",
+        "customer_visits",
+    ):
         op.drop_table(table)
