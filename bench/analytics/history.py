@@ -23,13 +23,13 @@ from pitlane_events.notification import NpsAnswered, NpsSurveySent
 from pitlane_events.reminder import ReminderDue, ReminderKind
 from pitlane_events.types import Channel, LineCategory, LineItem, Payment, PaymentMethod, TimeSlot
 from pitlane_events.workorder import (
+    BUILT_IN_PROCESS,
     AddOnApproved,
     AddOnDeclined,
     AddOnProposed,
     AppointmentArrived,
     AppointmentBooked,
     AppointmentCancelled,
-    BUILT_IN_PROCESS,
     BookingChannel,
     DecidedBy,
     DecisionMethod,

@@ -107,8 +107,7 @@ async def by_hand(database_url: str, nats_url: str) -> Rebuilt:
                     ),
                 )
                 subscription = await js.pull_subscribe_bind(consumer=name, stream=stream)
-                while pending := (await js.consumer_info(stream, name)).num_pending:
-                    messages = await subscription.fetch(min(BATCH, pending), timeout=5)
+                while messages := await _full_batch(js, subscription, stream, name):
                     read += len(messages)
                     async with database.transaction():
                         await _write(database, [json.loads(message.data) for message in messages])
@@ -117,6 +116,14 @@ async def by_hand(database_url: str, nats_url: str) -> Rebuilt:
     finally:
         await connection.close()
     return Rebuilt(read, seconds, await digest(database_url))
+
+
+async def _full_batch(js: Any, subscription: Any, stream: str, name: str) -> list[Any]:
+    """Up to BATCH messages, as many as the stream has: read as the rebuild reads them."""
+    batch: list[Any] = []
+    while len(batch) < BATCH and (pending := (await js.consumer_info(stream, name)).num_pending):
+        batch.extend(await subscription.fetch(min(BATCH - len(batch), pending), timeout=5))
+    return batch
 
 
 # ---- the baseline's statements: one per table per batch, rows merged in Python first ---------------------------

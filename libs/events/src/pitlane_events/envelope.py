@@ -86,7 +86,7 @@ class Envelope(BaseModel, Generic[E]):
     def _usable_as_subject_token(cls, value: str | None) -> str | None:
         # The branch id is one token of the NATS subject: a dot, wildcard or space would change which
         # streams and consumers see the event.
-        if value is not None and (not value or any(c in value for c in SUBJECT_TOKEN_FORBIDDEN)):
+        if value is not None and (not value or not SUBJECT_TOKEN_FORBIDDEN.isdisjoint(value)):
             raise ValueError("branch_id must be a non-empty NATS subject token (no '.', '*', '>' or spaces)")
         return value
 

@@ -22,7 +22,7 @@ EARLIEST_DATE = date(1900, 1, 1)
 LATEST_DATE = date(2199, 12, 31)
 """Far beyond any booking, birthday or insurance term, and far from the calendar's end."""
 
-SUBJECT_TOKEN_FORBIDDEN = ".*> \t\r\n"
+SUBJECT_TOKEN_FORBIDDEN = frozenset(".*> \t\r\n")
 """Characters a NATS subject token cannot hold (the envelope refuses a branch id with one; `BranchIdInput`
 refuses these and every other white space)."""
 

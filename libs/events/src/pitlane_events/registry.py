@@ -19,6 +19,7 @@ class EventRegistry:
     def __init__(self) -> None:
         self._models: dict[tuple[str, int], type[DomainEvent]] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
+        self._latest: dict[str, int] = {}  # kept with _models: asked for every event decoded
 
     def register(self, model: type[DomainEvent]) -> None:
         key = (model.event_type, model.schema_version)
@@ -26,6 +27,7 @@ class EventRegistry:
         if existing is not None and existing is not model:
             raise DuplicateRegistration(f"{key[0]} v{key[1]} is registered twice ({existing.__qualname__})")
         self._models[key] = model
+        self._latest[key[0]] = max(self._latest.get(key[0], 0), key[1])
 
     def upcaster(self, event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
         """Register the function that lifts `event_type` from `from_version` to `from_version + 1`."""
@@ -46,10 +48,10 @@ class EventRegistry:
             raise UnknownEventType(event_type, schema_version) from None
 
     def latest_version(self, event_type: str) -> int:
-        versions = [v for (t, v) in self._models if t == event_type]
-        if not versions:
-            raise UnknownEventType(event_type)
-        return max(versions)
+        try:
+            return self._latest[event_type]
+        except KeyError:
+            raise UnknownEventType(event_type) from None
 
     def latest(self, event_type: str) -> type[DomainEvent]:
         return self._models[(event_type, self.latest_version(event_type))]

@@ -206,6 +206,7 @@ class _Source:
         self.stream = stream_name(consumer.source_service)
         self.name = f"rebuild_{consumer.durable}_{uuid.uuid4().hex[:8]}"
         self.subscription: JetStreamContext.PullSubscription | None = None
+        self._ahead: asyncio.Future[tuple[int, list[Envelope[Any]]]] | None = None
         self.read = self.applied = self.duplicates = self.unreadable = 0
 
     async def open(self) -> None:
@@ -223,8 +224,38 @@ class _Source:
         )
         self.subscription = await self.js.pull_subscribe_bind(consumer=self.name, stream=self.stream)
 
-    async def next_batch(self, size: int) -> list[Msg]:
-        """The next messages of the stream; none when it has no more for now."""
+    async def next_batch(self, size: int) -> list[Envelope[Any]] | None:
+        """The events of the next `size` messages of the stream (or of as many as it has now) that its
+        consumer handles, decoded; None when it has no more for now. After a full batch the next one is read
+        and decoded while the caller applies this one: the database works while this process decodes."""
+        ahead, self._ahead = self._ahead, None
+        read, envelopes = await (ahead if ahead is not None else self._read(size))
+        if read == size:
+            self._ahead = asyncio.ensure_future(self._read(size))
+        return envelopes if read else None
+
+    async def _read(self, size: int) -> tuple[int, list[Envelope[Any]]]:
+        messages: list[Msg] = []
+        while len(messages) < size:
+            # A fetch returns what the server sent first, often a few: asked again until the batch is full,
+            # so a transaction applies a whole batch instead of a handful.
+            fetched = await self._fetch(size - len(messages))
+            if not fetched:
+                break
+            messages.extend(fetched)
+        self.read += len(messages)
+        envelopes = []
+        for message in messages:
+            try:
+                envelope = decode(message.data)
+            except EventError:
+                self.unreadable += 1  # the live consumer dead-lettered it: it applied nothing either
+                continue
+            if envelope.event_type in self.consumer.handlers:
+                envelopes.append(envelope)
+        return len(messages), envelopes
+
+    async def _fetch(self, size: int) -> list[Msg]:
         assert self.subscription is not None
         for _ in range(_FETCH_ATTEMPTS):
             # Asked each time: a fetch that waits for messages that are not there costs its whole timeout.
@@ -232,14 +263,16 @@ class _Source:
             if not pending:
                 return []
             try:
-                messages = await self.subscription.fetch(min(size, pending), timeout=_FETCH_TIMEOUT_S)
+                return await self.subscription.fetch(min(size, pending), timeout=_FETCH_TIMEOUT_S)
             except (TimeoutError, NatsTimeoutError):
                 continue
-            self.read += len(messages)
-            return messages
         raise RebuildFailed(f"{self.stream} did not deliver the messages it has for {self.consumer.name}")
 
     async def close(self) -> None:
+        if self._ahead is not None:
+            self._ahead.cancel()
+            with contextlib.suppress(BaseException):
+                await self._ahead
         if self.subscription is not None:
             with contextlib.suppress(Exception):
                 await self.subscription.unsubscribe()
@@ -475,10 +508,10 @@ class _Rebuild:
         while True:
             found = False
             for source in self.sources:
-                messages = await source.next_batch(self.batch_size)
-                if messages:
+                envelopes = await source.next_batch(self.batch_size)
+                if envelopes is not None:
                     found = True
-                    await self._apply_messages(source, messages)
+                    await self._apply(source, envelopes)
             now = time.monotonic()
             if self.held_back and now >= self._next_held_back_retry:
                 await self._retry_held_back()
@@ -496,18 +529,6 @@ class _Rebuild:
             sum(source.read for source in self.sources),
             extra={"read": {source.consumer.name: source.read for source in self.sources}},
         )
-
-    async def _apply_messages(self, source: _Source, messages: list[Any]) -> None:
-        envelopes = []
-        for message in messages:
-            try:
-                envelope = decode(message.data)
-            except EventError:
-                source.unreadable += 1  # the live consumer dead-lettered it: it applied nothing either
-                continue
-            if envelope.event_type in source.consumer.handlers:
-                envelopes.append(envelope)
-        await self._apply(source, envelopes)
 
     async def _apply(self, source: _Source, envelopes: list[Envelope[Any]]) -> None:
         """Apply the events in order, in as few transactions as their handlers allow."""
