@@ -18,7 +18,7 @@ through one (ADR 13), never through an id the caller types.
 
 A booking link names an appointment (the customer confirms or reschedules it) or a waitlist entry whose
 offer of a freed place the customer takes; notification signs it into the reminder or the offer it sends,
-workorder serves its page (ADR 23).
+workorder serves its page (ADR 25).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The statements of the booking calendar (ADR 23), fixed SQL on the driver: shifts and leave, the booking
+"""The statements of the booking calendar (ADR 25), fixed SQL on the driver: shifts and leave, the booking
 rules of the chain and its branches, the places taken in slots (live bookings and holds), holds, waitlists
 and no-show counts. The tables are in `tables.py`."""
 

@@ -154,7 +154,7 @@ directory_vehicles = Table(
 )
 
 
-# The booking calendar (migration 0008, ADR 23): who works when, the chain's and branches' booking rules,
+# The booking calendar (migration 0008, ADR 25): who works when, the chain's and branches' booking rules,
 # places held while a customer fills in the form or answers a waitlist offer, the waitlists, and no-shows.
 
 # One shift per staff member and local day; `breaks` is a list of {"starts_at", "ends_at"} local times.

@@ -1,4 +1,4 @@
-"""The booking rules a chain sets for its branches (ADR 23): the chain's defaults, and each branch's overrides
+"""The booking rules a chain sets for its branches (ADR 25): the chain's defaults, and each branch's overrides
 of them, merged field by field (a field a branch leaves unset is the chain's; one neither sets is the
 default below, which is how booking worked before there were rules). Calendar dates merge by date: a
 branch's entry for a date replaces the chain's.

@@ -1,5 +1,5 @@
 """A branch's booking capacity: a grid of equal slots inside its opening hours, and the booking rules a chain
-sets for it (ADR 23).
+sets for it (ADR 25).
 
 Bookings are made on the grid (a slot starts at opening time plus a whole number of slot lengths). Which days
 have slots follows the weekday's opening hours unless the branch's calendar says otherwise: a holiday has

@@ -1,4 +1,4 @@
-"""The booking calendar's durable timers (ADR 23; pitlane_platform.scheduling, ADR 15): a hold's expiry (the
+"""The booking calendar's durable timers (ADR 25; pitlane_platform.scheduling, ADR 15): a hold's expiry (the
 online form's, or a waitlist offer's: its place goes to the next in line) and an unconfirmed booking's
 confirmation deadline. Each handler writes through the timer's own transaction, so its effects commit with
 the timer's "fired" mark or not at all."""

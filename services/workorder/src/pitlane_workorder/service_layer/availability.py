@@ -1,4 +1,4 @@
-"""What a booking decision reads (ADR 23): the branch's grid with its calendar, its roster once it plans by
+"""What a booking decision reads (ADR 25): the branch's grid with its calendar, its roster once it plans by
 shifts, its booking rules (the chain's defaults and its overrides) and the places taken around the time
 asked for; and technicians' time on shift for dispatch."""
 

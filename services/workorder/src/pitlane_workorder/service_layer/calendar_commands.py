@@ -1,4 +1,4 @@
-"""The booking calendar's commands (ADR 23), as validated input: a day's shifts, leave, the booking rules of
+"""The booking calendar's commands (ADR 25), as validated input: a day's shifts, leave, the booking rules of
 the chain and of a branch, a hold on a slot, joining a slot's waitlist. Every number is bounded and every
 list limited, so bad input is a 422 naming the field and nothing reaches the database that it cannot store.
 Rules within one entry (a break inside its shift) are checked here, naming the entry; rules across

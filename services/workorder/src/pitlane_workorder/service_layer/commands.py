@@ -113,7 +113,7 @@ class BookAppointment(Command):
     phone: MobileInput
     plate: PlateInput
     service_requested: Text
-    # Waiting customers and drop-offs have caps of their own (booking rules, ADR 23).
+    # Waiting customers and drop-offs have caps of their own (booking rules, ADR 25).
     visit_type: Literal["waiting", "drop_off"] = "waiting"
     # A car the chain does not know yet gets its id at booking when its make and model are given.
     brand: Name | None = None
@@ -133,6 +133,8 @@ class BookOnline(BookAppointment):
     signed token of that campaign's or reminder's link."""
 
     attribution: SignedToken | None = None
+    # The hold the form took on the slot (POST /v1/public/branches/{b}/holds): not counted against it.
+    hold_id: Id | None = None
     # The hold the form took on the slot (POST /v1/public/branches/{b}/holds): not counted against it.
     hold_id: Id | None = None
 

@@ -1,4 +1,4 @@
-"""Bookings that need the customer's confirmation (ADR 23): a customer booking online with more no-shows than
+"""Bookings that need the customer's confirmation (ADR 25): a customer booking online with more no-shows than
 the chain allows (`no_show_threshold`) must confirm — through the appointment's link, sent with the booking
 confirmation and the reminders, or on the phone to the branch. One still unconfirmed at its deadline
 (`confirmation_deadline_minutes` before the slot) is released: cancelled by the branch, its place offered

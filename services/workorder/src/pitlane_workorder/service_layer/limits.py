@@ -51,7 +51,7 @@ DISCOUNT_DESCRIPTION_LENGTH = 100
 MAX_PAYMENTS = 10
 """Payments of one bill (split between methods)."""
 
-# The booking calendar (ADR 23).
+# The booking calendar (ADR 25).
 MAX_SHIFTS_PER_DAY = 200
 """Shifts of one branch's day."""
 MAX_BREAKS = 4

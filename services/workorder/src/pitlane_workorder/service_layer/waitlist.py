@@ -1,4 +1,4 @@
-"""Waitlists (ADR 23): a place that frees in a slot with a waitlist — a cancellation, a booking moved away, a
+"""Waitlists (ADR 25): a place that frees in a slot with a waitlist — a cancellation, a booking moved away, a
 hold or an offer that expired, a shift added, a rule relaxed — is offered to the first customer waiting for
 that slot whose booking fits, and held for them (`waitlist_hold_minutes`) by a hold like the online form's.
 The offer is published (WaitlistSlotOffered: notification sends its link); the hold's durable timer lapses

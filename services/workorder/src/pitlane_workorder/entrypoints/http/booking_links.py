@@ -1,4 +1,4 @@
-"""The customer's booking pages behind the signed links notification sends (ADR 23): an appointment's page
+"""The customer's booking pages behind the signed links notification sends (ADR 25): an appointment's page
 (`/c/appointments/<token>`: confirm it, or move it to a free slot; sent with the booking's confirmation and
 the day-before and two-hours-before reminders) and a waitlist offer's page (`/c/waitlist/<token>`: take the
 place held for the customer). No login, no script, zh-CN by default and English with ?lang=en; errors are

@@ -1,4 +1,4 @@
-"""Booking rules (ADR 23): the chain's defaults (the owner's) and each branch's overrides (the owner's, or
+"""Booking rules (ADR 25): the chain's defaults (the owner's) and each branch's overrides (the owner's, or
 the branch manager's), read by every member of staff with the rules the branch books by."""
 
 from __future__ import annotations

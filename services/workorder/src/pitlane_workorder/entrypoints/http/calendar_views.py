@@ -1,4 +1,4 @@
-"""What the booking calendar's routes answer (ADR 23): rosters, leave, booking rules, holds and waitlists."""
+"""What the booking calendar's routes answer (ADR 25): rosters, leave, booking rules, holds and waitlists."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Holds (ADR 23): the online booking form holds the slot the customer picked for `hold_minutes` while they
+"""Holds (ADR 25): the online booking form holds the slot the customer picked for `hold_minutes` while they
 fill in the rest; the booking sends the hold's id and is not counted against its own hold. A hold counts
 against the slot like a booking until it expires (a durable timer then offers its place to the waitlist)."""
 

@@ -1,4 +1,4 @@
-"""Shifts and leave (ADR 23): branch managers set each local day's shifts (with breaks) and record staff
+"""Shifts and leave (ADR 25): branch managers set each local day's shifts (with breaks) and record staff
 leave; every member of staff reads the roster. Once a branch has entered a shift, a slot takes no more cars
 than technicians work all of it."""
 

@@ -1,4 +1,4 @@
-"""Waitlists (ADR 23): a customer joins the waitlist of a slot that has no room for them (online, without a
+"""Waitlists (ADR 25): a customer joins the waitlist of a slot that has no room for them (online, without a
 token); the front desk reads a day's waitlists. A place that frees is offered to the first in line whose
 booking fits, held for `waitlist_hold_minutes`, through the link notification sends (booking_links.py)."""
 

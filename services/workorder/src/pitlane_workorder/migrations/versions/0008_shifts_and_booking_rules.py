@@ -1,4 +1,4 @@
-"""The booking calendar (ADR 23): staff shifts and leave, the booking rules a chain sets per branch, places
+"""The booking calendar (ADR 25): staff shifts and leave, the booking rules a chain sets per branch, places
 held while a customer fills in the form or answers a waitlist offer, waitlists, no-show counts, and what an
 appointment says about the visit (waiting or drop-off) and its confirmation."""
 
