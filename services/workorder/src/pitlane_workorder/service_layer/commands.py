@@ -135,8 +135,6 @@ class BookOnline(BookAppointment):
     attribution: SignedToken | None = None
     # The hold the form took on the slot (POST /v1/public/branches/{b}/holds): not counted against it.
     hold_id: Id | None = None
-    # The hold the form took on the slot (POST /v1/public/branches/{b}/holds): not counted against it.
-    hold_id: Id | None = None
 
 
 class BookByStaff(BookAppointment):
