@@ -113,6 +113,20 @@ def test_a_model_dumped_or_compared_is_read_whole() -> None:
     )
 
 
+async def counts(ctx: Any, events: list[tuple[Any, JobDone]]) -> None:
+    for _, job in events:
+        if isinstance(job, JobDone) and len(job.tags) > len(events):
+            store(job.job_id)
+
+
+async def one_of_a_batch(ctx: Any, event: JobDone) -> None:
+    await counts(ctx, [(ctx.envelope, event)])
+
+
+def test_counting_a_batch_or_checking_a_type_reads_nothing_but_counting_a_field_reads_it() -> None:
+    assert fields_read(one_of_a_batch, JobDone) == ("job_id", "tags")
+
+
 async def through_the_envelope(ctx: Any, event: JobDone) -> None:
     store(ctx.envelope.data.job_id)
 

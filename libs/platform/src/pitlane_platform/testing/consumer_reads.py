@@ -54,8 +54,9 @@ ELEMENT = "[*]"
 _WHOLE_MODEL_METHODS = frozenset({"model_dump", "model_dump_json", "model_copy", "model_fields_set"})
 # What DomainEvent says about its class, not its payload.
 _CLASS_LEVEL = frozenset({"event_type", "schema_version", "service", "name"})
-# Builtins that read nothing of what they are given, and those that hand back what they iterate.
-_READ_NOTHING = frozenset({len, isinstance, issubclass, id, type, callable, hash})
+# Builtins that take the event, or a batch of events, without reading a field of it (a field handed to them
+# is still read: `len(event.customer_ids)` needs the list), and those that hand back what they iterate.
+_NO_FIELD_OF_A_WHOLE = frozenset({len, isinstance, issubclass, type})
 _PASS_THROUGH = frozenset({list, tuple, sorted, reversed, set, frozenset, iter})
 
 
@@ -541,8 +542,13 @@ class _Walk:
         arguments = [(argument, self.eval(argument, env)) for argument in node.args]
         keywords = [(keyword, self.eval(keyword.value, env)) for keyword in node.keywords]
         found, callee = self.runtime_value(node.func)
-        if found and (callee is None or callee in _READ_NOTHING):
-            return None  # None: a call behind `if follower is not None`, never made
+        if found and callee is None:
+            return None  # a call behind `if follower is not None`, never made
+        if found and callee in _NO_FIELD_OF_A_WHOLE:
+            for argument, value in [*arguments, *keywords]:
+                if isinstance(value, _Read) and value.path:
+                    self.use(value, argument)
+            return None
         if found and callee in _PASS_THROUGH and len(arguments) == 1 and not keywords:
             return arguments[0][1]
         if found and callee is enumerate and arguments:
