@@ -52,6 +52,7 @@ from pitlane_workorder.domain.capacity import (
     SlotFullError,
     UnbookableTimeError,
 )
+from pitlane_workorder.domain.process import BUILT_IN
 from pitlane_workorder.domain.settlement import checked_bill, line_total_fen
 from pitlane_workorder.domain.workorder import WorkOrder, WorkOrderState
 
@@ -73,6 +74,7 @@ def opened_order() -> WorkOrder:
             process=BUILT_IN_PROCESS,
         ),
         T0,
+        BUILT_IN,
     )
 
 

@@ -330,9 +330,17 @@ async def a_day_with_personal_data(h: Harness) -> dict[str, str]:
         },
     )
     assert walk_in.status_code == 201, walk_in.text
+    # Version 1 of the chain's and the branch's process definitions, for the routes that read a version.
+    for path, role in (
+        ("/v1/process-definition", "owner"),
+        (f"/v1/branches/{BRANCH}/process-definition", "manager"),
+    ):
+        defined = await h.client.put(path, json={}, headers=h.auth(role, sub="max"))
+        assert defined.status_code == 200, defined.text
     return {
         "branch_id": BRANCH,
         "staff_id": "tom",
+        "version": "1",
         "work_order_id": arrived.json()["work_order_id"],
         "content_hash": await h.upload(JPEG),
         "on": DAY,

@@ -1,5 +1,6 @@
 """Wires the workorder service: settings from `WORKORDER_*` variables, the platform runtime (migrations,
-relay), the blob store chosen by configuration, the command handlers, the routes and the no-show sweeper."""
+relay, durable timers: stage deadlines), the blob store chosen by configuration, the command handlers, the
+routes and the no-show sweeper."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from pitlane_workorder.entrypoints.http import ROUTERS, WorkorderContext, instal
 from pitlane_workorder.entrypoints.sweeper import run_no_show_sweeper
 from pitlane_workorder.service_layer.booking_calendar import BookingCalendar
 from pitlane_workorder.service_layer.handlers import Handlers
+from pitlane_workorder.service_layer.stage_deadlines import StageDeadlines
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The one route whose body may be larger than the platform's default limit.
@@ -101,6 +103,7 @@ def build(
         no_show_grace=timedelta(minutes=settings.no_show_grace_minutes),
     )
     register_booking_timers(runtime.timers, handlers)
+    StageDeadlines(chain_id=settings.chain_id).register(runtime.timers)
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:

@@ -1,5 +1,6 @@
 """Read models of the service's own aggregates, kept in the command's transaction: the board per branch
-(orders by state, time in each state) and the order's detail with its full history from the event store."""
+(orders by state, time in each state, the stages each order is in with their deadlines) and the order's detail
+with its full history from the event store."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from pitlane_workorder.domain.workorder import WorkOrder, WorkOrderState
 _PROJECT_WORK_ORDER = """
     INSERT INTO work_orders (
         work_order_id, branch_id, state, plate, customer_id, customer_name, advisor_id, technician_ids,
-        appointment_id, opened_at, state_entered_at, seconds_in_states, pending_add_ons, total_fen, version
+        appointment_id, opened_at, state_entered_at, seconds_in_states, pending_add_ons, total_fen, version,
+        stages
     ) VALUES (
         %(work_order_id)s, %(branch_id)s, %(state)s, %(plate)s, %(customer_id)s, %(customer_name)s,
         %(advisor_id)s, %(technician_ids)s, %(appointment_id)s, %(opened_at)s, %(state_entered_at)s,
-        %(seconds_in_states)s, %(pending_add_ons)s, %(total_fen)s, %(version)s
+        %(seconds_in_states)s, %(pending_add_ons)s, %(total_fen)s, %(version)s, %(stages)s
     )
     ON CONFLICT (work_order_id) DO UPDATE SET
         branch_id = excluded.branch_id, state = excluded.state, plate = excluded.plate,
@@ -29,7 +31,8 @@ _PROJECT_WORK_ORDER = """
         advisor_id = excluded.advisor_id, technician_ids = excluded.technician_ids,
         appointment_id = excluded.appointment_id, opened_at = excluded.opened_at,
         state_entered_at = excluded.state_entered_at, seconds_in_states = excluded.seconds_in_states,
-        pending_add_ons = excluded.pending_add_ons, total_fen = excluded.total_fen, version = excluded.version
+        pending_add_ons = excluded.pending_add_ons, total_fen = excluded.total_fen, version = excluded.version,
+        stages = excluded.stages
 """
 
 
@@ -57,6 +60,17 @@ async def project_work_order(
         "total_fen": order.settlement.event.total_fen if order.settlement else None,
         "version": order.version,
     }
+    stages = [
+        {
+            "stage": passage.stage.value,
+            "occurrence": passage.occurrence,
+            "add_on_id": passage.add_on_id,
+            "entered_at": passage.entered_at.isoformat(),
+            "due_at": due.isoformat() if (due := order.process.due_at(passage)) else None,
+            "responsible_role": order.process.rule(passage.stage).responsible_role.value,
+        }
+        for passage in order.open_passages
+    ]
     await execute_on_driver(
         unit,
         "project work order",
@@ -66,6 +80,7 @@ async def project_work_order(
             "work_order_id": order.id,
             "technician_ids": Jsonb(row["technician_ids"]),
             "seconds_in_states": Jsonb(row["seconds_in_states"]),
+            "stages": Jsonb(stages),
             "customer_name": customer_name,
         },
     )
@@ -112,10 +127,24 @@ async def board(unit: Unit, branch_id: str, now: datetime) -> dict[str, Any]:
                 "in_state_since": row["state_entered_at"],
                 "seconds_in_state": in_state,
                 "seconds_in_states": seconds,
+                "stages": [_stage_on_the_board(stage, now) for stage in row["stages"]],
                 "version": row["version"],
             }
         )
     return {"branch_id": branch_id, "as_of": now, "columns": columns}
+
+
+def _stage_on_the_board(stage: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A stage the order is in: how long so far, and its deadline, if the order's definition sets one."""
+    entered_at = datetime.fromisoformat(stage["entered_at"])
+    due_at = datetime.fromisoformat(stage["due_at"]) if stage["due_at"] else None
+    return {
+        **stage,
+        "entered_at": entered_at,
+        "due_at": due_at,
+        "seconds_in_stage": (now - entered_at).total_seconds(),
+        "overdue": due_at is not None and now >= due_at,
+    }
 
 
 async def history(unit: Unit, aggregate_id: str) -> list[dict[str, Any]]:

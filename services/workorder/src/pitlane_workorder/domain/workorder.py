@@ -5,24 +5,30 @@
                           └──propose add-on──▶ awaiting_approval (until every add-on is approved or declined)
     any state but voided ─void (manager)─▶ voided
 
-Every command checks the current state against `ALLOWED_STATES` and raises ConflictError (409) naming it.
+Every command checks the current state against `ALLOWED_STATES` and raises ConflictError (409) naming it, and
+the rules of the process definition the order runs on (domain/process.py), raising ProcessRuleBroken (409)
+naming the rule. Beside its states, the order keeps the stages it passes (`passages`): when each began and
+ended, so each stage's deadline follows from the definition's time limits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pitlane_events import DomainEvent
 from pitlane_events.types import AddOnDecision, AddOnSummary, Attachment, InspectionItem, LineCategory
 from pitlane_events.workorder import (
+    BUILT_IN_PROCESS,
     AddOnApproved,
     AddOnDeclined,
     AddOnProposed,
     DecidedBy,
     DecisionMethod,
+    DispatchSuggestion,
+    ProcessRef,
     ProgressRecorded,
     QualityCheckFailed,
     QualityCheckPassed,
@@ -34,6 +40,7 @@ from pitlane_events.workorder import (
 )
 from pitlane_platform.aggregate import Aggregate
 from pitlane_platform.errors import ConflictError, InvalidInputError, NotFoundError
+from pitlane_workorder.domain.process import ProcessDefinition, Stage, StagePassage
 from pitlane_workorder.domain.settlement import Bill
 
 
@@ -103,6 +110,8 @@ class WorkOrderFacts:
     inspection: tuple[InspectionItem, ...] = ()
     photo_hashes: tuple[str, ...] = ()
     opened_at: datetime | None = None
+    process: ProcessRef = BUILT_IN_PROCESS
+    work_categories: tuple[LineCategory, ...] = ()
 
 
 @dataclass
@@ -122,32 +131,63 @@ class WorkOrder(Aggregate):
         self.estimate_revision = 1  # revision 1 is the estimate agreed at check-in; each add-on adds one
         self.settlement: Settlement | None = None
         self.visits: list[StateVisit] = []
+        self.passages: list[StagePassage] = []
+        # The definition of `facts.process`, given by whoever loads the order (versions never change).
+        self.definition: ProcessDefinition | None = None
 
     # Commands ---------------------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, event: WorkOrderOpened, at: datetime) -> WorkOrder:
+    def open(cls, event: WorkOrderOpened, at: datetime, definition: ProcessDefinition) -> WorkOrder:
+        if definition.ref != event.process:
+            raise ValueError(f"the order opens under {event.process}, not {definition.ref}")
+        definition.check_check_in(event.photo_hashes, [item.photo_hashes for item in event.inspection])
         order = cls(event.work_order_id)
+        order.definition = definition
         order.record(event, at)
         return order
 
-    def assign_technician(self, technician_id: str, bay_id: str | None, at: datetime) -> None:
+    def assign_technician(
+        self,
+        technician_id: str,
+        bay_id: str | None,
+        at: datetime,
+        *,
+        suggestion: DispatchSuggestion | None = None,
+    ) -> None:
         self._require("assign a technician")
-        self.record(TechnicianAssigned(work_order_id=self.id, technician_id=technician_id, bay_id=bay_id), at)
+        self.record(
+            TechnicianAssigned(
+                work_order_id=self.id, technician_id=technician_id, bay_id=bay_id, suggestion=suggestion
+            ),
+            at,
+        )
 
     def record_progress(
-        self, recorded_by: str, text: str, attachments: Sequence[Attachment], at: datetime
+        self,
+        recorded_by: str,
+        text: str,
+        attachments: Sequence[Attachment],
+        at: datetime,
+        *,
+        work_done: bool = False,
     ) -> None:
         self._require("record progress")
+        self.process.check_progress(attachments)
         self.record(
             ProgressRecorded(
-                work_order_id=self.id, recorded_by=recorded_by, text=text, attachments=tuple(attachments)
+                work_order_id=self.id,
+                recorded_by=recorded_by,
+                text=text,
+                attachments=tuple(attachments),
+                work_done=work_done,
             ),
             at,
         )
 
     def propose_add_on(self, proposal: AddOnProposed, at: datetime) -> None:
         self._require("propose an add-on")
+        self.process.check_add_on(proposal.photo_hashes)
         if proposal.add_on_id in self.add_ons:
             raise ConflictError(f"add-on {proposal.add_on_id} was already proposed on work order {self.id}")
         self.record(
@@ -278,6 +318,13 @@ class WorkOrder(Aggregate):
                 ),
                 opened_at=self.facts.opened_at,
                 completed_at=at,
+                # Handing the car back ends every stage still open (hand-over itself).
+                stages=tuple(
+                    (passage if passage.completed_at else replace(passage, completed_at=at)).record(
+                        self.process
+                    )
+                    for passage in self.passages
+                ),
             ),
             at,
         )
@@ -300,6 +347,21 @@ class WorkOrder(Aggregate):
         )
 
     # Queries ----------------------------------------------------------------------------------------------
+
+    @property
+    def process(self) -> ProcessDefinition:
+        """The definition the order runs on; loading an order gives it (an order never runs on another)."""
+        if self.definition is None or self.definition.ref != self.facts.process:
+            raise RuntimeError(f"work order {self.id} was loaded without its process definition")
+        return self.definition
+
+    @property
+    def open_passages(self) -> list[StagePassage]:
+        """The stages the order is in now (repair and an add-on's approval can run side by side); none once
+        it is completed or voided."""
+        if self.state in (S.COMPLETED, S.VOIDED):
+            return []
+        return [passage for passage in self.passages if passage.completed_at is None]
 
     @property
     def paid_fen(self) -> int:
@@ -359,18 +421,28 @@ class WorkOrder(Aggregate):
                     inspection=event.inspection,
                     photo_hashes=event.photo_hashes,
                     opened_at=occurred_at,
+                    process=event.process,
+                    work_categories=event.work_categories,
                 )
                 self.visits.append(StateVisit(S.OPENED, occurred_at))
+                self._pass(Stage.CHECK_IN, occurred_at)
+                if event.inspection:
+                    self._pass(Stage.INSPECTION, occurred_at)
+                self._begin(Stage.DISPATCH, occurred_at)
                 return
             case TechnicianAssigned():
                 if event.technician_id not in self.technician_ids:
                     self.technician_ids.append(event.technician_id)
                 if self.state is S.OPENED:
                     next_state = S.DISPATCHED
+                if self._end(Stage.DISPATCH, occurred_at):
+                    self._begin(Stage.REPAIR, occurred_at)
             case ProgressRecorded():
                 self.progress.append(Progress(event.recorded_by, event.text, event.attachments, occurred_at))
                 if self.state is S.DISPATCHED:
                     next_state = S.IN_PROGRESS
+                if event.work_done and self._end(Stage.REPAIR, occurred_at):
+                    self._begin(Stage.QUALITY_CHECK, occurred_at)
             case AddOnProposed():
                 self.estimate_revision = event.estimate_revision
                 self.add_ons[event.add_on_id] = AddOn(
@@ -382,22 +454,31 @@ class WorkOrder(Aggregate):
                     photo_hashes=event.photo_hashes,
                     estimate_revision=event.estimate_revision,
                 )
+                self._begin(Stage.ADD_ON_APPROVAL, occurred_at, add_on_id=event.add_on_id)
                 next_state = S.AWAITING_APPROVAL
             case AddOnApproved() | AddOnDeclined():
                 approved = isinstance(event, AddOnApproved)
                 self.add_ons[event.add_on_id].decision = (
                     AddOnDecision.APPROVED if approved else AddOnDecision.DECLINED
                 )
+                self._end(Stage.ADD_ON_APPROVAL, occurred_at, add_on_id=event.add_on_id)
                 if not self.pending_add_ons:
                     next_state = S.IN_PROGRESS
             case QualityCheckPassed():
+                self._quality_checked(occurred_at)
+                self._begin(Stage.SETTLEMENT, occurred_at)
                 next_state = S.QUALITY_PASSED
             case QualityCheckFailed():
+                self._quality_checked(occurred_at)
+                self._begin(Stage.REPAIR, occurred_at)
                 next_state = S.IN_PROGRESS
             case WorkOrderSettled():
                 self.settlement = Settlement(event, occurred_at)
+                self._end(Stage.SETTLEMENT, occurred_at)
+                self._begin(Stage.HAND_OVER, occurred_at)
                 next_state = S.SETTLED
             case WorkOrderCompleted():
+                self._end(Stage.HAND_OVER, occurred_at)
                 next_state = S.COMPLETED
             case WorkOrderVoided():
                 next_state = S.VOIDED
@@ -409,3 +490,24 @@ class WorkOrder(Aggregate):
         self.visits[-1] = StateVisit(last.state, last.entered_at, at)
         self.visits.append(StateVisit(state, at))
         self.state = state
+
+    def _begin(self, stage: Stage, at: datetime, *, add_on_id: str | None = None) -> None:
+        occurrence = 1 + sum(1 for passage in self.passages if passage.stage is stage)
+        self.passages.append(StagePassage(stage, occurrence, at, add_on_id=add_on_id))
+
+    def _end(self, stage: Stage, at: datetime, *, add_on_id: str | None = None) -> bool:
+        """End the open passage through `stage` (of that add-on); False if there is none."""
+        for index, passage in enumerate(self.passages):
+            if passage.stage is stage and passage.completed_at is None and passage.add_on_id == add_on_id:
+                self.passages[index] = replace(passage, completed_at=at)
+                return True
+        return False
+
+    def _pass(self, stage: Stage, at: datetime) -> None:
+        self._begin(stage, at)
+        self._end(stage, at)
+
+    def _quality_checked(self, at: datetime) -> None:
+        """A QC ends the repair; without a repair reported done first, the QC began when it was recorded."""
+        if self._end(Stage.REPAIR, at) or not self._end(Stage.QUALITY_CHECK, at):
+            self._pass(Stage.QUALITY_CHECK, at)

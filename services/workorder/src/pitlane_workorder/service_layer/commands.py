@@ -27,6 +27,7 @@ from pitlane_events.types import (
     StaffRole,
 )
 from pitlane_events.workorder import TimeZoneName
+from pitlane_workorder.domain.process import MAX_TIME_LIMIT_MINUTES
 from pitlane_workorder.service_layer import limits
 
 
@@ -125,6 +126,10 @@ class BookAppointment(Command):
 SignedToken = Annotated[
     str, StringConstraints(min_length=3, max_length=512, pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 ]
+# The same, carrying a dispatch suggestion's ranking (at most domain.dispatch.MAX_SUGGESTED technicians).
+SuggestionToken = Annotated[
+    str, StringConstraints(min_length=3, max_length=4096, pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+]
 
 
 class BookOnline(BookAppointment):
@@ -183,16 +188,24 @@ class CheckIn(Command):
     )
     photo_hashes: Photos = Field(default_factory=list)
     advisor_id: Id | None = None
+    # The kinds of work expected, for dispatch suggestions by skill.
+    work_categories: Annotated[list[LineCategory], Field(max_length=len(LineCategory))] = Field(
+        default_factory=list
+    )
 
 
 class AssignTechnician(Command):
     technician_id: Id
     bay_id: Id | None = None
+    # The dispatch suggestion the advisor was shown (GET …/dispatch-suggestions), recorded with the choice.
+    suggestion_token: SuggestionToken | None = None
 
 
 class RecordProgress(Command):
     text: Text
     attachments: Photos = Field(default_factory=list)
+    # The repair is finished: the quality check's time starts.
+    work_done: bool = False
 
 
 class ProposeAddOn(Command):
@@ -251,3 +264,42 @@ class SettleWorkOrder(Command):
 class VoidWorkOrder(Command):
     reason: Text
     refunded_fen: Fen = 0
+
+
+# The process engine ---------------------------------------------------------------------------------------
+
+
+class StageSettings(Command):
+    """One stage of a process definition; what is left out takes the built-in value."""
+
+    mandatory: bool | None = Field(
+        default=None, description="may the stage be skipped? Only the inspection may; QC never"
+    )
+    photos_required: bool = Field(
+        default=False, description="check-in, inspection points, each progress step, each add-on"
+    )
+    time_limit_minutes: Annotated[int, NOT_A_BOOLEAN, Field(ge=1, le=MAX_TIME_LIMIT_MINUTES)] | None = Field(
+        default=None, description="from the stage's start; check-in and inspection take none"
+    )
+    responsible_role: StaffRole | None = None
+
+
+class ProcessStages(Command):
+    check_in: StageSettings = StageSettings()
+    inspection: StageSettings = StageSettings()
+    dispatch: StageSettings = StageSettings()
+    repair: StageSettings = StageSettings()
+    add_on_approval: StageSettings = StageSettings()
+    quality_check: StageSettings = StageSettings()
+    settlement: StageSettings = StageSettings()
+    hand_over: StageSettings = StageSettings()
+
+
+class DefineProcess(Command):
+    """A chain's or a branch's process definition: published as a new version unless it is the newest's."""
+
+    stages: ProcessStages = ProcessStages()
+
+
+class SetSkills(Command):
+    skills: Annotated[list[LineCategory], Field(max_length=len(LineCategory))]

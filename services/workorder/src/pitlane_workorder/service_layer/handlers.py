@@ -19,13 +19,13 @@ from pitlane_events.types import (
     Payment,
 )
 from pitlane_events.workorder import (
-    BUILT_IN_PROCESS,
     AddOnProposed,
     AppointmentBooked,
     BookingChannel,
     BranchOpened,
     DecidedBy,
     DecisionMethod,
+    DispatchSuggestion,
     StaffMemberAdded,
     VisitType,
     WorkOrderOpened,
@@ -41,13 +41,13 @@ from pitlane_platform.errors import (
 )
 from pitlane_platform.messaging import eventstore
 from pitlane_platform.messaging.eventstore import CommandContext
-from pitlane_workorder.adapters import calendar, directory, queries
+from pitlane_workorder.adapters import calendar, directory, process_definitions, queries
 from pitlane_workorder.adapters.read_models import branch_of_work_order, project_work_order
 from pitlane_workorder.domain.appointment import Appointment
 from pitlane_workorder.domain.capacity import Availability, BookingRequest, SlotCapacity
 from pitlane_workorder.domain.settlement import checked_bill
 from pitlane_workorder.domain.workorder import WorkOrder
-from pitlane_workorder.service_layer import commands, identities
+from pitlane_workorder.service_layer import commands, identities, stage_deadlines
 from pitlane_workorder.service_layer.availability import availability, branch_grid, day_availability
 from pitlane_workorder.service_layer.commands import plain
 from pitlane_workorder.service_layer.confirmations import (
@@ -378,6 +378,7 @@ class Handlers:
         now = self.clock.now()
         async with unit_of_work(self.driver) as uow:
             await branch_grid(uow.unit, branch_id, lock=False)
+            definition, _ = await process_definitions.effective(uow.unit, branch_id)
             await _ensure_media(uow.unit, branch_id, command.photo_hashes, "body.photo_hashes")
             for index, item in enumerate(command.inspection):
                 await _ensure_media(
@@ -424,9 +425,11 @@ class Handlers:
                     advisor_id=command.advisor_id or actor.id,
                     appointment_id=appointment_id,
                     mileage_correction=command.mileage_correction,
-                    process=BUILT_IN_PROCESS,
+                    process=definition.ref,
+                    work_categories=tuple(command.work_categories),
                 ),
                 now,
+                definition,
             )
             context = self.context(actor, branch_id, now)
             await resolution.publish(uow.unit, context)
@@ -436,6 +439,7 @@ class Handlers:
                 await self._save_appointment(uow, appointment, context)
             await uow.save(order, context)
             await project_work_order(uow.unit, order, branch_id=branch_id, customer_name=customer_name)
+            await stage_deadlines.follow(uow.unit, order, [], branch_id, now)
         return order
 
     async def change_work_order(
@@ -465,16 +469,20 @@ class Handlers:
             order = await self.work_order(uow, branch_id, work_order_id)
             if expected_version is not None and expected_version != order.version:
                 raise ConcurrencyError(work_order_id, expected_version, order.version)
+            stages_before = order.open_passages
             await change(order, uow, now)
             if order.pending:
                 await uow.save(order, self.context(actor, branch_id, now))
                 await project_work_order(uow.unit, order, branch_id=branch_id)
+                await stage_deadlines.follow(uow.unit, order, stages_before, branch_id, now)
         return order
 
     async def work_order(self, uow: UnitOfWork, branch_id: str, work_order_id: str) -> WorkOrder:
         if await branch_of_work_order(uow.unit, work_order_id) != branch_id:
             raise NotFoundError(f"branch {branch_id} has no work order {work_order_id}")
-        return await uow.load(WorkOrder, work_order_id)
+        order = await uow.load(WorkOrder, work_order_id)
+        order.definition, _ = await process_definitions.version(uow.unit, order.facts.process, branch_id)
+        return order
 
     async def assign_technician(
         self,
@@ -482,8 +490,12 @@ class Handlers:
         work_order_id: str,
         command: commands.AssignTechnician,
         actor: Actor,
+        *,
+        suggestion: DispatchSuggestion | None = None,
         **options: Any,
     ) -> WorkOrder:
+        """`suggestion`: the dispatch suggestion the advisor was shown (its token verified by the caller)."""
+
         async def assign(order: WorkOrder, uow: UnitOfWork, now: datetime) -> None:
             if await queries.staff_role(uow.unit, branch_id, command.technician_id) != "technician":
                 raise InvalidInputError(
@@ -494,7 +506,7 @@ class Handlers:
                 assert branch is not None  # the work order is of this branch
                 if command.bay_id not in {bay["bay_id"] for bay in branch["bays"]}:
                     raise InvalidInputError("body.bay_id", f"branch {branch_id} has no bay {command.bay_id}")
-            order.assign_technician(command.technician_id, command.bay_id, now)
+            order.assign_technician(command.technician_id, command.bay_id, now, suggestion=suggestion)
 
         return await self.change_work_order(branch_id, work_order_id, actor, assign, **options)
 
@@ -508,7 +520,7 @@ class Handlers:
     ) -> WorkOrder:
         async def record(order: WorkOrder, uow: UnitOfWork, now: datetime) -> None:
             attachments = await _ensure_media(uow.unit, branch_id, command.attachments, "body.attachments")
-            order.record_progress(actor.id, command.text, attachments, now)
+            order.record_progress(actor.id, command.text, attachments, now, work_done=command.work_done)
 
         return await self.change_work_order(branch_id, work_order_id, actor, record, **options)
 

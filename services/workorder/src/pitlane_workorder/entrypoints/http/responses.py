@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, WithJsonSchema
 
 from pitlane_events import Actor
 from pitlane_events.types import Bay, LineCategory, StaffRole, TimeSlot
-from pitlane_events.workorder import BookingChannel
+from pitlane_events.workorder import BookingChannel, ProcessRef, ProcessStage
 from pitlane_workorder.domain.workorder import WorkOrderState
 
 # A local time of day, as the branch's clock shows it: no offset, so not JSON Schema's "time" (RFC 3339).
@@ -156,6 +156,29 @@ class CustomerLinkAnswer(BaseModel):
     expires_at: datetime
 
 
+class StageNow(BaseModel):
+    """A stage an order is in, on the board: since when, and its deadline under the order's definition."""
+
+    stage: ProcessStage
+    occurrence: int = Field(description="the how-manieth passage through the stage")
+    add_on_id: str | None = Field(description="the add-on awaiting the customer, for add_on_approval")
+    entered_at: datetime
+    seconds_in_stage: float
+    due_at: datetime | None = Field(description="null when the definition sets the stage no time limit")
+    overdue: bool
+    responsible_role: StaffRole
+
+
+class StagePassageView(BaseModel):
+    stage: ProcessStage
+    occurrence: int
+    add_on_id: str | None
+    entered_at: datetime
+    completed_at: datetime | None = Field(description="null while the order is in the stage")
+    due_at: datetime | None
+    responsible_role: StaffRole
+
+
 class BoardCard(BaseModel):
     work_order_id: str
     plate: str
@@ -168,6 +191,9 @@ class BoardCard(BaseModel):
     in_state_since: datetime
     seconds_in_state: float
     seconds_in_states: dict[str, float] = Field(description="per state, the current one up to now")
+    stages: list[StageNow] = Field(
+        description="the stages the order is in now, with time in stage and deadline"
+    )
     version: int
 
 
@@ -211,4 +237,6 @@ class WorkOrderDetail(BaseModel):
     estimate_revision: int
     add_ons: list[AddOnView]
     seconds_in_states: dict[str, float]
+    process: ProcessRef = Field(description="the process definition version the order runs on")
+    stages: list[StagePassageView] = Field(description="every stage passed or in progress, in order")
     history: list[HistoryEntry] = Field(description="every event of the order, in order: the audit trail")

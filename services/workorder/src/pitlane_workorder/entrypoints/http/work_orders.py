@@ -30,7 +30,7 @@ from pitlane_workorder.entrypoints.http.responses import (
     WorkOrderAnswer,
     WorkOrderDetail,
 )
-from pitlane_workorder.service_layer import commands
+from pitlane_workorder.service_layer import commands, dispatch
 from pitlane_workorder.service_layer.unit_of_work import unit_of_work
 
 router = APIRouter(prefix="/v1", tags=["staff"])
@@ -57,8 +57,15 @@ async def assign_technician(
     version: ExpectedVersion,
     principal: FrontDesk,
 ) -> WorkOrderAnswer:
+    suggestion = (
+        dispatch.verified(
+            service.link_secret, body.suggestion_token, work_order_id, service.handlers.clock.now()
+        )
+        if body.suggestion_token is not None
+        else None
+    )
     order = await service.handlers.assign_technician(
-        branch_id, work_order_id, body, actor_of(principal), expected_version=version
+        branch_id, work_order_id, body, actor_of(principal), suggestion=suggestion, expected_version=version
     )
     return order_response(order, response)
 
@@ -271,6 +278,15 @@ async def work_order_detail(
             "seconds_in_states": {
                 state.value: spent.total_seconds() for state, spent in order.time_in_states(now).items()
             },
+            "process": order.facts.process,
+            "stages": [
+                {
+                    **vars(passage),
+                    "due_at": order.process.due_at(passage),
+                    "responsible_role": order.process.rule(passage.stage).responsible_role,
+                }
+                for passage in order.passages
+            ],
             "history": history,
         }
     )
