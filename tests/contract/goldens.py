@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,3 +88,42 @@ def field_paths(value: Any, prefix: str = "") -> set[str]:
 
 def committed_schema(event_type: str, version: int) -> Json:
     return json.loads((SCHEMA_DIR / schema_file(event_type, version)).read_text(encoding="utf-8"))
+
+
+def shapes_in_history(directory: Path = GOLDEN_DIR) -> dict[str, list[tuple[str, frozenset[str]]]] | None:
+    """Every shape (the field paths of `data`) each golden file had in the commits of this checkout, keyed by
+    its path under `directory`, newest first; None outside a git checkout."""
+    try:
+        log = _git(directory, "log", "--format=>%H", "--name-only", "--", ".").decode()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    prefix = _git(directory, "rev-parse", "--show-prefix").decode().strip()
+    pairs: list[tuple[str, str]] = []
+    commit = ""
+    for line in log.splitlines():
+        if line.startswith(">"):
+            commit = line[1:]
+        elif line.endswith(".json"):
+            pairs.append((commit, line))
+    contents = _git(directory, "cat-file", "--batch", stdin="".join(f"{c}:{p}\n" for c, p in pairs).encode())
+    shapes: dict[str, list[tuple[str, frozenset[str]]]] = {}
+    offset = 0
+    for commit, path in pairs:
+        header_end = contents.index(b"\n", offset)
+        header = contents[offset:header_end].split()
+        offset = header_end + 1
+        if header[-1] == b"missing":
+            continue  # the commit deleted the file
+        size = int(header[2])
+        body = json.loads(contents[offset : offset + size])
+        offset += size + 1
+        shapes.setdefault(path.removeprefix(prefix), []).append(
+            (commit, frozenset(field_paths(body["data"])))
+        )
+    return shapes
+
+
+def _git(directory: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    return subprocess.run(
+        ["git", *args], cwd=directory, input=stdin, capture_output=True, check=True, timeout=60
+    ).stdout

@@ -14,7 +14,7 @@ from copy import deepcopy
 from typing import Any
 
 import pytest
-from goldens import GOLDENS, Golden, field_paths
+from goldens import GOLDENS, Golden, field_paths, shapes_in_history
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
@@ -79,6 +79,28 @@ def test_an_earlier_shape_lacks_fields_of_the_current_one_and_has_no_other(golde
     earlier, now = field_paths(golden.body["data"]), field_paths(current.body["data"])
 
     assert earlier < now, f"{golden.relative_path} is no earlier shape of {golden.current_path}"
+
+
+HISTORY = shapes_in_history()
+
+
+@pytest.mark.skipif(HISTORY is None, reason="not a git checkout: no earlier shapes to look for")
+@pytest.mark.parametrize("golden", CURRENT, ids=ids)
+def test_every_earlier_shape_of_a_golden_payload_in_git_history_is_kept(golden: Golden) -> None:
+    """A current golden file that gained an optional field, committed or not, leaves its earlier shape behind
+    in history: it must be kept as an `.r<K>.json` of its own."""
+    assert HISTORY is not None
+    current = frozenset(field_paths(golden.body["data"]))
+    kept = {frozenset(field_paths(g.body["data"])) for g in GOLDENS if g.current_path == golden.relative_path}
+
+    lost = [
+        f"{golden.relative_path} lacked {sorted(current - shape)} at {commit[:10]}: keep that shape, "
+        f"`git show {commit[:10]}:tests/contract/golden/{golden.relative_path}` as the next .r<K>.json"
+        for commit, shape in HISTORY.get(golden.relative_path, [])
+        if shape < current and shape not in kept
+    ]
+
+    assert not lost, "\n".join(lost)
 
 
 @pytest.mark.parametrize("golden", GOLDENS, ids=ids)
