@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from pitlane_analytics.adapters.kpi_queries import declined_recovered, reminders_followed
+from pitlane_analytics.adapters.kpi_queries import CHAIN_VISITS, declined_recovered, reminders_followed
 from pitlane_analytics.adapters.tables import COUNTS
 from pitlane_analytics.domain.kpis import DETRACTOR_MAX, PROMOTER_MIN
 from pitlane_platform.db import Unit, execute_on_driver, fetch_on_driver
@@ -44,26 +44,24 @@ _CONTRIBUTE = """
         chain_firsts = t.chain_firsts + excluded.chain_firsts, gaps = t.gaps + excluded.gaps,
         gap_us = t.gap_us + excluded.gap_us
 ), differences AS (
-    SELECT scope, owns_from AS boundary, (previous_month = '-infinity')::int AS customers, events,
+    SELECT scope, owns_from AS boundary, (previous_month = '-infinity')::int AS customers,
            lifetime_us, 1 AS active_30, 1 AS active_90, 1 AS active_365
     FROM rows
     UNION ALL
-    SELECT scope, owns_until, 0, 0, -lifetime_us, 0, 0, 0 FROM rows WHERE owns_until <> 'infinity'
+    SELECT scope, owns_until, 0, -lifetime_us, 0, 0, 0 FROM rows WHERE owns_until <> 'infinity'
     UNION ALL
-    SELECT scope, active_30_until, 0, 0, 0, -1, 0, 0 FROM rows
+    SELECT scope, active_30_until, 0, 0, -1, 0, 0 FROM rows
     UNION ALL
-    SELECT scope, active_90_until, 0, 0, 0, 0, -1, 0 FROM rows
+    SELECT scope, active_90_until, 0, 0, 0, -1, 0 FROM rows
     UNION ALL
-    SELECT scope, active_365_until, 0, 0, 0, 0, 0, -1 FROM rows
+    SELECT scope, active_365_until, 0, 0, 0, 0, -1 FROM rows
 ), boundaries AS (
-    INSERT INTO month_boundaries AS t
-        (scope, boundary, customers, events, lifetime_us, active_30, active_90, active_365)
-    SELECT scope, boundary, {sign} * sum(customers), {sign} * sum(events), {sign} * sum(lifetime_us),
+    INSERT INTO month_boundaries AS t (scope, boundary, customers, lifetime_us, active_30, active_90, active_365)
+    SELECT scope, boundary, {sign} * sum(customers), {sign} * sum(lifetime_us),
            {sign} * sum(active_30), {sign} * sum(active_90), {sign} * sum(active_365)
     FROM differences GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (scope, boundary) DO UPDATE SET
-        customers = t.customers + excluded.customers, events = t.events + excluded.events,
-        lifetime_us = t.lifetime_us + excluded.lifetime_us, active_30 = t.active_30 + excluded.active_30,
+        customers = t.customers + excluded.customers, lifetime_us = t.lifetime_us + excluded.lifetime_us, active_30 = t.active_30 + excluded.active_30,
         active_90 = t.active_90 + excluded.active_90, active_365 = t.active_365 + excluded.active_365
 ), histogram AS (
     SELECT scope, owns_from AS boundary, lifetime_bucket, 1 AS customers FROM rows WHERE owns_from < owns_until
@@ -93,7 +91,7 @@ WITH survivors AS (
     UNION SELECT a.merged_customer_id FROM customer_aliases a JOIN survivors s ON a.surviving_customer_id = s.id
 ), visits AS (
     SELECT coalesce(a.surviving_customer_id, w.customer_id) AS customer_id, w.work_order_id, w.branch_id,
-           w.completed_at, w.paid_fen, cardinality(w.event_ids) AS events,
+           w.completed_at, w.paid_fen,
            row_number() OVER (PARTITION BY coalesce(a.surviving_customer_id, w.customer_id)
                               ORDER BY w.completed_at, w.work_order_id) = 1 AS chain_first
     FROM work_orders w LEFT JOIN customer_aliases a ON a.merged_customer_id = w.customer_id
@@ -103,7 +101,7 @@ WITH survivors AS (
     UNION ALL
     SELECT branch_id, * FROM visits WHERE branch_id IS NOT NULL
 ), placed AS (
-    SELECT scope, work_order_id, customer_id, chain_first, paid_fen, events, completed_at,
+    SELECT scope, work_order_id, customer_id, chain_first, paid_fen, completed_at,
            date_trunc('month', completed_at AT TIME ZONE %(zone)s)::date AS month,
            (completed_at AT TIME ZONE %(zone)s)::date AS day,
            lag(completed_at) OVER history AS previous_at,
@@ -119,11 +117,14 @@ WITH survivors AS (
            (extract(epoch FROM completed_at - first_at) * 1000000)::bigint AS lifetime_us
     FROM placed
 ), rows AS (
-    INSERT INTO customer_visits
+    INSERT INTO customer_visits (
+        scope, work_order_id, customer_id, month, previous_month, previous2_month, chain_first, paid_fen, gap_us,
+        owns_from, owns_until, active_30_until, active_90_until, active_365_until, lifetime_us, lifetime_bucket
+    )
     SELECT scope, work_order_id, customer_id, month,
            coalesce(date_trunc('month', previous_at AT TIME ZONE %(zone)s)::date, '-infinity'),
            coalesce(date_trunc('month', previous2_at AT TIME ZONE %(zone)s)::date, '-infinity'),
-           chain_first, paid_fen, events,
+           chain_first, paid_fen,
            (extract(epoch FROM completed_at - previous_at) * 1000000)::bigint,
            owns_from, owns_until,
            least(owns_until, (date_trunc('month', (day + 30)::timestamp) + interval '1 month')::date),
@@ -166,30 +167,35 @@ async def _touched(unit: Unit, customer_ids: Collection[str]) -> list[str]:
     return [row[0] for row in rows]
 
 
-async def recompute_orders(unit: Unit, work_order_ids: Collection[str], zone: ZoneInfo) -> None:
-    """Recompute the customers of these work orders (whose they are now, and whose rows hold them), and what
-    their vehicles' visits may change (reminders followed, declined work recovered)."""
-    ids = {"ids": sorted(set(work_order_ids))}
-    orders = await fetch_on_driver(
+async def recompute_customers_of_orders(unit: Unit, work_order_ids: Collection[str], zone: ZoneInfo) -> None:
+    """Recompute the customers of these work orders: whose they are now, and whose rows hold them."""
+    rows = await fetch_on_driver(
         unit,
         "customers of orders",
-        "SELECT customer_id, vehicle_id FROM work_orders WHERE work_order_id = ANY(%(ids)s::text[])",
-        ids,
+        """
+        SELECT customer_id FROM work_orders WHERE work_order_id = ANY(%(ids)s::text[])
+        UNION SELECT customer_id FROM customer_visits WHERE work_order_id = ANY(%(ids)s::text[])
+        """,
+        {"ids": sorted(set(work_order_ids))},
     )
-    held = await fetch_on_driver(
-        unit,
-        "customers holding orders",
-        "SELECT customer_id FROM customer_visits WHERE work_order_id = ANY(%(ids)s::text[])",
-        ids,
-    )
-    await recompute_customers(unit, [row[0] for row in orders] + [row[0] for row in held], zone)
-    await recount_vehicles(unit, zone, vehicle_ids=[row[1] for row in orders if row[1] is not None])
+    await recompute_customers(unit, [row[0] for row in rows], zone)
 
 
-# ---- counted facts: NPS answers, surveys, reminders, declined add-ons ------------------------------------------
+# ---- counted facts: visits, bookings, NPS answers, surveys, reminders, declined add-ons ------------------------
 
 # Per kind, the facts (those of `%(ids)s`) with their branch, time (`at`) and customer, and what each counts.
 _COUNTED: dict[str, tuple[str, dict[str, str]]] = {
+    "visit": (
+        "SELECT work_order_id AS fact_id, branch_id, completed_at AS at, NULL AS customer_id, events FROM ("
+        f"WITH {CHAIN_VISITS} SELECT * FROM chain_visits WHERE work_order_id = ANY(%(ids)s::text[])) v",
+        {"visit_events": "events"},
+    ),
+    "booking": (
+        "SELECT appointment_id AS fact_id, branch_id, booked_at AS at, NULL AS customer_id, "
+        "cardinality(event_ids) AS events FROM appointments "
+        "WHERE appointment_id = ANY(%(ids)s::text[]) AND booked_at IS NOT NULL",
+        {"booking_events": "events"},
+    ),
     "answer": (
         "SELECT survey_id AS fact_id, branch_id, answered_at AS at, customer_id, score FROM nps_answers "
         "WHERE survey_id = ANY(%(ids)s::text[])",
@@ -270,38 +276,75 @@ async def recount(unit: Unit, kind: str, fact_ids: Collection[str], zone: ZoneIn
     await execute_on_driver(unit, f"put on {kind} counts", _PUT_ON_COUNTED[kind], parameters)
 
 
-async def recount_vehicles(
-    unit: Unit,
-    zone: ZoneInfo,
-    *,
-    vehicle_ids: Collection[str] = (),
-    reminder_ids: Collection[str] = (),
-    add_on_ids: Collection[str] = (),
+async def _recount_found(
+    unit: Unit, kind: str, operation: str, sql: str, ids: Collection[str], zone: ZoneInfo
 ) -> None:
-    """Recount what a booking, visit or add-on decision of these vehicles may change: their reminders (and
-    those the bookings answer) and their declined add-ons (and these add-ons)."""
-    parameters = {
-        "vehicles": sorted(set(vehicle_ids)),
-        "reminders": sorted(set(reminder_ids)),
-        "add_ons": sorted(set(add_on_ids)),
-    }
-    reminders = await fetch_on_driver(
-        unit,
-        "reminders of vehicles",
-        "SELECT event_id FROM reminders_sent WHERE vehicle_id = ANY(%(vehicles)s::text[]) "
-        "UNION SELECT event_id FROM reminders_sent WHERE reminder_id = ANY(%(reminders)s::text[])",
-        parameters,
+    rows = await fetch_on_driver(unit, operation, sql, {"ids": sorted(set(ids))})
+    await recount(unit, kind, [row[0] for row in rows], zone)
+
+
+# A reminder's outcome depends on the bookings and visits of its vehicle in the 720 hours after it; a declined
+# add-on's on the approvals and visits of its vehicle in the 2,160 hours after it (kpi_queries). What a
+# change to a booking, visit or add-on may change is found from its own times: no other is recounted.
+_REMINDERS_NEAR_VISITS = """
+SELECT r.event_id FROM work_orders w JOIN reminders_sent r ON r.vehicle_id = w.vehicle_id
+WHERE w.work_order_id = ANY(%(ids)s::text[])
+  AND r.sent_at <= w.completed_at AND r.sent_at > w.completed_at - interval '720 hours'
+"""
+_REMINDERS_NEAR_BOOKINGS = """
+SELECT r.event_id FROM appointments ap JOIN reminders_sent r
+    ON r.vehicle_id = ap.vehicle_id OR r.reminder_id = ap.reminder_id
+WHERE ap.appointment_id = ANY(%(ids)s::text[])
+  AND r.sent_at <= ap.booked_at AND r.sent_at > ap.booked_at - interval '720 hours'
+"""
+# The orders' own add-ons (their branch and vehicle are the order's), and the declined add-ons of the orders'
+# vehicles that the orders' visits or add-on approvals may recover.
+_ADD_ONS_NEAR_ORDERS = """
+WITH orders AS (SELECT * FROM work_orders WHERE work_order_id = ANY(%(ids)s::text[])),
+times AS (
+    SELECT vehicle_id, completed_at AS at FROM orders WHERE completed_at IS NOT NULL
+    UNION SELECT o.vehicle_id, ao.approved_at FROM orders o JOIN add_ons ao ON ao.work_order_id = o.work_order_id
+    WHERE ao.approved_at IS NOT NULL
+)
+SELECT ao.add_on_id FROM add_ons ao WHERE ao.work_order_id = ANY(%(ids)s::text[])
+UNION
+SELECT d.add_on_id FROM times t JOIN work_orders vw ON vw.vehicle_id = t.vehicle_id
+JOIN add_ons d ON d.work_order_id = vw.work_order_id
+WHERE d.declined_at < t.at AND d.declined_at > t.at - interval '2160 hours'
+"""
+# The add-ons, and the declined add-ons of their vehicles that their approvals may recover.
+_ADD_ONS_NEAR_ADD_ONS = """
+SELECT unnest(%(ids)s::text[])
+UNION
+SELECT d.add_on_id FROM add_ons a JOIN work_orders w ON w.work_order_id = a.work_order_id
+JOIN work_orders vw ON vw.vehicle_id = w.vehicle_id JOIN add_ons d ON d.work_order_id = vw.work_order_id
+WHERE a.add_on_id = ANY(%(ids)s::text[]) AND a.approved_at IS NOT NULL
+  AND d.declined_at < a.approved_at AND d.declined_at > a.approved_at - interval '2160 hours'
+"""
+
+
+async def recount_near_orders(
+    unit: Unit, work_order_ids: Collection[str], zone: ZoneInfo, *, reminders: bool
+) -> None:
+    """Recount what these work orders may change: the reminders their visits follow (`reminders`), the
+    add-ons their visits and approvals recover, and their own."""
+    if reminders:
+        await _recount_found(
+            unit, "reminder", "reminders near visits", _REMINDERS_NEAR_VISITS, work_order_ids, zone
+        )
+    await _recount_found(unit, "declined", "add-ons near orders", _ADD_ONS_NEAR_ORDERS, work_order_ids, zone)
+
+
+async def recount_near_bookings(unit: Unit, appointment_ids: Collection[str], zone: ZoneInfo) -> None:
+    """Recount the reminders these bookings may follow."""
+    await _recount_found(
+        unit, "reminder", "reminders near bookings", _REMINDERS_NEAR_BOOKINGS, appointment_ids, zone
     )
-    add_ons = await fetch_on_driver(
-        unit,
-        "add-ons of vehicles",
-        "SELECT ao.add_on_id FROM add_ons ao JOIN work_orders w ON w.work_order_id = ao.work_order_id "
-        "WHERE w.vehicle_id = ANY(%(vehicles)s::text[]) "
-        "UNION SELECT unnest(%(add_ons)s::text[])",
-        parameters,
-    )
-    await recount(unit, "reminder", [row[0] for row in reminders], zone)
-    await recount(unit, "declined", [row[0] for row in add_ons], zone)
+
+
+async def recount_near_add_ons(unit: Unit, add_on_ids: Collection[str], zone: ZoneInfo) -> None:
+    """Recount these add-ons and the declined ones their approvals may recover."""
+    await _recount_found(unit, "declined", "add-ons near add-ons", _ADD_ONS_NEAR_ADD_ONS, add_on_ids, zone)
 
 
 async def recount_answers_of(unit: Unit, customer_ids: Collection[str], zone: ZoneInfo) -> None:
@@ -322,13 +365,12 @@ async def recount_answers_of(unit: Unit, customer_ids: Collection[str], zone: Zo
 # ---- appointments --------------------------------------------------------------------------------------------
 
 _APPOINTMENT_SUMS = """
-INSERT INTO appointment_months AS t (scope, month, previous_month, previous_arrived_month, bookings, arrived, events)
+INSERT INTO appointment_months AS t (scope, month, previous_month, previous_arrived_month, bookings, arrived)
 SELECT scope, month, previous_month, previous_arrived_month, {sign} * count(*),
-       {sign} * count(*) FILTER (WHERE arrived), {sign} * sum(events)
+       {sign} * count(*) FILTER (WHERE arrived)
 FROM rows GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
 ON CONFLICT (scope, month, previous_month, previous_arrived_month) DO UPDATE SET
-    bookings = t.bookings + excluded.bookings, arrived = t.arrived + excluded.arrived,
-    events = t.events + excluded.events
+    bookings = t.bookings + excluded.bookings, arrived = t.arrived + excluded.arrived
 """
 
 _TAKE_OFF_APPOINTMENTS = (
@@ -345,7 +387,7 @@ WITH survivors AS (
     UNION SELECT a.merged_customer_id FROM customer_aliases a JOIN survivors s ON a.surviving_customer_id = s.id
 ), booked AS (
     SELECT coalesce(a.surviving_customer_id, ap.customer_id) AS customer_id, ap.appointment_id, ap.branch_id,
-           ap.booked_at, ap.arrived_at IS NOT NULL AS arrived, cardinality(ap.event_ids) AS events
+           ap.booked_at, ap.arrived_at IS NOT NULL AS arrived
     FROM appointments ap LEFT JOIN customer_aliases a ON a.merged_customer_id = ap.customer_id
     WHERE ap.customer_id IN (SELECT id FROM ids) AND ap.booked_at IS NOT NULL
 ), scoped AS (
@@ -353,7 +395,7 @@ WITH survivors AS (
     UNION ALL
     SELECT branch_id, * FROM booked WHERE branch_id IS NOT NULL
 ), placed AS (
-    SELECT scope, appointment_id, customer_id, arrived, events,
+    SELECT scope, appointment_id, customer_id, arrived,
            date_trunc('month', booked_at AT TIME ZONE %(zone)s)::date AS month,
            lag(booked_at) OVER bookings AS previous_at,
            CASE WHEN arrived THEN lag(booked_at) OVER arrivals END AS previous_arrived_at
@@ -362,10 +404,11 @@ WITH survivors AS (
            arrivals AS (PARTITION BY scope, customer_id, arrived ORDER BY booked_at, appointment_id)
 ), rows AS (
     INSERT INTO customer_appointments
+        (scope, appointment_id, customer_id, month, previous_month, previous_arrived_month, arrived)
     SELECT scope, appointment_id, customer_id, month,
            coalesce(date_trunc('month', previous_at AT TIME ZONE %(zone)s)::date, '-infinity'),
            coalesce(date_trunc('month', previous_arrived_at AT TIME ZONE %(zone)s)::date, '-infinity'),
-           arrived, events
+           arrived
     FROM placed
     RETURNING *
 )""" + _APPOINTMENT_SUMS.format(sign=1)
@@ -383,41 +426,20 @@ async def recompute_appointment_customers(unit: Unit, customer_ids: Collection[s
     )
 
 
-async def recompute_appointments(unit: Unit, appointment_ids: Collection[str], zone: ZoneInfo) -> None:
-    """Recompute the customers of these appointments, and the reminders their vehicles' bookings follow."""
+async def recompute_customers_of_appointments(
+    unit: Unit, appointment_ids: Collection[str], zone: ZoneInfo
+) -> None:
+    """Recompute the customers of these appointments: whose they are now, and whose rows hold them."""
     rows = await fetch_on_driver(
         unit,
         "customers of appointments",
         """
-        SELECT customer_id, vehicle_id, reminder_id FROM appointments WHERE appointment_id = ANY(%(ids)s::text[])
+        SELECT customer_id FROM appointments WHERE appointment_id = ANY(%(ids)s::text[])
+        UNION SELECT customer_id FROM customer_appointments WHERE appointment_id = ANY(%(ids)s::text[])
         """,
         {"ids": sorted(set(appointment_ids))},
     )
-    held = await fetch_on_driver(
-        unit,
-        "customers holding appointments",
-        "SELECT customer_id FROM customer_appointments WHERE appointment_id = ANY(%(ids)s::text[])",
-        {"ids": sorted(set(appointment_ids))},
-    )
-    await recompute_appointment_customers(unit, [row[0] for row in rows] + [row[0] for row in held], zone)
-    await recount_vehicles(
-        unit,
-        zone,
-        vehicle_ids=[row[1] for row in rows if row[1] is not None],
-        reminder_ids=[row[2] for row in rows if row[2] is not None],
-    )
-
-
-async def recompute_add_ons(unit: Unit, add_on_ids: Collection[str], zone: ZoneInfo) -> None:
-    """Recount these add-ons and the declined ones of their vehicles (an approval may recover them)."""
-    rows = await fetch_on_driver(
-        unit,
-        "vehicles of add-ons",
-        "SELECT w.vehicle_id FROM add_ons ao JOIN work_orders w ON w.work_order_id = ao.work_order_id "
-        "WHERE ao.add_on_id = ANY(%(ids)s::text[]) AND w.vehicle_id IS NOT NULL",
-        {"ids": sorted(set(add_on_ids))},
-    )
-    await recount_vehicles(unit, zone, vehicle_ids=[row[0] for row in rows], add_on_ids=add_on_ids)
+    await recompute_appointment_customers(unit, [row[0] for row in rows], zone)
 
 
 # ---- reading -------------------------------------------------------------------------------------------------
@@ -452,13 +474,16 @@ async def visit_figures(unit: Unit, *, scope: str, start: date, end: date) -> Vi
                    coalesce(sum(gaps), 0)::bigint AS gaps, coalesce(sum(gap_us), 0)::bigint AS gap_us
             FROM visit_months WHERE scope = %(scope)s AND month >= %(start)s AND month < %(end)s
         ) months, (
-            SELECT coalesce(sum(customers), 0)::bigint AS customers, coalesce(sum(events), 0)::bigint AS events,
+            SELECT coalesce(sum(customers), 0)::bigint AS customers,
                    coalesce(sum(lifetime_us), 0)::bigint AS lifetime_us,
                    coalesce(sum(active_30), 0)::bigint AS active_30,
                    coalesce(sum(active_90), 0)::bigint AS active_90,
                    coalesce(sum(active_365), 0)::bigint AS active_365
             FROM month_boundaries WHERE scope = %(scope)s AND boundary <= %(end)s
-        ) boundaries
+        ) boundaries, (
+            SELECT coalesce(sum(visit_events), 0)::bigint AS events
+            FROM month_counts WHERE scope = %(scope)s AND month < %(end)s
+        ) visit_events
         """,
         {"scope": scope, "start": start, "end": end},
         as_dicts=True,
@@ -530,12 +555,11 @@ def scope_key(branch_id: str | None) -> str:
 @dataclass(frozen=True)
 class OtherFigures:
     """The headline's figures of answers, surveys, bookings, reminders and declined add-ons over whole months
-    [start, end): `counts` by name (tables.COUNTS), booked and arrived customers, the bookings' events."""
+    [start, end): `counts` by name (tables.COUNTS), booked and arrived customers."""
 
     counts: dict[str, int]
     booked_customers: int
     arrived_customers: int
-    booking_events: int
 
 
 async def other_figures(unit: Unit, *, scope: str, start: date, end: date) -> OtherFigures:
@@ -549,8 +573,7 @@ async def other_figures(unit: Unit, *, scope: str, start: date, end: date) -> Ot
         ) counts, (
             SELECT coalesce(sum(bookings) FILTER (WHERE previous_month < %(start)s), 0)::bigint AS booked,
                    coalesce(sum(arrived) FILTER (WHERE previous_arrived_month < %(start)s), 0)::bigint
-                       AS arrived_customers,
-                   coalesce(sum(events), 0)::bigint AS booking_events
+                       AS arrived_customers
             FROM appointment_months WHERE scope = %(scope)s AND month >= %(start)s AND month < %(end)s
         ) bookings
         """,
@@ -561,5 +584,4 @@ async def other_figures(unit: Unit, *, scope: str, start: date, end: date) -> Ot
         counts={name: row[name] for name in COUNTS},
         booked_customers=row["booked"],
         arrived_customers=row["arrived_customers"],
-        booking_events=row["booking_events"],
     )

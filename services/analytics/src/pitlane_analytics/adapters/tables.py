@@ -255,15 +255,14 @@ source_watermarks = Table(
 customer_visits = Table(
     "customer_visits",
     metadata,
-    Column("scope", Text, primary_key=True),
     Column("work_order_id", Text, primary_key=True),
+    Column("scope", Text, primary_key=True),
     Column("customer_id", Text, nullable=False),  # the survivor of merges
     Column("month", Date, nullable=False),
     Column("previous_month", Date, nullable=False),  # of the customer's visit before it in the scope
     Column("previous2_month", Date, nullable=False),  # of the one before that
     Column("chain_first", Boolean, nullable=False),  # the customer's first visit anywhere in the chain
     Column("paid_fen", BigInteger, nullable=False),
-    Column("events", Integer, nullable=False),
     Column("gap_us", BigInteger),  # since the visit before it in the scope, µs; null for the first
     # The month boundaries at which this visit is the customer's last before the boundary: [owns_from,
     # owns_until); and until which of them it keeps the customer active over 30, 90 and 365 days.
@@ -296,14 +295,13 @@ visit_months = Table(
 )
 
 # Differences at month boundaries: the sum over boundaries ≤ `to` is the state at `to` — customers with a
-# visit before it, their visits' events, their lifetimes' sum (µs), and how many are active over 30/90/365 days.
+# visit before it, their lifetimes' sum (µs), and how many are active over 30/90/365 days.
 month_boundaries = Table(
     "month_boundaries",
     metadata,
     Column("scope", Text, primary_key=True),
     Column("boundary", Date, primary_key=True),
     Column("customers", BigInteger, nullable=False),
-    Column("events", BigInteger, nullable=False),
     Column("lifetime_us", BigInteger, nullable=False),
     Column("active_30", BigInteger, nullable=False),
     Column("active_90", BigInteger, nullable=False),
@@ -321,10 +319,12 @@ lifetime_histogram = Table(
     Column("customers", BigInteger, nullable=False),
 )
 
-# The other headline figures' projections. `counted_facts`: what each NPS answer, survey, reminder and declined
-# add-on counts for (recomputed whole when a fact it depends on may have changed: a reminder when a booking or
-# visit of its vehicle does); `month_counts`: their sums per scope and local month.
+# The headline's counts. `counted_facts`: what each visit, booking, NPS answer, survey, reminder and declined
+# add-on counts for (recounted whole when a fact it depends on may have changed: a reminder when a booking or
+# visit of its vehicle near it does); `month_counts`: their sums per scope and local month.
 COUNTS = (
+    "visit_events",
+    "booking_events",
     "promoters",
     "passives",
     "detractors",
@@ -341,8 +341,10 @@ COUNTS = (
 counted_facts = Table(
     "counted_facts",
     metadata,
-    Column("kind", Text, primary_key=True),  # answer | survey | reminder | declined
-    Column("fact_id", Text, primary_key=True),  # survey id, survey id, reminder's event id, add-on id
+    # visit | booking | answer | survey | reminder | declined; work order, appointment, survey, survey,
+    # reminder's event, add-on id
+    Column("kind", Text, primary_key=True),
+    Column("fact_id", Text, primary_key=True),
     Column("branch_id", Text),
     Column("month", Date, nullable=False),
     Column("customer_id", Text),  # an answer's (as the answer names it): its erasure takes the answer off
@@ -365,14 +367,13 @@ month_counts = Table(
 customer_appointments = Table(
     "customer_appointments",
     metadata,
-    Column("scope", Text, primary_key=True),
     Column("appointment_id", Text, primary_key=True),
+    Column("scope", Text, primary_key=True),
     Column("customer_id", Text, nullable=False),
     Column("month", Date, nullable=False),
     Column("previous_month", Date, nullable=False),
     Column("previous_arrived_month", Date, nullable=False),  # of arrived bookings, for an arrived one
     Column("arrived", Boolean, nullable=False),
-    Column("events", Integer, nullable=False),
     Index("ix_customer_appointments_customer", "customer_id"),
 )
 
@@ -385,7 +386,6 @@ appointment_months = Table(
     Column("previous_arrived_month", Date, primary_key=True),
     Column("bookings", BigInteger, nullable=False),
     Column("arrived", BigInteger, nullable=False),
-    Column("events", BigInteger, nullable=False),
 )
 
 # A KPI drill-down's customers saved as a segment (not a fact: the API writes it, a rebuild leaves it alone).

@@ -575,7 +575,7 @@ class Kpis:
             visits.events_before_end
             + nps.answers
             + counts["surveys"]
-            + others.booking_events
+            + counts["booking_events"]
             + counts["reminders"]
             + counts["declined_events"]
         )

@@ -24,13 +24,15 @@ from pitlane_analytics.adapters.facts import (
     merge_rows,
 )
 from pitlane_analytics.adapters.kpi_projections import (
-    recompute_add_ons,
     recompute_appointment_customers,
-    recompute_appointments,
     recompute_customers,
-    recompute_orders,
+    recompute_customers_of_appointments,
+    recompute_customers_of_orders,
     recount,
     recount_answers_of,
+    recount_near_add_ons,
+    recount_near_bookings,
+    recount_near_orders,
 )
 from pitlane_events import DomainEvent, Envelope
 from pitlane_events.customer_profile import CustomerErased, CustomersMerged
@@ -452,22 +454,40 @@ async def customers_erased(unit: Unit, events: Events) -> None:
 # ---- the headline's projections ------------------------------------------------------------------------------
 
 
-@follows(WorkOrderOpened, WorkOrderCompleted, WorkOrderVoided)
+@follows(WorkOrderOpened)
+async def orders_opened(unit: Unit, events: Events, zone: ZoneInfo) -> None:
+    # An opening adds an event behind its visit, and gives its add-ons their branch and vehicle; it makes no
+    # visit and moves none.
+    orders = [event.work_order_id for _, event in events]
+    await recount(unit, "visit", orders, zone)
+    await recount_near_orders(unit, orders, zone, reminders=False)
+
+
+@follows(WorkOrderCompleted, WorkOrderVoided)
 async def visits_changed(unit: Unit, events: Events, zone: ZoneInfo) -> None:
-    # An opening adds an event behind the visit's figures; a completion or a void makes or unmakes a visit.
-    await recompute_orders(unit, [event.work_order_id for _, event in events], zone)
+    orders = [event.work_order_id for _, event in events]
+    await recompute_customers_of_orders(unit, orders, zone)
+    await recount(unit, "visit", orders, zone)
+    await recount_near_orders(unit, orders, zone, reminders=True)
 
 
-@follows(
-    AppointmentBooked, AppointmentRescheduled, AppointmentCancelled, AppointmentNoShow, AppointmentArrived
-)
+@follows(AppointmentBooked, AppointmentArrived)
 async def bookings_changed(unit: Unit, events: Events, zone: ZoneInfo) -> None:
-    await recompute_appointments(unit, [event.appointment_id for _, event in events], zone)
+    appointments = [event.appointment_id for _, event in events]
+    await recompute_customers_of_appointments(unit, appointments, zone)
+    await recount(unit, "booking", appointments, zone)
+    await recount_near_bookings(unit, appointments, zone)
+
+
+@follows(AppointmentRescheduled, AppointmentCancelled, AppointmentNoShow)
+async def bookings_noted(unit: Unit, events: Events, zone: ZoneInfo) -> None:
+    # The booking's customer, time and arrival stay: only the events behind it change.
+    await recount(unit, "booking", [event.appointment_id for _, event in events], zone)
 
 
 @follows(AddOnProposed, AddOnApproved, AddOnDeclined)
 async def add_ons_changed(unit: Unit, events: Events, zone: ZoneInfo) -> None:
-    await recompute_add_ons(unit, [event.add_on_id for _, event in events], zone)
+    await recount_near_add_ons(unit, [event.add_on_id for _, event in events], zone)
 
 
 @follows(NpsAnswered)

@@ -14,6 +14,8 @@ down_revision = "0004"
 
 # What each counted fact counts (adapters/tables.py COUNTS as of this revision).
 COUNTS = (
+    "visit_events",
+    "booking_events",
     "promoters",
     "passives",
     "detractors",
@@ -35,15 +37,14 @@ def _counts(*names: str) -> list[sa.Column[int]]:
 def upgrade() -> None:
     op.create_table(
         "customer_visits",
-        sa.Column("scope", sa.Text(), nullable=False),
         sa.Column("work_order_id", sa.Text(), nullable=False),
+        sa.Column("scope", sa.Text(), nullable=False),
         sa.Column("customer_id", sa.Text(), nullable=False),
         sa.Column("month", sa.Date(), nullable=False),
         sa.Column("previous_month", sa.Date(), nullable=False),
         sa.Column("previous2_month", sa.Date(), nullable=False),
         sa.Column("chain_first", sa.Boolean(), nullable=False),
         sa.Column("paid_fen", sa.BigInteger(), nullable=False),
-        sa.Column("events", sa.Integer(), nullable=False),
         sa.Column("gap_us", sa.BigInteger(), nullable=True),
         sa.Column("owns_from", sa.Date(), nullable=False),
         sa.Column("owns_until", sa.Date(), nullable=False),
@@ -52,7 +53,7 @@ def upgrade() -> None:
         sa.Column("active_365_until", sa.Date(), nullable=False),
         sa.Column("lifetime_us", sa.BigInteger(), nullable=False),
         sa.Column("lifetime_bucket", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("scope", "work_order_id", name=op.f("pk_customer_visits")),
+        sa.PrimaryKeyConstraint("work_order_id", "scope", name=op.f("pk_customer_visits")),
     )
     op.create_index("ix_customer_visits_customer", "customer_visits", ["customer_id"])
     op.create_index("ix_customer_visits_lifetime", "customer_visits", ["scope", "lifetime_bucket"])
@@ -71,7 +72,7 @@ def upgrade() -> None:
         "month_boundaries",
         sa.Column("scope", sa.Text(), nullable=False),
         sa.Column("boundary", sa.Date(), nullable=False),
-        *_counts("customers", "events", "lifetime_us", "active_30", "active_90", "active_365"),
+        *_counts("customers", "lifetime_us", "active_30", "active_90", "active_365"),
         sa.PrimaryKeyConstraint("scope", "boundary", name=op.f("pk_month_boundaries")),
     )
     op.create_table(
@@ -103,15 +104,14 @@ def upgrade() -> None:
     )
     op.create_table(
         "customer_appointments",
-        sa.Column("scope", sa.Text(), nullable=False),
         sa.Column("appointment_id", sa.Text(), nullable=False),
+        sa.Column("scope", sa.Text(), nullable=False),
         sa.Column("customer_id", sa.Text(), nullable=False),
         sa.Column("month", sa.Date(), nullable=False),
         sa.Column("previous_month", sa.Date(), nullable=False),
         sa.Column("previous_arrived_month", sa.Date(), nullable=False),
         sa.Column("arrived", sa.Boolean(), nullable=False),
-        sa.Column("events", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("scope", "appointment_id", name=op.f("pk_customer_appointments")),
+        sa.PrimaryKeyConstraint("appointment_id", "scope", name=op.f("pk_customer_appointments")),
     )
     op.create_index("ix_customer_appointments_customer", "customer_appointments", ["customer_id"])
     op.create_table(
@@ -120,7 +120,7 @@ def upgrade() -> None:
         sa.Column("month", sa.Date(), nullable=False),
         sa.Column("previous_month", sa.Date(), nullable=False),
         sa.Column("previous_arrived_month", sa.Date(), nullable=False),
-        *_counts("bookings", "arrived", "events"),
+        *_counts("bookings", "arrived"),
         sa.PrimaryKeyConstraint(
             "scope", "month", "previous_month", "previous_arrived_month", name=op.f("pk_appointment_months")
         ),
