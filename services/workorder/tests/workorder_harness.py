@@ -177,14 +177,33 @@ class Harness:
     async def instance(self, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
         """A client of another instance of the service on the same database and NATS (its own app, pools,
         relay and consumers, as another process would have), with `settings` changed."""
-        service = build(self.settings.model_copy(update=settings), clock=self.clock)
+        async with self.replica(**settings) as other:
+            yield other.client
+
+    @asynccontextmanager
+    async def replica(self, **settings: Any) -> AsyncIterator[Harness]:
+        """Another instance of the service (as `instance`), as a harness of its own on the same clock."""
+        changed = self.settings.model_copy(update=settings)
+        service = build(changed, clock=self.clock)
         async with (
             service.app.router.lifespan_context(service.app),
             httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=service.app), base_url="http://workorder"
             ) as client,
         ):
-            yield client
+            yield Harness(changed, service, client, self.clock)
+
+    async def timers_caught_up(self) -> None:
+        """Every timer due by the clock's "now" has fired: this instance's runner looked for due timers at
+        that time or later and found none left."""
+        runner = self.service.runtime.timer_runner
+        assert runner is not None
+        now = self.clock.now()
+
+        async def caught_up() -> bool:
+            return runner.status.checked_until is not None and runner.status.checked_until >= now
+
+        await wait_until(caught_up)
 
     def order_path(self, work_order_id: str, command: str = "") -> str:
         return f"/v1/branches/{BRANCH}/work-orders/{work_order_id}" + (f"/{command}" if command else "")
