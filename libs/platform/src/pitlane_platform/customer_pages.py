@@ -45,10 +45,15 @@ def page_responses(errors: dict[int, str]) -> dict[int | str, dict[str, Any]]:
 
 
 def install_error_pages(app: FastAPI, prefix: str, page: ErrorPage) -> None:
-    """Under `prefix`, an error is `page(request, status)`; a 5xx is logged as the platform logs it."""
-    for error_class in (PitlaneError, RequestValidationError, StarletteHTTPException):
-        problem = cast(Callable[[Request, Any], Awaitable[Response]], app.exception_handlers[error_class])
-        app.add_exception_handler(error_class, _page_or(problem, prefix, page))
+    """Under `prefix`, an error is `page(request, status)`; a 5xx is logged as the platform logs it. Install
+    it after the service's own problem handlers: those of errors more specific than PitlaneError (a 409 that
+    suggests slots) are wrapped too, or they would answer the customer's pages with problem+json."""
+    for error_class in list(app.exception_handlers):
+        if error_class in (RequestValidationError, StarletteHTTPException) or (
+            isinstance(error_class, type) and issubclass(error_class, PitlaneError)
+        ):
+            problem = cast(Callable[[Request, Any], Awaitable[Response]], app.exception_handlers[error_class])
+            app.add_exception_handler(error_class, _page_or(problem, prefix, page))
 
 
 def error_status(error: Exception) -> int:

@@ -1,8 +1,8 @@
 """What workorder forgets when customer-profile erases a customer (PIPL, ADR 6 and 13), as fixed SQL on the
 consumer's unit: the erased customer and the duplicates merged into it lose their names and phones on the
-appointments and the board, their phones in the directory, and the personal fields of the introductions
-workorder published for them — in the event store (rewritten in place: ids, types and times stay, as the
-audit trail needs) and in the outbox. The published copies in the streams are scrubbed by the caller
+appointments, the waitlists and the board, their phones in the directory, and the personal fields of the
+introductions workorder published for them — in the event store (rewritten in place: ids, types and times
+stay, as the audit trail needs) and in the outbox. The published copies in the streams are scrubbed by the caller
 (`pitlane_platform.messaging.erasure`) with the event ids `forget_customer` returns."""
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ _ERASED_IDS = """
 _FORGET_APPOINTMENTS = """
     UPDATE appointments SET customer_name = NULL, phone = NULL WHERE customer_id = ANY(%(ids)s)
 """
+_FORGET_WAITLISTS = """
+    UPDATE waitlist_entries SET customer_name = NULL, phone = NULL WHERE customer_id = ANY(%(ids)s)
+"""
 _FORGET_BOARD = "UPDATE work_orders SET customer_name = NULL WHERE customer_id = ANY(%(ids)s)"
 # `||` on the data object replaces the personal fields with null and keeps every other field.
 _SCRUB_EVENTS = """
@@ -42,6 +45,7 @@ async def forget_customer(unit: Unit, customer_id: str, at: datetime) -> set[str
     ]
     await directory.erase(unit, ids, at)
     await execute_on_driver(unit, "forget appointments", _FORGET_APPOINTMENTS, {"ids": ids})
+    await execute_on_driver(unit, "forget waitlists", _FORGET_WAITLISTS, {"ids": ids})
     await execute_on_driver(unit, "forget board", _FORGET_BOARD, {"ids": ids})
     event_ids: set[str] = set()
     for event_type, fields in PERSONAL_FIELDS.items():
