@@ -319,3 +319,204 @@ async def test_a_stage_past_its_limit_is_reported_once_across_two_runners_and_a_
     assert len(await overdue_events(h)) == 1
     published = await h.published(at_least=1)
     assert [e.data.work_order_id for e in published if isinstance(e.data, WorkOrderStageOverdue)] == [late]
+
+
+# Dispatch suggestions ------------------------------------------------------------------------------------------
+
+
+async def suggestions(h: Harness, order: str) -> dict[str, Any]:
+    answer = await h.get(h.order_path(order, "dispatch-suggestions"))
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def ranked(suggestion: dict[str, Any]) -> list[tuple[str, int, int, int | None]]:
+    return [
+        (t["technician_id"], t["skills_matched"], t["open_orders"], t["minutes_left_on_shift"])
+        for t in suggestion["technicians"]
+    ]
+
+
+async def test_dispatch_suggestions_rank_by_shift_skill_load_and_time_left_and_the_choice_records_them(
+    branch: Harness,
+) -> None:
+    h = branch
+    added = await h.post(
+        f"/v1/branches/{BRANCH}/staff",
+        {"staff_id": "kim", "display_name": "金师傅", "role": "technician"},
+        role="manager",
+        sub="max",
+    )
+    assert added.status_code == 201, added.text
+    for staff_id, skills in (("tom", ["labour", "parts"]), ("lee", ["labour"]), ("kim", ["parts", "labour"])):
+        answer = await put(
+            h, f"/v1/branches/{BRANCH}/staff/{staff_id}/skills", {"skills": skills}, role="manager"
+        )
+        assert answer.status_code == 200, answer.text
+    # Monday: tom works the morning, lee the day; kim has no shift (the branch keeps shifts: not at work).
+    shifts = [
+        {"staff_id": "tom", "starts_at": "08:00", "ends_at": "12:00", "breaks": []},
+        {"staff_id": "lee", "starts_at": "08:00", "ends_at": "18:00", "breaks": []},
+    ]
+    rostered = await put(h, f"/v1/branches/{BRANCH}/shifts/2026-11-16", {"shifts": shifts}, role="manager")
+    assert rostered.status_code == 204, rostered.text
+    advance(h, hours=1)  # 09:00 in Shanghai
+
+    first = await opened(h, work_categories=["labour"])
+    shown = await suggestions(h, first)
+    # Equal skills and load: whoever has the longer shift left first; kim, the best skilled, is not at work.
+    assert ranked(shown) == [("lee", 1, 0, 540), ("tom", 1, 0, 180), ("kim", 1, 0, 0)]
+    assert shown["work_needed"] == ["labour"]
+
+    # The advisor still chooses: tom, second in the ranking, which is recorded with the choice.
+    chosen = await h.command(
+        first, "technicians", {"technician_id": "tom", "suggestion_token": shown["suggestion_token"]}
+    )
+    assert chosen.status_code == 200, chosen.text
+    [assigned] = await stored(h, "TechnicianAssigned", first)
+    recorded = assigned["data"]["suggestion"]
+    assert [t["technician_id"] for t in recorded["ranking"]] == ["lee", "tom", "kim"]
+    assert recorded["work_needed"] == ["labour"]
+    assert datetime.fromisoformat(recorded["suggested_at"]) == h.clock.now()
+
+    parts_job = await opened(h, work_categories=["parts"])
+    # Skills before load: tom can do parts and has one order in hand; lee cannot.
+    assert ranked(await suggestions(h, parts_job))[:2] == [("tom", 1, 1, 180), ("lee", 0, 0, 540)]
+    labour_job = await opened(h, work_categories=["labour"])
+    labour_shown = await suggestions(h, labour_job)
+    # Load before time left: lee has none in hand.
+    assert ranked(labour_shown)[:2] == [("lee", 1, 0, 540), ("tom", 1, 1, 180)]
+
+    # A suggestion is this order's, and fresh.
+    wrong_order = await h.command(
+        parts_job,
+        "technicians",
+        {"technician_id": "tom", "suggestion_token": labour_shown["suggestion_token"]},
+    )
+    assert wrong_order.status_code == 422, wrong_order.text
+    assert [e["field"] for e in wrong_order.json()["errors"]] == ["body.suggestion_token"]
+    advance(h, minutes=61)
+    stale = await h.command(
+        labour_job,
+        "technicians",
+        {"technician_id": "lee", "suggestion_token": labour_shown["suggestion_token"]},
+    )
+    assert stale.status_code == 422, stale.text
+    assert await stored(h, "TechnicianAssigned", labour_job) == []
+    without = await h.command(labour_job, "technicians", {"technician_id": "lee"})
+    assert without.status_code == 200, without.text
+    [plain] = await stored(h, "TechnicianAssigned", labour_job)
+    assert plain["data"]["suggestion"] is None
+
+
+async def test_only_technicians_carry_skills(branch: Harness) -> None:
+    h = branch
+    advisor = await put(h, f"/v1/branches/{BRANCH}/staff/amy/skills", {"skills": ["labour"]}, role="manager")
+    assert advisor.status_code == 422, advisor.text
+    assert [e["field"] for e in advisor.json()["errors"]] == ["path.staff_id"]
+    nobody = await put(h, f"/v1/branches/{BRANCH}/staff/zed/skills", {"skills": ["labour"]}, role="manager")
+    assert nobody.status_code == 404, nobody.text
+    assert (await h.get(f"/v1/branches/{BRANCH}/staff/tom/skills")).json() == {
+        "staff_id": "tom",
+        "skills": [],
+    }
+
+
+async def test_a_visit_records_every_stage_with_its_deadline_and_a_late_second_qc_is_reported_for_the_manager(
+    branch: Harness,
+) -> None:
+    h = branch
+    await define(
+        h,
+        BRANCH_PROCESS,
+        dispatch={"time_limit_minutes": 15},
+        add_on_approval={"time_limit_minutes": 30},
+        quality_check={"time_limit_minutes": 20, "responsible_role": "manager"},
+    )
+    t0 = h.clock.now()
+    order = await opened(h, inspection=[{"item": "左前轮胎", "status": "ok"}])
+
+    async def at(minutes: int, command: str, body: Any = None, role: str = "advisor") -> httpx.Response:
+        h.clock.set(t0 + timedelta(minutes=minutes))
+        answer = await h.command(
+            order, command, body, role=role, sub="tom" if role == "technician" else "max"
+        )
+        assert answer.status_code == 200, answer.text
+        return answer
+
+    await at(10, "technicians", {"technician_id": "tom"})
+    await at(20, "progress", {"text": "拆检"}, "technician")
+    proposal = (
+        await at(
+            25,
+            "add-ons",
+            {"item": "刹车片", "category": "parts", "price_fen": 48_000, "reason": "2mm"},
+            "technician",
+        )
+    ).json()
+    decision = {
+        "decision": "approved",
+        "method": "in_person",
+        "estimate_revision_seen": proposal["estimate_revision"],
+    }
+    await at(40, f"add-ons/{proposal['add_on_id']}/decision", decision)
+    await at(60, "progress", {"text": "完工", "work_done": True}, "technician")
+    await at(70, "quality-check", {"passed": False, "reasons": ["异响仍在"]}, "manager")
+    await at(90, "progress", {"text": "返工完成", "work_done": True}, "technician")
+    h.clock.set(t0 + timedelta(minutes=110))  # the second QC's deadline
+    await h.timers_caught_up()
+    [overdue] = await overdue_events(h)
+    assert overdue["data"]["stage"] == "quality_check" and overdue["data"]["occurrence"] == 2
+    assert (overdue["data"]["responsible_role"], overdue["data"]["responsible_staff_id"]) == ("manager", None)
+    await at(115, "quality-check", {"passed": True}, "manager")
+    line = {
+        "item_code": "LAB",
+        "name": "工时",
+        "category": "labour",
+        "quantity": "1",
+        "unit_price_fen": 10_000,
+        "line_total_fen": 10_000,
+    }
+    await at(
+        120,
+        "settlement",
+        {"line_items": [line], "payments": [{"method": "cash", "amount_fen": 10_000}], "total_fen": 10_000},
+    )
+    await at(125, "completion")
+
+    [completed] = await stored(h, "WorkOrderCompleted", order)
+
+    def minutes(value: str | None) -> float | None:
+        return None if value is None else (datetime.fromisoformat(value) - t0).total_seconds() / 60
+
+    passed = [
+        (
+            s["stage"],
+            s["occurrence"],
+            minutes(s["entered_at"]),
+            minutes(s["completed_at"]),
+            minutes(s["due_at"]),
+        )
+        for s in completed["data"]["stages"]
+    ]
+    assert passed == [
+        ("check_in", 1, 0, 0, None),
+        ("inspection", 1, 0, 0, None),
+        ("dispatch", 1, 0, 10, 15),
+        ("repair", 1, 10, 60, None),
+        ("add_on_approval", 1, 25, 40, 55),
+        ("quality_check", 1, 60, 70, 80),
+        ("repair", 2, 70, 90, None),
+        ("quality_check", 2, 90, 115, 110),
+        ("settlement", 1, 115, 120, None),
+        ("hand_over", 1, 120, 125, None),
+    ]
+    assert completed["data"]["stages"][4]["add_on_id"] == proposal["add_on_id"]
+    # Only the late QC was reported; the others ended before their deadlines and their timers went with them.
+    assert len(await overdue_events(h)) == 1
+    assert (
+        await rows(
+            h, "SELECT 1 FROM timers WHERE kind = %s AND fired_at IS NULL AND cancelled_at IS NULL", DEADLINE
+        )
+        == []
+    )

@@ -16,7 +16,9 @@ from pitlane_platform.errors import InvalidInputError, NotFoundError
 from pitlane_platform.security.links import claims_of, sign_claims
 from pitlane_workorder.adapters import dispatch, queries
 from pitlane_workorder.domain.dispatch import Candidate, rank
+from pitlane_workorder.domain.shifts import ShiftTime
 from pitlane_workorder.domain.workorder import WorkOrder
+from pitlane_workorder.service_layer.availability import shift_time
 
 TOKEN_USE = "dispatch-suggestion"
 # A ranking older than this no longer says who is free: the advisor asks for a new one.
@@ -29,21 +31,15 @@ def work_needed(order: WorkOrder) -> tuple[LineCategory, ...]:
     return tuple(category for category in LineCategory if category in needed)
 
 
-async def time_on_shift(unit: Unit, branch_id: str, now: datetime) -> dict[str, tuple[bool, int]]:
-    """Each technician with a shift at the branch today: (on shift now, minutes of the shift left). The one
-    place dispatch learns about shifts: the booking calendar's roster answers it once it lands; until then
-    no shift is known and suggestions rank by skill and load alone."""
-    return {}
-
-
 async def suggest(unit: Unit, order: WorkOrder, branch_id: str, now: datetime) -> DispatchSuggestion:
     needed = work_needed(order)
-    shifts = await time_on_shift(unit, branch_id, now)
+    # The booking calendar's roster: empty while the branch plans by bays alone (nobody's time is known);
+    # otherwise a technician without a shift today is not at work.
+    shifts = await shift_time(unit, branch_id, now)
     load = await dispatch.open_orders(unit, branch_id)
     candidates = []
     for row in await dispatch.technicians(unit, branch_id):
-        # Without shifts for the day nobody's time is known; with them, a technician without one is not at work.
-        on_shift, minutes_left = shifts.get(row["staff_id"], (False, 0)) if shifts else (True, None)
+        on_shift, minutes_left = _at_work(shifts.get(row["staff_id"]), keeps_shifts=bool(shifts))
         candidates.append(
             Candidate(
                 technician_id=row["staff_id"],
@@ -54,6 +50,13 @@ async def suggest(unit: Unit, order: WorkOrder, branch_id: str, now: datetime) -
             )
         )
     return DispatchSuggestion(suggested_at=now, work_needed=needed, ranking=rank(candidates, needed))
+
+
+def _at_work(shift: ShiftTime | None, *, keeps_shifts: bool) -> tuple[bool, int | None]:
+    """(on shift now, minutes of the day's shift left); nobody's time is known at a branch without shifts."""
+    if shift is not None:
+        return shift.on_shift, shift.remaining_minutes
+    return (False, 0) if keeps_shifts else (True, None)
 
 
 def sign(secret: str, work_order_id: str, suggestion: DispatchSuggestion) -> str:
