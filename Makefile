@@ -36,7 +36,7 @@ lint: sync
 	$(RUN) ruff format --check .
 	$(RUN) lint-imports
 	@# One run per package: each has its own tests/conftest.py, which mypy would see as one module twice.
-	@for package in libs/events libs/platform $(wildcard services/*/) bench mutation tests/contract; do \
+	@for package in libs/events libs/platform $(wildcard services/*/) bench mutation tests/contract tests/deploy; do \
 		echo "mypy $$package"; $(RUN) mypy $$package || exit 1; \
 	done
 
