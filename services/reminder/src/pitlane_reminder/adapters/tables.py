@@ -198,6 +198,9 @@ tasks = Table(
     Column("version", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("completed_at", DateTime(timezone=True)),
+    # A late stage of a work order (stage_overdue): which, and the role at the branch that answers for it.
+    Column("stage", Text),
+    Column("responsible_role", Text),
     CheckConstraint("status IN ('open', 'done')", name="known_status"),
     Index("ix_tasks_branch_status", "branch_id", "status", "due_at"),
 )

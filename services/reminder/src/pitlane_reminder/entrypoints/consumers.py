@@ -3,7 +3,8 @@
 - `reminder.vehicle-facts` (customer-profile): vehicles, owners, mileage readings, insurance, consent,
   merges and erasure.
 - `reminder.visits` (workorder): staff, bookings (a booking suppresses reminders and closes the customer's
-  open tasks), work orders (a completion starts a new maintenance cycle), declined add-ons.
+  open tasks), work orders (a completion starts a new maintenance cycle), declined add-ons, stages of work
+  orders past their time limit (a task for the stage's responsible role).
 - `reminder.nps` (notification): a detractor's answer becomes a service-recovery task.
 
 Every consumer runs on the driver; each event's effect commits with its inbox row.
@@ -25,6 +26,7 @@ from pitlane_events.customer_profile import (
 )
 from pitlane_events.notification import NpsAnswered
 from pitlane_events.reminder import FollowUpKind, FollowUpOutcome, ReminderCancellation
+from pitlane_events.types import StaffRole
 from pitlane_events.workorder import (
     AddOnDeclined,
     AppointmentArrived,
@@ -34,6 +36,7 @@ from pitlane_events.workorder import (
     StaffMemberAdded,
     WorkOrderCompleted,
     WorkOrderOpened,
+    WorkOrderStageOverdue,
     WorkOrderVoided,
 )
 from pitlane_platform.db import execute_on_driver, fetch_on_driver
@@ -345,6 +348,34 @@ def _visits(service: Reminder) -> Consumer:
                 "b": last["branch_id"] if last else None,
                 "a": last["advisor_id"] if last else None,
             },
+        )
+
+    @visits.on(WorkOrderStageOverdue)
+    async def on_stage_overdue(ctx: HandlerContext, event: WorkOrderStageOverdue) -> None:
+        """A task for whoever holds the stage's role: the order's advisor or technician as workorder names
+        them, else (a manager's stage) the branch's manager; one per passage through the stage (its aggregate),
+        however often the event arrives."""
+        branch_id = ctx.envelope.branch_id or ""
+        assignee = event.responsible_staff_id
+        if assignee is None and event.responsible_role is StaffRole.MANAGER:
+            assignee = await queries.branch_manager(ctx.unit, branch_id)
+        await service.tasks.create(
+            ctx.unit,
+            NewTask(
+                kind=FollowUpKind.STAGE_OVERDUE,
+                source=f"stage-overdue:{ctx.envelope.aggregate_id}",
+                branch_id=branch_id,
+                advisor_id=assignee or UNASSIGNED,
+                customer_id=event.customer_id,
+                vehicle_id=event.vehicle_id,
+                # Late already: to chase now.
+                due_at=ctx.envelope.occurred_at,
+                work_order_id=event.work_order_id,
+                add_on_id=event.add_on_id,
+                note=f"{event.stage.value} #{event.occurrence} over its {event.time_limit_minutes} min limit",
+                stage=event.stage,
+                responsible_role=event.responsible_role,
+            ),
         )
 
     @visits.on(AddOnDeclined)

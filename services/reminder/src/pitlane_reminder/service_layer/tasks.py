@@ -1,6 +1,7 @@
-"""Follow-up tasks for advisors: a call to make, by when, and how it ended. One task per source (a survey,
-a declined add-on, a reminder's cycle): a redelivered event or a timer firing again makes no second task.
-A booking by the customer closes their open tasks (outcome `booked`, auto-closed)."""
+"""Follow-up tasks for advisors: a call to make, by when, and how it ended; and for whoever holds a role at a
+branch, a late stage of a work order to chase. One task per source (a survey, a declined add-on, a
+reminder's cycle, a stage's passage): a redelivered event or a timer firing again makes no second task.
+A booking by the customer closes their open tasks about contacting them (outcome `booked`, auto-closed)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from pitlane_events.reminder import (
     FollowUpTaskCompleted,
     FollowUpTaskCreated,
 )
+from pitlane_events.types import StaffRole
+from pitlane_events.workorder import ProcessStage
 from pitlane_platform.clock import Clock
 from pitlane_platform.db import Unit, execute_on_driver, fetch_on_driver
 from pitlane_platform.errors import ConflictError, NotFoundError
@@ -44,6 +47,8 @@ class NewTask:
     reminder_id: str | None = None
     add_on_id: str | None = None
     note: str | None = None
+    stage: ProcessStage | None = None
+    responsible_role: StaffRole | None = None
 
 
 @dataclass
@@ -63,14 +68,22 @@ class Tasks:
             "create task",
             """
             INSERT INTO tasks (task_id, kind, branch_id, advisor_id, customer_id, vehicle_id, source, due_at, status,
-                               note, work_order_id, survey_id, reminder_id, add_on_id, version, created_at)
+                               note, work_order_id, survey_id, reminder_id, add_on_id, stage, responsible_role,
+                               version, created_at)
             VALUES (%(task_id)s, %(kind)s, %(branch_id)s, %(advisor_id)s, %(customer_id)s, %(vehicle_id)s,
                     %(source)s, %(due_at)s, 'open', %(note)s, %(work_order_id)s, %(survey_id)s, %(reminder_id)s,
-                    %(add_on_id)s, 1, %(now)s)
+                    %(add_on_id)s, %(stage)s, %(responsible_role)s, 1, %(now)s)
             ON CONFLICT (source) DO NOTHING
             RETURNING task_id
             """,
-            {**task.__dict__, "kind": task.kind.value, "task_id": task_id, "now": self.clock.now()},
+            {
+                **task.__dict__,
+                "kind": task.kind.value,
+                "stage": task.stage.value if task.stage else None,
+                "responsible_role": task.responsible_role.value if task.responsible_role else None,
+                "task_id": task_id,
+                "now": self.clock.now(),
+            },
         )
         if row is None:
             return None
@@ -86,6 +99,8 @@ class Tasks:
             survey_id=task.survey_id,
             reminder_id=task.reminder_id,
             note=task.note,
+            stage=task.stage,
+            responsible_role=task.responsible_role,
         )
         await outbox.enqueue(
             unit,
@@ -182,13 +197,15 @@ class Tasks:
         return rows[0]
 
     async def close_for_booking(self, unit: Unit, customer_id: str, vehicle_id: str | None) -> int:
-        """The customer booked: their open tasks (about this vehicle, or about no vehicle) are done."""
+        """The customer booked: their open tasks (about this vehicle, or about no vehicle) are done; a late stage
+        of a work order is no call to them, and stays."""
         rows = await fetch_on_driver(
             unit,
             "open tasks of customer",
             """
             SELECT task_id FROM tasks
             WHERE customer_id = %(c)s AND status = 'open' AND (vehicle_id IS NULL OR %(v)s::text IS NULL OR vehicle_id = %(v)s)
+              AND kind <> 'stage_overdue'
             ORDER BY task_id
             """,
             {"c": customer_id, "v": vehicle_id},

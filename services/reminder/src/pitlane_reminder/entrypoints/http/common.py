@@ -15,6 +15,8 @@ CHAIN_ADMINS = (Role.OWNER,)
 BRANCH_ADMINS = (Role.OWNER, Role.MANAGER)
 FRONT_DESK = (Role.OWNER, Role.MANAGER, Role.ADVISOR)
 READERS = (Role.OWNER, Role.MANAGER, Role.ADVISOR, Role.ANALYST)
+# Tasks go to advisors and, for a late stage of their work, to technicians.
+TASK_HOLDERS = (*FRONT_DESK, Role.TECHNICIAN)
 
 
 @dataclass
@@ -33,6 +35,7 @@ Context = Annotated[ReminderContext, Depends(reminder)]
 ChainAdmin = Annotated[Principal, Depends(require_roles(*CHAIN_ADMINS))]
 BranchAdmin = Annotated[Principal, Depends(require_roles(*BRANCH_ADMINS))]
 FrontDesk = Annotated[Principal, Depends(require_roles(*FRONT_DESK))]
+TaskHolder = Annotated[Principal, Depends(require_roles(*TASK_HOLDERS))]
 Reader = Annotated[Principal, Depends(require_roles(*READERS))]
 
 
