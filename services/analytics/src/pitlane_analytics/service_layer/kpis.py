@@ -482,14 +482,16 @@ class Kpis:
         if self._projected(scope.period):
             figures, events = await self._headline_from_projections(unit, scope)
         else:
-            figures, events = await self._headline_from_facts(unit, scope)
+            figures, events = await self.headline_from_facts(unit, scope)
         return Headline(**await self._frame(unit, "headline", scope, events), **figures)
 
     def _projected(self, period: Period) -> bool:
         """The projections hold whole local months of the chain's time zone."""
         return period.timezone == self.timezone and period.start.day == 1 and period.end.day == 1
 
-    async def _headline_from_facts(self, unit: Unit, scope: Scope) -> tuple[dict[str, Any], int]:
+    async def headline_from_facts(self, unit: Unit, scope: Scope) -> tuple[dict[str, Any], int]:
+        """The headline's figures and events from the facts, whatever the period: what the projections'
+        answer for a period of whole months equals."""
         return_rate = await self.return_rate(unit, scope)
         activity = await self.customer_activity(unit, scope)
         spend = await self.spend_per_year(unit, scope)
