@@ -1,5 +1,5 @@
 """The headline's projections (tables.py: `customer_visits`, `visit_months`, `month_boundaries`,
-`lifetime_histogram`; ADR 0024): kept in step with the facts in the writers' transaction, read for periods
+`lifetime_histogram`; ADR 0026): kept in step with the facts in the writers' transaction, read for periods
 made of whole local months.
 
 A customer's rows are recomputed whole whenever one of their visits may have changed (a visit completed,

@@ -246,7 +246,7 @@ source_watermarks = Table(
     Column("newest_event_at", DateTime(timezone=True), nullable=False),
 )
 
-# The headline's projections (ADR 0024, adapters/kpi_projections.py): the visits' figures pre-aggregated per
+# The headline's projections (ADR 0026, adapters/kpi_projections.py): the visits' figures pre-aggregated per
 # scope ('*' the chain, else a branch id) and local month of the chain's time zone, kept in step with the facts
 # by the writers. `customer_visits` is each visit as its customer's history places it (recomputed whole for a
 # customer whenever one of their visits changes); the others are sums of its rows, changed by the difference

@@ -1,4 +1,4 @@
-"""The headline's projections (ADR 0024): each visit and each booking as its customer's history places it,
+"""The headline's projections (ADR 0026): each visit and each booking as its customer's history places it,
 what each answer, survey, reminder and declined add-on counts, and the per-month sums and month-boundary
 differences the headline reads for periods of whole months; indexes the projections look facts up by.
 
