@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 from pydantic_settings import SettingsConfigDict
 
-from pitlane_platform.clock import FixedClock, OffsetClock, SystemClock
+from pitlane_platform.clock import FixedClock, OffsetClock, SystemClock, write_clock_offset
 from pitlane_platform.settings import ServiceSettings
 
 
@@ -55,3 +55,16 @@ def test_clocks_fixed_offset_and_from_settings():
         FixedClock(datetime(2026, 1, 1))
     settings = ServiceSettings(database_url="postgresql://x", nats_url="nats://x", clock_fixed_at=at)
     assert settings.clock().now() == at
+
+
+def test_a_steered_clock_follows_the_offset_file_at_every_reading(tmp_path):
+    path = tmp_path / "clock-offset"
+    settings = ServiceSettings(database_url="postgresql://x", nats_url="nats://x", clock_offset_file=path)
+    clock = settings.clock()
+    assert abs(clock.now() - SystemClock().now()) < timedelta(minutes=1)  # no file: real time
+    write_clock_offset(path, -timedelta(days=730))
+    assert abs(clock.now() - SystemClock().now() + timedelta(days=730)) < timedelta(minutes=1)
+    write_clock_offset(path, -timedelta(days=1))
+    assert abs(clock.now() - SystemClock().now() + timedelta(days=1)) < timedelta(minutes=1)
+    path.unlink()
+    assert abs(clock.now() - SystemClock().now()) < timedelta(minutes=1)

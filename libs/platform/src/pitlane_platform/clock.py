@@ -3,7 +3,9 @@ demoed across months without waiting for them."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 
@@ -47,9 +49,43 @@ class OffsetClock:
         return self._base.now() + self.offset
 
 
-def clock_from_settings(fixed_at: datetime | None, offset: timedelta | None) -> Clock:
+class SteeredClock:
+    """Real time shifted by the offset another process writes to a file (`write_clock_offset`): how `pitlane
+    demo` walks running services through two years of history and back to the present (ADR 26). No file: no
+    offset. Every reading looks at the file (a stat; the file is replaced whole), so every process sees a
+    move at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: tuple[int, int] | None = None
+        self._offset = timedelta(0)
+
+    def now(self) -> datetime:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            self._seen, self._offset = None, timedelta(0)
+        else:
+            if (stat.st_ino, stat.st_mtime_ns) != self._seen:
+                self._offset = timedelta(microseconds=int(self.path.read_text()))
+                self._seen = (stat.st_ino, stat.st_mtime_ns)
+        return datetime.now(UTC) + self._offset
+
+
+def write_clock_offset(path: Path, offset: timedelta) -> None:
+    """Steer every SteeredClock reading `path`: replaced whole, so no reader sees half a number."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(str(offset // timedelta(microseconds=1)))
+    os.replace(partial, path)
+
+
+def clock_from_settings(
+    fixed_at: datetime | None, offset: timedelta | None, offset_file: Path | None = None
+) -> Clock:
     if fixed_at is not None:
         return FixedClock(fixed_at)
+    if offset_file is not None:
+        return SteeredClock(offset_file)
     if offset:
         return OffsetClock(offset)
     return SystemClock()

@@ -7,6 +7,7 @@ are refused at start-up, so a production deployment cannot run with a secret tha
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -133,6 +134,11 @@ class ServiceSettings(BaseSettings):
 
     clock_fixed_at: datetime | None = None
     clock_offset: timedelta | None = None
+    clock_offset_file: Path | None = Field(
+        default=None,
+        description="a file holding the clock's offset from real time in microseconds, read at every reading "
+        "(`pitlane demo` steers the services through past years with it); no file: no offset",
+    )
 
     @field_validator("chain_timezone")
     @classmethod
@@ -191,4 +197,4 @@ class ServiceSettings(BaseSettings):
         return ZoneInfo(self.chain_timezone)
 
     def clock(self) -> Clock:
-        return clock_from_settings(self.clock_fixed_at, self.clock_offset)
+        return clock_from_settings(self.clock_fixed_at, self.clock_offset, self.clock_offset_file)
