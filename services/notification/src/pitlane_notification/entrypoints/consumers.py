@@ -3,8 +3,10 @@
 - `notification.contacts` (customer-profile): whom to reach and how — names, phones, WeChat open ids,
   e-mail addresses, consent per channel and purpose, tags, merges, erasure — and vehicles' plates.
 - `notification.workorder-triggers` (workorder): branches, customers workorder met first, appointments
-  (confirmation now, reminder the day before), progress and add-ons (a link to the customer's page), the
-  completed visit (thanks now, the NPS survey after the delay) and its void (no survey).
+  (confirmation now, reminders the day before and two hours before, each with the appointment's link),
+  places offered from waitlists, progress and add-ons (a link to the customer's page), the completed visit
+  (thanks now, the NPS survey after the delay) and its void (no survey); the branch's staff, and an alert
+  to its managers when a stage of a work order runs past its time limit.
 - `notification.reminder-triggers` (reminder): a reminder due goes to the customer with a booking link.
 - `notification.segments` (analytics): segments saved from analytics' KPI drill-downs, which campaigns can
   target once all their batches have arrived.
@@ -15,7 +17,6 @@ queues carry the event's id in their dedupe key, so a copy queues nothing.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Any
 
 from pitlane_events.analytics import SegmentSaved
@@ -47,11 +48,15 @@ from pitlane_events.workorder import (
     BranchUpdated,
     CustomerIntroduced,
     ProgressRecorded,
+    StaffMemberAdded,
+    WaitlistSlotOffered,
     WorkOrderCompleted,
     WorkOrderOpened,
+    WorkOrderStageOverdue,
     WorkOrderVoided,
 )
 from pitlane_notification.adapters import queries
+from pitlane_notification.service_layer import staff_alerts
 from pitlane_notification.service_layer.default_templates import reminder_phrase
 from pitlane_notification.service_layer.requests import MessageRequest, Related, Trigger
 from pitlane_notification.service_layer.service import APPOINTMENT_REMINDER, Notification
@@ -60,7 +65,7 @@ from pitlane_platform.messaging.consumer import Consumer, HandlerContext, advanc
 from pitlane_platform.messaging.erasure import event_subjects, scrub_event_copies
 from pitlane_platform.messaging.streams import stream_name
 from pitlane_platform.runtime import ServiceRuntime
-from pitlane_platform.scheduling.timers import cancel_prefixed, schedule
+from pitlane_platform.scheduling.timers import cancel_prefixed
 from pitlane_platform.security.links import AttributionKind
 
 SERVICE = "notification"
@@ -217,6 +222,16 @@ def _workorder_triggers(service: Notification) -> Consumer:
             ctx.unit, event.branch_id, name=event.branch_name, timezone=event.timezone
         )
 
+    @triggers.on(StaffMemberAdded)
+    async def on_staff(ctx: HandlerContext, event: StaffMemberAdded) -> None:
+        await staff_alerts.staff_member_added(
+            ctx.unit, _branch(ctx), event.staff_id, event.role, event.display_name
+        )
+
+    @triggers.on(WorkOrderStageOverdue)
+    async def on_stage_overdue(ctx: HandlerContext, event: WorkOrderStageOverdue) -> None:
+        await staff_alerts.alert_managers(service.delivery, ctx.unit, ctx.envelope, ctx.clock.now())
+
     @triggers.on(CustomerIntroduced)
     async def on_introduced(ctx: HandlerContext, event: CustomerIntroduced) -> None:
         # workorder met the customer first (a booking, a walk-in): reachable before customer-profile says so.
@@ -253,12 +268,20 @@ def _workorder_triggers(service: Notification) -> Consumer:
                 related=Related(appointment_id=event.appointment_id),
             ),
         )
-        await _schedule_appointment_reminder(ctx, event.appointment_id, event.slot.start)
+        await service.schedule_appointment_reminders(
+            ctx.unit, event.appointment_id, event.slot.start, ctx.clock.now()
+        )
 
     @triggers.on(AppointmentRescheduled)
     async def on_rescheduled(ctx: HandlerContext, event: AppointmentRescheduled) -> None:
         await queries.update_appointment(ctx.unit, event.appointment_id, slot_start=event.slot.start)
-        await _schedule_appointment_reminder(ctx, event.appointment_id, event.slot.start)
+        await service.schedule_appointment_reminders(
+            ctx.unit, event.appointment_id, event.slot.start, ctx.clock.now()
+        )
+
+    @triggers.on(WaitlistSlotOffered)
+    async def on_waitlist_offer(ctx: HandlerContext, event: WaitlistSlotOffered) -> None:
+        await service.offer_waitlist_place(ctx.unit, _branch(ctx), event, str(ctx.envelope.event_id))
 
     async def appointment_over(ctx: HandlerContext, appointment_id: str, status: str) -> None:
         await queries.update_appointment(ctx.unit, appointment_id, status=status)
@@ -411,20 +434,6 @@ def _reminder_triggers(service: Notification) -> Consumer:
         )
 
     return reminders
-
-
-async def _schedule_appointment_reminder(
-    ctx: HandlerContext, appointment_id: str, slot_start: datetime
-) -> None:
-    """The reminder goes the day before the slot; a booking made less than a day ahead gets none. One timer
-    per slot: a reschedule withdraws the old slot's (fired or not) and the new slot gets its own."""
-    now = ctx.clock.now()
-    await cancel_prefixed(ctx.unit, APPOINTMENT_REMINDER, f"{appointment_id}:", now=now)
-    due = slot_start - timedelta(days=1)
-    if due <= now:
-        return
-    key = f"{appointment_id}:{slot_start.isoformat()}"
-    await schedule(ctx.unit, APPOINTMENT_REMINDER, key, due, {"appointment_id": appointment_id})
 
 
 def _first(channel: Channel | None, order: tuple[Channel, ...]) -> tuple[Channel, ...] | None:

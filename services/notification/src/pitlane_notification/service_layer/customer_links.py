@@ -1,5 +1,6 @@
 """The links a message carries, all signed with the chain's link secret (pitlane_platform.security.links):
-the customer's page of a work order (workorder serves it under /c/), a booking link whose token attributes
+the customer's page of a work order (workorder serves it under /c/), of an appointment (confirm or move
+it) and of a waitlist offer (take the place held), a booking link whose token attributes
 the booking to a campaign or reminder (workorder's public booking accepts it), a reminder's answer page
 (reminder serves it under /r/), the NPS survey and the unsubscribe page (notification serves them under
 /n/)."""
@@ -15,9 +16,12 @@ from pitlane_platform.security.links import (
     REMINDER_ANSWER,
     Attribution,
     AttributionKind,
+    BookingLink,
+    BookingLinkKind,
     CustomerLink,
     claims_of,
     sign_attribution,
+    sign_booking_link,
     sign_claims,
     sign_link,
 )
@@ -45,6 +49,18 @@ class LinkMaker:
         0: links revoked by the branch stop working, and the branch sends a new one by hand."""
         token = sign_link(self.secret, CustomerLink(work_order_id, branch_id, now + self.customer_link_ttl))
         return f"{self.public_base_url}/c/{token}"
+
+    def appointment_page(self, appointment_id: str, branch_id: str, slot_start: datetime) -> str:
+        """workorder's page of the appointment, where the customer confirms or moves it; valid until the
+        slot begins."""
+        link = BookingLink(BookingLinkKind.APPOINTMENT, appointment_id, branch_id, slot_start)
+        return f"{self.public_base_url}/c/appointments/{sign_booking_link(self.secret, link)}"
+
+    def waitlist_offer(self, waitlist_entry_id: str, branch_id: str, slot_start: datetime) -> str:
+        """workorder's page of a waitlist offer, where the customer takes the place held for them; valid until
+        the slot begins (once the hold lapses the page says so)."""
+        link = BookingLink(BookingLinkKind.WAITLIST_OFFER, waitlist_entry_id, branch_id, slot_start)
+        return f"{self.public_base_url}/c/waitlist/{sign_booking_link(self.secret, link)}"
 
     def booking(self, kind: AttributionKind, source_id: str, branch_id: str | None, now: datetime) -> str:
         token = sign_attribution(self.secret, Attribution(kind, source_id, now + self.attribution_ttl))

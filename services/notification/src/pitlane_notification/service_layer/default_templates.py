@@ -43,28 +43,67 @@ DEFAULTS: MappingProxyType[tuple[Trigger, str], TemplateText] = MappingProxyType
             Trigger.APPOINTMENT_BOOKED,
             (
                 "预约成功",
-                "{{ customer_name }}您好，您已预约{{ branch_name }} {{ slot_start }}的{{ service_requested }}，车牌{{ plate }}。",
+                "{{ customer_name }}您好，您已预约{{ branch_name }} {{ slot_start }}的{{ service_requested }}，车牌{{ plate }}。"
+                "确认或改约：{{ link }}",
             ),
             (
                 "Booking confirmed",
-                "Hello {{ customer_name }}, your {{ service_requested }} at {{ branch_name }} is booked for {{ slot_start }} ({{ plate }}).",
+                "Hello {{ customer_name }}, your {{ service_requested }} at {{ branch_name }} is booked for {{ slot_start }} ({{ plate }})."
+                " Confirm or move it: {{ link }}",
             ),
             branch="branch_name",
             time="slot_start",
             service="service_requested",
+            link="link",
         ),
         **_t(
             Trigger.APPOINTMENT_REMINDER,
             (
                 "明日预约提醒",
-                "温馨提醒：您明天{{ slot_start }}在{{ branch_name }}有预约（{{ service_requested }}），期待您的光临。",
+                "温馨提醒：您明天{{ slot_start }}在{{ branch_name }}有预约（{{ service_requested }}），期待您的光临。"
+                "确认或改约：{{ link }}",
             ),
             (
                 "Your appointment tomorrow",
-                "A reminder: your {{ service_requested }} at {{ branch_name }} is tomorrow at {{ slot_start }}.",
+                "A reminder: your {{ service_requested }} at {{ branch_name }} is tomorrow at {{ slot_start }}."
+                " Confirm or move it: {{ link }}",
             ),
             branch="branch_name",
             time="slot_start",
+            link="link",
+        ),
+        **_t(
+            Trigger.APPOINTMENT_SOON,
+            (
+                "预约即将开始",
+                "温馨提醒：您{{ slot_start }}在{{ branch_name }}的预约（{{ service_requested }}）两小时后开始。"
+                "确认或改约：{{ link }}",
+            ),
+            (
+                "Your appointment in two hours",
+                "A reminder: your {{ service_requested }} at {{ branch_name }} starts at {{ slot_start }}, in two hours."
+                " Confirm or move it: {{ link }}",
+            ),
+            branch="branch_name",
+            time="slot_start",
+            link="link",
+        ),
+        **_t(
+            Trigger.WAITLIST_OFFER,
+            (
+                "候补空位",
+                "{{ customer_name }}您好，{{ branch_name }} {{ slot_start }}有空位（{{ service_requested }}），"
+                "为您保留到{{ until }}：{{ link }}",
+            ),
+            (
+                "A place for you",
+                "Hello {{ customer_name }}, a place is free at {{ branch_name }} at {{ slot_start }} ({{ service_requested }}),"
+                " held for you until {{ until }}: {{ link }}",
+            ),
+            branch="branch_name",
+            time="slot_start",
+            until="until",
+            link="link",
         ),
         **_t(
             Trigger.WORK_ORDER_PROGRESS,
@@ -153,6 +192,20 @@ DEFAULTS: MappingProxyType[tuple[Trigger, str], TemplateText] = MappingProxyType
             link="link",
         ),
         **_t(
+            Trigger.STAGE_OVERDUE,
+            (
+                "工单超时：{{ plate }}",
+                "{{ branch_name }}：{{ plate }}的{{ stage }}已超过{{ limit_minutes }}分钟时限（应于{{ due_time }}前完成），请跟进。",
+            ),
+            (
+                "Overdue: {{ plate }}",
+                "{{ branch_name }}: {{ stage }} of {{ plate }} is past its {{ limit_minutes }}-minute limit (due {{ due_time }}). Please follow up.",
+            ),
+            plate="plate",
+            stage="stage",
+            limit="limit_minutes",
+        ),
+        **_t(
             Trigger.DIGEST,
             (
                 "您有{{ count }}条新消息",
@@ -171,6 +224,12 @@ DEFAULTS: MappingProxyType[tuple[Trigger, str], TemplateText] = MappingProxyType
 _EXTRA_SAMPLES: dict[Trigger, dict[str, Any]] = {
     Trigger.APPOINTMENT_BOOKED: {"slot_start": "2026-11-16 10:00", "service_requested": "小保养"},
     Trigger.APPOINTMENT_REMINDER: {"slot_start": "2026-11-16 10:00", "service_requested": "小保养"},
+    Trigger.APPOINTMENT_SOON: {"slot_start": "2026-11-16 10:00", "service_requested": "小保养"},
+    Trigger.WAITLIST_OFFER: {
+        "slot_start": "2026-11-16 10:00",
+        "service_requested": "小保养",
+        "until": "08:30",
+    },
     Trigger.WORK_ORDER_PROGRESS: {"progress": "已更换机油"},
     Trigger.ADD_ON_PROPOSED: {"item": "更换前刹车片", "price": "480.00", "reason": "刹车片剩余2mm"},
     Trigger.WORK_ORDER_COMPLETED: {"total": "680.00"},
@@ -184,6 +243,7 @@ _EXTRA_SAMPLES: dict[Trigger, dict[str, Any]] = {
     },
     Trigger.CAMPAIGN: {"campaign_name": "夏季空调清洗季", "coupon_code": "SUMMER-7K2Q"},
     Trigger.DIGEST: {"count": 2, "parts": ["第一条", "第二条"]},
+    Trigger.STAGE_OVERDUE: {"stage": "派工", "limit_minutes": "15", "due_time": "09:45"},
 }
 
 # What each trigger's templates may use: rendering a chain's template against these at save time finds a

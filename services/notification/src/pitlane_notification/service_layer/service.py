@@ -4,12 +4,13 @@ customers and providers tell us (unsubscribes, "TD" replies, delivery receipts).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from pitlane_events.notification import NotificationDelivered, UnsubscribeSource
 from pitlane_events.types import Channel, Purpose
+from pitlane_events.workorder import WaitlistSlotOffered
 from pitlane_notification.adapters import message_log, queries
 from pitlane_notification.adapters.channels.base import DeliveryReport, InboundReply
 from pitlane_notification.domain.sms import is_opt_out_reply
@@ -24,9 +25,22 @@ from pitlane_platform.clock import Clock
 from pitlane_platform.db import DriverPool, Unit, fetch_on_driver
 from pitlane_platform.messaging import outbox
 from pitlane_platform.messaging.eventstore import CommandContext
-from pitlane_platform.scheduling.timers import TimerContext, TimerHandlers, cancel
+from pitlane_platform.scheduling.timers import (
+    NewTimer,
+    TimerContext,
+    TimerHandlers,
+    cancel,
+    cancel_prefixed,
+    schedule_many,
+)
 
 APPOINTMENT_REMINDER = "notification.appointment-reminder"
+# A booking's reminders: how long before the slot, the suffix of the timer's key (after the appointment and
+# its slot) and the message's trigger. Each carries the link to the appointment's page (confirm or move it).
+APPOINTMENT_REMINDERS = {
+    "": (timedelta(days=1), Trigger.APPOINTMENT_REMINDER),
+    ":2h": (timedelta(hours=2), Trigger.APPOINTMENT_SOON),
+}
 
 
 @dataclass
@@ -56,30 +70,81 @@ class Notification:
         appointment = await queries.appointment(unit, appointment_id)
         if appointment is None:
             raise LookupError(f"appointment {appointment_id} not known yet")
-        branch = await queries.branch(unit, appointment["branch_id"])
-        zone = ZoneInfo((branch or {}).get("timezone") or str(self.delivery.chain_timezone))
+        zone = await self._branch_zone(unit, appointment["branch_id"])
         return {
             "plate": appointment["plate"] or "",
             "slot_start": appointment["slot_start"].astimezone(zone).strftime("%Y-%m-%d %H:%M"),
             "service_requested": appointment["service_requested"],
+            "link": self.links.appointment_page(
+                appointment_id, appointment["branch_id"], appointment["slot_start"]
+            ),
         }
+
+    async def _branch_zone(self, unit: Unit, branch_id: str) -> ZoneInfo:
+        branch = await queries.branch(unit, branch_id)
+        return ZoneInfo((branch or {}).get("timezone") or str(self.delivery.chain_timezone))
+
+    async def schedule_appointment_reminders(
+        self, unit: Unit, appointment_id: str, slot_start: datetime, now: datetime
+    ) -> None:
+        """The day-before and two-hours-before reminders of the slot, those still ahead (a booking made
+        less than a day before gets the second only). One timer per slot and reminder: a reschedule
+        withdraws the old slot's (fired or not) and the new slot gets its own."""
+        await cancel_prefixed(unit, APPOINTMENT_REMINDER, f"{appointment_id}:", now=now)
+        key = f"{appointment_id}:{slot_start.isoformat()}"
+        await schedule_many(
+            unit,
+            APPOINTMENT_REMINDER,
+            [
+                NewTimer(
+                    key + suffix, slot_start - lead, {"appointment_id": appointment_id, "reminder": suffix}
+                )
+                for suffix, (lead, _) in APPOINTMENT_REMINDERS.items()
+                if slot_start - lead > now
+            ],
+        )
 
     async def remind_appointment(self, ctx: TimerContext) -> None:
         appointment_id = ctx.timer.payload["appointment_id"]
+        suffix = ctx.timer.payload.get("reminder", "")  # timers set before the second reminder have none
         appointment = await queries.appointment(ctx.unit, appointment_id)
         if appointment is None or appointment["status"] != "booked":
             return
+        _, trigger = APPOINTMENT_REMINDERS[suffix]
         await self.delivery.queue(
             ctx.unit,
             MessageRequest(
-                trigger=Trigger.APPOINTMENT_REMINDER,
+                trigger=trigger,
                 purpose=Purpose.SERVICE,
                 customer_id=appointment["customer_id"],
-                cause=f"appointment-reminder:{appointment_id}:{appointment['slot_start'].isoformat()}",
+                cause=f"appointment-reminder:{appointment_id}:{appointment['slot_start'].isoformat()}{suffix}",
                 due_at=ctx.now,
                 branch_id=appointment["branch_id"],
                 context=await self.appointment_variables(ctx.unit, appointment_id),
                 related=Related(appointment_id=appointment_id),
+            ),
+        )
+
+    async def offer_waitlist_place(
+        self, unit: Unit, branch_id: str, offer: WaitlistSlotOffered, cause: str
+    ) -> None:
+        """A place freed for a waitlisted customer: the offer's link, and until when the place is held."""
+        zone = await self._branch_zone(unit, branch_id)
+        await self.delivery.queue(
+            unit,
+            MessageRequest(
+                trigger=Trigger.WAITLIST_OFFER,
+                purpose=Purpose.SERVICE,
+                customer_id=offer.customer_id,
+                cause=cause,
+                due_at=self.clock.now(),
+                branch_id=branch_id,
+                context={
+                    "slot_start": offer.slot.start.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+                    "service_requested": offer.service_requested,
+                    "until": offer.offer_expires_at.astimezone(zone).strftime("%H:%M"),
+                    "link": self.links.waitlist_offer(offer.waitlist_entry_id, branch_id, offer.slot.start),
+                },
             ),
         )
 
