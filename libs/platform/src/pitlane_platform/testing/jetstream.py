@@ -89,6 +89,8 @@ async def stream_messages(js: Any, stream: str) -> list[Any]:
     from nats.js.errors import NotFoundError
 
     info = await js.stream_info(stream)
+    if not info.state.messages:
+        return []  # an empty stream's first sequence is past its last (0 before anything was stored)
     messages = []
     for sequence in range(info.state.first_seq, info.state.last_seq + 1):
         try:

@@ -315,3 +315,13 @@ campaign_recipients = Table(
     Column("message_id", Text),
     UniqueConstraint("coupon_code", name="uq_campaign_recipients_coupon_code"),
 )
+
+# Who works at which branch in which role (workorder's StaffMemberAdded): a branch's managers get its alerts.
+# A staff member's addresses are in `contacts` under `staff:<staff id>`, set by the chain.
+branch_staff = Table(
+    "branch_staff",
+    metadata,
+    Column("branch_id", Text, primary_key=True),
+    Column("staff_id", Text, primary_key=True),
+    Column("role", Text, nullable=False),
+)

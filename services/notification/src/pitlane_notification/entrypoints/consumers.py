@@ -5,7 +5,8 @@
 - `notification.workorder-triggers` (workorder): branches, customers workorder met first, appointments
   (confirmation now, reminders the day before and two hours before, each with the appointment's link),
   places offered from waitlists, progress and add-ons (a link to the customer's page), the completed visit
-  (thanks now, the NPS survey after the delay) and its void (no survey).
+  (thanks now, the NPS survey after the delay) and its void (no survey); the branch's staff, and an alert
+  to its managers when a stage of a work order runs past its time limit.
 - `notification.reminder-triggers` (reminder): a reminder due goes to the customer with a booking link.
 - `notification.segments` (analytics): segments saved from analytics' KPI drill-downs, which campaigns can
   target once all their batches have arrived.
@@ -47,12 +48,15 @@ from pitlane_events.workorder import (
     BranchUpdated,
     CustomerIntroduced,
     ProgressRecorded,
+    StaffMemberAdded,
     WaitlistSlotOffered,
     WorkOrderCompleted,
     WorkOrderOpened,
+    WorkOrderStageOverdue,
     WorkOrderVoided,
 )
 from pitlane_notification.adapters import queries
+from pitlane_notification.service_layer import staff_alerts
 from pitlane_notification.service_layer.default_templates import reminder_phrase
 from pitlane_notification.service_layer.requests import MessageRequest, Related, Trigger
 from pitlane_notification.service_layer.service import APPOINTMENT_REMINDER, Notification
@@ -217,6 +221,16 @@ def _workorder_triggers(service: Notification) -> Consumer:
         await queries.upsert_branch(
             ctx.unit, event.branch_id, name=event.branch_name, timezone=event.timezone
         )
+
+    @triggers.on(StaffMemberAdded)
+    async def on_staff(ctx: HandlerContext, event: StaffMemberAdded) -> None:
+        await staff_alerts.staff_member_added(
+            ctx.unit, _branch(ctx), event.staff_id, event.role, event.display_name
+        )
+
+    @triggers.on(WorkOrderStageOverdue)
+    async def on_stage_overdue(ctx: HandlerContext, event: WorkOrderStageOverdue) -> None:
+        await staff_alerts.alert_managers(service.delivery, ctx.unit, ctx.envelope, ctx.clock.now())
 
     @triggers.on(CustomerIntroduced)
     async def on_introduced(ctx: HandlerContext, event: CustomerIntroduced) -> None:

@@ -192,6 +192,20 @@ DEFAULTS: MappingProxyType[tuple[Trigger, str], TemplateText] = MappingProxyType
             link="link",
         ),
         **_t(
+            Trigger.STAGE_OVERDUE,
+            (
+                "工单超时：{{ plate }}",
+                "{{ branch_name }}：{{ plate }}的{{ stage }}已超过{{ limit_minutes }}分钟时限（应于{{ due_time }}前完成），请跟进。",
+            ),
+            (
+                "Overdue: {{ plate }}",
+                "{{ branch_name }}: {{ stage }} of {{ plate }} is past its {{ limit_minutes }}-minute limit (due {{ due_time }}). Please follow up.",
+            ),
+            plate="plate",
+            stage="stage",
+            limit="limit_minutes",
+        ),
+        **_t(
             Trigger.DIGEST,
             (
                 "您有{{ count }}条新消息",
@@ -229,6 +243,7 @@ _EXTRA_SAMPLES: dict[Trigger, dict[str, Any]] = {
     },
     Trigger.CAMPAIGN: {"campaign_name": "夏季空调清洗季", "coupon_code": "SUMMER-7K2Q"},
     Trigger.DIGEST: {"count": 2, "parts": ["第一条", "第二条"]},
+    Trigger.STAGE_OVERDUE: {"stage": "派工", "limit_minutes": "15", "due_time": "09:45"},
 }
 
 # What each trigger's templates may use: rendering a chain's template against these at save time finds a

@@ -38,7 +38,7 @@ from pitlane_notification.adapters.channels.base import (
 from pitlane_notification.adapters.templating import TemplateRenderError
 from pitlane_notification.domain.courtesy import FALLBACK_ORDER, FrequencyLimit, QuietHours, send_time
 from pitlane_notification.service_layer import surveys_log
-from pitlane_notification.service_layer.requests import LIMITED_TRIGGERS, MessageRequest, Trigger
+from pitlane_notification.service_layer.requests import LIMITED_TRIGGERS, MessageRequest, Trigger, is_staff
 from pitlane_notification.service_layer.templates import (
     Content,
     UnknownTemplate,
@@ -516,6 +516,8 @@ class Delivery:
         )
 
     async def _publish_sent(self, unit: Unit, row: Mapping[str, Any], now: datetime) -> None:
+        if is_staff(row["customer_id"]):
+            return  # the events tell about customers; a staff alert is in the log alone
         event = NotificationSent(
             notification_id=row["message_id"],
             channel=Channel(row["channel"]),
@@ -551,6 +553,7 @@ class Delivery:
                 aggregate_version=1,
             )
             for row in rows
+            if not is_staff(row["customer_id"])
         ]
         await outbox.enqueue(unit, envelopes)
 

@@ -25,6 +25,8 @@ class Trigger(StrEnum):
     NPS_SURVEY_REMINDER = "nps_survey_reminder"
     REMINDER_DUE = "reminder_due"
     CAMPAIGN = "campaign"
+    # To a branch's managers: a stage of a work order ran past its time limit.
+    STAGE_OVERDUE = "stage_overdue"
     # Several messages due to one customer on one channel at once, sent as one.
     DIGEST = "digest"
 
@@ -43,6 +45,18 @@ class Related:
     reminder_id: str | None = None
     campaign_id: str | None = None
     survey_id: str | None = None
+
+
+# Staff are recipients beside customers, under ids of their own (service_layer/staff_alerts.py).
+STAFF = "staff:"
+
+
+def staff_recipient(staff_id: str) -> str:
+    return STAFF + staff_id
+
+
+def is_staff(recipient: str) -> bool:
+    return recipient.startswith(STAFF)
 
 
 @dataclass(frozen=True)

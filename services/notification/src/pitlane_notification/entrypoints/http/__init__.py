@@ -1,6 +1,6 @@
 """The HTTP API, one router per resource under /v1 (bearer token and role checked): the message log,
-templates, surveys, campaigns and segments, branches' quiet hours, and what providers push to us; and the
-customer's pages under /n behind signed links (the NPS survey, unsubscribe)."""
+templates, surveys, campaigns and segments, branches' quiet hours and staff addresses, and what providers push
+to us; and the customer's pages under /n behind signed links (the NPS survey, unsubscribe)."""
 
 from pitlane_notification.entrypoints.http import (
     branches_api,
@@ -8,6 +8,7 @@ from pitlane_notification.entrypoints.http import (
     messages,
     pages,
     providers_api,
+    staff_api,
     surveys_api,
     templates_api,
 )
@@ -20,6 +21,7 @@ ROUTERS = (
     surveys_api.router,
     campaigns_api.router,
     branches_api.router,
+    staff_api.router,
     providers_api.router,
     pages.router,
 )
