@@ -37,7 +37,12 @@ class MakeUp:
             for key, value in os.environ.items()
             if key not in ("NATS_URL", "DATABASE_URL", "PITLANE_PUBLIC_BASE_URL")
         }
-        environment |= {"PITLANE_DATA_DIR": str(data_dir), "PITLANE_GATEWAY_PORT": str(gateway_port)}
+        # Without the demo chain (libs/platform/tests/test_demo.py plays it): the walkthrough starts from nothing.
+        environment |= {
+            "PITLANE_DATA_DIR": str(data_dir),
+            "PITLANE_GATEWAY_PORT": str(gateway_port),
+            "PITLANE_DEMO": "0",
+        }
         self.process = subprocess.Popen(
             ["make", "--no-print-directory", "up"],
             cwd=REPO,

@@ -60,12 +60,56 @@ def up(
             "https://localhost:<gateway port>",
         ),
     ] = None,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo/--no-demo",
+            envvar="PITLANE_DEMO",
+            help="on an empty data directory, play the demo chain once everything runs (`make up` does)",
+        ),
+    ] = False,
+    demo_size: Annotated[
+        str, typer.Option(help="full (5 branches, 3,000 customers, two years) or small (for tests)")
+    ] = "full",
 ) -> None:
     """Start NATS (JetStream, TLS) and PostgreSQL, create and migrate each service's database, start every
     service on loopback and the HTTPS gateway in front of them."""
     from pitlane_platform.devcluster import run_up
 
-    run_up(data_dir, api_workers=api_workers, gateway_port=gateway_port, public_base_url=public_base_url)
+    run_up(
+        data_dir,
+        api_workers=api_workers,
+        gateway_port=gateway_port,
+        public_base_url=public_base_url,
+        demo_size=_demo_size(demo_size) if demo else None,
+    )
+
+
+def _demo_size(name: str) -> str:
+    from pitlane_platform.devcluster.demo import SIZES
+
+    if name not in SIZES:
+        raise typer.BadParameter(f"one of {', '.join(SIZES)}", param_hint="--demo-size")
+    return name
+
+
+@app.command()
+def demo(
+    data_dir: DataDir = Path(".pitlane"),
+    size: Annotated[str, typer.Option(help="full or small")] = "full",
+) -> None:
+    """Play the demo chain against the running `pitlane up --demo` of --data-dir (its services follow the
+    clock the demo steers; `make up` plays it by itself on an empty data directory)."""
+    from pitlane_platform.devcluster import read_state
+    from pitlane_platform.devcluster.demo import SIZES, play_demo
+
+    state = read_state(data_dir)
+    if state is None or "stopped_at" in state:
+        raise typer.BadParameter(f"no running `pitlane up` in {data_dir}", param_hint="--data-dir")
+    try:
+        play_demo(state, SIZES[_demo_size(size)], typer.echo)
+    except RuntimeError as refusal:
+        raise typer.BadParameter(str(refusal), param_hint="--data-dir") from None
 
 
 @app.command()

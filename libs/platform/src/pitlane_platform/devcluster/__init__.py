@@ -29,12 +29,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -55,6 +55,11 @@ from pitlane_platform.embedded import (
 )
 from pitlane_platform.security.nats_access import OPERATOR, NatsClientAccess
 from pitlane_platform.services import ServiceSpec, installed_services
+
+if TYPE_CHECKING:
+    from pitlane_platform.messaging.health import ConsumerHealth
+    from pitlane_platform.messaging.relay import OutboxHealth
+    from pitlane_platform.scheduling.timers import TimerHealth
 
 STATE_FILE = "state.json"
 LOCK_FILE = "up.lock"
@@ -100,6 +105,8 @@ class DevCluster:
     gateway: Gateway | None = None
     secured_nats: SecuredNats | None = None
     public_base_url: str | None = None  # handed to every service: the base of the links it sends
+    # Handed to every service when the demo is to be played: the file steering their clocks (ADR 26).
+    clock_offset_file: Path | None = None
     children: list[Child] = field(default_factory=list)
     _output_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -157,6 +164,11 @@ class DevCluster:
             f"{spec.env_prefix}SERVICE_NAME": spec.name,
             **(self.secured_nats.service_env(spec) if self.secured_nats is not None else {}),
             **({f"{spec.env_prefix}PUBLIC_BASE_URL": self.public_base_url} if self.public_base_url else {}),
+            **(
+                {f"{spec.env_prefix}CLOCK_OFFSET_FILE": str(self.clock_offset_file)}
+                if self.clock_offset_file
+                else {}
+            ),
         }
         port = previous_port if previous_port is not None and port_is_free(previous_port) else free_port()
         uvicorn = [
@@ -264,7 +276,10 @@ def run_up(
     api_workers: int = 1,
     gateway_port: int = DEFAULT_GATEWAY_PORT,
     public_base_url: str | None = None,
+    demo_size: str | None = None,
 ) -> None:
+    """`demo_size` (a name of demo.SIZES): play the demo chain once everything runs, if the data directory is
+    empty (it has no state.json yet)."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     with _single_instance(data_dir), _shutdown_signals_raise():
@@ -277,6 +292,11 @@ def run_up(
         specs = installed_services()
         cluster = DevCluster(data_dir)
         cluster.public_base_url = (public_base_url or f"https://localhost:{gateway_port}").rstrip("/")
+        play_demo = demo_size is not None and not previous
+        if play_demo:
+            from pitlane_platform.devcluster.demo import CLOCK_OFFSET_FILE
+
+            cluster.clock_offset_file = data_dir / CLOCK_OFFSET_FILE
         exit_code = 0
         try:
             nats = cluster.start_nats(previous.get("nats", {}).get("port"), specs)
@@ -291,8 +311,16 @@ def run_up(
                 )
             cluster.wait_until_services_listen()
             cluster.start_gateway(gateway_port, specs)
-            _write_state(data_dir, _running_state(cluster, nats, postgres))
+            running = _running_state(cluster, nats, postgres)
+            _write_state(data_dir, running)
             cluster.say(_url_table(data_dir, cluster, nats, postgres))
+            if play_demo:
+                assert demo_size is not None
+                _start_demo(running, demo_size, cluster.say)
+            elif demo_size is not None:
+                cluster.say(
+                    f"demo: not played, {data_dir} has data already (delete it to start from nothing)"
+                )
             while (exited := cluster.first_exited_child()) is None:
                 time.sleep(0.5)
             cluster.say(f"{exited.name} exited with {exited.process.returncode}: stopping everything")
@@ -310,6 +338,20 @@ def run_up(
             cluster.say("stopped.")
     if exit_code:
         raise SystemExit(exit_code)
+
+
+def _start_demo(state: dict[str, Any], size: str, say: Callable[[str], None]) -> None:
+    """The demo on a thread of its own: `pitlane up` keeps watching its children meanwhile. A demo that fails
+    says why and leaves the system running."""
+    from pitlane_platform.devcluster.demo import SIZES, play_demo
+
+    def play() -> None:
+        try:
+            play_demo(state, SIZES[size], say)
+        except Exception as failure:
+            say(f"demo: stopped: {failure}")
+
+    threading.Thread(target=play, name="demo", daemon=True).start()
 
 
 def print_status(data_dir: Path) -> int:
@@ -354,14 +396,33 @@ def service_database_urls(state: dict[str, Any]) -> dict[str, str]:
     return {spec.name: database_url(state["postgres"]["url"], spec.database) for spec in installed_services()}
 
 
-async def _messaging_report(state: dict[str, Any]) -> str:
-    """Per service: the relay's backlog and parked rows; per consumer: pending, held back, dead-lettered."""
+@dataclass(frozen=True)
+class ServiceBacklog:
+    service: str
+    outbox: OutboxHealth
+    consumers: list[ConsumerHealth]
+    timers: TimerHealth | None  # None: the service keeps no timers
+
+    @property
+    def settled(self) -> bool:
+        """Everything it wrote is published, everything it consumes applied, every due timer fired."""
+        return (
+            self.outbox.pending == 0
+            and all(c.pending == 0 and c.held_messages == 0 for c in self.consumers)
+            and (self.timers is None or self.timers.late == 0)
+        )
+
+
+async def messaging_backlogs(state: dict[str, Any]) -> list[ServiceBacklog]:
+    """Per service of a `pitlane up` state: its relay's backlog, its consumers' and its due timers."""
     import nats
 
+    from pitlane_platform.db import DriverPool
     from pitlane_platform.messaging.health import consumer_health
     from pitlane_platform.messaging.relay import outbox_health
+    from pitlane_platform.scheduling.timers import timer_health
 
-    lines = ["messaging:"]
+    backlogs = []
     client = await nats.connect(
         state["nats"]["url"],
         connect_timeout=5,
@@ -373,23 +434,42 @@ async def _messaging_report(state: dict[str, Any]) -> str:
             async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as connection:
                 outbox = await outbox_health(connection)
                 consumers = await consumer_health(client.jetstream(), service, connection)
-            lines.append(
-                f"  {service}: relay lag {outbox.oldest_pending_age_s:.1f}s, {outbox.pending} unpublished, "
-                f"{outbox.parked} parked" + ("  <- ALERT" if outbox.parked else "")
-            )
-            for row in outbox.parked_rows:
-                lines.append(
-                    f"    parked #{row['id']} {row['subject']} ({row['bytes']} bytes): {row['reason']}"
-                )
-            for consumer in consumers:
-                lines.append(
-                    f"    consumer {consumer.consumer}: {consumer.pending} pending, "
-                    f"{consumer.held_aggregates} aggregate(s) retrying, "
-                    f"{consumer.dead_lettered_aggregates} dead-lettered with {consumer.held_messages} "
-                    f"message(s) held back, {consumer.dead_letters} dead letter(s)"
-                )
+                has_timers = await (await connection.execute("SELECT to_regclass('timers')")).fetchone()
+            timers = None
+            if has_timers is not None and has_timers[0] is not None:
+                pool = DriverPool(sqlalchemy_url(url), max_size=1)
+                await pool.open()
+                try:
+                    async with pool.transaction() as unit:
+                        timers = await timer_health(
+                            unit, now=datetime.now(UTC), allowed_lateness=timedelta(0)
+                        )
+                finally:
+                    await pool.close()
+            backlogs.append(ServiceBacklog(service, outbox, consumers, timers))
     finally:
         await client.close()
+    return backlogs
+
+
+async def _messaging_report(state: dict[str, Any]) -> str:
+    """Per service: the relay's backlog and parked rows; per consumer: pending, held back, dead-lettered."""
+    lines = ["messaging:"]
+    for backlog in await messaging_backlogs(state):
+        outbox = backlog.outbox
+        lines.append(
+            f"  {backlog.service}: relay lag {outbox.oldest_pending_age_s:.1f}s, {outbox.pending} unpublished, "
+            f"{outbox.parked} parked" + ("  <- ALERT" if outbox.parked else "")
+        )
+        for row in outbox.parked_rows:
+            lines.append(f"    parked #{row['id']} {row['subject']} ({row['bytes']} bytes): {row['reason']}")
+        for consumer in backlog.consumers:
+            lines.append(
+                f"    consumer {consumer.consumer}: {consumer.pending} pending, "
+                f"{consumer.held_aggregates} aggregate(s) retrying, "
+                f"{consumer.dead_lettered_aggregates} dead-lettered with {consumer.held_messages} "
+                f"message(s) held back, {consumer.dead_letters} dead letter(s)"
+            )
     return "\n".join(lines)
 
 
@@ -437,6 +517,7 @@ def _running_state(cluster: DevCluster, nats: ServerInUse, postgres: ServerInUse
             "operator_seed_file": str(nats.operator_seed_file) if nats.operator_seed_file else None,
         },
         "postgres": {"url": postgres.url, "pid": postgres.pid, "source": postgres.description},
+        "clock_offset_file": str(cluster.clock_offset_file) if cluster.clock_offset_file else None,
         "services": {
             child.name: {
                 "pid": child.process.pid,
