@@ -27,9 +27,15 @@ from pitlane_platform.db import Unit, execute_on_driver, fetch_on_driver
 CHAIN_SCOPE = "*"
 _WEEK_US = 7 * 86_400 * 1_000_000
 
-# Only one transaction at a time recomputes customers: a merge and a visit of the merged customer, applied
-# concurrently by two consumers, would each miss the other's facts.
-_LOCK = "SELECT pg_advisory_xact_lock(hashtext('analytics.customer_visits'))"
+
+async def hold_projections(unit: Unit) -> None:
+    """Until the transaction ends, no other brings the projections in step: a merge and a visit of the merged
+    customer, or a reminder and a visit of its vehicle, applied at once by two consumers would each miss the
+    other's facts; in turn, the second reads the first's, committed."""
+    await execute_on_driver(
+        unit, "hold projections", "SELECT pg_advisory_xact_lock(hashtext('analytics.projections'))", {}
+    )
+
 
 # The contributions of rows of `customer_visits` (the relation `rows`) to the aggregates, times `sign`.
 _CONTRIBUTE = """
@@ -141,7 +147,6 @@ async def recompute_customers(unit: Unit, customer_ids: Collection[str], zone: Z
     """Recompute the rows of these customers (as given: merged ids, survivors, or both)."""
     if not customer_ids:
         return
-    await execute_on_driver(unit, "lock customer visits", _LOCK, {})
     touched = await _touched(unit, customer_ids)
     await execute_on_driver(unit, "take off customer visits", _TAKE_OFF, {"customers": touched})
     await execute_on_driver(
@@ -418,7 +423,6 @@ async def recompute_appointment_customers(unit: Unit, customer_ids: Collection[s
     """Recompute the bookings of these customers (as given: merged ids, survivors, or both)."""
     if not customer_ids:
         return
-    await execute_on_driver(unit, "lock customer visits", _LOCK, {})
     touched = await _touched(unit, customer_ids)
     await execute_on_driver(unit, "take off bookings", _TAKE_OFF_APPOINTMENTS, {"customers": touched})
     await execute_on_driver(

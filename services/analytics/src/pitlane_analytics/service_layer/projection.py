@@ -24,6 +24,7 @@ from pitlane_analytics.adapters.facts import (
     merge_rows,
 )
 from pitlane_analytics.adapters.kpi_projections import (
+    hold_projections,
     recompute_appointment_customers,
     recompute_customers,
     recompute_customers_of_appointments,
@@ -78,9 +79,17 @@ def writes(model: type[DomainEvent]) -> Callable[[Writer], Writer]:
 
 
 def follows(*models: type[DomainEvent]) -> Callable[[Follower], Follower]:
+    """Register a follower, which runs holding the projections (`hold_projections`): of two consumers whose
+    facts meet (a reminder, and a visit of its vehicle written at the same time by another), the one that
+    follows second sees the other's facts, committed by then."""
+
     def register(follower: Follower) -> Follower:
+        async def holding(unit: Unit, events: Events, zone: ZoneInfo) -> None:
+            await hold_projections(unit)
+            await follower(unit, events, zone)
+
         for model in models:
-            FOLLOWERS[model] = follower
+            FOLLOWERS[model] = holding
         return follower
 
     return register
