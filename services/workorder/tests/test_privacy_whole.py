@@ -148,14 +148,20 @@ async def test_a_link_of_one_order_reaches_nothing_of_another_on_any_customer_ro
     )
     before = await h.counts()
 
-    customer_routes = operations(h.service.app, method="get", under="/c/") + operations(
-        h.service.app, method="post", under="/c/"
-    )
-    assert len(customer_routes) == 4, customer_routes  # the page, its file, approve and decline
+    customer_routes = [
+        (path, operation, method)
+        for method in ("get", "post")
+        for path, operation in operations(h.service.app, method=method, under="/c/")
+    ]
+    booking_pages = ("/c/appointments/", "/c/waitlist/")
+    order_routes = [route for route in customer_routes if not route[0].startswith(booking_pages)]
+    assert len(order_routes) == 4, customer_routes  # the page, its file, approve and decline
+    # An appointment's and an offer's pages and forms take links of their own use: an order's link is a 403
+    # there (a 422 first where the form lacks its field).
+    assert len(customer_routes) == len(order_routes) + 5, customer_routes
     values = {"add_on_id": add_on_b, "content_hash": photo_b}
     seen = []
-    for path, operation in customer_routes:
-        method = "get" if "requestBody" not in operation else "post"
+    for path, operation, method in customer_routes:
         for token, refused in ((token_a, {404}), (elsewhere, {404})):
             url, query = fill(path, operation, {**values, "token": token})
             if method == "get":
@@ -165,6 +171,8 @@ async def test_a_link_of_one_order_reaches_nothing_of_another_on_any_customer_ro
             seen.append((path, token is token_a, response.status_code))
             if path == "/c/{token}" and token is token_a:
                 assert response.status_code == 200  # A's own page, without anything of B's
+            elif path.startswith(booking_pages):
+                assert response.status_code in (403, 422), (path, response.status_code, response.text[:200])
             else:
                 assert response.status_code in refused, (path, response.status_code, response.text[:200])
             for secret in b_only:
@@ -174,7 +182,7 @@ async def test_a_link_of_one_order_reaches_nothing_of_another_on_any_customer_ro
     assert await h.counts() == before
     assert await pending_add_ons(h, order_b) == [None]
     assert await pending_add_ons(h, order_a) == [None]
-    assert len(seen) == 8
+    assert len(seen) == 2 * len(customer_routes)
 
 
 def token_variants(token: str) -> list[str]:
@@ -308,10 +316,27 @@ MASKED = ("139****4321", "137****2109")
 
 
 async def a_day_with_personal_data(h: Harness) -> dict[str, str]:
-    """A booking and its arrival, a walk-in of someone else, a photo: the values every GET route is
-    called with."""
+    """A booking and its arrival, someone else on the waitlist of the full day and then walking in, a
+    photo: the values every GET route is called with."""
+    one_a_day = await h.client.put(
+        f"/v1/branches/{BRANCH}/booking-rules", json={"max_per_day": 1}, headers=h.auth("manager", sub="max")
+    )
+    assert one_a_day.status_code == 204, one_a_day.text
     booked = await h.book(9, online=True, customer_name=NAME, phone=PHONE_TYPED, plate="沪A99X88")
     assert booked.status_code == 201, booked.text
+    waiting = await h.book(10, customer_name=OTHER_NAME, phone=OTHER_PHONE[0], plate="沪C77M66")
+    assert waiting.status_code == 409, waiting.text
+    joined = await h.client.post(
+        f"/v1/public/branches/{BRANCH}/waitlist",
+        json={
+            "slot_start": "2026-11-16T10:00:00+08:00",
+            "customer_name": OTHER_NAME,
+            "phone": OTHER_PHONE[0],
+            "plate": "沪C77M66",
+            "service_requested": "空调",
+        },
+    )
+    assert joined.status_code == 201, joined.text
     arrived = await h.post(
         f"/v1/branches/{BRANCH}/appointments/{booked.json()['appointment_id']}/arrival",
         {"brand": "大众", "model": "朗逸", "mileage_km": 42_000, "complaint": "刹车异响"},
@@ -344,6 +369,8 @@ async def a_day_with_personal_data(h: Harness) -> dict[str, str]:
         "work_order_id": arrived.json()["work_order_id"],
         "content_hash": await h.upload(JPEG),
         "on": DAY,
+        "from": DAY,
+        "to": DAY,
     }
 
 
