@@ -32,7 +32,7 @@ from pitlane_workorder.service_layer.commands import BookOnline
 from pitlane_workorder.service_layer.handlers import Handlers
 from pitlane_workorder.service_layer.identities import Visitor, new_id
 from pitlane_workorder.service_layer.unit_of_work import unit_of_work
-from pitlane_workorder.service_layer.waitlist import offer_freed_places, take_hold
+from pitlane_workorder.service_layer.waitlist import held_until, offer_freed_places, take_hold
 
 
 @dataclass(frozen=True)
@@ -320,12 +320,7 @@ class BookingCalendar:
             if entry["phone"] is None:  # the customer was erased while waiting
                 raise OfferLapsedError("this offer is no longer open")
             hold = await calendar.hold(uow.unit, branch_id, entry["hold_id"]) if entry["hold_id"] else None
-            if (
-                entry["status"] != "offered"
-                or hold is None
-                or hold["status"] != "held"
-                or hold["expires_at"] <= now
-            ):
+            if held_until(entry, hold, now) is None:
                 raise OfferLapsedError("the place offered is no longer held; it went to the next in line")
             booked = await self.handlers.book_in(
                 uow,

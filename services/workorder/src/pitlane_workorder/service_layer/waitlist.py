@@ -62,6 +62,14 @@ async def take_hold(
     return hold_id
 
 
+def held_until(entry: dict[str, Any], hold: dict[str, Any] | None, now: datetime) -> datetime | None:
+    """Until when the place offered to the waitlist entry is held for it (`hold`: the offer's); None once
+    the offer is over (taken, lapsed) or before there is one."""
+    if entry["status"] != "offered" or hold is None or hold["status"] != "held" or hold["expires_at"] <= now:
+        return None
+    return hold["expires_at"]  # type: ignore[no-any-return]
+
+
 async def offer_freed_places(unit: Unit, branch_id: str, chain_id: str, now: datetime) -> int:
     """Offer every place free in a slot with customers waiting to the first of them it fits; how many were
     offered. Takes the branch row lock (a no-op when the transaction holds it)."""

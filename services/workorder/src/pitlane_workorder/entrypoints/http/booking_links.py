@@ -23,6 +23,7 @@ from pitlane_workorder.domain.appointment import AppointmentStatus
 from pitlane_workorder.entrypoints.http.common import Service, WorkorderContext
 from pitlane_workorder.service_layer.booking_calendar import AppointmentPage, OfferPage
 from pitlane_workorder.service_layer.commands import RescheduleAppointment
+from pitlane_workorder.service_layer.waitlist import held_until
 
 APPOINTMENTS = "/c/appointments"
 WAITLIST = "/c/waitlist"
@@ -212,18 +213,13 @@ def offer_page(shown: OfferPage, token: str, lang: Language, now: datetime) -> H
     when = _local(entry["slot_start"], zone)
     if entry["status"] == "booked":
         return page(lang, t["offer"], facts=facts, message=t["taken"].format(when))
-    hold = shown.hold
-    if (
-        entry["status"] == "offered"
-        and hold is not None
-        and hold["status"] == "held"
-        and hold["expires_at"] > now
-    ):
+    until = held_until(entry, shown.hold, now)
+    if until is not None:
         return page(
             lang,
             t["offer"],
             facts=facts,
-            message=t["offered"].format(when, _local(hold["expires_at"], zone)),
+            message=t["offered"].format(when, _local(until, zone)),
             action={"url": f"{WAITLIST}/{token}/acceptance?lang={lang}", "label": t["take"], "id": "take"},
         )
     return page(
