@@ -1,0 +1,343 @@
+"""The whole system as `pitlane up` runs it — embedded NATS (TLS, one user per service) and PostgreSQL, every
+installed service as its own process, Caddy's HTTPS gateway in front — started through the same DevCluster
+calls `run_up` makes, without its blocking loop (which stops everything when one child exits) and without
+`pitlane demo`: a test kills and restarts single processes and counts what it sent alone.
+
+Spans come from every process over OTLP/HTTP (the standard OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) to a receiver
+in the test process (`SpanCollector`). `settled()` is the positive signal the tests wait on: every outbox
+published and every durable consumer of every stream caught up (nothing pending, nothing unacknowledged)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import ssl
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import nats
+import psycopg
+from nats.js import JetStreamContext
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from pitlane_platform.auth import mint_dev_token
+from pitlane_platform.clock import write_clock_offset
+from pitlane_platform.db import libpq_url
+from pitlane_platform.devcluster import Child, DevCluster, ServerInUse
+from pitlane_platform.embedded import LOOPBACK, database_url, free_port
+from pitlane_platform.security.nats_access import OPERATOR
+from pitlane_platform.services import ServiceSpec, installed_services
+from pitlane_platform.settings import DEV_JWT_SECRET, ServiceSettings
+from pitlane_platform.testing.servers import make_disposable
+
+DEFAULTS = ServiceSettings.model_fields
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+STARTUP_ENVIRONMENT = {
+    # Spans batched for a fifth of a second, not five: the test waits for them.
+    "OTEL_BSP_SCHEDULE_DELAY": "200",
+    # The survey two hours after the hand-over in production; a second here (the durable timer still fires it).
+    "NOTIFICATION_SURVEY_DELAY": "PT1S",
+    # Five hundred visits from one front desk and one client address: no rate limit is under test here.
+    "CUSTOMER_PROFILE_SEARCH_RATE_LIMIT": "100000/minute",
+    "CUSTOMER_PROFILE_LOOKUP_RATE_LIMIT": "100000/minute",
+    "WORKORDER_PUBLIC_RATE_LIMIT": "100000/minute",
+    "NOTIFICATION_PUBLIC_RATE_LIMIT": "100000/minute",
+}
+
+
+@dataclass(frozen=True)
+class Span:
+    service: str
+    name: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    attributes: dict[str, Any]
+
+
+class SpanCollector:
+    """An OTLP/HTTP traces receiver (protobuf), as a collector or Jaeger's port 4318 is to the services."""
+
+    def __init__(self) -> None:
+        self.spans: list[Span] = []
+        self._lock = threading.Lock()
+        collector = self
+
+        class Receiver(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                collector._receive(ExportTraceServiceRequest.FromString(body))
+                answer = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer((LOOPBACK, free_port()), Receiver)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def traces_endpoint(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/v1/traces"
+
+    def _receive(self, request: ExportTraceServiceRequest) -> None:
+        received = []
+        for resource_spans in request.resource_spans:
+            resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    received.append(
+                        Span(
+                            service=resource.get("service.name", ""),
+                            name=span.name,
+                            trace_id=span.trace_id.hex(),
+                            span_id=span.span_id.hex(),
+                            parent_span_id=span.parent_span_id.hex(),
+                            attributes={a.key: a.value.string_value for a in span.attributes},
+                        )
+                    )
+        with self._lock:
+            self.spans += received
+
+    def of_trace(self, trace_id: str) -> list[Span]:
+        with self._lock:
+            return [span for span in self.spans if span.trace_id == trace_id]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@dataclass
+class WholeCluster:
+    """`clock_offset_file` steers every service's clock (<PREFIX>CLOCK_OFFSET_FILE, as `pitlane demo` steers
+    it): a scenario can serve a car months ago, then come back to the present."""
+
+    dev: DevCluster
+    nats: ServerInUse
+    postgres: ServerInUse
+    specs: list[ServiceSpec]
+    spans: SpanCollector
+    environment: dict[str, str]
+    clock_offset_file: Path
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def steer_clocks(self, offset: timedelta) -> None:
+        write_clock_offset(self.clock_offset_file, offset)
+
+    @property
+    def gateway_url(self) -> str:
+        assert self.dev.gateway is not None
+        return self.dev.gateway.url
+
+    def client(self) -> httpx.AsyncClient:
+        """A frontend's connection: HTTPS to the gateway, verified against its exported CA."""
+        assert self.dev.gateway is not None
+        verify = ssl.create_default_context(cafile=str(self.dev.gateway.root_ca_file))
+        limits = httpx.Limits(max_connections=32)
+        return httpx.AsyncClient(base_url=self.gateway_url, verify=verify, timeout=60, limits=limits)
+
+    def database(self, service: str) -> str:
+        spec = next(spec for spec in self.specs if spec.name == service)
+        return database_url(self.postgres.url, spec.database)
+
+    def rows(self, service: str, sql: str, *parameters: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(libpq_url(self.database(service))) as connection:
+            return connection.execute(sql, parameters).fetchall()
+
+    @contextlib.asynccontextmanager
+    async def jetstream(self) -> Any:
+        """The operator's connection, as `pitlane status` and `pitlane dlq` connect."""
+        assert self.dev.secured_nats is not None
+        access = self.dev.secured_nats.client_access(OPERATOR)
+        client = await nats.connect(
+            self.nats.url, connect_timeout=5, max_reconnect_attempts=0, **access.connect_options()
+        )
+        try:
+            yield client.jetstream()
+        finally:
+            await client.close()
+
+    def child(self, service: str) -> Child:
+        [child] = [child for child in self.dev.children if child.service == service]
+        return child
+
+    def kill_service(self, service: str) -> None:
+        """SIGKILL: no shutdown work, no acks, no outbox flush, as when the machine loses the process."""
+        child = self.child(service)
+        child.process.kill()
+        child.process.wait()
+        self.dev.children.remove(child)
+
+    def restart_service(self, service: str) -> None:
+        spec = next(spec for spec in self.specs if spec.name == service)
+        with environment(self.environment):
+            self.dev.start_service(spec, self.nats.url, self.postgres.url, previous_port=self.ports[service])
+        self.dev.wait_until_services_listen()
+
+    async def settled(self, timeout: float = 120.0) -> None:
+        """Every service's outbox published and every durable consumer caught up with its stream: nothing
+        pending, nothing delivered and unacknowledged."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with self.jetstream() as js:
+            while (
+                lagging := await asyncio.to_thread(self._unpublished) + await _lagging_consumers(js)
+            ) != []:
+                assert asyncio.get_running_loop().time() < deadline, f"not settled: {lagging}"
+                await asyncio.sleep(0.2)
+
+    def _unpublished(self) -> list[str]:
+        lagging = []
+        for spec in self.specs:
+            [(count,)] = self.rows(spec.name, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            if count:
+                lagging.append(f"{spec.name} outbox: {count} unpublished")
+        return lagging
+
+
+async def _lagging_consumers(js: JetStreamContext) -> list[str]:
+    lagging = []
+    for stream in await js.streams_info():
+        assert stream.config.name is not None
+        for consumer in await js.consumers_info(stream.config.name):
+            if consumer.config.durable_name and (consumer.num_pending or consumer.num_ack_pending):
+                lagging.append(
+                    f"{stream.config.name}/{consumer.name}: {consumer.num_pending} pending, "
+                    f"{consumer.num_ack_pending} unacknowledged"
+                )
+    return lagging
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """The variables a service process inherits (DevCluster hands each child os.environ); NATS_URL and
+    DATABASE_URL unset, so the embedded servers are started and this machine's own are never used."""
+    saved = dict(os.environ)
+    for name in ("NATS_URL", "DATABASE_URL", "PITLANE_PUBLIC_BASE_URL"):
+        os.environ.pop(name, None)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def whole_cluster(data_dir: Path) -> Iterator[WholeCluster]:
+    """Start everything as `run_up` does, stop it as `run_up` does (gateway, services, PostgreSQL, NATS)."""
+    spans = SpanCollector()
+    specs = installed_services()
+    data_dir.mkdir(parents=True)
+    clock_offset_file = data_dir / "clock-offset"
+    values = {
+        **STARTUP_ENVIRONMENT,
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": spans.traces_endpoint,
+        **{f"{spec.env_prefix}CLOCK_OFFSET_FILE": str(clock_offset_file) for spec in specs},
+    }
+    dev = DevCluster(data_dir)
+    gateway_port = free_port()
+    dev.public_base_url = f"https://localhost:{gateway_port}"
+    try:
+        with environment(values):
+            nats_server = dev.start_nats(None, specs)
+            postgres = dev.start_postgres()
+            make_disposable(postgres.url)
+            for spec in specs:
+                dev.start_service(spec, nats_server.url, postgres.url)
+            dev.wait_until_services_listen()
+            dev.start_gateway(gateway_port, specs)
+        ports = {child.service: _port(child) for child in dev.children if child.service}
+        yield WholeCluster(dev, nats_server, postgres, specs, spans, values, clock_offset_file, ports)
+    finally:
+        dev.stop()
+        spans.close()
+
+
+def _port(child: Child) -> int:
+    assert child.http_url is not None
+    return int(child.http_url.rsplit(":", 1)[1])
+
+
+async def call(
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    *,
+    expect: int = 200,
+    **options: Any,
+) -> Any:
+    """The answer's JSON (the response itself when it is not JSON), once its status is the one expected."""
+    response = await client.request(method, path, headers=headers, **options)
+    assert response.status_code == expect, f"{method} {path}: {response.status_code} {response.text}"
+    return response.json() if response.content and "json" in response.headers["content-type"] else response
+
+
+async def open_branch(client: httpx.AsyncClient, branch_id: str, manager: dict[str, str]) -> None:
+    """Open every day 09:00–18:00, two bays, an advisor (amy) and a technician (tom); notification's quiet
+    hours (21:00–08:00 by default) moved to one minute long past, so surveys go out whenever a test runs."""
+    branch = {
+        "branch_id": branch_id,
+        "name": "端到端店",
+        "address": "上海市徐汇区",
+        "timezone": "Asia/Shanghai",
+        "opening_hours": [{"weekday": day, "opens_at": "09:00", "closes_at": "18:00"} for day in range(1, 8)],
+        "bays": [{"bay_id": "bay-1", "name": "1号工位"}, {"bay_id": "bay-2", "name": "2号工位"}],
+        "slot_minutes": 60,
+    }
+    await call(client, "POST", "/api/workorder/v1/branches", manager, expect=201, json=branch)
+    for staff_id, role in (("amy", "advisor"), ("tom", "technician")):
+        staff = {"staff_id": staff_id, "display_name": staff_id, "role": role}
+        await call(
+            client, "POST", f"/api/workorder/v1/branches/{branch_id}/staff", manager, expect=201, json=staff
+        )
+    now = datetime.now(SHANGHAI)
+    quiet = {
+        "starts": (now - timedelta(minutes=3)).strftime("%H:%M"),
+        "ends": (now - timedelta(minutes=2)).strftime("%H:%M"),
+    }
+    await call(client, "PUT", f"/api/notification/v1/branches/{branch_id}/quiet-hours", manager, json=quiet)
+
+
+def token(role: str, *, sub: str, branches: list[str]) -> dict[str, str]:
+    minted = mint_dev_token(
+        DEV_JWT_SECRET,
+        role=role,
+        branches=branches,
+        sub=sub,
+        chain=DEFAULTS["chain_id"].default,
+        ttl=timedelta(hours=1),
+        issuer=DEFAULTS["jwt_issuer"].default,
+        audience=DEFAULTS["jwt_audience"].default,
+    )
+    return {"Authorization": f"Bearer {minted}"}
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]],
+    what: str,
+    timeout: float = 60.0,
+) -> Any:
+    """The check's first truthy answer."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (answer := await check()):
+        assert asyncio.get_running_loop().time() < deadline, f"not in time: {what}"
+        await asyncio.sleep(0.2)
+    return answer
