@@ -1,15 +1,15 @@
 """The headline's projections (tables.py: `customer_visits`, `visit_months`, `month_boundaries`,
-`lifetime_histogram`; ADR 0026): kept in step with the facts in the writers' transaction, read for periods
-made of whole local months.
+`lifetime_histogram`, `counted_facts`, `month_counts`, `customer_appointments`, `appointment_months`; ADR
+0026): kept in step with the facts in the writers' transaction, read for periods made of whole local months.
 
-A customer's rows are recomputed whole whenever one of their visits may have changed (a visit completed,
-voided or opened, a merge): the rows they had are deleted and their sums taken off the aggregates, the rows
-their visits give now are inserted and their sums added. Each step is one statement over the customers a
-batch touches, so a batch costs what its customers' visits do, and the outcome depends only on the facts:
-any order of arrival, any redelivery, the same rows.
+A customer's visits (bookings) are recomputed whole whenever one of them may have changed (completed, voided,
+booked, arrived, merged); a counted fact whenever it or what it depends on may have: the rows they had are
+deleted and their sums taken off the aggregates, the rows the facts give now are inserted and their sums
+added. Each step is one statement over what a batch touches, so a batch costs what its customers' visits and
+its facts do, and the outcome depends only on the facts: any order of arrival, any redelivery, the same rows.
 
-Common parameters: `zone`, the chain's time zone (months are its local months); `scope`, '*' for the chain or
-a branch id.
+Common parameters: `zone`, the chain's time zone (months are its local months); `scope`, '*' (`CHAIN_SCOPE`)
+for the chain or a branch id.
 """
 
 from __future__ import annotations
