@@ -25,8 +25,10 @@ $(ASYNCAPI_CHECK)/node_modules/.package-lock.json: $(ASYNCAPI_CHECK)/package-loc
 
 sync: .venv/.synced $(ASYNCAPI_CHECK)/node_modules/.package-lock.json
 
+# On an empty data directory `make up` plays the demo chain (docs/running.md); PITLANE_DEMO=0 starts empty.
+PITLANE_DEMO ?= 1
 up: sync
-	$(RUN) pitlane up
+	PITLANE_DEMO=$(PITLANE_DEMO) $(RUN) pitlane up
 
 status: sync
 	$(RUN) pitlane status

@@ -105,7 +105,7 @@ class DevCluster:
     gateway: Gateway | None = None
     secured_nats: SecuredNats | None = None
     public_base_url: str | None = None  # handed to every service: the base of the links it sends
-    # Handed to every service when the demo is to be played: the file steering their clocks (ADR 26).
+    # Handed to every service when the demo is to be played: the file steering their clocks (ADR 27).
     clock_offset_file: Path | None = None
     children: list[Child] = field(default_factory=list)
     _output_lock: threading.Lock = field(default_factory=threading.Lock)

@@ -1,6 +1,6 @@
 """The demo chain (`pitlane demo`; `make up` plays it on an empty data directory): five branches, thousands of
 customers and two years of visits, bookings, campaigns, reminders and NPS answers, made through the running
-services' own HTTP APIs on a steered clock, then waited for until every projection has caught up (ADR 26).
+services' own HTTP APIs on a steered clock, then waited for until every projection has caught up (ADR 27).
 
 It speaks to the services as their frontends do — over HTTP, by their published routes — and imports none of
 them: the platform still knows no service's code."""

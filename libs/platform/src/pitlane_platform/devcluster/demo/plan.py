@@ -1,5 +1,5 @@
 """The demo chain as a plan: who comes when, with which car, for what, and what they answer — worked out from
-a seed before a single request is sent, so the same size gives the same chain (ADR 26). Pure: no I/O."""
+a seed before a single request is sent, so the same size gives the same chain (ADR 27). Pure: no I/O."""
 
 from __future__ import annotations
 
@@ -124,9 +124,12 @@ COMMENTS = {
 class DemoSize:
     customers: int
     days: int
-    # The share of customers the chain already has on day one (registered with their consents); the others
+    # The share of customers the chain already has on day one; the others
     # walk in or book over the two years and are introduced by workorder.
     known_share: float = 0.6
+    # Of those, the members: registered one by one with their consents (campaigns reach only them); the
+    # others come in one spreadsheet import, without consent (customer-profile imports none).
+    member_share: float = 0.3
     campaigns: int = 8
 
 
@@ -150,7 +153,8 @@ class Customer:
     full_name: str
     phone: str
     home_branch: str
-    known: bool  # registered before the first day, with consents
+    known: bool  # the chain has them before the first day: imported from its spreadsheet, or a member
+    member: bool  # registered at the counter with their consents, marketing included
     tags: tuple[str, ...]
     vehicles: tuple[Vehicle, ...]
 
@@ -192,9 +196,13 @@ class Plan:
     customers: list[Customer] = field(default_factory=list)
     visits: list[Visit] = field(default_factory=list)
     campaigns: list[Campaign] = field(default_factory=list)
+    _by_day: dict[int, list[Visit]] = field(default_factory=dict)
 
     def visits_on(self, day: int) -> list[Visit]:
-        return [visit for visit in self.visits if visit.day == day]
+        if not self._by_day:
+            for visit in self.visits:
+                self._by_day.setdefault(visit.day, []).append(visit)
+        return self._by_day.get(day, [])
 
 
 def make_plan(size: DemoSize, today: date, seed: int = 2026) -> Plan:
@@ -253,7 +261,8 @@ def _customer(
         full_name=rng.choice(SURNAMES) + "".join(rng.choice(GIVEN) for _ in range(rng.choice((1, 2)))),
         phone=phone,
         home_branch=rng.choice(BRANCHES)[0],
-        known=rng.random() < size.known_share,
+        known=(known := rng.random() < size.known_share),
+        member=known and rng.random() < size.member_share,
         tags=tuple(tag for tag in TAGS if rng.random() < 0.3),
         vehicles=vehicles,
     )
