@@ -1,8 +1,9 @@
 """The booking calendar's commands (ADR 25): a day's shifts and staff leave (branch managers), the booking
 rules of the chain and its branches, holds taken by the online form, waitlists, offers taken through their
-links, and what a customer does through an appointment's link (confirm, move it). Each runs in one unit of
-work under the branch row lock, like the bookings whose capacity it changes; whatever frees places offers
-them to the waitlists in the same transaction."""
+links, and what the customer's appointment and offer pages show (confirming and moving an appointment are
+the appointment handlers'). Each command runs in one unit of work under the branch row lock, like the
+bookings whose capacity it changes; whatever frees places offers them to the waitlists in the same
+transaction."""
 
 from __future__ import annotations
 
