@@ -349,7 +349,7 @@ def _start_demo(state: dict[str, Any], size: str, say: Callable[[str], None]) ->
         try:
             play_demo(state, SIZES[size], say)
         except Exception as failure:
-            say(f"demo: stopped: {failure}")
+            say(f"demo: stopped: {type(failure).__name__}: {failure}")
 
     threading.Thread(target=play, name="demo", daemon=True).start()
 

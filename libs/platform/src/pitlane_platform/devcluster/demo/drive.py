@@ -38,6 +38,8 @@ from pitlane_platform.settings import DEV_JWT_SECRET
 
 # Requests in flight at once: enough to keep two cores busy, few enough that no service queues for long.
 CONCURRENCY = 24
+# How long the demo waits for a service to be ready again (its timers caught up) before giving up.
+READY_WAIT_S = 120.0
 SURVEY_LINK = re.compile(r"/n/s/[A-Za-z0-9_.-]+")
 OPENING_HOURS = [{"weekday": day, "opens_at": "09:00", "closes_at": "18:00"} for day in range(1, 8)]
 
@@ -93,9 +95,14 @@ class Api:
         self, method: str, service: str, path: str, *, ok: Iterable[int] = (200, 201, 204), **kwargs: Any
     ) -> httpx.Response:
         async with self.gate:
-            answer = await self.http.request(
-                method, self.urls[service] + path, headers=kwargs.pop("headers", self.headers), **kwargs
-            )
+            try:
+                answer = await self.http.request(
+                    method, self.urls[service] + path, headers=kwargs.pop("headers", self.headers), **kwargs
+                )
+            except httpx.TransportError as failure:
+                raise DemoFailed(
+                    f"{service} {method} {path}: {type(failure).__name__} {failure}"
+                ) from failure
         if answer.status_code not in set(ok):
             raise DemoFailed(f"{service} {method} {path}: {answer.status_code} {answer.text[:300]}")
         return answer
@@ -121,9 +128,10 @@ async def run_demo(
     )
     report = DemoReport()
     try:
-        async with httpx.AsyncClient(
-            timeout=120, limits=httpx.Limits(max_connections=CONCURRENCY * 2)
-        ) as http:
+        # Idle connections are dropped well before uvicorn closes them (5 s): a request sent on a connection
+        # the server is closing would fail with nothing to say whether the command was applied.
+        limits = httpx.Limits(max_connections=CONCURRENCY * 2, keepalive_expiry=1.0)
+        async with httpx.AsyncClient(timeout=120, limits=limits) as http:
             player = Player(Api(http, urls, token), plan, steered, report)
             await player.play(say)
     finally:
@@ -154,6 +162,7 @@ class Player:
         plan = self.plan
         self.steered.move_to(0, 7)
         await self.open_branches()
+        await self.set_reminder_rules()
         await self.import_spreadsheet([c for c in plan.customers if c.known and not c.member])
         await _all(self.register(c) for c in plan.customers if c.member)
         self.report.customers = sum(1 for customer in plan.customers if customer.known)
@@ -174,7 +183,8 @@ class Player:
             }
             trailing = {task for task in trailing if not _settled(task)}
             if day % 3 == 2:
-                await self.answer_surveys()
+                await self.until_timers_caught_up()
+                await self.answer_surveys(day)
             if time.monotonic() - reported > 10:
                 reported = time.monotonic()
                 say(
@@ -220,6 +230,13 @@ class Player:
                 )["content_hash"]
                 for shade in range(3)
             ]
+
+    async def set_reminder_rules(self) -> None:
+        """The chain's choice of ladders, before it knows a car: a week before a service is due and a week
+        after, once a month before a policy expires. Shorter than reminder's defaults, which would double
+        the demo's messages and its minutes."""
+        await self.api.call("PUT", "reminder", "/v1/rules/maintenance", json={"ladder": [-7, 7]})
+        await self.api.call("PUT", "reminder", "/v1/rules/insurance_renewal", json={"ladder": [0]})
 
     async def register(self, customer: Customer) -> None:
         created = await self.api.post(
@@ -441,23 +458,39 @@ class Player:
         if self.report.showcase is None and visit.nps_score is not None and visit.nps_score >= 9:
             self.report.showcase = (branch, order["work_order_id"], visit.customer.phone)
 
-    async def answer_surveys(self) -> None:
-        """Customers answer the surveys that reached them (as the recording provider kept them)."""
-        if not self.awaiting_survey:
-            return
-        answer = await self.api.call("GET", "notification", "/v1/recorded-messages", params={"limit": 500})
-        answers = []
-        for message in answer.json()["messages"]:
-            key = message.get("message_id") or f"{message['recorded_at']}{message['address']}"
-            if key in self.seen_messages:
+    async def until_timers_caught_up(self) -> None:
+        """Keep pace with the services: every one ready again, so none has a timer due for more than five
+        minutes on its clock (the survey of yesterday's visit has gone out before the customer looks)."""
+        for service, url in self.api.urls.items():
+            deadline = time.monotonic() + READY_WAIT_S
+            while (await self.api.http.get(f"{url}/ready")).status_code != 200:
+                if time.monotonic() > deadline:
+                    raise DemoFailed(
+                        f"{service} is not ready again within {READY_WAIT_S:.0f}s: see pitlane status"
+                    )
+                await asyncio.sleep(0.1)
+
+    async def answer_surveys(self, day: int) -> None:
+        """Customers answer the surveys that reached them: each looks at their own newest messages (as the
+        recording provider kept them); one who found none within ten days does not answer."""
+        recent = {
+            phone: [visit for visit in waiting if day - visit.day <= 10]
+            for phone, waiting in self.awaiting_survey.items()
+        }
+        self.awaiting_survey = {phone: waiting for phone, waiting in recent.items() if waiting}
+        await _all(self.look_for_survey(phone, waiting) for phone, waiting in self.awaiting_survey.items())
+
+    async def look_for_survey(self, phone: str, waiting: list[Visit]) -> None:
+        answer = await self.api.call(
+            "GET", "notification", "/v1/recorded-messages", params={"address": phone, "limit": 5}
+        )
+        for message in reversed(answer.json()["messages"]):  # oldest first
+            link = SURVEY_LINK.search(message.get("body") or "")
+            key = message.get("message_id") or f"{message['recorded_at']}{phone}"
+            if link is None or key in self.seen_messages or not waiting:
                 continue
             self.seen_messages.add(key)
-            link = SURVEY_LINK.search(message.get("body") or "")
-            waiting = self.awaiting_survey.get(_digits(message.get("address") or ""))
-            if link is None or not waiting:
-                continue
-            answers.append(self.answer(link.group(0), waiting.pop(0)))
-        await _all(answers)
+            await self.answer(link.group(0), waiting.pop(0))
 
     async def answer(self, path: str, visit: Visit) -> None:
         """The plan's answer; a link past its week (the survey waited in the night's queue, or for the next

@@ -130,10 +130,15 @@ class DemoSize:
     # Of those, the members: registered one by one with their consents (campaigns reach only them); the
     # others come in one spreadsheet import, without consent (customer-profile imports none).
     member_share: float = 0.3
+    lapsed_share: float = 0.5
+    churn: float = 0.3  # the chance that a visit is the customer's last
     campaigns: int = 8
 
 
-FULL = DemoSize(customers=3000, days=730)
+# Sized to the five minutes of `make up` on two cores (README, "The demo chain"): each visit costs the system
+# about a quarter of a core-second (its commands, and every consumer's reaction), a customer in the import
+# next to nothing, so the chain has many customers and its shops' usual share of lapsed ones.
+FULL = DemoSize(customers=2500, days=730, known_share=0.88, member_share=0.1, lapsed_share=0.9, churn=0.55)
 SMALL = DemoSize(customers=40, days=45, campaigns=1)
 
 
@@ -271,9 +276,12 @@ def _customer(
 def _visits_of(
     rng: random.Random, customer: Customer, size: DemoSize, campaigns: list[Campaign], numbered: int
 ) -> list[Visit]:
-    """Known customers come from the start, new ones from a day of their own; each comes back after four to
-    eight months, and about one in five drifts away after each visit (the return rate has something to show)."""
+    """Known customers come from the start, new ones from a day of their own; each comes back after five to
+    ten months, and about one in three drifts away after each visit (the return rate has something to show).
+    Half the spreadsheet's customers never come back at all (the lapsed ones campaigns are for)."""
     visits: list[Visit] = []
+    if customer.known and not customer.member and rng.random() < size.lapsed_share:
+        return visits
     day = rng.randrange(0, size.days // 3) if customer.known else rng.randrange(0, size.days - 1)
     while day < size.days - 1:
         vehicle = rng.choice(customer.vehicles)
@@ -306,9 +314,9 @@ def _visits_of(
                 nps_comment=rng.choice(COMMENTS[_nps_kind(score)]) if score is not None else "",
             )
         )
-        if rng.random() < 0.2:
+        if rng.random() < size.churn:
             break
-        day += rng.randrange(120, 240)
+        day += rng.randrange(150, 300)
     return visits
 
 
