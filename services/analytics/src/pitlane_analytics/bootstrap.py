@@ -30,6 +30,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 READ_MODELS = (
     tables.work_orders,
     tables.visit_lines,
+    tables.stage_passages,
     tables.appointments,
     tables.add_ons,
     tables.surveys,

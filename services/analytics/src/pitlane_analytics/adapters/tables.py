@@ -7,6 +7,7 @@ ids of the events that wrote it (`event_ids` / `event_id`): an answer counts the
 
 - `work_orders`: every opened work order; a visit is one with `completed_at` and no `voided_at`.
 - `visit_lines`: a completed order's lines (revenue and, where known, cost).
+- `stage_passages`: each stage a completed order passed, with its deadline under the order's definition.
 - `appointments`, `add_ons`, `surveys`, `nps_answers`, `campaigns`, `campaign_sends`, `reminders_sent`.
 - `campaign_audience_batches`, `campaign_audience_members`: a launched campaign's audience as its control-group
   draw split it (treated or held out), for incremental revenue.
@@ -58,6 +59,9 @@ work_orders = Table(
     Column("completed_at", DateTime(timezone=True)),
     Column("paid_fen", BigInteger),
     Column("voided_at", DateTime(timezone=True)),
+    # The process definition version the order ran on (WorkOrderOpened v2; orders before it: built_in 0).
+    Column("process_scope", Text),
+    Column("process_version", Integer),
     Column("event_ids", ARRAY(Text), nullable=False, server_default=EMPTY_TEXT_ARRAY),
     Index("ix_work_orders_completed_at", "completed_at"),
     Index("ix_work_orders_customer", "customer_id"),
@@ -198,6 +202,22 @@ campaign_audience_members = Table(
 )
 
 # One row per ReminderDue: each rung of a reminder's ladder is a reminder sent.
+# One row per passage of a completed order through a stage (WorkOrderCompleted's `stages`), for the stage
+# on-time rate.
+stage_passages = Table(
+    "stage_passages",
+    metadata,
+    Column("work_order_id", Text, primary_key=True),
+    Column("stage", Text, primary_key=True),
+    Column("occurrence", SmallInteger, primary_key=True),
+    Column("add_on_id", Text),
+    Column("entered_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True)),
+    Column("event_id", Text, nullable=False),
+    Index("ix_stage_passages_completed_at", "completed_at"),
+)
+
 reminders_sent = Table(
     "reminders_sent",
     metadata,

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from pitlane_analytics.domain.kpis import Rate
 from pitlane_analytics.domain.periods import Period
+from pitlane_events.workorder import ProcessScope, ProcessStage
 
 
 class PeriodView(BaseModel):
@@ -404,6 +405,46 @@ class DeclinedWorkRecovery(DrillDown):
 
     def rows(self) -> Sequence[BaseModel]:
         return self.add_ons
+
+
+class StagePassageRow(BaseModel):
+    work_order_id: str
+    branch_id: str | None
+    stage: ProcessStage
+    occurrence: int = Field(description="the how-manieth passage of the order through the stage")
+    add_on_id: str | None
+    process_scope: ProcessScope
+    process_version: int
+    entered_at: datetime
+    completed_at: datetime
+    due_at: datetime
+    seconds_in_stage: Decimal
+    on_time: bool = Field(description="completed before due_at")
+
+
+class StageFiguresView(BaseModel):
+    stage: ProcessStage
+    on_time: RateView = Field(description="completed within the time limit ÷ completed, in the period")
+    median_seconds_in_stage: Decimal | None = Field(description="to 1 decimal")
+
+
+class DefinitionStageFigures(StageFiguresView):
+    process_scope: ProcessScope
+    process_version: int
+
+
+class StageOnTime(DrillDown):
+    ROW = StagePassageRow
+    stages: list[StageFiguresView] = Field(
+        description="per stage with a time limit, in the order of the process"
+    )
+    by_definition: list[DefinitionStageFigures] = Field(
+        description="the same, per process definition version the orders ran under"
+    )
+    passages: list[StagePassageRow]
+
+    def rows(self) -> Sequence[BaseModel]:
+        return self.passages
 
 
 # ---- the headline --------------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from zoneinfo import ZoneInfo
 
 from pitlane_analytics.adapters import kpi_projections as kp
 from pitlane_analytics.adapters import kpi_queries as q
-from pitlane_analytics.domain import kpis
+from pitlane_analytics.adapters import stage_queries
+from pitlane_analytics.domain import kpis, stages
 from pitlane_analytics.domain.control_group import (
     GroupRevenue,
     incremental_revenue,
@@ -29,6 +30,7 @@ from pitlane_analytics.domain.control_group import (
 )
 from pitlane_analytics.domain.kpis import ACTIVITY_WINDOWS_DAYS, Rate
 from pitlane_analytics.domain.periods import Period
+from pitlane_analytics.domain.stages import TimedPassage
 from pitlane_analytics.service_layer.answers import (
     ActivityWindow,
     AdvisorNps,
@@ -45,6 +47,7 @@ from pitlane_analytics.service_layer.answers import (
     CustomerVisits,
     DeclinedRow,
     DeclinedWorkRecovery,
+    DefinitionStageFigures,
     Gap,
     Headline,
     ItemRow,
@@ -60,8 +63,12 @@ from pitlane_analytics.service_layer.answers import (
     SpendPerYear,
     StaffLeaderboard,
     StaffRow,
+    StageFiguresView,
+    StageOnTime,
+    StagePassageRow,
     TimeBetweenVisits,
 )
+from pitlane_events.workorder import ProcessStage
 from pitlane_platform.db import DriverPool, Unit
 
 
@@ -460,6 +467,57 @@ class Kpis:
             **await self._frame(unit, "reminder-effectiveness", scope, len(rows)),
             effectiveness=RateView.of(Rate(followed, len(rows))),
             reminders=[ReminderRow.model_validate(row) for row in rows],
+        )
+
+    async def stage_on_time(self, unit: Unit, scope: Scope) -> StageOnTime:
+        rows = await stage_queries.timed_passages(unit, **scope.bounds)
+        passages = [
+            (
+                row,
+                TimedPassage(
+                    ProcessStage(row["stage"]), row["entered_at"], row["completed_at"], row["due_at"]
+                ),
+            )
+            for row in rows
+        ]
+        order = {stage: index for index, stage in enumerate(ProcessStage)}
+        per_stage = stages.figures((passage.stage, passage) for _, passage in passages)
+        per_definition = stages.figures(
+            ((row["process_scope"], row["process_version"], passage.stage), passage)
+            for row, passage in passages
+        )
+
+        def view(stage: ProcessStage, figures: stages.StageFigures) -> dict[str, Any]:
+            return {
+                "stage": stage,
+                "on_time": RateView.of(figures.on_time),
+                "median_seconds_in_stage": _optional(figures.median_seconds, 1),
+            }
+
+        return StageOnTime(
+            **await self._frame(unit, "stage-on-time", scope, len({row["event_id"] for row in rows})),
+            stages=[
+                StageFiguresView.model_validate(view(stage, figures))
+                for stage, figures in sorted(per_stage.items(), key=lambda item: order[item[0]])
+            ],
+            by_definition=[
+                DefinitionStageFigures.model_validate(
+                    {**view(stage, figures), "process_scope": scope_name, "process_version": version}
+                )
+                for (scope_name, version, stage), figures in sorted(
+                    per_definition.items(), key=lambda item: (item[0][0], item[0][1], order[item[0][2]])
+                )
+            ],
+            passages=[
+                StagePassageRow.model_validate(
+                    {
+                        **row,
+                        "seconds_in_stage": kpis.rounded(passage.seconds, 1),
+                        "on_time": passage.on_time,
+                    }
+                )
+                for row, passage in passages
+            ],
         )
 
     async def declined_work_recovery(self, unit: Unit, scope: Scope) -> DeclinedWorkRecovery:

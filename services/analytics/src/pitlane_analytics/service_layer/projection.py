@@ -113,6 +113,8 @@ async def work_orders_opened(unit: Unit, events: Events) -> None:
                 "branch_id": envelope.branch_id,
                 "advisor_id": event.advisor_id,
                 "appointment_id": event.appointment_id,
+                "process_scope": event.process.scope.value,
+                "process_version": event.process.version,
             },
             _event_id(envelope),
         )
@@ -162,6 +164,21 @@ async def work_orders_completed(unit: Unit, events: Events) -> None:
         )
     await merge_rows(unit, tables.work_orders, orders, authoritative=True)
     await insert_rows(unit, tables.visit_lines, lines)
+    passages = [
+        {
+            "work_order_id": event.work_order_id,
+            "stage": passage.stage.value,
+            "occurrence": passage.occurrence,
+            "add_on_id": passage.add_on_id,
+            "entered_at": passage.entered_at,
+            "completed_at": passage.completed_at,
+            "due_at": passage.due_at,
+            "event_id": _event_id(envelope),
+        }
+        for envelope, event in events
+        for passage in event.stages
+    ]
+    await insert_rows(unit, tables.stage_passages, passages)
 
 
 @writes(BranchOpened)

@@ -15,6 +15,7 @@ from pitlane_analytics.entrypoints.http import (
     segments_api,
     services_api,
     staff_api,
+    stages_api,
     trends_api,
 )
 from pitlane_analytics.entrypoints.http.common import AnalyticsContext
@@ -28,6 +29,7 @@ ROUTERS = (
     campaigns_api.router,
     segments_api.router,
     reminders_api.router,
+    stages_api.router,
     add_ons_api.router,
     trends_api.router,
     dashboard.router,

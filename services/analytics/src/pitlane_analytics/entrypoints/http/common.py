@@ -44,6 +44,7 @@ KPI_NAMES = (
     "campaign-roi",
     "reminder-effectiveness",
     "declined-work-recovery",
+    "stage-on-time",
     "trends",
     "cohorts",
 )
