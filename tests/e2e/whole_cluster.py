@@ -16,7 +16,7 @@ import ssl
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from pitlane_events import stream_name
 from pitlane_platform.auth import mint_dev_token
 from pitlane_platform.clock import write_clock_offset
 from pitlane_platform.db import libpq_url
@@ -39,10 +40,12 @@ from pitlane_platform.embedded import LOOPBACK, database_url, free_port
 from pitlane_platform.security.nats_access import OPERATOR
 from pitlane_platform.services import ServiceSpec, installed_services
 from pitlane_platform.settings import DEV_JWT_SECRET, ServiceSettings
+from pitlane_platform.testing.event_schemas import message_violations
 from pitlane_platform.testing.servers import make_disposable
 
 DEFAULTS = ServiceSettings.model_fields
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+FETCH_AT_ONCE = 256  # stored messages requested at once when a test reads its streams back
 STARTUP_ENVIRONMENT = {
     # Spans batched for a fifth of a second, not five: the test waits for them.
     "OTEL_BSP_SCHEDULE_DELAY": "200",
@@ -191,6 +194,15 @@ class WholeCluster:
             self.dev.start_service(spec, self.nats.url, self.postgres.url, previous_port=self.ports[service])
         self.dev.wait_until_services_listen()
 
+    def kill_nats(self) -> None:
+        assert self.dev.nats is not None
+        self.dev.nats.kill()
+
+    def restart_nats(self) -> None:
+        """On its port and file store, with its TLS and users, as `pitlane up` started it."""
+        assert self.dev.nats is not None
+        self.dev.nats.start()
+
     async def settled(self, timeout: float = 120.0) -> None:
         """Every service's outbox published and every durable consumer caught up with its stream: nothing
         pending, nothing delivered and unacknowledged."""
@@ -201,6 +213,34 @@ class WholeCluster:
             ) != []:
                 assert asyncio.get_running_loop().time() < deadline, f"not settled: {lagging}"
                 await asyncio.sleep(0.2)
+
+    async def stream_marks(self) -> dict[str, int]:
+        """Each service's stream's last sequence: where the messages a test is about to cause begin."""
+        async with self.jetstream() as js:
+            return {
+                stream_name(spec.name): (await js.stream_info(stream_name(spec.name))).state.last_seq
+                for spec in self.specs
+            }
+
+    async def assert_published_since_conform(self, marks: dict[str, int]) -> int:
+        """`message_violations` of every message the streams stored after `marks`: what one test published,
+        each message checked once in a session (a message takes milliseconds of jsonschema's time; the
+        session's streams hold tens of thousands). How many were checked."""
+        problems: list[str] = []
+        checked = 0
+        async with self.jetstream() as js:
+            for stream, after in marks.items():
+                last = (await js.stream_info(stream)).state.last_seq
+                for first in range(after + 1, last + 1, FETCH_AT_ONCE):
+                    sequences = range(first, min(first + FETCH_AT_ONCE, last + 1))
+                    for message in await asyncio.gather(*(js.get_msg(stream, seq) for seq in sequences)):
+                        checked += 1
+                        found = message_violations(message.subject, message.data or b"", message.headers)
+                        problems += [
+                            f"{stream} #{message.seq} {message.subject}: {problem}" for problem in found
+                        ]
+        assert not problems, "\n".join(problems[:20]) + f"\n({len(problems)} problems in {checked} messages)"
+        return checked
 
     def _unpublished(self) -> list[str]:
         lagging = []
@@ -314,6 +354,25 @@ async def open_branch(client: httpx.AsyncClient, branch_id: str, manager: dict[s
         "ends": (now - timedelta(minutes=2)).strftime("%H:%M"),
     }
     await call(client, "PUT", f"/api/notification/v1/branches/{branch_id}/quiet-hours", manager, json=quiet)
+
+
+async def first_free_slot(client: httpx.AsyncClient, branch_id: str) -> str:
+    """The first slot the public booking form offers, from tomorrow on: today's may all have begun, and a
+    holiday has none."""
+    for days in range(1, 15):
+        on = local_today() + timedelta(days=days)
+        answer = await call(
+            client, "GET", f"/api/workorder/v1/public/branches/{branch_id}/slots", params={"on": str(on)}
+        )
+        free = [slot["start"] for slot in answer["slots"] if slot["bookable"]]
+        if free:
+            return str(free[0])
+    raise AssertionError(f"no bookable slot at {branch_id} in two weeks")
+
+
+def local_today() -> date:
+    """Today in the chain's time zone, where KPI periods are days."""
+    return datetime.now(SHANGHAI).date()
 
 
 def token(role: str, *, sub: str, branches: list[str]) -> dict[str, str]:
