@@ -243,7 +243,7 @@ customer_no_shows = Table(
 )
 
 
-# The process engine (migration 0007, ADR 24): the chain's and branches' process definitions, and what each
+# The process engine (migration 0007, ADR 28): the chain's and branches' process definitions, and what each
 # technician can do.
 
 # Every published version of a definition: `scope` chain (branch_id '') or branch; a version never changes.

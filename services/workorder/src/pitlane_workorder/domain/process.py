@@ -7,6 +7,7 @@ definition is today's fixed procedure: nothing required beyond the state machine
 every order ran before chains defined their own, and what a chain that defines none still runs.
 
 A command a definition forbids raises ProcessRuleBroken (409) naming the rule, e.g. `check_in.photos_required`.
+Decisions: ADR 28.
 """
 
 from __future__ import annotations

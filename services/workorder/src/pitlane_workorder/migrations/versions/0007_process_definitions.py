@@ -1,4 +1,4 @@
-"""The process engine (issue 16, ADR 24): the chain's and branches' process definitions, the stages each open
+"""The process engine (issue 16, ADR 28): the chain's and branches' process definitions, the stages each open
 work order is in on the board, and technicians' skills."""
 
 import sqlalchemy as sa
