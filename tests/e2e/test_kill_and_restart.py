@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from whole_cluster import WholeCluster, call, eventually, local_today, open_branch, token
+from whole_cluster import Branch, WholeCluster, call, eventually, local_today
 
 from pitlane_events import stream_name
 
@@ -23,59 +23,35 @@ CONCURRENCY = 16
 KILL_AFTER = 150  # completions answered before the crash
 RESTART_AFTER = 300  # … and before the restart: the backlog of 150 waits for the restarted process
 PRICE_FEN = 38_000
-WO = "/api/workorder/v1"
 
 
-class Branch:
-    """The branch a test serves its walk-ins at; each test has its own, and counts only what it sent."""
+class Shop(Branch):
+    """A branch serving first-time customers' walk-ins: phones and plates numbered from its own prefixes."""
 
     def __init__(self, branch_id: str, phone_prefix: str, plate_letter: str) -> None:
-        self.id = branch_id
+        super().__init__(branch_id)
         self.phone_prefix = phone_prefix
         self.plate_letter = plate_letter
-        self.manager = token("manager", sub="max", branches=[branch_id])
-        self.advisor = token("advisor", sub="amy", branches=[branch_id])
-        self.technician = token("technician", sub="tom", branches=[branch_id])
-        self.finance = token("finance", sub="fay", branches=[branch_id])
-        self.owner = token("owner", sub="olga", branches=["*"])
-
-    def phone(self, number: int) -> str:
-        return f"{self.phone_prefix}{number:07d}"
 
     async def serve_walk_in(self, client: httpx.AsyncClient, number: int) -> str:
         """A first-time customer's car, from check-in to hand-over; the work order's id."""
         walk_in = {
             "customer_name": "张伟",
-            "phone": self.phone(number),
+            "phone": f"{self.phone_prefix}{number:07d}",
             "plate": f"沪{self.plate_letter}{number:05d}",
             "brand": "大众",
             "model": "朗逸",
             "mileage_km": 20_000 + number,
             "complaint": "保养",
         }
-        base = f"{WO}/branches/{self.id}/work-orders"
-        opened = await call(client, "POST", base, self.advisor, expect=201, json=walk_in)
-        order = f"{base}/{opened['work_order_id']}"
-        await call(client, "POST", f"{order}/technicians", self.advisor, json={"technician_id": "tom"})
-        await call(client, "POST", f"{order}/progress", self.technician, json={"text": "更换机油"})
-        await call(client, "POST", f"{order}/quality-check", self.manager, json={"passed": True})
-        line = {
-            "item_code": "OIL",
-            "name": "机油机滤",
-            "category": "parts",
-            "quantity": "1",
-            "unit_price_fen": PRICE_FEN,
-            "line_total_fen": PRICE_FEN,
-        }
-        paid = {"line_items": [line], "payments": [{"method": "cash", "amount_fen": PRICE_FEN}]}
-        await call(client, "POST", f"{order}/settlement", self.finance, json={**paid, "total_fen": PRICE_FEN})
-        await call(client, "POST", f"{order}/completion", self.advisor)
+        opened = await call(client, "POST", self.work_orders, self.advisor, expect=201, json=walk_in)
+        await self.oil_change(client, opened["work_order_id"], PRICE_FEN)
         return str(opened["work_order_id"])
 
 
 async def serve_while(
     client: httpx.AsyncClient,
-    branch: Branch,
+    branch: Shop,
     crash: Callable[[], Awaitable[None]],
     recover: Callable[[], Awaitable[None]],
 ) -> list[str]:
@@ -106,7 +82,7 @@ async def serve_while(
 async def assert_every_projection_holds_each_visit_once(
     whole: WholeCluster,
     client: httpx.AsyncClient,
-    branch: Branch,
+    branch: Shop,
     work_orders: list[str],
     marks: dict[str, int],
 ) -> None:
@@ -179,34 +155,37 @@ async def equals(count: Awaitable[int], expected: int) -> bool:
     return found == expected
 
 
+async def crash_and_recover(
+    whole: WholeCluster,
+    branch: Shop,
+    crash: Callable[[], Awaitable[None]],
+    recover: Callable[[], Awaitable[None]],
+) -> None:
+    marks = await whole.stream_marks()
+    async with whole.client() as client:
+        await branch.open(client)
+        work_orders = await serve_while(client, branch, crash, recover)
+        await assert_every_projection_holds_each_visit_once(whole, client, branch, work_orders, marks)
+
+
 async def test_a_consumer_killed_in_the_middle_of_500_completions_loses_and_repeats_nothing(
     whole: WholeCluster,
 ) -> None:
-    branch = Branch("e2e-kill-consumer", "1470", "K")
     killed = "customer-profile"
-    async with whole.client() as client:
-        marks = await whole.stream_marks()
-        await open_branch(client, branch.id, branch.manager)
-        work_orders = await serve_while(
-            client,
-            branch,
-            crash=lambda: asyncio.to_thread(whole.kill_service, killed),
-            recover=lambda: asyncio.to_thread(whole.restart_service, killed),
-        )
-        await assert_every_projection_holds_each_visit_once(whole, client, branch, work_orders, marks)
+    await crash_and_recover(
+        whole,
+        Shop("e2e-kill-consumer", "1470", "K"),
+        crash=lambda: asyncio.to_thread(whole.kill_service, killed),
+        recover=lambda: asyncio.to_thread(whole.restart_service, killed),
+    )
 
 
 async def test_nats_server_killed_in_the_middle_of_500_completions_loses_and_repeats_nothing(
     whole: WholeCluster,
 ) -> None:
-    branch = Branch("e2e-kill-nats", "1471", "N")
-    async with whole.client() as client:
-        marks = await whole.stream_marks()
-        await open_branch(client, branch.id, branch.manager)
-        work_orders = await serve_while(
-            client,
-            branch,
-            crash=lambda: asyncio.to_thread(whole.kill_nats),
-            recover=lambda: asyncio.to_thread(whole.restart_nats),
-        )
-        await assert_every_projection_holds_each_visit_once(whole, client, branch, work_orders, marks)
+    await crash_and_recover(
+        whole,
+        Shop("e2e-kill-nats", "1471", "N"),
+        crash=lambda: asyncio.to_thread(whole.kill_nats),
+        recover=lambda: asyncio.to_thread(whole.restart_nats),
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from whole_cluster import WholeCluster, call, eventually, first_free_slot, open_branch, token
+from whole_cluster import Branch, WholeCluster, call, eventually, first_free_slot
 
 from pitlane_events import stream_name
 from pitlane_platform.testing.jetstream import stream_messages
@@ -19,10 +19,7 @@ pytestmark = pytest.mark.slow
 BRANCH = "e2e-correlation"
 PHONE = "13712345678"
 WO = "/api/workorder/v1"
-MANAGER = token("manager", sub="max", branches=[BRANCH])
-ADVISOR = token("advisor", sub="amy", branches=[BRANCH])
-TECHNICIAN = token("technician", sub="tom", branches=[BRANCH])
-FINANCE = token("finance", sub="fay", branches=[BRANCH])
+SHOP = Branch(BRANCH)
 PRICE_FEN = 38_000
 
 
@@ -34,7 +31,7 @@ async def test_one_correlation_id_links_every_step_of_a_visit_from_the_booking_o
     whole: WholeCluster,
 ) -> None:
     async with whole.client() as client:
-        await open_branch(client, BRANCH, MANAGER)
+        await SHOP.open(client)
         slot = await first_free_slot(client, BRANCH)
         booking = {
             "slot_start": slot,
@@ -53,33 +50,19 @@ async def test_one_correlation_id_links_every_step_of_a_visit_from_the_booking_o
             client,
             "POST",
             f"{WO}/branches/{BRANCH}/appointments/{appointment_id}/arrival",
-            ADVISOR,
+            SHOP.advisor,
             expect=201,
             json=arrival,
         )
         work_order_id = opened["work_order_id"]
-        order = f"{WO}/branches/{BRANCH}/work-orders/{work_order_id}"
-        await call(client, "POST", f"{order}/technicians", ADVISOR, json={"technician_id": "tom"})
-        await call(client, "POST", f"{order}/progress", TECHNICIAN, json={"text": "更换机油"})
-        await call(client, "POST", f"{order}/quality-check", MANAGER, json={"passed": True})
-        line = {
-            "item_code": "OIL",
-            "name": "机油机滤",
-            "category": "parts",
-            "quantity": "1",
-            "unit_price_fen": PRICE_FEN,
-            "line_total_fen": PRICE_FEN,
-        }
-        paid = {"line_items": [line], "payments": [{"method": "cash", "amount_fen": PRICE_FEN}]}
-        await call(client, "POST", f"{order}/settlement", FINANCE, json={**paid, "total_fen": PRICE_FEN})
-        await call(client, "POST", f"{order}/completion", ADVISOR)
+        await SHOP.oil_change(client, work_order_id, PRICE_FEN)
 
         async def survey_sent() -> bool:
             surveys = await call(
                 client,
                 "GET",
                 "/api/notification/v1/surveys",
-                MANAGER,
+                SHOP.manager,
                 params={"work_order_id": work_order_id},
             )
             return [survey["status"] for survey in surveys["surveys"]] == ["sent"]

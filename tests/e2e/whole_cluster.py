@@ -330,30 +330,65 @@ async def call(
     return response.json() if response.content and "json" in response.headers["content-type"] else response
 
 
-async def open_branch(client: httpx.AsyncClient, branch_id: str, manager: dict[str, str]) -> None:
-    """Open every day 09:00–18:00, two bays, an advisor (amy) and a technician (tom); notification's quiet
-    hours (21:00–08:00 by default) moved to one minute long past, so surveys go out whenever a test runs."""
-    branch = {
-        "branch_id": branch_id,
-        "name": "端到端店",
-        "address": "上海市徐汇区",
-        "timezone": "Asia/Shanghai",
-        "opening_hours": [{"weekday": day, "opens_at": "09:00", "closes_at": "18:00"} for day in range(1, 8)],
-        "bays": [{"bay_id": "bay-1", "name": "1号工位"}, {"bay_id": "bay-2", "name": "2号工位"}],
-        "slot_minutes": 60,
-    }
-    await call(client, "POST", "/api/workorder/v1/branches", manager, expect=201, json=branch)
-    for staff_id, role in (("amy", "advisor"), ("tom", "technician")):
-        staff = {"staff_id": staff_id, "display_name": staff_id, "role": role}
+class Branch:
+    """A branch a test works at alone, so it counts only what it sent, with its staff's development tokens:
+    the manager max, the advisor amy, the technician tom, the cashier fay (and an owner of every branch)."""
+
+    def __init__(self, branch_id: str) -> None:
+        self.id = branch_id
+        self.work_orders = f"/api/workorder/v1/branches/{branch_id}/work-orders"
+        self.manager = token("manager", sub="max", branches=[branch_id])
+        self.advisor = token("advisor", sub="amy", branches=[branch_id])
+        self.technician = token("technician", sub="tom", branches=[branch_id])
+        self.finance = token("finance", sub="fay", branches=[branch_id])
+        self.owner = token("owner", sub="olga", branches=["*"])
+
+    async def open(self, client: httpx.AsyncClient) -> None:
+        """Open every day 09:00–18:00, two bays, amy and tom on the staff; notification's quiet hours
+        (21:00–08:00 by default) moved to one minute long past, so surveys go out whenever a test runs."""
+        branch = {
+            "branch_id": self.id,
+            "name": "端到端店",
+            "address": "上海市徐汇区",
+            "timezone": "Asia/Shanghai",
+            "opening_hours": [
+                {"weekday": day, "opens_at": "09:00", "closes_at": "18:00"} for day in range(1, 8)
+            ],
+            "bays": [{"bay_id": "bay-1", "name": "1号工位"}, {"bay_id": "bay-2", "name": "2号工位"}],
+            "slot_minutes": 60,
+        }
+        await call(client, "POST", "/api/workorder/v1/branches", self.manager, expect=201, json=branch)
+        for staff_id, role in (("amy", "advisor"), ("tom", "technician")):
+            staff = {"staff_id": staff_id, "display_name": staff_id, "role": role}
+            path = f"/api/workorder/v1/branches/{self.id}/staff"
+            await call(client, "POST", path, self.manager, expect=201, json=staff)
+        now = datetime.now(SHANGHAI)
+        quiet = {
+            "starts": (now - timedelta(minutes=3)).strftime("%H:%M"),
+            "ends": (now - timedelta(minutes=2)).strftime("%H:%M"),
+        }
         await call(
-            client, "POST", f"/api/workorder/v1/branches/{branch_id}/staff", manager, expect=201, json=staff
+            client, "PUT", f"/api/notification/v1/branches/{self.id}/quiet-hours", self.manager, json=quiet
         )
-    now = datetime.now(SHANGHAI)
-    quiet = {
-        "starts": (now - timedelta(minutes=3)).strftime("%H:%M"),
-        "ends": (now - timedelta(minutes=2)).strftime("%H:%M"),
-    }
-    await call(client, "PUT", f"/api/notification/v1/branches/{branch_id}/quiet-hours", manager, json=quiet)
+
+    async def oil_change(self, client: httpx.AsyncClient, work_order_id: str, price_fen: int) -> None:
+        """An opened work order to its hand-over: tom dispatched, one progress step, QC passed, one line paid
+        in cash, completed."""
+        order = f"{self.work_orders}/{work_order_id}"
+        await call(client, "POST", f"{order}/technicians", self.advisor, json={"technician_id": "tom"})
+        await call(client, "POST", f"{order}/progress", self.technician, json={"text": "更换机油"})
+        await call(client, "POST", f"{order}/quality-check", self.manager, json={"passed": True})
+        line = {
+            "item_code": "OIL",
+            "name": "机油机滤",
+            "category": "parts",
+            "quantity": "1",
+            "unit_price_fen": price_fen,
+            "line_total_fen": price_fen,
+        }
+        paid = {"line_items": [line], "payments": [{"method": "cash", "amount_fen": price_fen}]}
+        await call(client, "POST", f"{order}/settlement", self.finance, json={**paid, "total_fen": price_fen})
+        await call(client, "POST", f"{order}/completion", self.advisor)
 
 
 async def first_free_slot(client: httpx.AsyncClient, branch_id: str) -> str:
