@@ -18,6 +18,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import nats
@@ -26,8 +27,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from psycopg.types.json import Jsonb
 
 from bench.analytics.history import SOURCES
+from pitlane_analytics.adapters.kpi_projections import recompute_everything
 from pitlane_analytics.bootstrap import MIGRATIONS, READ_MODELS
-from pitlane_analytics.entrypoints.consumers import build_consumers
+from pitlane_analytics.entrypoints.consumers import CHAIN_TIMEZONE, build_consumers
 from pitlane_platform.clock import SystemClock
 from pitlane_platform.db import libpq_url
 from pitlane_platform.messaging.rebuild import ReadModels, rebuild_read_models
@@ -72,7 +74,9 @@ async def with_the_service(database_url: str, nats_url: str) -> Rebuilt:
         consumers = build_consumers()
         started = time.perf_counter()
         report = await rebuild_read_models(
-            ReadModels("analytics", consumers, READ_MODELS),
+            ReadModels(
+                "analytics", consumers, READ_MODELS, partial(recompute_everything, zone=CHAIN_TIMEZONE)
+            ),
             database_url=database_url,
             js=connection.jetstream(),
             clock=SystemClock(),

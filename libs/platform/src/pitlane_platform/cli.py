@@ -456,7 +456,7 @@ async def _rebuild(
     )
     try:
         return await rebuild_read_models(
-            ReadModels(runtime.service, runtime.consumers, runtime.read_models),
+            ReadModels(runtime.service, runtime.consumers, runtime.read_models, runtime.derive_read_models),
             database_url=runtime.settings.database_url,
             js=client.jetstream(),
             clock=runtime.clock,

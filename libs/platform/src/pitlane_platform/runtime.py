@@ -18,7 +18,7 @@ from typing import Any
 from nats.aio.client import Client
 from sqlalchemy import Table, text
 
-from pitlane_platform.db import DriverPool, create_engine, session_factory
+from pitlane_platform.db import DriverPool, Unit, create_engine, session_factory
 from pitlane_platform.messaging.connection import connect_nats
 from pitlane_platform.messaging.consumer import AfterCommit, Consumer, ConsumerRunner
 from pitlane_platform.messaging.outbox import set_max_payload
@@ -49,6 +49,7 @@ class ServiceRuntime:
         after_commit: Sequence[AfterCommit] = (),
         timers: TimerHandlers | None = None,
         read_models: Sequence[Table] = (),
+        derive_read_models: Callable[[Unit], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.service = settings.service_name
@@ -69,6 +70,9 @@ class ServiceRuntime:
         # Tables that the consumers write and nothing else writes: rebuilt from the streams and swapped in by
         # `pitlane <service> rebuild` (messaging/rebuild.py).
         self.read_models = list(read_models)
+        # What computes the read models derived from the others once a rebuild has replayed them
+        # (ReadModels.derive).
+        self.derive_read_models = derive_read_models
         self.nats: Client | None = None
         self.relay: OutboxRelay | None = None
         self.runner: ConsumerRunner | None = None

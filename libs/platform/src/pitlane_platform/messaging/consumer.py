@@ -31,7 +31,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -170,8 +170,21 @@ class HandlerContext:
 
 
 Handler = Callable[[HandlerContext, Any], Awaitable[None]]
-# Many events of one type at once, in the transaction `unit`: (envelope, event) pairs in stream order.
-BatchHandler = Callable[[Unit, Sequence[tuple[Envelope[Any], Any]], Clock], Awaitable[None]]
+
+
+class BatchHandler(Protocol):
+    """Many events of one type at once, in the transaction `unit`: (envelope, event) pairs in stream order.
+    `derived_later`: a rebuild is replaying the streams and computes the read models derived from the others
+    once at the end (`ReadModels.derive`): the handler writes what it writes and leaves those alone."""
+
+    def __call__(
+        self,
+        unit: Unit,
+        events: Sequence[tuple[Envelope[Any], Any]],
+        clock: Clock,
+        *,
+        derived_later: bool,
+    ) -> Awaitable[None]: ...
 
 
 @dataclass
@@ -239,7 +252,7 @@ class Consumer:
             self.batch_handlers[model.event_type] = handler
 
             async def one(ctx: HandlerContext, event: Any) -> None:
-                await handler(ctx.unit, [(ctx.envelope, event)], ctx.clock)
+                await handler(ctx.unit, [(ctx.envelope, event)], ctx.clock, derived_later=False)
 
             self.on(model)(one)
             return handler

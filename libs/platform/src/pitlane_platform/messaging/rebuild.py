@@ -43,7 +43,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, LiteralString
@@ -91,7 +91,7 @@ _SWAP_PATIENCE_S = 120.0
 _PROGRESS_EVERY_S = 5.0
 _HELD_BACK_RETRY_EVERY_S = 1.0
 # An ephemeral consumer left by a process that died is removed by the server after this long unused.
-_EPHEMERAL_INACTIVE_S = 300.0
+_EPHEMERAL_INACTIVE_S = 3600.0
 _FETCH_TIMEOUT_S = 5.0
 _FETCH_ATTEMPTS = 5
 
@@ -116,6 +116,11 @@ class ReadModels:
     service: str
     consumers: Sequence[Consumer]
     tables: Sequence[Table]  # its own tables, from its service_metadata(); the bookkeeping is added
+    # Read models derived from the others (pre-aggregated figures) that the handlers keep in step event by
+    # event, but that a replay computes faster once, at its end: while the streams are replayed, batch
+    # handlers are told `derived_later` and leave them alone; then `derive` computes them whole from the
+    # replayed tables in one transaction, before the catch-up and the swap (whose events are applied as live).
+    derive: Callable[[Unit], Awaitable[None]] | None = None
 
     def __post_init__(self) -> None:
         if not self.tables or not self.consumers:
@@ -326,6 +331,7 @@ class _Rebuild:
         self.schema = f"{REBUILD_SCHEMA_PREFIX}{datetime.now(UTC):%Y%m%d%H%M%S}"
         self.sources = [_Source(consumer, js) for consumer in read_models.consumers]
         self.held_back: dict[tuple[str, str], _HeldBack] = {}
+        self.derived_later = False  # while replaying, for ReadModels.derive
         self._next_progress_log = 0.0
         self._next_held_back_retry = 0.0
 
@@ -358,7 +364,10 @@ class _Rebuild:
                 )
                 for source in self.sources:
                     await source.open()
+                self.derived_later = self.read_models.derive is not None
                 await self._catch_up()
+                if self.read_models.derive is not None:
+                    await self._derive(self.read_models.derive)
                 log.info("rebuild of %s caught up with the streams: swapping in", self.service)
                 paused = await self._swap_in()
             except BaseException:
@@ -522,6 +531,17 @@ class _Rebuild:
             if not found:
                 return
 
+    async def _derive(self, derive: Callable[[Unit], Awaitable[None]]) -> None:
+        started = time.monotonic()
+        async with self.sessions() as session, session.begin():
+            await derive(DriverTransaction(await driver_connection(session)))
+        self.derived_later = False
+        log.info(
+            "rebuild of %s: derived read models computed from the replayed ones",
+            self.service,
+            extra={"seconds": round(time.monotonic() - started, 3)},
+        )
+
     def _log_progress(self) -> None:
         log.info(
             "rebuild of %s: %d event(s) read so far",
@@ -621,7 +641,9 @@ class _Rebuild:
         for _, envelope in fresh:
             by_type.setdefault(envelope.event_type, []).append((envelope, envelope.data))
         for event_type, events in by_type.items():
-            await consumer.batch_handlers[event_type](unit, events, self.clock)
+            await consumer.batch_handlers[event_type](
+                unit, events, self.clock, derived_later=self.derived_later
+            )
 
     @staticmethod
     async def _claim(unit: Unit, consumer: Consumer, envelopes: list[Envelope[Any]]) -> set[uuid.UUID]:

@@ -446,6 +446,35 @@ async def recompute_customers_of_appointments(
     await recompute_appointment_customers(unit, [row[0] for row in rows], zone)
 
 
+# ---- everything at once: after a rebuild's replay ---------------------------------------------------------------
+
+# Every fact of each kind that the projections count, as the followers name them.
+_ALL_FACTS = {
+    "visit": "SELECT work_order_id FROM work_orders",
+    "booking": "SELECT appointment_id FROM appointments WHERE booked_at IS NOT NULL",
+    "answer": "SELECT survey_id FROM nps_answers",
+    "survey": "SELECT survey_id FROM surveys",
+    "reminder": "SELECT event_id FROM reminders_sent",
+    "declined": "SELECT add_on_id FROM add_ons WHERE declined_at IS NOT NULL",
+}
+
+
+async def recompute_everything(unit: Unit, zone: ZoneInfo) -> None:
+    """Bring every projection in step with every fact: what the followers do batch by batch, for all the
+    customers and facts at once (ReadModels.derive: a rebuild replays the facts alone, then calls this)."""
+    customers = await fetch_on_driver(
+        unit,
+        "every customer",
+        "SELECT customer_id FROM work_orders UNION SELECT customer_id FROM appointments",
+        {},
+    )
+    await recompute_customers(unit, [row[0] for row in customers], zone)
+    await recompute_appointment_customers(unit, [row[0] for row in customers], zone)
+    for kind, facts in _ALL_FACTS.items():
+        rows = await fetch_on_driver(unit, f"every {kind}", facts, {})
+        await recount(unit, kind, [row[0] for row in rows], zone)
+
+
 # ---- reading -------------------------------------------------------------------------------------------------
 
 

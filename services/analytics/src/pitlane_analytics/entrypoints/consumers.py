@@ -11,8 +11,10 @@ Every consumer runs on the driver; each event's facts commit with its inbox row,
 watermark (the newest event time read from it: an answer's `data_as_of`) moves with them.
 
 The writers take many events of a type at once (`Consumer.on_many`): the consumers' effects commute, so a
-rebuild applies a batch type by type. No read model here is gated on aggregate versions (`advance_read_model`): each fact row is written column by
-column and ends the same in any order of arrival (service_layer/projection.py), and a version gate would
+rebuild applies a batch type by type, and leaves the headline's projections to one pass over the replayed
+facts at its end (`derived_later`; bootstrap's `derive_read_models`). No read model here is gated on
+aggregate versions (`advance_read_model`): each fact row is written column by column and ends the same in
+any order of arrival (service_layer/projection.py), and a version gate would
 drop the history of an event type subscribed to later instead of applying it.
 """
 
@@ -46,9 +48,9 @@ def _consumer(source: str, timezone: ZoneInfo) -> Consumer:
 
 
 def _handler(source: str, writer: Writer, follower: Follower | None, timezone: ZoneInfo) -> BatchHandler:
-    async def handle(unit: Unit, events: Events, clock: Clock) -> None:
+    async def handle(unit: Unit, events: Events, clock: Clock, *, derived_later: bool) -> None:
         await writer(unit, events)
-        if follower is not None:
+        if follower is not None and not derived_later:
             await follower(unit, events, timezone)
         await advance_watermark(unit, source, max(envelope.occurred_at for envelope, _ in events))
 
