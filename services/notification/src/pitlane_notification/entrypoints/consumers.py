@@ -230,7 +230,14 @@ def _workorder_triggers(service: Notification) -> Consumer:
 
     @triggers.on(WorkOrderStageOverdue)
     async def on_stage_overdue(ctx: HandlerContext, event: WorkOrderStageOverdue) -> None:
-        await staff_alerts.alert_managers(service.delivery, ctx.unit, ctx.envelope, ctx.clock.now())
+        await staff_alerts.alert_managers(
+            service.delivery,
+            ctx.unit,
+            event,
+            passage_id=ctx.envelope.aggregate_id,
+            branch_id=_branch(ctx),
+            now=ctx.clock.now(),
+        )
 
     @triggers.on(CustomerIntroduced)
     async def on_introduced(ctx: HandlerContext, event: CustomerIntroduced) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from pitlane_events import Envelope
 from pitlane_events.types import Purpose, StaffRole
 from pitlane_events.workorder import ProcessStage, WorkOrderStageOverdue
 from pitlane_notification.adapters import queries
@@ -84,12 +83,16 @@ async def set_contact(
 
 
 async def alert_managers(
-    delivery: Delivery, unit: Unit, envelope: Envelope[WorkOrderStageOverdue], now: datetime
+    delivery: Delivery,
+    unit: Unit,
+    event: WorkOrderStageOverdue,
+    *,
+    passage_id: str,
+    branch_id: str,
+    now: datetime,
 ) -> None:
-    """One message to each manager of the order's branch per late passage through a stage (its aggregate):
-    a redelivered or repeated report queues nothing new."""
-    event = envelope.data
-    branch_id = envelope.branch_id or ""
+    """One message to each manager of the order's branch per late passage through a stage (`passage_id`, the
+    event's aggregate): a redelivered or repeated report queues nothing new."""
     managers = await fetch_on_driver(
         unit,
         "branch managers",
@@ -108,7 +111,7 @@ async def alert_managers(
                 trigger=Trigger.STAGE_OVERDUE,
                 purpose=Purpose.SERVICE,
                 customer_id=staff_recipient(manager),
-                cause=envelope.aggregate_id,
+                cause=passage_id,
                 due_at=now,
                 branch_id=branch_id,
                 context={
