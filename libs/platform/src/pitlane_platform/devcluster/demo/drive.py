@@ -10,7 +10,7 @@ import struct
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,6 @@ class DemoReport:
     # A completed order with photos, for the README's walkthrough: branch, order id, customer's phone.
     showcase: tuple[str, str, str] | None = None
     seconds: float = 0.0
-    completed_by_customer: dict[str, int] = field(default_factory=dict)
 
 
 class SteeredTime:
@@ -265,11 +264,9 @@ class Player:
                     "model": vehicle.model,
                     "mileage_km": vehicle.mileage_km,
                     "insurance": [
-                        {
-                            "coverage": "compulsory",
-                            "insurer": "中国平安",
-                            "expires_on": vehicle.insurance_expires_on.isoformat(),
-                        }
+                        {"coverage": "compulsory", "insurer": "中国平安", "expires_on": insurance.isoformat()}
+                        for insurance in (vehicle.insurance_expires_on,)
+                        if insurance is not None
                     ],
                 },
             )
@@ -279,9 +276,11 @@ class Player:
         rows = ["full_name,phone,tags,plate,brand,model,mileage_km,insurer,insurance_expires_on"]
         for customer in customers:
             for vehicle in customer.vehicles:
+                insurance = vehicle.insurance_expires_on
                 rows.append(
                     f"{customer.full_name},{customer.phone},{';'.join(customer.tags)},{vehicle.plate},"
-                    f"{vehicle.brand},{vehicle.model},{vehicle.mileage_km},中国人保,{vehicle.insurance_expires_on}"
+                    f"{vehicle.brand},{vehicle.model},{vehicle.mileage_km},"
+                    + (f"中国人保,{insurance}" if insurance else ",")
                 )
         imported = await self.api.post(
             "customer-profile",

@@ -138,7 +138,7 @@ class DemoSize:
 # Sized to the five minutes of `make up` on two cores (README, "The demo chain"): each visit costs the system
 # about a quarter of a core-second (its commands, and every consumer's reaction), a customer in the import
 # next to nothing, so the chain has many customers and its shops' usual share of lapsed ones.
-FULL = DemoSize(customers=2500, days=730, known_share=0.88, member_share=0.1, lapsed_share=0.9, churn=0.55)
+FULL = DemoSize(customers=2000, days=730, known_share=0.88, member_share=0.1, lapsed_share=0.9, churn=0.55)
 SMALL = DemoSize(customers=40, days=45, campaigns=1)
 
 
@@ -149,7 +149,7 @@ class Vehicle:
     model: str
     mileage_km: int  # at the start of the demo
     km_per_day: int
-    insurance_expires_on: date
+    insurance_expires_on: date | None  # None: the spreadsheet did not say
 
 
 @dataclass(frozen=True)
@@ -257,7 +257,7 @@ def _customer(
             model=car[1],
             mileage_km=rng.randrange(3_000, 90_000),
             km_per_day=rng.randrange(15, 70),
-            insurance_expires_on=today + timedelta(days=rng.randrange(365)),
+            insurance_expires_on=today + timedelta(days=rng.randrange(365)) if rng.random() < 0.4 else None,
         )
         for _ in range(2 if rng.random() < 0.1 else 1)
     )
