@@ -37,6 +37,7 @@ from pitlane_platform.clock import write_clock_offset
 from pitlane_platform.db import libpq_url
 from pitlane_platform.devcluster import Child, DevCluster, ServerInUse
 from pitlane_platform.embedded import LOOPBACK, database_url, free_port
+from pitlane_platform.messaging.health import consumer_health
 from pitlane_platform.security.nats_access import OPERATOR
 from pitlane_platform.services import ServiceSpec, installed_services
 from pitlane_platform.settings import DEV_JWT_SECRET, ServiceSettings
@@ -204,15 +205,30 @@ class WholeCluster:
         self.dev.nats.start()
 
     async def settled(self, timeout: float = 120.0) -> None:
-        """Every service's outbox published and every durable consumer caught up with its stream: nothing
-        pending, nothing delivered and unacknowledged."""
+        """Every service's outbox published, and each of its consumers caught up (`consumer_health`, as
+        `pitlane status` reports it): nothing pending or unacknowledged in JetStream, nothing held back for a
+        retry. A dead letter fails at once: a message given up on is one lost."""
         deadline = asyncio.get_running_loop().time() + timeout
         async with self.jetstream() as js:
-            while (
-                lagging := await asyncio.to_thread(self._unpublished) + await _lagging_consumers(js)
-            ) != []:
+            while lagging := await self._lagging(js):
                 assert asyncio.get_running_loop().time() < deadline, f"not settled: {lagging}"
                 await asyncio.sleep(0.2)
+
+    async def _lagging(self, js: JetStreamContext) -> list[str]:
+        lagging = []
+        for spec in self.specs:
+            url = libpq_url(self.database(spec.name))
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
+                cursor = await connection.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                [unpublished] = await cursor.fetchone() or (0,)
+                consumers = await consumer_health(js, spec.name, connection)
+            if unpublished:
+                lagging.append(f"{spec.name} outbox: {unpublished} unpublished")
+            for consumer in consumers:
+                assert not (consumer.dead_letters or consumer.dead_lettered_aggregates), consumer
+                if consumer.pending or consumer.held_aggregates or consumer.held_messages:
+                    lagging.append(str(consumer))
+        return lagging
 
     async def stream_marks(self) -> dict[str, int]:
         """Each service's stream's last sequence: where the messages a test is about to cause begin."""
@@ -241,27 +257,6 @@ class WholeCluster:
                         ]
         assert not problems, "\n".join(problems[:20]) + f"\n({len(problems)} problems in {checked} messages)"
         return checked
-
-    def _unpublished(self) -> list[str]:
-        lagging = []
-        for spec in self.specs:
-            [(count,)] = self.rows(spec.name, "SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            if count:
-                lagging.append(f"{spec.name} outbox: {count} unpublished")
-        return lagging
-
-
-async def _lagging_consumers(js: JetStreamContext) -> list[str]:
-    lagging = []
-    for stream in await js.streams_info():
-        assert stream.config.name is not None
-        for consumer in await js.consumers_info(stream.config.name):
-            if consumer.config.durable_name and (consumer.num_pending or consumer.num_ack_pending):
-                lagging.append(
-                    f"{stream.config.name}/{consumer.name}: {consumer.num_pending} pending, "
-                    f"{consumer.num_ack_pending} unacknowledged"
-                )
-    return lagging
 
 
 @contextlib.contextmanager
