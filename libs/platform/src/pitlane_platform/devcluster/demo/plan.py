@@ -135,9 +135,9 @@ class DemoSize:
     campaigns: int = 8
 
 
-# Sized to the five minutes of `make up` on two cores (README, "The demo chain"): each visit costs the system
-# about a quarter of a core-second (its commands, and every consumer's reaction), a customer in the import
-# next to nothing, so the chain has many customers and its shops' usual share of lapsed ones.
+# Sized to the five minutes of `make up` on two cores (README, "The demo chain"): each visit costs the
+# system about a third of a core-second (its commands, every consumer's reaction, its messages), a customer
+# in the import next to nothing, so the chain has many customers and its shops' usual share of lapsed ones.
 FULL = DemoSize(customers=2000, days=730, known_share=0.88, member_share=0.1, lapsed_share=0.9, churn=0.55)
 SMALL = DemoSize(customers=40, days=45, campaigns=1)
 
