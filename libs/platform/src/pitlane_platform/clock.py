@@ -51,7 +51,7 @@ class OffsetClock:
 
 class SteeredClock:
     """Real time shifted by the offset another process writes to a file (`write_clock_offset`): how `pitlane
-    demo` walks running services through two years of history and back to the present (ADR 26). No file: no
+    demo` walks running services through two years of history and back to the present (ADR 27). No file: no
     offset. Every reading looks at the file (a stat; the file is replaced whole), so every process sees a
     move at once."""
 
