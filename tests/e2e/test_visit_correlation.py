@@ -11,9 +11,6 @@ import json
 import pytest
 from whole_cluster import Branch, WholeCluster, call, eventually, first_free_slot
 
-from pitlane_events import stream_name
-from pitlane_platform.testing.jetstream import stream_messages
-
 pytestmark = pytest.mark.slow
 
 BRANCH = "e2e-correlation"
@@ -30,6 +27,7 @@ PRICE_FEN = 38_000
 async def test_one_correlation_id_links_every_step_of_a_visit_from_the_booking_on(
     whole: WholeCluster,
 ) -> None:
+    marks = await whole.stream_marks()
     async with whole.client() as client:
         await SHOP.open(client)
         slot = await first_free_slot(client, BRANCH)
@@ -70,12 +68,7 @@ async def test_one_correlation_id_links_every_step_of_a_visit_from_the_booking_o
         await eventually(survey_sent, "the visit's survey sent")
         await whole.settled()
 
-    async with whole.jetstream() as js:
-        envelopes = [
-            json.loads(message.data)
-            for spec in whole.specs
-            for message in await stream_messages(js, stream_name(spec.name))
-        ]
+    envelopes = [json.loads(message.data) for message in await whole.published_since(marks)]
     visit = [
         envelope
         for envelope in envelopes

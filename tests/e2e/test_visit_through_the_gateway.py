@@ -20,9 +20,6 @@ import httpx
 import pytest
 from whole_cluster import Branch, WholeCluster, call, eventually, first_free_slot, local_today
 
-from pitlane_events import stream_name
-from pitlane_platform.testing.jetstream import stream_messages
-
 pytestmark = pytest.mark.slow
 
 BRANCH = "e2e-visit"
@@ -257,13 +254,11 @@ async def test_a_visit_through_the_gateway_reaches_every_service(whole: WholeClu
         }
         assert processed == services - {"workorder"}, processed
 
-    async with whole.jetstream() as js:
-        sent = [
-            envelope["data"]
-            for message in await stream_messages(js, stream_name("notification"))
-            if (envelope := json.loads(message.data))["event_type"] == "notification.NpsSurveySent"
-        ]
-        assert [survey["work_order_id"] for survey in sent].count(work_order_id) == 1, sent
+    envelopes = [json.loads(message.data) for message in await whole.published_since(marks)]
+    sent = [
+        envelope["data"] for envelope in envelopes if envelope["event_type"] == "notification.NpsSurveySent"
+    ]
+    assert [survey["work_order_id"] for survey in sent].count(work_order_id) == 1, sent
     # Every message the visit published conforms to its committed JSON Schema.
     assert await whole.assert_published_since_conform(marks) > 0
 

@@ -238,25 +238,32 @@ class WholeCluster:
                 for spec in self.specs
             }
 
-    async def assert_published_since_conform(self, marks: dict[str, int]) -> int:
-        """`message_violations` of every message the streams stored after `marks`: what one test published,
-        each message checked once in a session (a message takes milliseconds of jsonschema's time; the
-        session's streams hold tens of thousands). How many were checked."""
-        problems: list[str] = []
-        checked = 0
+    async def published_since(self, marks: dict[str, int]) -> list[Any]:
+        """Every message the streams stored after `marks` (RawStreamMsg: stream, seq, subject, headers, data),
+        read FETCH_AT_ONCE at a time."""
+        messages: list[Any] = []
         async with self.jetstream() as js:
             for stream, after in marks.items():
                 last = (await js.stream_info(stream)).state.last_seq
                 for first in range(after + 1, last + 1, FETCH_AT_ONCE):
                     sequences = range(first, min(first + FETCH_AT_ONCE, last + 1))
-                    for message in await asyncio.gather(*(js.get_msg(stream, seq) for seq in sequences)):
-                        checked += 1
-                        found = message_violations(message.subject, message.data or b"", message.headers)
-                        problems += [
-                            f"{stream} #{message.seq} {message.subject}: {problem}" for problem in found
-                        ]
-        assert not problems, "\n".join(problems[:20]) + f"\n({len(problems)} problems in {checked} messages)"
-        return checked
+                    messages += await asyncio.gather(*(js.get_msg(stream, seq) for seq in sequences))
+        return messages
+
+    async def assert_published_since_conform(self, marks: dict[str, int]) -> int:
+        """`message_violations` of every message the streams stored after `marks`: what one test published,
+        each message checked once in a session (a message takes milliseconds of jsonschema's time; the
+        session's streams hold tens of thousands). How many were checked."""
+        messages = await self.published_since(marks)
+        problems = [
+            f"{message.stream} #{message.seq} {message.subject}: {problem}"
+            for message in messages
+            for problem in message_violations(message.subject, message.data or b"", message.headers)
+        ]
+        assert not problems, (
+            "\n".join(problems[:20]) + f"\n({len(problems)} problems in {len(messages)} messages)"
+        )
+        return len(messages)
 
 
 @contextlib.contextmanager
