@@ -26,9 +26,11 @@ $(ASYNCAPI_CHECK)/node_modules/.package-lock.json: $(ASYNCAPI_CHECK)/package-loc
 sync: .venv/.synced $(ASYNCAPI_CHECK)/node_modules/.package-lock.json
 
 # On an empty data directory `make up` plays the demo chain (docs/running.md); PITLANE_DEMO=0 starts empty.
-PITLANE_DEMO ?= 1
+# Exported, not written before the command: make then runs pitlane without a shell in between, so Ctrl-C
+# reaches it as it does when run by hand.
+up: export PITLANE_DEMO ?= 1
 up: sync
-	PITLANE_DEMO=$(PITLANE_DEMO) $(RUN) pitlane up
+	$(RUN) pitlane up
 
 status: sync
 	$(RUN) pitlane status
