@@ -25,6 +25,20 @@ _RECORD_VISIT = """
     ON CONFLICT DO NOTHING
     RETURNING work_order_id
 """
+# A customer's or a vehicle's figures are made of its stored visits: a visit stored before its customer (or
+# vehicle) was introduced counts once the row appears. Both sides take this lock on the id first, so neither
+# misses the other's uncommitted write (the visit's count would find no row, the row's count no visit).
+_LOCK_FIGURES = "SELECT pg_advisory_xact_lock(hashtextextended('customer-profile.figures:' || %(key)s, 0))"
+_COUNT_STORED_VISITS = """
+    UPDATE {table} SET (visit_count, total_spend_fen, last_service_at, last_service_mileage_km) = (
+        SELECT count(*), coalesce(sum(total_fen), 0), max(completed_at),
+               (array_agg(mileage_km ORDER BY completed_at DESC))[1]
+        FROM visits WHERE {key} = %(id)s AND NOT voided
+    )
+    WHERE {key} = %(id)s
+"""
+_COUNT_CUSTOMERS_VISITS = _COUNT_STORED_VISITS.format(table="customers", key="customer_id")
+_COUNT_VEHICLES_VISITS = _COUNT_STORED_VISITS.format(table="vehicles", key="vehicle_id")
 _DECLINED_ADD_ON = """
     INSERT INTO declined_add_ons (add_on_id, work_order_id, customer_id, vehicle_id, item, category,
                                   price_fen, declined_at, reason)
@@ -52,6 +66,28 @@ async def refer_to_work_order(unit: Unit, work_order_id: str, customer_id: str, 
         _REFER_TO_WORK_ORDER,
         {"work_order_id": work_order_id, "customer_id": customer_id, "vehicle_id": vehicle_id},
     )
+
+
+async def lock_figures(unit: Unit, *, customer_id: str | None = None, vehicle_id: str | None = None) -> None:
+    """Until the transaction ends, keep the figures of this customer and this vehicle (either may not exist
+    yet) to ourselves: before storing or voiding a visit of theirs, and before creating their row."""
+    for key in (
+        f"customer:{customer_id}" if customer_id else None,
+        f"vehicle:{vehicle_id}" if vehicle_id else None,
+    ):
+        if key is not None:
+            await execute_on_driver(unit, "lock figures", _LOCK_FIGURES, {"key": key})
+
+
+async def count_stored_visits(
+    unit: Unit, *, customer_id: str | None = None, vehicle_id: str | None = None
+) -> None:
+    """Set the figures of a customer's or a vehicle's new row from the visits stored for it before it was
+    introduced (completions of other aggregates may be applied first, ADR 9); under `lock_figures`."""
+    if customer_id is not None:
+        await execute_on_driver(unit, "count customer's visits", _COUNT_CUSTOMERS_VISITS, {"id": customer_id})
+    if vehicle_id is not None:
+        await execute_on_driver(unit, "count vehicle's visits", _COUNT_VEHICLES_VISITS, {"id": vehicle_id})
 
 
 async def record_visit(unit: Unit, visit: dict[str, Any]) -> bool:

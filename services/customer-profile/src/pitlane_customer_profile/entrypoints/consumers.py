@@ -162,7 +162,9 @@ def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[C
     async def on_customer_introduced(ctx: HandlerContext, event: CustomerIntroduced) -> None:
         """Adopt workorder's id for a customer it met first (ADR 11). If the phone is a customer's already —
         registered a moment before the booking — the new id is registered and merged into that customer at
-        once, so every visit under it counts for the one customer."""
+        once, so every visit under it counts for the one customer. Visits its completions stored before it
+        was introduced count for it from the start (`count_stored_visits`)."""
+        await projections.lock_figures(ctx.unit, customer_id=event.customer_id)
         if await profile_queries.customer_state(ctx.session, event.customer_id) is not None:
             return  # adopted already
         context = chain_wide(ctx)
@@ -179,18 +181,22 @@ def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[C
         holder = await profile_queries.customer_id_by_phone(ctx.session, event.phone)
         if holder is None:
             await uow.commit(context)
+            await projections.count_stored_visits(ctx.unit, customer_id=newcomer.id)
             return
         survivor = await uow.customer(holder)
         survivor.absorb(
             [newcomer], "met by workorder under a phone already registered", at=context.occurred_at
         )
         await uow.commit(context)
+        await projections.count_stored_visits(ctx.unit, customer_id=newcomer.id)
         await fold_merged_customers(ctx.session, survivor.id, [newcomer.id])
 
     @work.on(VehicleIntroduced)
     async def on_vehicle_introduced(ctx: HandlerContext, event: VehicleIntroduced) -> None:
         """Adopt workorder's id for a car it met first, owned by the owner's surviving record. A plate the
-        chain already knows under another id keeps that vehicle: visits still name the plate."""
+        chain already knows under another id keeps that vehicle: visits still name the plate. Visits stored
+        before the car was introduced count for it from the start."""
+        await projections.lock_figures(ctx.unit, vehicle_id=event.vehicle_id)
         uow = UnitOfWork(ctx.session, store)
         try:
             await uow.vehicle(event.vehicle_id)
@@ -219,9 +225,13 @@ def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[C
             )
         )
         await uow.commit(context)
+        await projections.count_stored_visits(ctx.unit, vehicle_id=event.vehicle_id)
 
     @work.on(WorkOrderCompleted)
     async def on_completed(ctx: HandlerContext, event: WorkOrderCompleted) -> None:
+        """Store the visit and count it for its customer and vehicle — for those whose introduction is not
+        applied yet, their row counts it when it appears (ADR 11 addendum)."""
+        await projections.lock_figures(ctx.unit, customer_id=event.customer_id, vehicle_id=event.vehicle_id)
         customer_id = await surviving_customer_id(ctx.session, event.customer_id)
         recorded = await projections.record_visit(
             ctx.unit,
@@ -317,6 +327,18 @@ def build_consumers(runtime: ServiceRuntime, store: ProfileEventStore) -> list[C
 
     @work.on(WorkOrderVoided)
     async def on_voided(ctx: HandlerContext, event: WorkOrderVoided) -> None:
+        counted_for = (
+            await ctx.session.execute(
+                select(visits.c.customer_id, visits.c.vehicle_id).where(
+                    visits.c.work_order_id == event.work_order_id
+                )
+            )
+        ).first()
+        if counted_for is None:
+            return
+        await projections.lock_figures(
+            ctx.unit, customer_id=counted_for.customer_id, vehicle_id=counted_for.vehicle_id
+        )
         voided = (
             await ctx.session.execute(
                 update(visits)
