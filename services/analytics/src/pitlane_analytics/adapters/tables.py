@@ -105,7 +105,8 @@ appointments = Table(
     Index("ix_appointments_vehicle", "vehicle_id"),
     Index("ix_appointments_campaign", "campaign_id"),
     Index("ix_appointments_customer", "customer_id"),
-    Index("ix_appointments_reminder", "reminder_id"),  # the booking a reminder's link made (reminders_followed)
+    # The bookings a reminder's link made (reminders_followed).
+    Index("ix_appointments_reminder", "reminder_id"),
 )
 
 # An add-on's first approval and first decline are kept apart: its first decision is whichever came first
