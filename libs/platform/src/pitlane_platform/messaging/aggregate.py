@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from pitlane_events import Envelope
@@ -22,8 +23,13 @@ async def load_aggregate(unit: Unit, kind: type[A], aggregate_id: str) -> A:
 
 
 async def save_aggregate(unit: Unit, aggregate: Aggregate, context: CommandContext) -> list[Envelope[Any]]:
-    """Append the aggregate's pending events at the version it was loaded at."""
+    """Append the aggregate's pending events at the version it was loaded at. An aggregate that keeps its
+    correlation appends in it unless the command names one (a work order opened in its appointment's)."""
+    if aggregate.keeps_correlation and context.correlation_id is None:
+        context = replace(context, correlation_id=aggregate.correlation_id)
     stored = await eventstore.append(unit, aggregate.id, aggregate.version, aggregate.pending, context)
+    if aggregate.keeps_correlation and stored:
+        aggregate.correlation_id = stored[0].correlation_id
     aggregate.version += len(aggregate.pending)
     aggregate.pending = []
     return stored

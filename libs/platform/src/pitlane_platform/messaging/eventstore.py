@@ -8,14 +8,14 @@ a ConcurrencyError (HTTP 409) instead of overwriting.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from psycopg.errors import UniqueViolation
 
-from pitlane_events import Actor, DomainEvent, Envelope, decode_json
+from pitlane_events import Actor, DomainEvent, Envelope, decode_json, new_event_id
 from pitlane_platform.db import Unit, execute_on_driver, fetch_on_driver
 from pitlane_platform.errors import ConcurrencyError
 from pitlane_platform.messaging.outbox import encode_for_outbox, outbox_rows
@@ -32,6 +32,11 @@ class CommandContext:
     branch_id: str | None = None
     correlation_id: UUID | None = None
     caused_by: Envelope[Any] | None = None
+
+    def in_new_correlation(self) -> CommandContext:
+        """The context of a command that starts a business flow (a visit's booking): its events, and every
+        later command and reaction that carries the id on, share one new correlation id."""
+        return replace(self, correlation_id=new_event_id())
 
     def envelope(self, event: DomainEvent, *, aggregate_id: str, aggregate_version: int) -> Envelope[Any]:
         return Envelope.new(

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row
@@ -38,6 +39,10 @@ from pitlane_platform.schema import TIMERS_CHANNEL
 from pitlane_platform.telemetry import context_from_headers, inject_trace_headers, start_span
 
 log = logging.getLogger(__name__)
+
+# Kept with the trace headers: the correlation of what scheduled the timer (a visit's), which the events its
+# handler emits carry on however much later it fires.
+CORRELATION_HEADER = "pitlane-correlation-id"
 
 _PENDING = "fired_at IS NULL AND cancelled_at IS NULL AND failed_at IS NULL"
 
@@ -111,6 +116,12 @@ class Timer:
     attempts: int  # failed attempts before this one
     trace_headers: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def correlation_id(self) -> UUID | None:
+        """The correlation it was scheduled in (`schedule(correlation_id=...)`), for the events it causes."""
+        stored = self.trace_headers.get(CORRELATION_HEADER)
+        return UUID(stored) if stored else None
+
 
 @dataclass(frozen=True)
 class TimerContext:
@@ -165,15 +176,26 @@ async def schedule(
     payload: Mapping[str, Any] | None = None,
     *,
     replace: bool = False,
+    correlation_id: UUID | None = None,
 ) -> bool:
     """Schedule a timer in the caller's transaction. Returns False when a timer of that kind and key exists
     already and was left as it is: scheduling is idempotent (a redelivered event schedules nothing new).
     With `replace`, a pending one moves to the new time and payload (a rescheduled reminder); one that has
-    fired, failed or been cancelled stays so. Keys are ids, never personal data: they appear in logs."""
-    return await schedule_many(unit, kind, [NewTimer(key, due_at, payload or {})], replace=replace) == 1
+    fired, failed or been cancelled stays so. Keys are ids, never personal data: they appear in logs.
+    `correlation_id`: the business flow it belongs to (the event that scheduled it's), which the handler's
+    events keep (`Timer.correlation_id`)."""
+    timers = [NewTimer(key, due_at, payload or {})]
+    return await schedule_many(unit, kind, timers, replace=replace, correlation_id=correlation_id) == 1
 
 
-async def schedule_many(unit: Unit, kind: str, timers: Sequence[NewTimer], *, replace: bool = False) -> int:
+async def schedule_many(
+    unit: Unit,
+    kind: str,
+    timers: Sequence[NewTimer],
+    *,
+    replace: bool = False,
+    correlation_id: UUID | None = None,
+) -> int:
     """`schedule` for many timers of one kind in one statement (a rule change laying out a thousand
     vehicles' reminders); a key given twice counts once, with its last time and payload. Returns how many
     were scheduled or moved."""
@@ -196,7 +218,10 @@ async def schedule_many(unit: Unit, kind: str, timers: Sequence[NewTimer], *, re
             ),
             # The trace of whatever scheduled it: the handler runs in it, hours later, so one trace leads
             # from a request to what its timers did (a work order's completion to its NPS survey).
-            "trace_headers": json.dumps(inject_trace_headers()),
+            "trace_headers": json.dumps(
+                inject_trace_headers()
+                | ({CORRELATION_HEADER: str(correlation_id)} if correlation_id is not None else {})
+            ),
             "replace": replace,
         },
     )

@@ -15,12 +15,13 @@ _INSERT = """
     INSERT INTO messages (
         message_id, dedupe_key, batch_key, customer_id, branch_id, channel, purpose, trigger, locale,
         subject, body, provider_template, parameters, link, context, status, status_reason, due_at,
-        work_order_id, appointment_id, reminder_id, campaign_id, survey_id, created_at
+        work_order_id, appointment_id, reminder_id, campaign_id, survey_id, correlation_id, created_at
     ) VALUES (
         %(message_id)s, %(dedupe_key)s, %(batch_key)s, %(customer_id)s, %(branch_id)s, %(channel)s,
         %(purpose)s, %(trigger)s, %(locale)s, %(subject)s, %(body)s, %(provider_template)s,
         %(parameters)s::jsonb, %(link)s, %(context)s::jsonb, %(status)s, %(status_reason)s, %(due_at)s,
-        %(work_order_id)s, %(appointment_id)s, %(reminder_id)s, %(campaign_id)s, %(survey_id)s, %(created_at)s
+        %(work_order_id)s, %(appointment_id)s, %(reminder_id)s, %(campaign_id)s, %(survey_id)s,
+        %(correlation_id)s, %(created_at)s
     )
     ON CONFLICT (dedupe_key) DO NOTHING
     RETURNING message_id

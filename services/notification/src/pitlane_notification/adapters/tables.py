@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     Time,
     UniqueConstraint,
+    Uuid,
     func,
     text,
 )
@@ -169,6 +170,8 @@ messages = Table(
     Column("reminder_id", Text),
     Column("campaign_id", Text),
     Column("survey_id", Text),
+    # The business flow that caused it (a visit's correlation id): its NotificationSent/Failed carry it.
+    Column("correlation_id", Uuid),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True)),
     Column("delivered_at", DateTime(timezone=True)),

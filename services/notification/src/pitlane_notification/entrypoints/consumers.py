@@ -269,6 +269,7 @@ def _workorder_triggers(service: Notification) -> Consumer:
                 purpose=Purpose.SERVICE,
                 customer_id=event.customer_id,
                 cause=str(ctx.envelope.event_id),
+                correlation_id=ctx.envelope.correlation_id,
                 due_at=ctx.clock.now(),
                 branch_id=branch_id,
                 context=await service.appointment_variables(ctx.unit, event.appointment_id),
@@ -276,19 +277,19 @@ def _workorder_triggers(service: Notification) -> Consumer:
             ),
         )
         await service.schedule_appointment_reminders(
-            ctx.unit, event.appointment_id, event.slot.start, ctx.clock.now()
+            ctx.unit, event.appointment_id, event.slot.start, ctx.clock.now(), ctx.envelope.correlation_id
         )
 
     @triggers.on(AppointmentRescheduled)
     async def on_rescheduled(ctx: HandlerContext, event: AppointmentRescheduled) -> None:
         await queries.update_appointment(ctx.unit, event.appointment_id, slot_start=event.slot.start)
         await service.schedule_appointment_reminders(
-            ctx.unit, event.appointment_id, event.slot.start, ctx.clock.now()
+            ctx.unit, event.appointment_id, event.slot.start, ctx.clock.now(), ctx.envelope.correlation_id
         )
 
     @triggers.on(WaitlistSlotOffered)
     async def on_waitlist_offer(ctx: HandlerContext, event: WaitlistSlotOffered) -> None:
-        await service.offer_waitlist_place(ctx.unit, _branch(ctx), event, str(ctx.envelope.event_id))
+        await service.offer_waitlist_place(ctx.unit, _branch(ctx), event, ctx.envelope)
 
     async def appointment_over(ctx: HandlerContext, appointment_id: str, status: str) -> None:
         await queries.update_appointment(ctx.unit, appointment_id, status=status)
@@ -331,6 +332,7 @@ def _workorder_triggers(service: Notification) -> Consumer:
                 purpose=Purpose.SERVICE,
                 customer_id=order["customer_id"],
                 cause=str(ctx.envelope.event_id),
+                correlation_id=ctx.envelope.correlation_id,
                 due_at=now,
                 branch_id=order["branch_id"],
                 context={
@@ -378,6 +380,7 @@ def _workorder_triggers(service: Notification) -> Consumer:
                 purpose=Purpose.SERVICE,
                 customer_id=event.customer_id,
                 cause=str(ctx.envelope.event_id),
+                correlation_id=ctx.envelope.correlation_id,
                 due_at=ctx.clock.now(),
                 branch_id=event.branch_id,
                 context={"plate": event.plate, "total": _yuan(event.total_fen)},
@@ -392,6 +395,7 @@ def _workorder_triggers(service: Notification) -> Consumer:
             advisor_id=event.advisor_id,
             technician_ids=event.technician_ids,
             completed_at=event.completed_at,
+            correlation_id=ctx.envelope.correlation_id,
         )
 
     @triggers.on(WorkOrderVoided)
@@ -419,6 +423,7 @@ def _reminder_triggers(service: Notification) -> Consumer:
                 purpose=Purpose.SERVICE,
                 customer_id=event.customer_id,
                 cause=str(ctx.envelope.event_id),
+                correlation_id=ctx.envelope.correlation_id,
                 # The reminder's moment, not ours: what reminder sends one vehicle at once (one transaction,
                 # one instant) falls into one batch here, gathered for a minute, and goes out as one message.
                 due_at=ctx.envelope.occurred_at + service.delivery.policy.reminder_gather,

@@ -170,6 +170,7 @@ class Delivery:
                 "reminder_id": request.related.reminder_id,
                 "campaign_id": request.related.campaign_id,
                 "survey_id": request.related.survey_id,
+                "correlation_id": request.correlation_id,
                 "created_at": self.clock.now(),
             },
         )
@@ -469,6 +470,7 @@ class Delivery:
                 related=related,
                 channels=tuple(later[later.index(next_channel) :]),
                 template=row["context"].get("template"),
+                correlation_id=row.get("correlation_id"),
             ),
         )
 
@@ -512,7 +514,11 @@ class Delivery:
 
     def _context(self, row: Mapping[str, Any], now: datetime) -> CommandContext:
         return CommandContext(
-            actor=ACTOR, chain_id=self.chain_id, occurred_at=now, branch_id=row.get("branch_id")
+            actor=ACTOR,
+            chain_id=self.chain_id,
+            occurred_at=now,
+            branch_id=row.get("branch_id"),
+            correlation_id=row.get("correlation_id"),
         )
 
     async def _publish_sent(self, unit: Unit, row: Mapping[str, Any], now: datetime) -> None:
@@ -567,6 +573,7 @@ def _as_row(message_id: str, customer_id: str, channel: Channel, request: Messag
         "trigger": request.trigger.value,
         "branch_id": request.branch_id,
         "context": {"template": request.template} if request.template else {},
+        "correlation_id": request.correlation_id,
     }
 
 

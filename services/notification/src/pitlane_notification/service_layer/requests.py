@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from uuid import UUID
 
 from pitlane_events.types import Channel, Purpose
 
@@ -75,3 +76,5 @@ class MessageRequest:
     channels: tuple[Channel, ...] | None = None
     # A template other than the trigger's own (a campaign names its template).
     template: str | None = None
+    # The correlation of its cause (an event's, a timer's): the events about the message carry it.
+    correlation_id: UUID | None = None

@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from pitlane_events import Envelope
 from pitlane_events.notification import NotificationDelivered, UnsubscribeSource
 from pitlane_events.types import Channel, Purpose
 from pitlane_events.workorder import WaitlistSlotOffered
@@ -85,7 +87,7 @@ class Notification:
         return ZoneInfo((branch or {}).get("timezone") or str(self.delivery.chain_timezone))
 
     async def schedule_appointment_reminders(
-        self, unit: Unit, appointment_id: str, slot_start: datetime, now: datetime
+        self, unit: Unit, appointment_id: str, slot_start: datetime, now: datetime, correlation_id: UUID
     ) -> None:
         """The day-before and two-hours-before reminders of the slot, those still ahead (a booking made
         less than a day before gets the second only). One timer per slot and reminder: a reschedule
@@ -102,6 +104,7 @@ class Notification:
                 for suffix, (lead, _) in APPOINTMENT_REMINDERS.items()
                 if slot_start - lead > now
             ],
+            correlation_id=correlation_id,  # the appointment's visit
         )
 
     async def remind_appointment(self, ctx: TimerContext) -> None:
@@ -122,11 +125,12 @@ class Notification:
                 branch_id=appointment["branch_id"],
                 context=await self.appointment_variables(ctx.unit, appointment_id),
                 related=Related(appointment_id=appointment_id),
+                correlation_id=ctx.timer.correlation_id,
             ),
         )
 
     async def offer_waitlist_place(
-        self, unit: Unit, branch_id: str, offer: WaitlistSlotOffered, cause: str
+        self, unit: Unit, branch_id: str, offer: WaitlistSlotOffered, cause: Envelope[WaitlistSlotOffered]
     ) -> None:
         """A place freed for a waitlisted customer: the offer's link, and until when the place is held."""
         zone = await self._branch_zone(unit, branch_id)
@@ -136,7 +140,7 @@ class Notification:
                 trigger=Trigger.WAITLIST_OFFER,
                 purpose=Purpose.SERVICE,
                 customer_id=offer.customer_id,
-                cause=cause,
+                cause=str(cause.event_id),
                 due_at=self.clock.now(),
                 branch_id=branch_id,
                 context={
@@ -145,6 +149,7 @@ class Notification:
                     "until": offer.offer_expires_at.astimezone(zone).strftime("%H:%M"),
                     "link": self.links.waitlist_offer(offer.waitlist_entry_id, branch_id, offer.slot.start),
                 },
+                correlation_id=cause.correlation_id,
             ),
         )
 

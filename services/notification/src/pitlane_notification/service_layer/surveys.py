@@ -70,6 +70,7 @@ class Surveys:
         advisor_id: str,
         technician_ids: Sequence[str],
         completed_at: datetime,
+        correlation_id: uuid.UUID,
     ) -> str | None:
         """Schedule the visit's survey; None when it has one already (a copy of the completion)."""
         survey_id = survey_id_for(work_order_id)
@@ -96,7 +97,9 @@ class Surveys:
         )
         if row is None:
             return None
-        await schedule(unit, SEND, survey_id, scheduled_for, {"survey_id": survey_id})
+        await schedule(
+            unit, SEND, survey_id, scheduled_for, {"survey_id": survey_id}, correlation_id=correlation_id
+        )
         return survey_id
 
     async def visit_voided(self, unit: Unit, work_order_id: str, now: datetime) -> bool:
@@ -153,6 +156,7 @@ class Surveys:
                     "remind_after_s": self.policy.remind_after.total_seconds(),
                 },
                 related=Related(work_order_id=survey["work_order_id"], survey_id=survey["survey_id"]),
+                correlation_id=ctx.timer.correlation_id,  # the visit's, however much later it fires
             ),
         )
         if queued is not None and queued.refusal is not None:
@@ -184,6 +188,7 @@ class Surveys:
                 context={"link": self.link(survey["survey_id"], survey["expires_at"])},
                 related=Related(work_order_id=survey["work_order_id"], survey_id=survey["survey_id"]),
                 channels=order,
+                correlation_id=ctx.timer.correlation_id,
             ),
         )
 

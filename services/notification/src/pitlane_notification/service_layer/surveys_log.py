@@ -65,7 +65,12 @@ async def message_sent(
         )
         remind_after = timedelta(seconds=float(row["context"]["remind_after_s"]))
         await schedule(
-            unit, REMIND, survey["survey_id"], at + remind_after, {"survey_id": survey["survey_id"]}
+            unit,
+            REMIND,
+            survey["survey_id"],
+            at + remind_after,
+            {"survey_id": survey["survey_id"]},
+            correlation_id=context.correlation_id,
         )
     elif trigger is Trigger.NPS_SURVEY_REMINDER:
         updated = await fetch_on_driver(

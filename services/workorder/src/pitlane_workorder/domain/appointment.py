@@ -30,6 +30,7 @@ class AppointmentStatus(StrEnum):
 
 
 class Appointment(Aggregate):
+    keeps_correlation = True  # the visit's correlation is born with its booking
     # What the booking said: set by AppointmentBooked, the first event of every appointment (`book` records
     # it, and a stream without events is not loaded).
     customer_id: str

@@ -121,6 +121,8 @@ class Settlement:
 
 
 class WorkOrder(Aggregate):
+    keeps_correlation = True  # its appointment's visit, or (a walk-in) its own from the check-in
+
     def __init__(self, aggregate_id: str) -> None:
         super().__init__(aggregate_id)
         self.state = S.OPENED

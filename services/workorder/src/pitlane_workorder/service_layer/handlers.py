@@ -4,7 +4,7 @@ events (published through the outbox) and updates the read models in the same tr
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -213,7 +213,8 @@ class Handlers:
             now,
         )
         actor = actor or Actor(kind="customer", id=resolution.customer_id)
-        context = self.context(actor, branch_id, now)
+        # The visit's correlation is born here; the customer and vehicle the booking introduces share it.
+        context = self.context(actor, branch_id, now).in_new_correlation()
         await resolution.publish(uow.unit, context)
         await uow.save(appointment, context)
         await queries.insert_appointment(
@@ -431,7 +432,13 @@ class Handlers:
                 now,
                 definition,
             )
+            # An arrival goes on in its appointment's correlation; a walk-in's visit starts its own here.
             context = self.context(actor, branch_id, now)
+            context = (
+                context.in_new_correlation()
+                if appointment is None
+                else replace(context, correlation_id=appointment.correlation_id)
+            )
             await resolution.publish(uow.unit, context)
             await _check_mileage(uow.unit, resolution.vehicle_id, command)
             if appointment is not None:

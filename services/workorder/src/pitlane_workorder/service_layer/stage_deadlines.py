@@ -96,7 +96,11 @@ class StageDeadlines:
             process=order.facts.process,
         )
         context = CommandContext(
-            actor=ACTOR, chain_id=self.chain_id, occurred_at=ctx.now, branch_id=branch_id
+            actor=ACTOR,
+            chain_id=self.chain_id,
+            occurred_at=ctx.now,
+            branch_id=branch_id,
+            correlation_id=order.correlation_id,  # a step of the order's visit
         )
         await eventstore.append(ctx.unit, stream_id, 0, [overdue], context)
 
