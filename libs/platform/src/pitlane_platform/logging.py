@@ -6,8 +6,10 @@ passed as `extra={...}` becomes a field of its own.
 
 No personal data or secret reaches a line: a traceback names a database or validation error by its kind,
 never by its message (PostgreSQL's messages quote the failing row, SQLAlchemy's the statement's parameters,
-pydantic's the rejected input), and the URLs that uvicorn and httpx log lose their query strings (lookups
-and searches carry phone numbers, plates and names there) and the token of a customer's link (`/c/<token>`).
+pydantic's the rejected input); uvicorn writes no access log; and the URLs that uvicorn, httpx and the
+platform log lose their query strings (lookups and searches carry phone numbers, plates and names there) and
+every signed link token in their paths (`/c/<token>`, `/n/s/<token>`, `/r/<token>`…: a bearer secret that
+opens a customer's data).
 """
 
 from __future__ import annotations
@@ -28,13 +30,20 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 # uvicorn's own loggers: their handlers are removed so their records reach ours through the root logger.
-UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error")
+# uvicorn's access log: off. Each connection writes it when the logger has a handler anywhere up its chain,
+# whatever `--no-access-log` said, so routing it to the root handler would switch it back on. Every line
+# would carry a path, and paths carry link tokens; the audit trail records authenticated requests.
+UVICORN_ACCESS_LOGGER = "uvicorn.access"
 
 # Loggers that write request URLs: each record's message is redacted before any handler sees it.
-URL_LOGGERS = ("uvicorn.access", "uvicorn.error", "httpx")
-# A query string (`?phone=…`), and the token of a customer's link: the part after `/c/`.
+URL_LOGGERS = ("uvicorn.error", "httpx")
+# A query string (`?phone=…`, `?attribution=<token>`).
 QUERY_STRING = re.compile(r"\?[^\s\"']*")
-CUSTOMER_LINK_TOKEN = re.compile(r"(/c/)[^/?\s\"']+")
+# A path segment shaped like a signed link token (security/links.py: `<base64url claims>.<base64url
+# signature>`), whichever route carries it: a rule on the token rather than a list of prefixes, so a new
+# page behind a link is covered the day it is added. Both parts at least 16 long: `openapi.json` is no token.
+LINK_TOKEN_SEGMENT = re.compile(r"(?<=/)[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}(?=[/?#\s\"']|$)")
 # Errors whose messages quote input or stored data; a traceback gives their kind only.
 DATA_QUOTING_ERRORS: tuple[type[BaseException], ...] = (
     psycopg.Error,
@@ -51,8 +60,8 @@ def current_request_id() -> str | None:
 
 
 def redact_url(text: str) -> str:
-    """`text` with every query string and customer-link token replaced by `…`."""
-    return CUSTOMER_LINK_TOKEN.sub(r"\1…", QUERY_STRING.sub("?…", text))
+    """`text` with every query string and every path segment shaped like a link token replaced by `…`."""
+    return LINK_TOKEN_SEGMENT.sub("…", QUERY_STRING.sub("?…", text))
 
 
 def describe_exception(error: BaseException) -> str:
@@ -162,6 +171,10 @@ def configure_logging(service_name: str, level: str | int = "INFO") -> None:
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
+    access_logger = logging.getLogger(UVICORN_ACCESS_LOGGER)
+    access_logger.handlers.clear()
+    access_logger.propagate = False
+    access_logger.disabled = True
     for name in URL_LOGGERS:
         url_logger = logging.getLogger(name)
         if not any(isinstance(f, _UrlRedactingFilter) for f in url_logger.filters):

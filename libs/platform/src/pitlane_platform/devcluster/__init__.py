@@ -171,13 +171,7 @@ class DevCluster:
             ),
         }
         port = previous_port if previous_port is not None and port_is_free(previous_port) else free_port()
-        uvicorn = [
-            *(sys.executable, "-m", "uvicorn", "--factory", spec.asgi_factory),
-            *("--loop", "uvloop", "--http", "httptools", "--no-access-log"),
-            *("--host", LOOPBACK, "--port", str(port)),
-            # Behind the gateway's /api/<service>/ (which it strips): /docs finds its document and assets.
-            *("--root-path", f"/api/{spec.name}"),
-        ]
+        uvicorn = uvicorn_command(spec, port)
         if api_workers == 1:
             self._spawn(spec.name, uvicorn, env, f"http://{LOOPBACK}:{port}", service=spec.name)
             return
@@ -471,6 +465,18 @@ async def _messaging_report(state: dict[str, Any]) -> str:
                 f"message(s) held back, {consumer.dead_letters} dead letter(s)"
             )
     return "\n".join(lines)
+
+
+def uvicorn_command(spec: ServiceSpec, port: int) -> list[str]:
+    """The command serving `spec`'s API on loopback `port`. Without an access log: a path can carry a link's
+    token (configure_logging keeps uvicorn's access logger off as well)."""
+    return [
+        *(sys.executable, "-m", "uvicorn", "--factory", spec.asgi_factory),
+        *("--loop", "uvloop", "--http", "httptools", "--no-access-log"),
+        *("--host", LOOPBACK, "--port", str(port)),
+        # Behind the gateway's /api/<service>/ (which it strips): /docs finds its document and assets.
+        *("--root-path", f"/api/{spec.name}"),
+    ]
 
 
 def nats_access(state: dict[str, Any]) -> NatsClientAccess:
