@@ -251,3 +251,42 @@ async def test_after_a_merge_the_merged_customers_phone_and_orders_belong_to_the
         assert (await branch.post(WALK_INS, body)).status_code == 201
     opened = [e.data for e in await branch.published(at_least=9) if isinstance(e.data, WorkOrderOpened)]
     assert [o.customer_id for o in opened] == [newcomer, "c-old", "c-old"]
+
+
+async def test_a_check_in_naming_the_car_by_id_alone_takes_the_plate_the_chain_knows(branch: Harness) -> None:
+    await publish_from_profile(
+        branch,
+        (
+            VehicleRegistered(
+                vehicle_id="v-by-id",
+                owner_customer_id="c-by-id",
+                plate="沪F12345",
+                brand="本田",
+                model="思域",
+                mileage_km=20_000,
+            ),
+            "v-by-id",
+            1,
+        ),
+    )
+
+    async def known() -> bool:
+        return await directory_has(branch, "SELECT 1 FROM directory_vehicles WHERE vehicle_id = 'v-by-id'")
+
+    await wait_until(known)
+    checked_in = await branch.post(WALK_INS, check_in(customer_id="c-by-id", vehicle_id="v-by-id"))
+    assert checked_in.status_code == 201, checked_in.text
+    [opened] = [envelope["data"] for envelope in await stored(branch, "WorkOrderOpened")]
+    assert (opened["vehicle_id"], opened["plate"]) == ("v-by-id", "沪F12345")
+
+
+async def test_a_check_in_naming_a_car_the_chain_knows_no_plate_for_without_one_is_a_422(
+    branch: Harness,
+) -> None:
+    before = await branch.counts()
+    refused = await branch.post(WALK_INS, check_in(customer_id="c-9", vehicle_id="v-nobody-knows"))
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"] == [
+        {"field": "body.plate", "message": "the chain knows no plate for vehicle v-nobody-knows: give it"}
+    ]
+    assert await branch.counts() == before

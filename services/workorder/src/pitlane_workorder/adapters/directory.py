@@ -101,6 +101,17 @@ async def vehicle_by_plate(unit: Unit, plate: str) -> tuple[str, str | None] | N
     return (row[0], row[1]) if row else None
 
 
+async def plate_of(unit: Unit, vehicle_id: str) -> str | None:
+    """The plate of a vehicle the directory knows."""
+    row = await execute_on_driver(
+        unit,
+        "plate of vehicle",
+        "SELECT plate FROM directory_vehicles WHERE vehicle_id = %(vehicle_id)s",
+        {"vehicle_id": vehicle_id},
+    )
+    return row[0] if row else None
+
+
 async def add_customer(unit: Unit, customer_id: str, phones: list[str], *, from_profile: bool) -> None:
     await execute_on_driver(unit, "directory customer", _CUSTOMER, {"customer_id": customer_id})
     for phone in phones:

@@ -410,9 +410,13 @@ class Handlers:
                 ),
                 vehicle_required=True,
             )
-            assert (
-                plate is not None and resolution.vehicle_id is not None
-            )  # resolve refuses a check-in without them
+            assert resolution.vehicle_id is not None  # resolve refuses a check-in without one
+            # A car named by its id alone is checked in under the plate the chain knows for it.
+            plate = plate or await directory.plate_of(uow.unit, resolution.vehicle_id)
+            if plate is None:
+                raise InvalidInputError(
+                    "body.plate", f"the chain knows no plate for vehicle {resolution.vehicle_id}: give it"
+                )
             order = WorkOrder.open(
                 WorkOrderOpened(
                     work_order_id=new_id(),
