@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
+from uuid import uuid4
 
 import pytest
 from sqlalchemy import func, select, text
@@ -252,3 +254,35 @@ async def test_enqueued_envelopes_are_queued_for_the_relay_only_when_their_trans
     assert sorted(rows) == sorted(
         (e.event_id, "vehicle-9", "customer-profile.chain.VehicleMileageRecorded.v1") for e in envelopes
     )
+
+
+class Visit(Odometer):
+    """An aggregate whose whole life is one business flow."""
+
+    keeps_correlation = True
+
+
+async def test_an_aggregate_that_keeps_its_correlation_appends_every_later_command_in_its_first(sessions):
+    opened_in = uuid4()
+    visit = Visit("visit-1")
+    visit.read(100)
+    async with sessions() as session, session.begin():
+        await save_aggregate(session, visit, replace(context(), correlation_id=opened_in))
+    for km in (200, 300):  # later commands, each with a context of its own
+        async with sessions() as session, session.begin():
+            loaded = await load_aggregate(session, Visit, "visit-1")
+            loaded.read(km)
+            await save_aggregate(session, loaded, context())
+    plain = Odometer("odometer-1")
+    plain.read(100)
+    async with sessions() as session, session.begin():
+        await save_aggregate(session, plain, context())
+    plain.read(200)  # saved again as it is: another command, another correlation
+    async with sessions() as session, session.begin():
+        await save_aggregate(session, plain, context())
+
+    async with sessions() as session:
+        kept = [e.correlation_id for e in await eventstore.load(session, "visit-1")]
+        own = [e.correlation_id for e in await eventstore.load(session, "odometer-1")]
+    assert kept == [opened_in] * 3
+    assert len(set(own)) == 2

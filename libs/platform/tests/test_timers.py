@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
 
 import psycopg
 import pytest
@@ -428,3 +429,33 @@ async def test_a_timer_fires_in_the_trace_that_scheduled_it(timer_db: str) -> No
     assert await runner.fire_due() == 1  # hours later, outside any trace
     await pool.close()
     assert seen == [trace_id]
+
+
+async def test_a_timer_fires_in_the_correlation_it_was_scheduled_in(timer_db: str) -> None:
+    """Each timer keeps its own scheduler's correlation (a visit's), and one scheduled outside any has none;
+    it does not depend on the trace, which a request starts anew."""
+    visit, other_visit = uuid4(), uuid4()
+    seen: dict[str, UUID | None] = {}
+    handlers = TimerHandlers()
+
+    @handlers.on("probe")
+    async def note_correlation(ctx: TimerContext) -> None:
+        seen[ctx.timer.key] = ctx.timer.correlation_id
+
+    pool = DriverPool(timer_db)
+    await pool.open()
+    async with pool.transaction() as unit:
+        await schedule(unit, "probe", "survey-1", START, correlation_id=visit)
+        await schedule_many(
+            unit,
+            "probe",
+            [NewTimer("survey-2", START, {}), NewTimer("survey-3", START, {})],
+            correlation_id=other_visit,
+        )
+        await schedule(unit, "probe", "sweep", START)
+    runner = TimerRunner(
+        handlers, driver=pool, clock=FixedClock(START), database_url=timer_db, service="test"
+    )
+    assert await runner.fire_due() == 4
+    await pool.close()
+    assert seen == {"survey-1": visit, "survey-2": other_visit, "survey-3": other_visit, "sweep": None}

@@ -186,7 +186,8 @@ async def record_delivery(
             failed_at = CASE WHEN %(delivered)s THEN NULL ELSE %(at)s END,
             status_reason = CASE WHEN %(delivered)s THEN NULL ELSE 'not_delivered: ' || coalesce(%(error)s, 'unknown') END
         WHERE provider = %(provider)s AND provider_message_id = %(id)s AND status = 'sent'
-        RETURNING message_id, customer_id, channel, purpose, trigger, survey_id, campaign_id, status, status_reason
+        RETURNING message_id, customer_id, channel, purpose, trigger, survey_id, campaign_id, status, status_reason,
+                  correlation_id
         """,
         {
             "provider": provider,

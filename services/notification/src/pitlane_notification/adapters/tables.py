@@ -221,6 +221,7 @@ surveys = Table(
     Column("branch_id", Text, nullable=False),
     Column("advisor_id", Text, nullable=False),
     Column("technician_ids", JSONB, nullable=False),
+    Column("correlation_id", Uuid),  # the visit's: the answer the customer gives days later carries it
     # scheduled → sent → answered; cancelled (voided, erased, not sendable); expired.
     Column("status", Text, nullable=False),
     Column("status_reason", Text),

@@ -212,7 +212,9 @@ class Notification:
                 "UPDATE surveys SET delivered_at = coalesce(delivered_at, %(at)s) WHERE survey_id = %(s)s RETURNING 1",
                 {"at": now, "s": row["survey_id"]},
             )
-        context = CommandContext(actor=ACTOR, chain_id=self.chain_id, occurred_at=now)
+        context = CommandContext(
+            actor=ACTOR, chain_id=self.chain_id, occurred_at=now, correlation_id=row["correlation_id"]
+        )
         event = NotificationDelivered(
             notification_id=row["message_id"],
             channel=Channel(row["channel"]),

@@ -80,8 +80,8 @@ class Surveys:
             "schedule survey",
             """
             INSERT INTO surveys (survey_id, work_order_id, customer_id, branch_id, advisor_id, technician_ids,
-                                 status, scheduled_for)
-            VALUES (%(s)s, %(w)s, %(c)s, %(b)s, %(a)s, %(t)s::jsonb, 'scheduled', %(at)s)
+                                 status, scheduled_for, correlation_id)
+            VALUES (%(s)s, %(w)s, %(c)s, %(b)s, %(a)s, %(t)s::jsonb, 'scheduled', %(at)s, %(correlation)s)
             ON CONFLICT (work_order_id) DO NOTHING
             RETURNING survey_id
             """,
@@ -93,6 +93,7 @@ class Surveys:
                 "a": advisor_id,
                 "t": _json_list(technician_ids),
                 "at": scheduled_for,
+                "correlation": correlation_id,
             },
         )
         if row is None:
@@ -301,7 +302,11 @@ class Surveys:
             comment=comment,
         )
         context = CommandContext(
-            actor=ACTOR, chain_id=self.delivery.chain_id, occurred_at=now, branch_id=survey["branch_id"]
+            actor=ACTOR,
+            chain_id=self.delivery.chain_id,
+            occurred_at=now,
+            branch_id=survey["branch_id"],
+            correlation_id=survey["correlation_id"],
         )
         envelope = context.envelope(event, aggregate_id=survey_id, aggregate_version=survey["version"])
         await outbox.enqueue(unit, [envelope])
@@ -336,7 +341,11 @@ class Surveys:
             step=step,
         )
         context = CommandContext(
-            actor=ACTOR, chain_id=self.delivery.chain_id, occurred_at=now, branch_id=survey["branch_id"]
+            actor=ACTOR,
+            chain_id=self.delivery.chain_id,
+            occurred_at=now,
+            branch_id=survey["branch_id"],
+            correlation_id=survey["correlation_id"],
         )
         await outbox.enqueue(
             unit, [context.envelope(event, aggregate_id=survey["survey_id"], aggregate_version=rows[0][0])]
