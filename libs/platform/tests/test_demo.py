@@ -24,6 +24,7 @@ from pitlane_platform.auth import mint_dev_token
 from pitlane_platform.devcluster import read_state
 from pitlane_platform.devcluster.demo.plan import SMALL, make_plan
 from pitlane_platform.embedded import free_port
+from pitlane_platform.logging import LINK_TOKEN_SEGMENT
 from pitlane_platform.settings import DEV_JWT_SECRET
 from platform_flow import server_data_dir
 
@@ -83,6 +84,7 @@ def test_make_up_on_an_empty_data_directory_plays_the_demo_into_every_projection
             up.wait_for("demo: every relay", DEMO_TIMEOUT_S)
             played = next(line for line in up.output if re.match(r"demo: \d+ visits", line))
             up.wait_for("  customer page", 30)
+            check_logs_keep_links_secret(up.output)
             state = read_state(data_dir)
             assert state is not None
             assert datetime.now(SHANGHAI).date() == today, "the test ran over midnight: the plan moved"
@@ -95,6 +97,22 @@ def test_make_up_on_an_empty_data_directory_plays_the_demo_into_every_projection
             assert again.wait_for("demo: not played", 60)
         finally:
             again.stop()
+
+
+def check_logs_keep_links_secret(output: list[str]) -> None:
+    """The demo answered surveys at /n/s/<token> and booked through links: no access log line, and no token
+    in any line but the customer page `pitlane up` prints for the developer on purpose. The wait for the
+    projections holds one NATS connection: asyncio's eof_received warning (on closing one, over TLS) once."""
+    assert not [line for line in output if "uvicorn.access" in line]
+    assert not [
+        line for line in output if LINK_TOKEN_SEGMENT.search(line) and not line.startswith("  customer page")
+    ]
+    settling = output[
+        next(i for i, line in enumerate(output) if "waiting for the projections" in line) : next(
+            i for i, line in enumerate(output) if line.startswith("demo: every relay")
+        )
+    ]
+    assert sum("eof_received" in line for line in settling) <= 1, "".join(settling)
 
 
 def check_projections(state: dict, played: str, output: str) -> None:  # type: ignore[type-arg]

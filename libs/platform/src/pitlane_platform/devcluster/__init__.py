@@ -29,8 +29,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,6 +57,8 @@ from pitlane_platform.security.nats_access import OPERATOR, NatsClientAccess
 from pitlane_platform.services import ServiceSpec, installed_services
 
 if TYPE_CHECKING:
+    from nats.aio.client import Client as NatsClient
+
     from pitlane_platform.messaging.health import ConsumerHealth
     from pitlane_platform.messaging.relay import OutboxHealth
     from pitlane_platform.scheduling.timers import TimerHealth
@@ -407,16 +409,13 @@ class ServiceBacklog:
         )
 
 
-async def messaging_backlogs(state: dict[str, Any]) -> list[ServiceBacklog]:
-    """Per service of a `pitlane up` state: its relay's backlog, its consumers' and its due timers."""
+@asynccontextmanager
+async def operator_nats(state: dict[str, Any]) -> AsyncIterator[NatsClient]:
+    """A NATS connection as the operator of a `pitlane up` state. Hold it across repeated looks: nats-py
+    upgrades to TLS without telling asyncio's stream protocol, so closing each TLS connection makes asyncio
+    warn "returning true from eof_received() has no effect when using ssl" (nats-io/nats.py#574)."""
     import nats
 
-    from pitlane_platform.db import DriverPool
-    from pitlane_platform.messaging.health import consumer_health
-    from pitlane_platform.messaging.relay import outbox_health
-    from pitlane_platform.scheduling.timers import timer_health
-
-    backlogs = []
     client = await nats.connect(
         state["nats"]["url"],
         connect_timeout=5,
@@ -424,32 +423,44 @@ async def messaging_backlogs(state: dict[str, Any]) -> list[ServiceBacklog]:
         **nats_access(state).connect_options(),
     )
     try:
-        for service, url in service_database_urls(state).items():
-            async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as connection:
-                outbox = await outbox_health(connection)
-                consumers = await consumer_health(client.jetstream(), service, connection)
-                has_timers = await (await connection.execute("SELECT to_regclass('timers')")).fetchone()
-            timers = None
-            if has_timers is not None and has_timers[0] is not None:
-                pool = DriverPool(sqlalchemy_url(url), max_size=1)
-                await pool.open()
-                try:
-                    async with pool.transaction() as unit:
-                        timers = await timer_health(
-                            unit, now=datetime.now(UTC), allowed_lateness=timedelta(0)
-                        )
-                finally:
-                    await pool.close()
-            backlogs.append(ServiceBacklog(service, outbox, consumers, timers))
+        yield client
     finally:
         await client.close()
+
+
+async def messaging_backlogs(state: dict[str, Any], client: NatsClient) -> list[ServiceBacklog]:
+    """Per service of a `pitlane up` state: its relay's backlog, its consumers' and its due timers; `client`
+    from operator_nats."""
+    from pitlane_platform.db import DriverPool
+    from pitlane_platform.messaging.health import consumer_health
+    from pitlane_platform.messaging.relay import outbox_health
+    from pitlane_platform.scheduling.timers import timer_health
+
+    backlogs = []
+    for service, url in service_database_urls(state).items():
+        async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as connection:
+            outbox = await outbox_health(connection)
+            consumers = await consumer_health(client.jetstream(), service, connection)
+            has_timers = await (await connection.execute("SELECT to_regclass('timers')")).fetchone()
+        timers = None
+        if has_timers is not None and has_timers[0] is not None:
+            pool = DriverPool(sqlalchemy_url(url), max_size=1)
+            await pool.open()
+            try:
+                async with pool.transaction() as unit:
+                    timers = await timer_health(unit, now=datetime.now(UTC), allowed_lateness=timedelta(0))
+            finally:
+                await pool.close()
+        backlogs.append(ServiceBacklog(service, outbox, consumers, timers))
     return backlogs
 
 
 async def _messaging_report(state: dict[str, Any]) -> str:
     """Per service: the relay's backlog and parked rows; per consumer: pending, held back, dead-lettered."""
     lines = ["messaging:"]
-    for backlog in await messaging_backlogs(state):
+    async with operator_nats(state) as client:
+        backlogs = await messaging_backlogs(state, client)
+    for backlog in backlogs:
         outbox = backlog.outbox
         lines.append(
             f"  {backlog.service}: relay lag {outbox.oldest_pending_age_s:.1f}s, {outbox.pending} unpublished, "

@@ -63,18 +63,19 @@ def play_demo(state: dict[str, Any], size: DemoSize, say: Callable[[str], None])
 
 async def _until_settled(state: dict[str, Any]) -> float:
     """Wait until two looks in a row find every service settled (a consumer's reaction may write an event)."""
-    from pitlane_platform.devcluster import messaging_backlogs
+    from pitlane_platform.devcluster import messaging_backlogs, operator_nats
 
     started = time.monotonic()
     in_a_row = 0
-    while in_a_row < 2:
-        if time.monotonic() - started > SETTLE_TIMEOUT_S:
-            raise TimeoutError(
-                f"the services did not catch up within {SETTLE_TIMEOUT_S:.0f}s: see pitlane status"
-            )
-        settled = all(backlog.settled for backlog in await messaging_backlogs(state))
-        in_a_row = in_a_row + 1 if settled else 0
-        await asyncio.sleep(1.0)
+    async with operator_nats(state) as client:  # one connection for every look
+        while in_a_row < 2:
+            if time.monotonic() - started > SETTLE_TIMEOUT_S:
+                raise TimeoutError(
+                    f"the services did not catch up within {SETTLE_TIMEOUT_S:.0f}s: see pitlane status"
+                )
+            settled = all(backlog.settled for backlog in await messaging_backlogs(state, client))
+            in_a_row = in_a_row + 1 if settled else 0
+            await asyncio.sleep(1.0)
     return time.monotonic() - started
 
 
