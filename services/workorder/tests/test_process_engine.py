@@ -409,6 +409,22 @@ async def test_dispatch_suggestions_rank_by_shift_skill_load_and_time_left_and_t
     assert plain["data"]["suggestion"] is None
 
 
+async def test_on_a_day_without_shifts_at_a_branch_that_keeps_them_nobody_is_at_work(branch: Harness) -> None:
+    h = branch
+    monday = [{"staff_id": "tom", "starts_at": "08:00", "ends_at": "12:00", "breaks": []}]
+    rostered = await put(h, f"/v1/branches/{BRANCH}/shifts/2026-11-16", {"shifts": monday}, role="manager")
+    assert rostered.status_code == 204, rostered.text
+    advance(h, hours=25)  # Tuesday 09:00 in Shanghai: nobody has a shift today
+
+    shown = await suggestions(h, await opened(h, work_categories=["labour"]))
+
+    assert shown["technicians"], shown
+    # Known not to be at work (0 minutes left), not unknown (null) as at a branch planning by bays alone.
+    assert [t["minutes_left_on_shift"] for t in shown["technicians"]] == [0] * len(shown["technicians"]), (
+        shown
+    )
+
+
 async def test_only_technicians_carry_skills(branch: Harness) -> None:
     h = branch
     advisor = await put(h, f"/v1/branches/{BRANCH}/staff/amy/skills", {"skills": ["labour"]}, role="manager")

@@ -14,7 +14,7 @@ from pitlane_events.workorder import DispatchSuggestion
 from pitlane_platform.db import Unit
 from pitlane_platform.errors import InvalidInputError, NotFoundError
 from pitlane_platform.security.links import claims_of, sign_claims
-from pitlane_workorder.adapters import dispatch, queries
+from pitlane_workorder.adapters import calendar, dispatch, queries
 from pitlane_workorder.domain.dispatch import Candidate, rank
 from pitlane_workorder.domain.shifts import ShiftTime
 from pitlane_workorder.domain.workorder import WorkOrder
@@ -33,13 +33,14 @@ def work_needed(order: WorkOrder) -> tuple[LineCategory, ...]:
 
 async def suggest(unit: Unit, order: WorkOrder, branch_id: str, now: datetime) -> DispatchSuggestion:
     needed = work_needed(order)
-    # The booking calendar's roster: empty while the branch plans by bays alone (nobody's time is known);
-    # otherwise a technician without a shift today is not at work.
+    # The booking calendar's roster. While the branch plans by bays alone nobody's time is known; once it
+    # keeps shifts, a technician without a shift today is not at work (nobody is, on a day without any).
     shifts = await shift_time(unit, branch_id, now)
+    keeps_shifts = await calendar.plans_by_shifts(unit, branch_id)
     load = await dispatch.open_orders(unit, branch_id)
     candidates = []
     for row in await dispatch.technicians(unit, branch_id):
-        on_shift, minutes_left = _at_work(shifts.get(row["staff_id"]), keeps_shifts=bool(shifts))
+        on_shift, minutes_left = _at_work(shifts.get(row["staff_id"]), keeps_shifts=keeps_shifts)
         candidates.append(
             Candidate(
                 technician_id=row["staff_id"],
