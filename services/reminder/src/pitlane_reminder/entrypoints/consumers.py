@@ -87,7 +87,12 @@ def _vehicle_facts(service: Reminder) -> Consumer:
                 correction=False,
                 event_id=str(ctx.envelope.event_id),
             )
-        await schedule.evaluate(ctx.unit, event.vehicle_id, reason="the vehicle was registered")
+        await schedule.evaluate(
+            ctx.unit,
+            event.vehicle_id,
+            reason="the vehicle was registered",
+            correlation_id=ctx.envelope.correlation_id,
+        )
 
     @facts.on(VehicleUpdated)
     async def on_updated(ctx: HandlerContext, event: VehicleUpdated) -> None:
@@ -100,7 +105,12 @@ def _vehicle_facts(service: Reminder) -> Consumer:
             registration_date=event.registration_date,
             purchase_date=event.purchase_date,
         )
-        await schedule.evaluate(ctx.unit, event.vehicle_id, reason="the vehicle's details changed")
+        await schedule.evaluate(
+            ctx.unit,
+            event.vehicle_id,
+            reason="the vehicle's details changed",
+            correlation_id=ctx.envelope.correlation_id,
+        )
 
     @facts.on(VehicleOwnerChanged)
     async def on_owner_changed(ctx: HandlerContext, event: VehicleOwnerChanged) -> None:
@@ -113,7 +123,12 @@ def _vehicle_facts(service: Reminder) -> Consumer:
             customer_id=event.new_owner_customer_id,
             sold_at=ctx.envelope.occurred_at,
         )
-        await schedule.cancel_all(ctx.unit, event.vehicle_id, ReminderCancellation.VEHICLE_SOLD)
+        await schedule.cancel_all(
+            ctx.unit,
+            event.vehicle_id,
+            ReminderCancellation.VEHICLE_SOLD,
+            correlation_id=ctx.envelope.correlation_id,
+        )
 
     @facts.on(VehicleMileageRecorded)
     async def on_mileage(ctx: HandlerContext, event: VehicleMileageRecorded) -> None:
@@ -128,7 +143,12 @@ def _vehicle_facts(service: Reminder) -> Consumer:
             correction=event.correction is not None,
             event_id=str(ctx.envelope.event_id),
         )
-        await schedule.evaluate(ctx.unit, event.vehicle_id, reason=f"a reading of {event.mileage_km:,} km")
+        await schedule.evaluate(
+            ctx.unit,
+            event.vehicle_id,
+            reason=f"a reading of {event.mileage_km:,} km",
+            correlation_id=ctx.envelope.correlation_id,
+        )
 
     @facts.on(VehicleInsuranceUpdated)
     async def on_insurance(ctx: HandlerContext, event: VehicleInsuranceUpdated) -> None:
@@ -142,6 +162,7 @@ def _vehicle_facts(service: Reminder) -> Consumer:
             ctx.unit,
             event.vehicle_id,
             reason=f"{event.coverage.value} insurance now expires {event.expires_on}",
+            correlation_id=ctx.envelope.correlation_id,
         )
 
     @facts.on(ConsentChanged)
@@ -161,10 +182,18 @@ def _vehicle_facts(service: Reminder) -> Consumer:
         )
         for vehicle_id in await queries.vehicles_of(ctx.unit, event.customer_id):
             if withdrawn:
-                await schedule.cancel_all(ctx.unit, vehicle_id, ReminderCancellation.CONSENT_WITHDRAWN)
+                await schedule.cancel_all(
+                    ctx.unit,
+                    vehicle_id,
+                    ReminderCancellation.CONSENT_WITHDRAWN,
+                    correlation_id=ctx.envelope.correlation_id,
+                )
             else:
                 await schedule.evaluate(
-                    ctx.unit, vehicle_id, reason="the customer consents to service messages again"
+                    ctx.unit,
+                    vehicle_id,
+                    reason="the customer consents to service messages again",
+                    correlation_id=ctx.envelope.correlation_id,
                 )
 
     @facts.on(CustomersMerged)
@@ -191,7 +220,12 @@ def _vehicle_facts(service: Reminder) -> Consumer:
                 "UPDATE vehicles SET plate = NULL, erased_at = %(at)s WHERE vehicle_id = %(v)s",
                 {"v": vehicle_id, "at": ctx.envelope.occurred_at},
             )
-            await schedule.cancel_all(ctx.unit, vehicle_id, ReminderCancellation.CUSTOMER_ERASED)
+            await schedule.cancel_all(
+                ctx.unit,
+                vehicle_id,
+                ReminderCancellation.CUSTOMER_ERASED,
+                correlation_id=ctx.envelope.correlation_id,
+            )
         open_tasks = await fetch_on_driver(
             ctx.unit,
             "erased customer's tasks",
@@ -200,7 +234,13 @@ def _vehicle_facts(service: Reminder) -> Consumer:
         )
         for (task_id,) in open_tasks:
             await service.tasks.complete(
-                ctx.unit, task_id, FollowUpOutcome.UNREACHABLE, None, by=ACTOR, auto_closed="customer_erased"
+                ctx.unit,
+                task_id,
+                FollowUpOutcome.UNREACHABLE,
+                None,
+                by=ACTOR,
+                auto_closed="customer_erased",
+                correlation_id=ctx.envelope.correlation_id,
             )
         await execute_on_driver(
             ctx.unit,
@@ -227,7 +267,9 @@ def _visits(service: Reminder) -> Consumer:
         if vehicle_id is not None:
             await queries.upsert_vehicle(ctx.unit, vehicle_id, customer_id=event.customer_id)
             await queries.mark_open(ctx.unit, vehicle_id, "open_bookings", event.appointment_id, is_open=True)
-        await service.tasks.close_for_booking(ctx.unit, event.customer_id, vehicle_id)
+        await service.tasks.close_for_booking(
+            ctx.unit, event.customer_id, vehicle_id, correlation_id=ctx.envelope.correlation_id
+        )
 
     async def booking_over(ctx: HandlerContext, appointment_id: str) -> None:
         await execute_on_driver(
@@ -314,6 +356,7 @@ def _visits(service: Reminder) -> Consumer:
             ctx.unit,
             event.vehicle_id,
             reason=f"serviced at {event.mileage_km:,} km on {completed_on.isoformat()}",
+            correlation_id=ctx.envelope.correlation_id,
         )
 
     @visits.on(WorkOrderVoided)
@@ -326,7 +369,12 @@ def _visits(service: Reminder) -> Consumer:
             ctx.unit, order["vehicle_id"], "open_work_orders", event.work_order_id, is_open=False
         )
         await _serviced(ctx, order["vehicle_id"])
-        await schedule.evaluate(ctx.unit, order["vehicle_id"], reason="a visit was voided")
+        await schedule.evaluate(
+            ctx.unit,
+            order["vehicle_id"],
+            reason="a visit was voided",
+            correlation_id=ctx.envelope.correlation_id,
+        )
 
     async def _serviced(ctx: HandlerContext, vehicle_id: str) -> None:
         """The vehicle's last service is its latest visit that still counts."""
@@ -376,6 +424,7 @@ def _visits(service: Reminder) -> Consumer:
                 stage=event.stage,
                 responsible_role=event.responsible_role,
             ),
+            correlation_id=ctx.envelope.correlation_id,
         )
 
     @visits.on(AddOnDeclined)
@@ -393,6 +442,7 @@ def _visits(service: Reminder) -> Consumer:
             branch_id=order["branch_id"],
             advisor_id=order["advisor_id"],
             customer_id=order["customer_id"],
+            correlation_id=ctx.envelope.correlation_id,
         )
 
     return visits
@@ -426,6 +476,7 @@ def _nps(service: Reminder) -> Consumer:
                 # scrubs it there), and the advisor reads it through the survey.
                 note=f"NPS {event.score}",
             ),
+            correlation_id=ctx.envelope.correlation_id,
         )
 
     return answers

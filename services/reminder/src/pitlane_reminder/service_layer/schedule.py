@@ -91,6 +91,7 @@ class Changes:
 
     now: datetime
     today: date  # on the chain's clock
+    correlation_id: uuid.UUID | None  # the cause's (an event's): its events and timers keep it
     reminders: list[dict[str, Any]] = field(default_factory=list)  # whole rows, saved as they are
     events: list[ReminderScheduled | ReminderRescheduled | ReminderCancelled] = field(default_factory=list)
     steps: list[PendingSteps] = field(default_factory=list)
@@ -120,9 +121,9 @@ class Schedule:
     def today(self) -> date:
         return self.clock.now().astimezone(self.timezone).date()
 
-    def _changes(self) -> Changes:
+    def _changes(self, correlation_id: uuid.UUID | None) -> Changes:
         now = self.clock.now()
-        return Changes(now=now, today=now.astimezone(self.timezone).date())
+        return Changes(now=now, today=now.astimezone(self.timezone).date(), correlation_id=correlation_id)
 
     # ---- facts → reminders -----------------------------------------------------------------------------
 
@@ -140,14 +141,24 @@ class Schedule:
         await queries.set_estimate(unit, vehicle_id, result.projection, basis=result.explain(self.timezone))
         return result
 
-    async def evaluate(self, unit: Unit, vehicle_id: str, *, reason: str) -> None:
-        """A fact of the vehicle changed: its mileage estimate and its reminders are worked out again."""
+    async def evaluate(
+        self, unit: Unit, vehicle_id: str, *, reason: str, correlation_id: uuid.UUID | None = None
+    ) -> None:
+        """A fact of the vehicle changed: its mileage estimate and its reminders are worked out again; what
+        that changes carries `correlation_id`, the changing fact's."""
         if await queries.vehicle(unit, vehicle_id, lock=True) is None:
             return
         await self.mileage_estimate(unit, vehicle_id)
-        await self.evaluate_many(unit, [vehicle_id], reason=reason)
+        await self.evaluate_many(unit, [vehicle_id], reason=reason, correlation_id=correlation_id)
 
-    async def evaluate_many(self, unit: Unit, vehicle_ids: Sequence[str], *, reason: str) -> None:
+    async def evaluate_many(
+        self,
+        unit: Unit,
+        vehicle_ids: Sequence[str],
+        *,
+        reason: str,
+        correlation_id: uuid.UUID | None = None,
+    ) -> None:
         """Work these vehicles' reminders out again from their facts (the estimate as kept on their rows)
         and their branches' rules: a handful of statements whatever their number, so a rule change goes
         through a million vehicles in chunks."""
@@ -165,7 +176,7 @@ class Schedule:
         used = await queries.used_offsets(
             unit, [row["reminder_id"] for rows in reminders.values() for row in rows]
         )
-        changes = self._changes()
+        changes = self._changes(correlation_id)
         for vehicle in vehicles:
             existing = reminders[vehicle["vehicle_id"]]
             if vehicle["erased_at"] is not None or vehicle["sold_at"] is not None:
@@ -372,6 +383,7 @@ class Schedule:
                 due_at=ctx.now + timedelta(days=7),
                 note=f"win-back: no visit since {visit_on.isoformat()}",
             ),
+            correlation_id=ctx.timer.correlation_id,  # the visit's that scheduled it
         )
 
     async def declined(
@@ -386,6 +398,7 @@ class Schedule:
         branch_id: str,
         advisor_id: str,
         customer_id: str,
+        correlation_id: uuid.UUID | None,
     ) -> None:
         """A declined add-on, followed up after the rule's days: a message to the customer and a call for
         the advisor who proposed it."""
@@ -411,7 +424,7 @@ class Schedule:
             )
             known = existing.get((wanted.kind.value, wanted.subject))
             used = await queries.used_offsets(unit, [known["reminder_id"]] if known else [])
-            changes = self._changes()
+            changes = self._changes(correlation_id)
             self._keep(changes, vehicle, known, wanted, used, reason="an add-on was declined")
             await self._write(unit, changes)
         if settings.task:
@@ -428,10 +441,17 @@ class Schedule:
                 add_on_id=add_on_id,
                 note=f"declined on {declined_on.isoformat()}: {item}",
             )
-            await self.tasks.create_later(unit, task, appears_at)
+            await self.tasks.create_later(unit, task, appears_at, correlation_id=correlation_id)
 
-    async def cancel_all(self, unit: Unit, vehicle_id: str, reason: ReminderCancellation) -> int:
-        changes = self._changes()
+    async def cancel_all(
+        self,
+        unit: Unit,
+        vehicle_id: str,
+        reason: ReminderCancellation,
+        *,
+        correlation_id: uuid.UUID | None = None,
+    ) -> int:
+        changes = self._changes(correlation_id)
         for existing in await queries.reminders_of(unit, [vehicle_id]):
             if existing["status"] == "scheduled":
                 self._cancel(changes, existing, reason)
@@ -457,11 +477,11 @@ class Schedule:
         await queries.save_reminders(unit, changes.reminders)
         await queries.replace_pending_steps(unit, changes.steps)
         for kind, timers in changes.timers.items():
-            await schedule_many(unit, kind, timers)
+            await schedule_many(unit, kind, timers, correlation_id=changes.correlation_id)
         await outbox.enqueue(
             unit,
             [
-                self.context(row["branch_id"], changes.now).envelope(
+                self.context(row["branch_id"], changes.now, changes.correlation_id).envelope(
                     event, aggregate_id=row["reminder_id"], aggregate_version=row["version"]
                 )
                 for row, event in zip(changes.reminders, changes.events, strict=True)
@@ -503,7 +523,8 @@ class Schedule:
             return
         await queries.mark_steps(ctx.unit, sending, at=ctx.now, skip_reason=None)
         for step in sending:
-            context = self.context(step["branch_id"], ctx.now)
+            # The rung's correlation: the fact's that last scheduled the vehicle's day (a visit's, say).
+            context = self.context(step["branch_id"], ctx.now, ctx.timer.correlation_id)
             version = await queries.update_reminder(ctx.unit, step["reminder_id"])
             settings = getattr(rules, step["kind"])
             due = ReminderDue(
@@ -521,7 +542,7 @@ class Schedule:
                 ctx.unit, [context.envelope(due, aggregate_id=step["reminder_id"], aggregate_version=version)]
             )
             if step["kind"] == RuleKind.INSURANCE_RENEWAL.value:
-                await self.tasks.renewal_task(ctx.unit, step, vehicle, ctx.now)
+                await self.tasks.renewal_task(ctx.unit, step, vehicle, ctx.now, ctx.timer.correlation_id)
 
     async def _suppressed(self, unit: Unit, vehicle: dict[str, Any] | None, now: datetime) -> str | None:
         """Why nothing may go to this vehicle's owner now, or None."""
@@ -549,8 +570,16 @@ class Schedule:
             )
         return _EVENT_KIND[wanted.kind]
 
-    def context(self, branch_id: str | None, at: datetime) -> CommandContext:
-        return CommandContext(actor=ACTOR, chain_id=self.chain_id, occurred_at=at, branch_id=branch_id)
+    def context(
+        self, branch_id: str | None, at: datetime, correlation_id: uuid.UUID | None = None
+    ) -> CommandContext:
+        return CommandContext(
+            actor=ACTOR,
+            chain_id=self.chain_id,
+            occurred_at=at,
+            branch_id=branch_id,
+            correlation_id=correlation_id,
+        )
 
 
 def _projection(vehicle: dict[str, Any]) -> Projection:

@@ -60,8 +60,11 @@ class Tasks:
     def register(self, timers: TimerHandlers) -> None:
         timers.on(TASK_TIMER)(self._create_when_due)
 
-    async def create(self, unit: Unit, task: NewTask, *, actor: Actor = ACTOR) -> str | None:
-        """The task, once per source; None when its source made one before."""
+    async def create(
+        self, unit: Unit, task: NewTask, *, actor: Actor = ACTOR, correlation_id: uuid.UUID | None = None
+    ) -> str | None:
+        """The task, once per source; None when its source made one before. `correlation_id`: its cause's
+        (an event's, a timer's), which its FollowUpTaskCreated carries."""
         task_id = str(uuid.uuid4())
         row = await execute_on_driver(
             unit,
@@ -104,23 +107,35 @@ class Tasks:
         )
         await outbox.enqueue(
             unit,
-            [self._context(task.branch_id, actor).envelope(event, aggregate_id=task_id, aggregate_version=1)],
+            [
+                self._context(task.branch_id, actor, correlation_id).envelope(
+                    event, aggregate_id=task_id, aggregate_version=1
+                )
+            ],
         )
         return task_id
 
-    async def create_later(self, unit: Unit, task: NewTask, appears_at: datetime) -> None:
-        """The task appears at `appears_at` (a declined add-on's follow-up, 14 days later): a durable timer."""
+    async def create_later(
+        self, unit: Unit, task: NewTask, appears_at: datetime, *, correlation_id: uuid.UUID | None = None
+    ) -> None:
+        """The task appears at `appears_at` (a declined add-on's follow-up, 14 days later): a durable timer,
+        which keeps the correlation of its cause."""
         payload = {**task.__dict__, "kind": task.kind.value, "due_at": task.due_at.isoformat()}
-        await schedule(unit, TASK_TIMER, task.source, appears_at, payload)
+        await schedule(unit, TASK_TIMER, task.source, appears_at, payload, correlation_id=correlation_id)
 
     async def _create_when_due(self, ctx: TimerContext) -> None:
         payload = dict(ctx.timer.payload)
         payload["kind"] = FollowUpKind(payload["kind"])
         payload["due_at"] = datetime.fromisoformat(payload["due_at"])
-        await self.create(ctx.unit, NewTask(**payload))
+        await self.create(ctx.unit, NewTask(**payload), correlation_id=ctx.timer.correlation_id)
 
     async def renewal_task(
-        self, unit: Unit, step: dict[str, Any], vehicle: dict[str, Any], now: datetime
+        self,
+        unit: Unit,
+        step: dict[str, Any],
+        vehicle: dict[str, Any],
+        now: datetime,
+        correlation_id: uuid.UUID | None,
     ) -> None:
         """Insurance renewal: the advisor who last served the car calls the customer, within the week."""
         await self.create(
@@ -136,6 +151,7 @@ class Tasks:
                 reminder_id=step["reminder_id"],
                 note=step["basis"],
             ),
+            correlation_id=correlation_id,
         )
 
     async def complete(
@@ -147,6 +163,7 @@ class Tasks:
         *,
         by: Actor,
         auto_closed: str | None = None,
+        correlation_id: uuid.UUID | None = None,
     ) -> dict[str, Any]:
         task = await self._locked(unit, task_id)
         if task["status"] != "open":
@@ -170,7 +187,7 @@ class Tasks:
             note=note or auto_closed,
             auto_closed_reason=auto_closed,
         )
-        envelope = self._context(done["branch_id"], by).envelope(
+        envelope = self._context(done["branch_id"], by, correlation_id).envelope(
             event, aggregate_id=task_id, aggregate_version=done["version"]
         )
         await outbox.enqueue(unit, [envelope])
@@ -196,7 +213,9 @@ class Tasks:
         await outbox.enqueue(unit, [envelope])
         return rows[0]
 
-    async def close_for_booking(self, unit: Unit, customer_id: str, vehicle_id: str | None) -> int:
+    async def close_for_booking(
+        self, unit: Unit, customer_id: str, vehicle_id: str | None, *, correlation_id: uuid.UUID | None
+    ) -> int:
         """The customer booked: their open tasks (about this vehicle, or about no vehicle) are done; a late stage
         of a work order is no call to them, and stays."""
         rows = await fetch_on_driver(
@@ -212,7 +231,13 @@ class Tasks:
         )
         for (task_id,) in rows:
             await self.complete(
-                unit, task_id, FollowUpOutcome.BOOKED, None, by=ACTOR, auto_closed="customer_booked"
+                unit,
+                task_id,
+                FollowUpOutcome.BOOKED,
+                None,
+                by=ACTOR,
+                auto_closed="customer_booked",
+                correlation_id=correlation_id,
             )
         return len(rows)
 
@@ -228,7 +253,13 @@ class Tasks:
             raise NotFoundError(f"no task {task_id}")
         return rows[0]
 
-    def _context(self, branch_id: str | None, actor: Actor) -> CommandContext:
+    def _context(
+        self, branch_id: str | None, actor: Actor, correlation_id: uuid.UUID | None = None
+    ) -> CommandContext:
         return CommandContext(
-            actor=actor, chain_id=self.chain_id, occurred_at=self.clock.now(), branch_id=branch_id or None
+            actor=actor,
+            chain_id=self.chain_id,
+            occurred_at=self.clock.now(),
+            branch_id=branch_id or None,
+            correlation_id=correlation_id,
         )
