@@ -66,7 +66,7 @@ class Envelope(BaseModel, Generic[E]):
     aggregate_version: int
     """Version of that aggregate after this event; read models ignore events older than what they saw."""
     correlation_id: UUID
-    """Id shared by every event of one business flow (the first event's id)."""
+    """Id shared by every event of one business flow (a visit, from its booking), reactions and timers too."""
     causation_id: UUID | None = None
     """Id of the event that directly caused this one; null when a command from outside caused it."""
     actor: Actor
