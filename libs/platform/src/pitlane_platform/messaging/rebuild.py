@@ -348,10 +348,12 @@ class _Rebuild:
             await self._lead()
             self.live_schema = str(await self._scalar("SELECT current_schema()"))
             await self._drop_leftovers()
-            # The fresh schema alone: handlers writing a table that is not rebuilt fail here.
+            # The fresh schema alone: handlers writing a table that is not rebuilt fail here. Its commits do
+            # not wait for the disk: until the swap nothing depends on them (a crash fails the rebuild, which
+            # starts over), and the swap's own commit, on the control connection, waits for all of them.
             engine = create_async_engine(
                 sqlalchemy_url(self.database_url),
-                connect_args={"options": f"-c search_path={self.schema}"},
+                connect_args={"options": f"-c search_path={self.schema} -c synchronous_commit=off"},
                 pool_size=1,
                 max_overflow=0,
                 hide_parameters=True,
