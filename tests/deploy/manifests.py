@@ -140,11 +140,15 @@ def service_settings() -> tuple[ServiceSettingsOf, ...]:
     reading the service's env prefix)."""
     found = []
     for spec in installed_services():
-        importlib.import_module(spec.asgi_factory.partition(":")[0])
+        module = spec.asgi_factory.partition(":")[0]
+        importlib.import_module(module)
+        # The service's own class: a test elsewhere may define one reading the same prefix.
+        package = module.partition(".")[0]
         matching = [
             cls
             for cls in _subclasses(ServiceSettings)
             if cls.model_config.get("env_prefix") == spec.env_prefix
+            and cls.__module__.partition(".")[0] == package
         ]
         if len(matching) != 1:
             raise AssertionError(f"{spec.name}: {len(matching)} settings classes read {spec.env_prefix}")
