@@ -15,6 +15,19 @@ from pitlane_platform.security.links import CustomerLink, sign_link
 DAY = "2026-11-16"
 
 
+async def test_opening_hours_with_an_offset_are_a_422_naming_them_and_open_nothing(branch: Harness):
+    # An aware time beside a naive one used to fail the comparison in the model: a 500.
+    hours = [{"weekday": 1, "opens_at": "08:00:00Z", "closes_at": "18:00:00"}]
+    body = {"branch_id": "b3", "name": "闵行店", "address": "上海市闵行区1号", "opening_hours": hours}
+    body["bays"] = [{"bay_id": "x", "name": "1号"}]
+    headers = branch.auth("owner", sub="olga", branches=("*",))
+    refused = await branch.post("/v1/branches", body, role="owner", sub="olga", headers=headers)
+
+    assert refused.status_code == 422, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["body.opening_hours.0"]
+    assert (await branch.client.get("/v1/branches/b3", headers=headers)).status_code == 404
+
+
 async def test_branches_are_listed_and_read_with_their_booking_grid(branch: Harness):
     other = await branch.post(
         "/v1/branches",

@@ -252,6 +252,10 @@ class OpeningHours(ValueObject):
 
     @model_validator(mode="after")
     def _closes_after_opening(self) -> OpeningHours:
+        # The branch's wall clock, whose zone the branch names: an offset means nothing here (and an aware
+        # time cannot be compared with a naive one).
+        if self.opens_at.tzinfo is not None or self.closes_at.tzinfo is not None:
+            raise ValueError("opening hours are times on the branch's clock, without an offset")
         if self.closes_at <= self.opens_at:
             raise ValueError("closes_at must be after opens_at")
         return self
