@@ -11,6 +11,7 @@ statements into fresh tables under another `search_path`.
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -23,7 +24,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 
 from pitlane_analytics.adapters.tables import erased_customers
-from pitlane_platform.db import Unit, execute_on_driver
+from pitlane_platform.db import Unit, execute_on_driver, fetch_on_driver
 
 
 @dataclass(frozen=True)
@@ -142,33 +143,69 @@ def _json_value(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not a fact's value")
 
 
-async def merge_customers(unit: Unit, surviving: str, merged: Sequence[str], *, event_id: str) -> None:
-    """Record that `merged` are now `surviving`, resolving chains whatever order the merges arrive in: the
-    survivor is itself resolved first (it may have been merged away already), and aliases that pointed at a
-    merged id move on to the survivor."""
-    row = await execute_on_driver(
-        unit,
-        "resolve survivor",
-        "SELECT coalesce((SELECT surviving_customer_id FROM customer_aliases WHERE merged_customer_id = %(s)s), %(s)s)",
-        {"s": surviving},
-    )
-    survivor = row[0] if row else surviving
-    others = [customer for customer in merged if customer != survivor]
+@dataclass(frozen=True)
+class CustomerMerge:
+    """One merge: `merged` are now `surviving` (as the event `event_id` says)."""
+
+    surviving: str
+    merged: Sequence[str]
+    event_id: str
+
+
+async def merge_customers(unit: Unit, merges: Sequence[CustomerMerge]) -> None:
+    """Record the merges, in their order, resolving chains whatever order they arrive in: each survivor is
+    itself resolved first (it may have been merged away already), and aliases that pointed at a merged id
+    move on to the survivor. The aliases the merges can reach are read once, resolved here merge by merge,
+    and the changed ones written in one statement."""
+    if not merges:
+        return
+    named = sorted({merge.surviving for merge in merges} | {m for merge in merges for m in merge.merged})
+    merged = sorted({m for merge in merges for m in merge.merged})
+    aliases: dict[str, tuple[str, str]] = {
+        row[0]: (row[1], row[2])
+        for row in await fetch_on_driver(
+            unit,
+            "aliases of merges",
+            "SELECT merged_customer_id, surviving_customer_id, event_id FROM customer_aliases "
+            "WHERE merged_customer_id = ANY(%(named)s::text[]) OR surviving_customer_id = ANY(%(merged)s::text[])",
+            {"named": named, "merged": merged},
+        )
+    }
+    pointing: dict[str, set[str]] = defaultdict(set)  # survivor → the aliases that point at it
+    for alias, (surviving, _) in aliases.items():
+        pointing[surviving].add(alias)
+    changed: set[str] = set()
+    for merge in merges:
+        survivor = aliases[merge.surviving][0] if merge.surviving in aliases else merge.surviving
+        for customer in merge.merged:
+            if customer == survivor:
+                continue
+            moving = pointing.pop(customer, set()) | {customer}
+            for alias in moving:
+                if alias in aliases:
+                    pointing[aliases[alias][0]].discard(alias)
+                # An alias already recorded keeps the event that first recorded it.
+                aliases[alias] = (survivor, aliases[alias][1] if alias in aliases else merge.event_id)
+            pointing[survivor] |= moving
+            changed |= moving
+    rows = [
+        {
+            "merged_customer_id": alias,
+            "surviving_customer_id": aliases[alias][0],
+            "event_id": aliases[alias][1],
+        }
+        for alias in sorted(changed)
+    ]
     await execute_on_driver(
         unit,
-        "move aliases",
-        "UPDATE customer_aliases SET surviving_customer_id = %(s)s WHERE surviving_customer_id = ANY(%(m)s::text[])",
-        {"s": survivor, "m": others},
-    )
-    await execute_on_driver(
-        unit,
-        "add aliases",
+        "write aliases",
         """
         INSERT INTO customer_aliases (merged_customer_id, surviving_customer_id, event_id)
-        SELECT merged, %(s)s, %(e)s FROM unnest(%(m)s::text[]) AS merged
+        SELECT merged_customer_id, surviving_customer_id, event_id
+        FROM jsonb_to_recordset(%(rows)s) AS r(merged_customer_id text, surviving_customer_id text, event_id text)
         ON CONFLICT (merged_customer_id) DO UPDATE SET surviving_customer_id = excluded.surviving_customer_id
         """,
-        {"s": survivor, "m": others, "e": event_id},
+        {"rows": _json(rows)},
     )
 
 

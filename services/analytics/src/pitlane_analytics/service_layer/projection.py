@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from pitlane_analytics.adapters import tables
 from pitlane_analytics.adapters.facts import (
+    CustomerMerge,
     Merge,
     delete_answers_of,
     insert_rows,
@@ -455,10 +456,13 @@ async def reminders_due(unit: Unit, events: Events) -> None:
 
 @writes(CustomersMerged)
 async def customers_merged(unit: Unit, events: Events) -> None:
-    for envelope, event in events:  # few, and each resolves the chains the ones before it left
-        await merge_customers(
-            unit, event.surviving_customer_id, event.merged_customer_ids, event_id=_event_id(envelope)
-        )
+    await merge_customers(
+        unit,
+        [
+            CustomerMerge(event.surviving_customer_id, event.merged_customer_ids, _event_id(envelope))
+            for envelope, event in events
+        ],
+    )
 
 
 @writes(CustomerErased)
