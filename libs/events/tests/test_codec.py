@@ -14,6 +14,7 @@ from pitlane_events import (
     Envelope,
     MalformedEvent,
     UnknownEventType,
+    codec,
     decode,
     decode_json,
     encode,
@@ -140,3 +141,48 @@ def test_an_envelope_must_name_its_datas_type() -> None:
 def test_a_branch_id_must_be_one_subject_token(branch_id: str) -> None:
     with pytest.raises(ValueError, match="branch_id"):
         Envelope[NpsAnswered].model_validate(body(branch_id=branch_id))
+
+
+def test_with_its_headers_a_current_event_is_parsed_once_by_its_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    envelope = published()
+    message = encode(envelope)
+
+    class NoJson:
+        @staticmethod
+        def loads(_: bytes) -> Any:
+            raise AssertionError("parsed by json.loads: the headers were not used")
+
+    monkeypatch.setattr(codec, "json", NoJson)
+
+    assert decode(message.payload, headers=message.headers) == envelope
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Pitlane-Event-Type": "notification.NpsSurveySent", "Pitlane-Schema-Version": "1"},
+        {"Pitlane-Event-Type": "notification.NpsAnswered", "Pitlane-Schema-Version": "7"},
+        {"Pitlane-Event-Type": "testing.NoSuchEvent", "Pitlane-Schema-Version": "1"},
+        {"Pitlane-Event-Type": "notification.NpsAnswered"},
+        {},
+    ],
+)
+def test_headers_that_say_otherwise_than_the_payload_change_nothing(headers: dict[str, str]) -> None:
+    envelope = published()
+
+    assert decode(encode(envelope).payload, headers=headers) == envelope
+
+
+def test_a_malformed_payload_is_named_the_same_with_its_headers() -> None:
+    message = encode(published())
+    broken = json.dumps(body(data={**body()["data"], "score": 11})).encode()
+
+    with pytest.raises(MalformedEvent) as without_headers:
+        decode(broken)
+    with pytest.raises(MalformedEvent) as with_headers:
+        decode(broken, headers=message.headers)
+
+    assert str(with_headers.value) == str(without_headers.value)
+    assert "notification.NpsAnswered" in str(with_headers.value)

@@ -53,6 +53,10 @@ class EventRegistry:
         except KeyError:
             raise UnknownEventType(event_type) from None
 
+    def current_version(self, event_type: str) -> int | None:
+        """The newest version of a type, None for a type no model reads."""
+        return self._latest.get(event_type)
+
     def latest(self, event_type: str) -> type[DomainEvent]:
         return self._models[(event_type, self.latest_version(event_type))]
 

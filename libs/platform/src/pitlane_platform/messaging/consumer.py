@@ -541,7 +541,7 @@ class ConsumerRunner:
         for message in messages:
             replayed = message.metadata.stream == REPLAY_STREAM
             try:
-                envelope = decode(message.data)
+                envelope = decode(message.data, headers=message.headers)
             except EventError as exc:  # retrying cannot make an unreadable event readable
                 await self._dead_letter_unreadable(consumer, message, str(exc))
                 continue

@@ -257,7 +257,7 @@ class _Source:
         envelopes = []
         for message in messages:
             try:
-                envelope = decode(message.data)
+                envelope = decode(message.data, headers=message.headers)
             except EventError:
                 self.unreadable += 1  # the live consumer dead-lettered it: it applied nothing either
                 continue
