@@ -18,7 +18,6 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import nats
@@ -27,7 +26,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from psycopg.types.json import Jsonb
 
 from bench.analytics.history import SOURCES
-from pitlane_analytics.adapters.kpi_projections import recompute_everything
+from pitlane_analytics.adapters.kpi_projections import everything_at_once
 from pitlane_analytics.bootstrap import MIGRATIONS, READ_MODELS
 from pitlane_analytics.entrypoints.consumers import CHAIN_TIMEZONE, build_consumers
 from pitlane_platform.clock import SystemClock
@@ -74,9 +73,7 @@ async def with_the_service(database_url: str, nats_url: str) -> Rebuilt:
         consumers = build_consumers()
         started = time.perf_counter()
         report = await rebuild_read_models(
-            ReadModels(
-                "analytics", consumers, READ_MODELS, partial(recompute_everything, zone=CHAIN_TIMEZONE)
-            ),
+            ReadModels("analytics", consumers, READ_MODELS, everything_at_once(CHAIN_TIMEZONE)),
             database_url=database_url,
             js=connection.jetstream(),
             clock=SystemClock(),

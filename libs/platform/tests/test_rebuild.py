@@ -28,13 +28,14 @@ from sqlalchemy.dialects.postgresql import UUID
 from pitlane_events import Actor, Envelope, encode
 from pitlane_events.codec import MSG_ID_HEADER
 from pitlane_events.customer_profile import MileageSource, VehicleMileageRecorded
-from pitlane_platform.db import create_engine, execute_on_driver, libpq_url
+from pitlane_platform.db import Unit, create_engine, execute_on_driver, libpq_url
 from pitlane_platform.messaging import deadletter
 from pitlane_platform.messaging.connection import connect_nats
 from pitlane_platform.messaging.consumer import Consumer, HandlerContext, advance_read_model
 from pitlane_platform.messaging.rebuild import (
     BACKUP_SCHEMA,
     REBUILD_SCHEMA_PREFIX,
+    Derivation,
     ReadModels,
     RebuildFailed,
     RebuildReport,
@@ -381,6 +382,61 @@ async def test_a_crash_mid_rebuild_leaves_the_live_tables_as_they_were_and_the_n
         report = await rebuild(runtime, nats, batch_size=30)
 
         assert report.replays[0].applied == 200
+        assert await read_models(database_url) == live
+        assert await rebuild_schemas(database_url) == []
+
+
+async def test_the_derivations_run_at_once_over_the_replayed_tables_and_one_failing_stops_the_rebuild(
+    database_url: str, nats_url: str, nats: Client
+) -> None:
+    async with live_service(database_url, nats_url) as runtime:
+        producer = Producer(nats)
+        await producer.history(vehicles=6, readings=5)
+        await consumed(runtime, nats, producer)
+        live = await read_models(database_url)
+        started = {"first": asyncio.Event(), "second": asyncio.Event()}
+        seen: dict[str, tuple[int, int]] = {}
+
+        def derivation(name: str, other: str) -> Derivation:
+            async def derive(unit: Unit) -> None:
+                replayed = await execute_on_driver(
+                    unit, "replayed", "SELECT count(*), pg_backend_pid() FROM probe_readings", {}
+                )
+                assert replayed is not None
+                seen[name] = (replayed[0], replayed[1])
+                started[name].set()
+                # Run one after the other, each would wait here for the other in vain.
+                await asyncio.wait_for(started[other].wait(), timeout=30)
+
+            return derive
+
+        report = await rebuild_read_models(
+            ReadModels(
+                runtime.service,
+                runtime.consumers,
+                runtime.read_models,
+                (derivation("first", "second"), derivation("second", "first")),
+            ),
+            database_url=runtime.settings.database_url,
+            js=nats.jetstream(),
+            clock=runtime.clock,
+        )
+
+        assert report.replays[0].applied == 30
+        assert [count for count, _ in seen.values()] == [30, 30]
+        assert seen["first"][1] != seen["second"][1]  # on connections of their own
+        assert await read_models(database_url) == live
+
+        async def refuse(unit: Unit) -> None:
+            raise ValueError("this derivation fails")
+
+        with pytest.raises(ValueError, match="this derivation fails"):
+            await rebuild_read_models(
+                ReadModels(runtime.service, runtime.consumers, runtime.read_models, (refuse,)),
+                database_url=runtime.settings.database_url,
+                js=nats.jetstream(),
+                clock=runtime.clock,
+            )
         assert await read_models(database_url) == live
         assert await rebuild_schemas(database_url) == []
 

@@ -18,10 +18,11 @@ from typing import Any
 from nats.aio.client import Client
 from sqlalchemy import Table, text
 
-from pitlane_platform.db import DriverPool, Unit, create_engine, session_factory
+from pitlane_platform.db import DriverPool, create_engine, session_factory
 from pitlane_platform.messaging.connection import connect_nats
 from pitlane_platform.messaging.consumer import AfterCommit, Consumer, ConsumerRunner
 from pitlane_platform.messaging.outbox import set_max_payload
+from pitlane_platform.messaging.rebuild import Derivation
 from pitlane_platform.messaging.relay import OutboxRelay, RelayConfig, outbox_health
 from pitlane_platform.messaging.streams import declare_stream, platform_streams, service_stream
 from pitlane_platform.migrations import upgrade
@@ -49,7 +50,7 @@ class ServiceRuntime:
         after_commit: Sequence[AfterCommit] = (),
         timers: TimerHandlers | None = None,
         read_models: Sequence[Table] = (),
-        derive_read_models: Callable[[Unit], Awaitable[None]] | None = None,
+        derive_read_models: Sequence[Derivation] = (),
     ) -> None:
         self.settings = settings
         self.service = settings.service_name

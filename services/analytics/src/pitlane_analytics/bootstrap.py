@@ -4,7 +4,6 @@ stream, the KPI answers and the routes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -12,7 +11,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from pitlane_analytics.adapters import tables
-from pitlane_analytics.adapters.kpi_projections import recompute_everything
+from pitlane_analytics.adapters.kpi_projections import everything_at_once
 from pitlane_analytics.adapters.recording_mailer import RecordingMailer
 from pitlane_analytics.entrypoints.consumers import SOURCES, build_consumers
 from pitlane_analytics.entrypoints.http import ROUTERS, AnalyticsContext
@@ -93,7 +92,7 @@ def build(settings: AnalyticsSettings, *, clock: Clock | None = None) -> Analyti
         settings,
         migrations=MIGRATIONS,
         read_models=READ_MODELS,
-        derive_read_models=partial(recompute_everything, zone=settings.timezone),
+        derive_read_models=everything_at_once(settings.timezone),
     )
     if clock is not None:
         runtime.clock = clock

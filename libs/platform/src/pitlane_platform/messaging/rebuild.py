@@ -16,7 +16,8 @@
    consumer whose effects commute (`Consumer.on_many`) gets each batch type by type. The fresh tables'
    non-unique indexes are dropped for the replay and built after it, with the tables' statistics taken; read
    models derived from the others (`ReadModels.derive`) are left alone by the batch handlers
-   (`derived_later`) and computed whole once the replay is done.
+   (`derived_later`) and computed whole once the replay is done, the derivations at once on their own
+   connections.
 3. **Catch-up** while the live consumers go on updating the live tables, until no stream has more.
 4. **Swap**, in one transaction: `LOCK inbox IN EXCLUSIVE MODE` on the live inbox pauses the live consumers
    (each of their transactions claims its event in the inbox before its handler writes anything, so none
@@ -108,6 +109,9 @@ _CLAIM_ALL = (
 )
 
 
+Derivation = Callable[[Unit], Awaitable[None]]
+
+
 class RebuildFailed(RuntimeError):
     """The rebuild stopped; the live tables are as they were."""
 
@@ -123,9 +127,11 @@ class ReadModels:
     tables: Sequence[Table]  # its own tables, from its service_metadata(); the bookkeeping is added
     # Read models derived from the others (pre-aggregated figures) that the handlers keep in step event by
     # event, but that a replay computes faster once, at its end: while the streams are replayed, batch
-    # handlers are told `derived_later` and leave them alone; then `derive` computes them whole from the
-    # replayed tables in one transaction, before the catch-up and the swap (whose events are applied as live).
-    derive: Callable[[Unit], Awaitable[None]] | None = None
+    # handlers are told `derived_later` and leave them alone; then the derivations compute them whole from
+    # the replayed tables, before the catch-up and the swap (whose events are applied as live). They run at
+    # once, each in its own transaction on its own connection: none may read what another writes, and what
+    # two write to the same rows must add up the same in either order.
+    derive: Sequence[Derivation] = ()
 
     def __post_init__(self) -> None:
         if not self.tables or not self.consumers:
@@ -355,8 +361,9 @@ class _Rebuild:
             engine = create_async_engine(
                 sqlalchemy_url(self.database_url),
                 connect_args={"options": f"-c search_path={self.schema} -c synchronous_commit=off"},
+                # One connection replays; the derivations take one each.
                 pool_size=1,
-                max_overflow=0,
+                max_overflow=len(self.read_models.derive),
                 hide_parameters=True,
             )
             self.sessions = async_sessionmaker(engine, expire_on_commit=False)
@@ -371,12 +378,12 @@ class _Rebuild:
                 )
                 for source in self.sources:
                     await source.open()
-                self.derived_later = self.read_models.derive is not None
+                self.derived_later = bool(self.read_models.derive)
                 indexes = await self._drop_secondary_indexes()
                 with _collecting_rarely():
                     await self._catch_up()
                 await self._restore_indexes(indexes)
-                if self.read_models.derive is not None:
+                if self.read_models.derive:
                     await self._derive(self.read_models.derive)
                 log.info("rebuild of %s caught up with the streams: swapping in", self.service)
                 paused = await self._swap_in()
@@ -571,10 +578,19 @@ class _Rebuild:
             if not found:
                 return
 
-    async def _derive(self, derive: Callable[[Unit], Awaitable[None]]) -> None:
+    async def _derive(self, derivations: Sequence[Derivation]) -> None:
         started = time.monotonic()
-        async with self.sessions() as session, session.begin():
-            await derive(DriverTransaction(await driver_connection(session)))
+
+        async def derive(derivation: Derivation) -> None:
+            async with self.sessions() as session, session.begin():
+                await derivation(DriverTransaction(await driver_connection(session)))
+
+        try:
+            async with asyncio.TaskGroup() as derivations_at_once:
+                for derivation in derivations:
+                    derivations_at_once.create_task(derive(derivation))
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # the first failure; the others were stopped
         self.derived_later = False
         log.info(
             "rebuild of %s: derived read models computed from the replayed ones",

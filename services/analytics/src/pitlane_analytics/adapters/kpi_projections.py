@@ -17,12 +17,14 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from zoneinfo import ZoneInfo
 
 from pitlane_analytics.adapters.kpi_queries import CHAIN_VISITS, declined_recovered, reminders_followed
 from pitlane_analytics.adapters.tables import COUNTS
 from pitlane_analytics.domain.kpis import DETRACTOR_MAX, PROMOTER_MIN
 from pitlane_platform.db import Unit, execute_on_driver, fetch_on_driver
+from pitlane_platform.messaging.rebuild import Derivation
 
 CHAIN_SCOPE = "*"
 _WEEK_US = 7 * 86_400 * 1_000_000
@@ -459,20 +461,46 @@ _ALL_FACTS = {
 }
 
 
+def everything_at_once(zone: ZoneInfo) -> tuple[Derivation, ...]:
+    """Every projection brought in step with every fact: what the followers do batch by batch, for all the
+    customers and facts at once (ReadModels.derive: a rebuild replays the facts alone, then runs these). Each
+    part may run beside the others in its own transaction: the customers' visits and their bookings write
+    tables of their own; each kind of counted fact writes its own rows of `counted_facts`, and sums into
+    `month_counts` that add up the same in any order."""
+    return (
+        partial(_recompute_all_customers, zone=zone),
+        partial(_recompute_all_appointment_customers, zone=zone),
+        *(partial(_recount_all, kind=kind, zone=zone) for kind in _ALL_FACTS),
+    )
+
+
 async def recompute_everything(unit: Unit, zone: ZoneInfo) -> None:
-    """Bring every projection in step with every fact: what the followers do batch by batch, for all the
-    customers and facts at once (ReadModels.derive: a rebuild replays the facts alone, then calls this)."""
-    customers = await fetch_on_driver(
+    """`everything_at_once`, one part after another in the unit's transaction."""
+    for part in everything_at_once(zone):
+        await part(unit)
+
+
+async def _every_customer(unit: Unit) -> list[str]:
+    rows = await fetch_on_driver(
         unit,
         "every customer",
         "SELECT customer_id FROM work_orders UNION SELECT customer_id FROM appointments",
         {},
     )
-    await recompute_customers(unit, [row[0] for row in customers], zone)
-    await recompute_appointment_customers(unit, [row[0] for row in customers], zone)
-    for kind, facts in _ALL_FACTS.items():
-        rows = await fetch_on_driver(unit, f"every {kind}", facts, {})
-        await recount(unit, kind, [row[0] for row in rows], zone)
+    return [row[0] for row in rows]
+
+
+async def _recompute_all_customers(unit: Unit, *, zone: ZoneInfo) -> None:
+    await recompute_customers(unit, await _every_customer(unit), zone)
+
+
+async def _recompute_all_appointment_customers(unit: Unit, *, zone: ZoneInfo) -> None:
+    await recompute_appointment_customers(unit, await _every_customer(unit), zone)
+
+
+async def _recount_all(unit: Unit, *, kind: str, zone: ZoneInfo) -> None:
+    rows = await fetch_on_driver(unit, f"every {kind}", _ALL_FACTS[kind], {})
+    await recount(unit, kind, [row[0] for row in rows], zone)
 
 
 # ---- reading -------------------------------------------------------------------------------------------------
