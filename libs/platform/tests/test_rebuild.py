@@ -72,11 +72,13 @@ vehicles = Table(
 class Faults:
     refused_km: ClassVar[set[int]] = set()  # readings the handler refuses, live and in rebuilds
     crash_after: int | None = None  # handler calls until the database "goes away" once
+    batch_sizes: ClassVar[list[int]] = []  # the events each call of the commuting handler got
 
     @classmethod
     def reset(cls) -> None:
         cls.refused_km = set()
         cls.crash_after = None
+        cls.batch_sizes = []
 
 
 def mileage_consumer() -> Consumer:
@@ -119,14 +121,54 @@ def mileage_consumer() -> Consumer:
     return consumer
 
 
+def commuting_mileage_consumer() -> Consumer:
+    """The same read models kept by a consumer whose effects commute (`on_many`): each reading a row, each
+    vehicle its highest mileage and its count of readings. A rebuild hands it whole batches."""
+    consumer = Consumer(
+        service=SERVICE,
+        purpose="mileage",
+        source_service=PRODUCER,
+        on_driver=True,
+        max_deliver=2,
+        backoff_s=(0.1, 0.1),
+    )
+
+    @consumer.on_many(VehicleMileageRecorded)
+    async def apply(unit: Unit, events: Any, clock: Any, *, derived_later: bool) -> None:
+        Faults.batch_sizes.append(len(events))
+        if any(event.mileage_km in Faults.refused_km for _, event in events):
+            raise ValueError("a reading of this batch is refused")
+        for envelope, event in events:
+            await execute_on_driver(
+                unit,
+                "reading",
+                "INSERT INTO probe_readings (event_id, vehicle_id, mileage_km) VALUES (%(e)s, %(v)s, %(km)s)",
+                {"e": envelope.event_id, "v": event.vehicle_id, "km": event.mileage_km},
+            )
+            await execute_on_driver(
+                unit,
+                "vehicle",
+                "INSERT INTO probe_vehicles AS v (vehicle_id, mileage_km, readings) VALUES (%(v)s, %(km)s, 1) "
+                "ON CONFLICT (vehicle_id) DO UPDATE SET readings = v.readings + 1, "
+                "mileage_km = greatest(v.mileage_km, excluded.mileage_km)",
+                {"v": event.vehicle_id, "km": event.mileage_km},
+            )
+
+    return consumer
+
+
 @contextlib.asynccontextmanager
-async def live_service(database_url: str, nats_url: str) -> AsyncIterator[ServiceRuntime]:
+async def live_service(
+    database_url: str, nats_url: str, consumer: Consumer | None = None
+) -> AsyncIterator[ServiceRuntime]:
     engine = create_engine(database_url)
     async with engine.begin() as connection:
         await connection.run_sync(metadata.create_all)
     await engine.dispose()
     settings = ServiceSettings(service_name=SERVICE, database_url=database_url, nats_url=nats_url)
-    runtime = ServiceRuntime(settings, consumers=[mileage_consumer()], read_models=[readings, vehicles])
+    runtime = ServiceRuntime(
+        settings, consumers=[consumer or mileage_consumer()], read_models=[readings, vehicles]
+    )
     Faults.reset()
     try:
         async with runtime.lifespan():
@@ -488,6 +530,46 @@ async def test_an_aggregate_the_live_consumer_holds_back_is_left_to_its_hold_and
         assert report.replays[0].held_back == 2
         assert await read_models(database_url) == live
         # After the fix, the dead letter's replay applies v4's held events into the swapped-in tables, once.
+        Faults.reset()
+        assert len(await deadletter.replay(nats.jetstream(), consumer=runtime.consumers[0].durable)) == 1
+
+        async def released() -> bool:
+            return not await query(database_url, "SELECT 1 FROM consumer_holds")
+
+        await wait_until(released)
+        assert (await read_models(database_url))["vehicles"] == expected_vehicles(producer)
+
+
+async def test_a_batch_a_commuting_handler_refuses_is_applied_again_one_by_one_and_only_the_refused_aggregate_held(
+    database_url: str, nats_url: str, nats: Client
+) -> None:
+    async with live_service(database_url, nats_url, commuting_mileage_consumer()) as runtime:
+        producer = Producer(nats)
+        await producer.history(vehicles=10, readings=3)
+        Faults.refused_km = {777}
+        await producer.reading("v4", 777)  # dead-lettered live after two attempts
+        await producer.reading("v4", 8000)  # held back behind it
+        await producer.history(vehicles=10, readings=2, prefix="w")
+        await consumed(runtime, nats, producer)
+
+        async def dead_lettered() -> bool:
+            rows = await query(database_url, "SELECT dead_lettered_at IS NOT NULL FROM consumer_holds")
+            return rows == [(True,)]
+
+        await wait_until(dead_lettered)
+        live = await read_models(database_url)
+        Faults.batch_sizes = []
+
+        report = await rebuild(runtime, nats, batch_size=16)
+
+        # 52 events in batches of 16. The second ends with the refused reading and v4's next: refused whole, it
+        # is applied again one event at a time until the refused one (the 15th) fails, then the 14 before it
+        # as a batch again; v4's two are left to the live hold.
+        assert Faults.batch_sizes[:18] == [16, 16, *[1] * 15, 14]
+        [replay] = report.replays
+        assert (replay.read, replay.applied, replay.held_back) == (52, 50, 2)
+        assert await read_models(database_url) == live
+
         Faults.reset()
         assert len(await deadletter.replay(nats.jetstream(), consumer=runtime.consumers[0].durable)) == 1
 
