@@ -8,11 +8,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager
+from decimal import Decimal
 from typing import Any
 
+import orjson
 import psycopg
 from opentelemetry.trace import SpanKind
 from psycopg.rows import dict_row, tuple_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -133,6 +136,23 @@ async def fetch_on_driver(
         async with driver.cursor(row_factory=dict_row if as_dicts else tuple_row) as cursor:
             await cursor.execute(sql, parameters)
             return await cursor.fetchall()
+
+
+def json_rows(documents: Any) -> Jsonb:
+    """A parameter carrying many rows as one JSON document (for `jsonb_to_recordset` and the like): psycopg
+    would adapt a list element by element in Python. Datetimes, dates and UUIDs are written as PostgreSQL
+    reads them; a Decimal as its exact text."""
+    return Jsonb(documents, dumps=_dumps_rows)
+
+
+def _dumps_rows(value: Any) -> bytes:
+    return orjson.dumps(value, default=_decimal_text)
+
+
+def _decimal_text(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} does not go into a row")
 
 
 def _statement_span(operation: str) -> AbstractContextManager[Any]:

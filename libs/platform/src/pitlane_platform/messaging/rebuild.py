@@ -72,6 +72,7 @@ from pitlane_platform.db import (
     advisory_lock_key,
     driver_connection,
     fetch_on_driver,
+    json_rows,
     libpq_url,
     sqlalchemy_url,
 )
@@ -104,7 +105,7 @@ _FETCH_ATTEMPTS = 5
 _CLAIM_ALL = (
     "INSERT INTO inbox (consumer, event_id, event_type) "
     "SELECT %(consumer)s, claim.event_id, claim.event_type "
-    "FROM unnest(%(event_ids)s::uuid[], %(event_types)s::text[]) AS claim(event_id, event_type) "
+    "FROM jsonb_to_recordset(%(claims)s) AS claim(event_id uuid, event_type text) "
     "ON CONFLICT DO NOTHING RETURNING event_id"
 )
 
@@ -704,12 +705,11 @@ class _Rebuild:
     @staticmethod
     async def _claim(unit: Unit, consumer: Consumer, envelopes: list[Envelope[Any]]) -> set[uuid.UUID]:
         """The inbox rows of the batch's events, written in one statement; the ids not claimed before."""
-        types = {envelope.event_id: envelope.event_type for envelope in envelopes}
+        claims = [
+            {"event_id": envelope.event_id, "event_type": envelope.event_type} for envelope in envelopes
+        ]
         rows = await fetch_on_driver(
-            unit,
-            "rebuild claim",
-            _CLAIM_ALL,
-            {"consumer": consumer.name, "event_ids": list(types), "event_types": list(types.values())},
+            unit, "rebuild claim", _CLAIM_ALL, {"consumer": consumer.name, "claims": json_rows(claims)}
         )
         return {row[0] for row in rows}
 

@@ -10,21 +10,18 @@ statements into fresh tables under another `search_path`.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import datetime
 from functools import cache
 from typing import Any
 
-from psycopg.types.json import Jsonb
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 
 from pitlane_analytics.adapters.tables import erased_customers
-from pitlane_platform.db import Unit, execute_on_driver, fetch_on_driver
+from pitlane_platform.db import Unit, execute_on_driver, fetch_on_driver, json_rows
 
 
 @dataclass(frozen=True)
@@ -73,7 +70,7 @@ async def merge_rows(
     # One statement may not update a row twice: a key met again in the batch waits for the next round.
     for round_ in _rounds(rows):
         documents = [{key_column: row.key, **row.columns, "event_id": row.event_id} for row in round_]
-        await execute_on_driver(unit, f"merge {table.name}", sql, {"rows": _json(documents)})
+        await execute_on_driver(unit, f"merge {table.name}", sql, {"rows": json_rows(documents)})
 
 
 async def insert_rows(
@@ -97,7 +94,7 @@ async def insert_rows(
         f"SELECT {', '.join(names)} FROM jsonb_to_recordset(%(rows)s) AS r({_typed(table, names)}){keep} "
         "ON CONFLICT DO NOTHING"
     )
-    await execute_on_driver(unit, f"insert {table.name}", sql, {"rows": _json(list(rows))})
+    await execute_on_driver(unit, f"insert {table.name}", sql, {"rows": json_rows(list(rows))})
 
 
 def _rounds(rows: Sequence[Merge]) -> list[list[Merge]]:
@@ -125,22 +122,6 @@ def _typed(table: Table, names: Sequence[str]) -> str:
 @cache
 def _column_type(table: Table, name: str) -> str:
     return str(table.c[name].type.compile(dialect=postgresql.dialect()))
-
-
-def _json(documents: list[Any]) -> Jsonb:
-    return Jsonb(documents, dumps=_dumps)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _json_value(value: Any) -> str:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not a fact's value")
 
 
 @dataclass(frozen=True)
@@ -205,7 +186,7 @@ async def merge_customers(unit: Unit, merges: Sequence[CustomerMerge]) -> None:
         FROM jsonb_to_recordset(%(rows)s) AS r(merged_customer_id text, surviving_customer_id text, event_id text)
         ON CONFLICT (merged_customer_id) DO UPDATE SET surviving_customer_id = excluded.surviving_customer_id
         """,
-        {"rows": _json(rows)},
+        {"rows": json_rows(rows)},
     )
 
 
