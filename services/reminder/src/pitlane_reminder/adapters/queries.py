@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from pitlane_platform.db import Unit, execute_on_driver, fetch_on_driver
+from pitlane_platform.db import Unit, execute_on_driver, fetch_on_driver, json_rows
 from pitlane_reminder.domain.mileage import Projection
 
 # ---- vehicles and what happens to them -------------------------------------------------------------------
@@ -363,9 +362,8 @@ _SAVE_REMINDERS = f"""
 async def save_reminders(unit: Unit, rows: Sequence[dict[str, Any]]) -> None:
     """Insert or overwrite whole reminders (each row holds every column of REMINDER_COLUMNS)."""
     if rows:
-        # One JSON document rather than an array per column: psycopg dumps arrays element by element in
-        # Python, a chunk of a rule change's re-evaluation saves 500 reminders.
-        document = json.dumps([{name: row[name] for name in REMINDER_COLUMNS} for row in rows], default=str)
+        # A chunk of a rule change's re-evaluation saves 500 reminders.
+        document = json_rows([{name: row[name] for name in REMINDER_COLUMNS} for row in rows])
         await execute_on_driver(unit, "save reminders", _SAVE_REMINDERS, {"rows": document})
 
 
@@ -428,15 +426,9 @@ async def replace_pending_steps(unit: Unit, pending: Sequence[PendingSteps]) -> 
             ON CONFLICT (reminder_id, cycle, offset_days) DO NOTHING
             """,
             {
-                "rungs": json.dumps(
+                "rungs": json_rows(
                     [
-                        {
-                            "r": each.reminder_id,
-                            "c": each.cycle,
-                            "o": offset,
-                            "v": each.vehicle_id,
-                            "d": str(day),
-                        }
+                        {"r": each.reminder_id, "c": each.cycle, "o": offset, "v": each.vehicle_id, "d": day}
                         for each, offset, day in rungs
                     ]
                 )
