@@ -73,12 +73,14 @@ class Faults:
     refused_km: ClassVar[set[int]] = set()  # readings the handler refuses, live and in rebuilds
     crash_after: int | None = None  # handler calls until the database "goes away" once
     batch_sizes: ClassVar[list[int]] = []  # the events each call of the commuting handler got
+    finished: ClassVar[list[list[int]]] = []  # per transaction of the commuting consumer: the km it applied
 
     @classmethod
     def reset(cls) -> None:
         cls.refused_km = set()
         cls.crash_after = None
         cls.batch_sizes = []
+        cls.finished = []
 
 
 def mileage_consumer() -> Consumer:
@@ -153,6 +155,10 @@ def commuting_mileage_consumer() -> Consumer:
                 "mileage_km = greatest(v.mileage_km, excluded.mileage_km)",
                 {"v": event.vehicle_id, "km": event.mileage_km},
             )
+
+    @consumer.after_applying
+    async def finish(unit: Unit, applied: Any) -> None:
+        Faults.finished.append([envelope.data.mileage_km for envelope in applied])
 
     return consumer
 
@@ -558,7 +564,12 @@ async def test_a_batch_a_commuting_handler_refuses_is_applied_again_one_by_one_a
 
         await wait_until(dead_lettered)
         live = await read_models(database_url)
-        Faults.batch_sizes = []
+        # Once per live transaction, over the events it applied: every reading but v4's last two, once.
+        applied_live = sorted(km for finished in Faults.finished for km in finished)
+        assert applied_live == sorted(
+            e.data.mileage_km for e in producer.published if e.data.mileage_km not in (777, 8000)
+        )
+        Faults.batch_sizes, Faults.finished = [], []
 
         report = await rebuild(runtime, nats, batch_size=16)
 
@@ -566,6 +577,9 @@ async def test_a_batch_a_commuting_handler_refuses_is_applied_again_one_by_one_a
         # is applied again one event at a time until the refused one (the 15th) fails, then the 14 before it
         # as a batch again; v4's two are left to the live hold.
         assert Faults.batch_sizes[:18] == [16, 16, *[1] * 15, 14]
+        # Once per rebuild transaction, over the events its handlers applied: 16, then the 14 before the refused.
+        assert [len(finished) for finished in Faults.finished][:2] == [16, 14]
+        assert sorted(km for finished in Faults.finished for km in finished) == applied_live
         [replay] = report.replays
         assert (replay.read, replay.applied, replay.held_back) == (52, 50, 2)
         assert await read_models(database_url) == live

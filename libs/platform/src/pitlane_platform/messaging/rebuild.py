@@ -673,6 +673,7 @@ class _Rebuild:
                 else:
                     for index, envelope in fresh:
                         await self._apply_one(unit, consumer, index, envelope)
+                await consumer.finish_transaction(unit, [envelope for _, envelope in fresh])
             except _HandlerFailed:
                 raise
             except Exception as exc:

@@ -147,8 +147,11 @@ async def merge_customers(unit: Unit, merges: Sequence[CustomerMerge]) -> None:
         for row in await fetch_on_driver(
             unit,
             "aliases of merges",
+            # Two lookups, not an OR: the OR compared every alias with every id named.
             "SELECT merged_customer_id, surviving_customer_id, event_id FROM customer_aliases "
-            "WHERE merged_customer_id = ANY(%(named)s::text[]) OR surviving_customer_id = ANY(%(merged)s::text[])",
+            "WHERE merged_customer_id = ANY(%(named)s::text[]) "
+            "UNION SELECT a.merged_customer_id, a.surviving_customer_id, a.event_id FROM customer_aliases a "
+            "JOIN unnest(%(merged)s::text[]) AS m(id) ON a.surviving_customer_id = m.id",
             {"named": named, "merged": merged},
         )
     }
