@@ -28,7 +28,14 @@ from sqlalchemy.dialects.postgresql import UUID
 from pitlane_events import Actor, Envelope, encode
 from pitlane_events.codec import MSG_ID_HEADER
 from pitlane_events.customer_profile import MileageSource, VehicleMileageRecorded
-from pitlane_platform.db import Unit, create_engine, execute_on_driver, libpq_url
+from pitlane_platform.db import (
+    DriverTransaction,
+    Unit,
+    create_engine,
+    execute_on_driver,
+    fetch_on_driver,
+    libpq_url,
+)
 from pitlane_platform.messaging import deadletter
 from pitlane_platform.messaging.connection import connect_nats
 from pitlane_platform.messaging.consumer import Consumer, HandlerContext, advance_read_model
@@ -434,6 +441,18 @@ async def test_a_crash_mid_rebuild_leaves_the_live_tables_as_they_were_and_the_n
         assert await rebuild_schemas(database_url) == []
 
 
+async def options_of_tables(unit: Unit) -> dict[str, Any]:
+    """The storage options of the probe's tables where the unit's unqualified names resolve."""
+    rows = await fetch_on_driver(
+        unit,
+        "options",
+        "SELECT relname, reloptions FROM pg_class WHERE relname IN ('probe_readings', 'probe_vehicles') "
+        "AND relnamespace = current_schema()::regnamespace",
+        {},
+    )
+    return dict(rows)
+
+
 async def test_the_derivations_run_at_once_over_the_replayed_tables_and_one_failing_stops_the_rebuild(
     database_url: str, nats_url: str, nats: Client
 ) -> None:
@@ -452,6 +471,10 @@ async def test_the_derivations_run_at_once_over_the_replayed_tables_and_one_fail
                 )
                 assert replayed is not None
                 seen[name] = (replayed[0], replayed[1])
+                # No autovacuum on the fresh tables before the swap (it would keep the swap's locks waiting).
+                assert await options_of_tables(unit) == {
+                    table: ["autovacuum_enabled=false"] for table in ("probe_readings", "probe_vehicles")
+                }
                 started[name].set()
                 # Run one after the other, each would wait here for the other in vain.
                 await asyncio.wait_for(started[other].wait(), timeout=30)
@@ -472,6 +495,12 @@ async def test_the_derivations_run_at_once_over_the_replayed_tables_and_one_fail
 
         assert report.replays[0].applied == 30
         assert [count for count, _ in seen.values()] == [30, 30]
+        async with await psycopg.AsyncConnection.connect(libpq_url(database_url)) as connection:
+            # Swapped in with the settings they are defined with.
+            assert await options_of_tables(DriverTransaction(connection)) == {
+                "probe_readings": None,
+                "probe_vehicles": None,
+            }
         assert seen["first"][1] != seen["second"][1]  # on connections of their own
         assert await read_models(database_url) == live
 

@@ -320,6 +320,7 @@ class _SwapDeferred(Exception):
 class _Rebuild:
     control: psycopg.AsyncConnection[Any]  # the one-rebuild-at-a-time lock, the live tables, the swap
     live_schema: str  # where the service's unqualified table names resolve
+    autovacuum_held: list[str]  # fresh tables whose autovacuum is off until the swap
     sessions: async_sessionmaker[AsyncSession]  # transactions on the fresh tables
 
     def __init__(
@@ -455,6 +456,7 @@ class _Rebuild:
             )
         await self._check_same_shape()
         await self._take_owner_and_grants()
+        await self._hold_autovacuum_off()
 
     async def _drop_secondary_indexes(self) -> list[str]:
         """The fresh tables' indexes that no write needs (not unique: ON CONFLICT and the claims use those),
@@ -522,6 +524,28 @@ class _Rebuild:
         for table, index in indexes:
             shapes.setdefault(table, (set(), set()))[1].add(index)
         return {table: (frozenset(cols), frozenset(idx)) for table, (cols, idx) in shapes.items()}
+
+    async def _hold_autovacuum_off(self) -> None:
+        """No autovacuum on the fresh tables until they are swapped in: one that is vacuuming a freshly
+        loaded table when the swap asks for its locks (which wait less than the deadlock timeout, so it is not
+        cancelled for them) kept the swap waiting for seconds, minutes on a big table. The replay analyses
+        them itself; the swap gives them the settings they are defined with (tables whose definition sets
+        autovacuum are left to it)."""
+        defined = await self._rows(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') "
+            "AND NOT EXISTS (SELECT FROM unnest(c.reloptions) o WHERE o LIKE 'autovacuum%%') "
+            "AND NOT EXISTS (SELECT FROM pg_class t, unnest(t.reloptions) o "
+            "                WHERE t.oid = c.reltoastrelid AND o LIKE 'autovacuum%%')",
+            schema=self.schema,
+        )
+        self.autovacuum_held = [name for (name,) in defined]
+        for name in self.autovacuum_held:
+            await self._execute(
+                sql.SQL(
+                    "ALTER TABLE {}.{} SET (autovacuum_enabled = false, toast.autovacuum_enabled = false)"
+                ).format(self._fresh(), sql.Identifier(name))
+            )
 
     async def _take_owner_and_grants(self) -> None:
         """The fresh tables belong to whoever owns the live ones, with the same grants: a service whose
@@ -802,6 +826,12 @@ class _Rebuild:
                     await self._execute(sql.SQL("DROP TABLE {}.{}").format(live, name))
             for name in names:
                 await self._execute(sql.SQL("ALTER TABLE {}.{} SET SCHEMA {}").format(fresh, name, live))
+            for held in self.autovacuum_held:
+                await self._execute(
+                    sql.SQL("ALTER TABLE {}.{} RESET (autovacuum_enabled, toast.autovacuum_enabled)").format(
+                        live, sql.Identifier(held)
+                    )
+                )
             # Not CASCADE: anything else the tables' creation left there (a type, a sequence of its own) would
             # be lost with it; it stops the swap instead.
             await self._execute(sql.SQL("DROP SCHEMA {}").format(fresh))
