@@ -90,8 +90,9 @@ class Faults:
         cls.finished = []
 
 
-def mileage_consumer() -> Consumer:
-    consumer = Consumer(
+def probe_consumer() -> Consumer:
+    """The probe's one consumer, of the mileage readings, retrying quickly."""
+    return Consumer(
         service=SERVICE,
         purpose="mileage",
         source_service=PRODUCER,
@@ -99,6 +100,10 @@ def mileage_consumer() -> Consumer:
         max_deliver=2,
         backoff_s=(0.1, 0.1),
     )
+
+
+def mileage_consumer() -> Consumer:
+    consumer = probe_consumer()
 
     @consumer.on(VehicleMileageRecorded)
     async def apply(ctx: HandlerContext, event: VehicleMileageRecorded) -> None:
@@ -133,14 +138,7 @@ def mileage_consumer() -> Consumer:
 def commuting_mileage_consumer() -> Consumer:
     """The same read models kept by a consumer whose effects commute (`on_many`): each reading a row, each
     vehicle its highest mileage and its count of readings. A rebuild hands it whole batches."""
-    consumer = Consumer(
-        service=SERVICE,
-        purpose="mileage",
-        source_service=PRODUCER,
-        on_driver=True,
-        max_deliver=2,
-        backoff_s=(0.1, 0.1),
-    )
+    consumer = probe_consumer()
 
     @consumer.on_many(VehicleMileageRecorded)
     async def apply(unit: Unit, events: Any, clock: Any, *, derived_later: bool) -> None:
@@ -298,6 +296,25 @@ async def rebuild_schemas(database_url: str) -> list[str]:
         prefix=REBUILD_SCHEMA_PREFIX,
     )
     return [name for (name,) in rows]
+
+
+async def one_aggregate_dead_lettered(database_url: str) -> None:
+    async def dead_lettered() -> bool:
+        rows = await query(database_url, "SELECT dead_lettered_at IS NOT NULL FROM consumer_holds")
+        return rows == [(True,)]
+
+    await wait_until(dead_lettered)
+
+
+async def fix_and_replay_the_dead_letter(runtime: ServiceRuntime, nats: Client) -> None:
+    """The handler fixed, the dead letter's replay applies the held events; until the hold is released."""
+    Faults.reset()
+    assert len(await deadletter.replay(nats.jetstream(), consumer=runtime.consumers[0].durable)) == 1
+
+    async def released() -> bool:
+        return not await query(runtime.settings.database_url, "SELECT 1 FROM consumer_holds")
+
+    await wait_until(released)
 
 
 def expected_vehicles(producer: Producer) -> list[tuple[str, int, int]]:
@@ -552,11 +569,7 @@ async def test_an_aggregate_the_live_consumer_holds_back_is_left_to_its_hold_and
         await producer.reading("v5", 9000)
         await consumed(runtime, nats, producer)
 
-        async def dead_lettered() -> bool:
-            rows = await query(database_url, "SELECT dead_lettered_at IS NOT NULL FROM consumer_holds")
-            return rows == [(True,)]
-
-        await wait_until(dead_lettered)
+        await one_aggregate_dead_lettered(database_url)
         live = await read_models(database_url)
         assert ("v4", 3004, 3) in live["vehicles"]
 
@@ -565,13 +578,7 @@ async def test_an_aggregate_the_live_consumer_holds_back_is_left_to_its_hold_and
         assert report.replays[0].held_back == 2
         assert await read_models(database_url) == live
         # After the fix, the dead letter's replay applies v4's held events into the swapped-in tables, once.
-        Faults.reset()
-        assert len(await deadletter.replay(nats.jetstream(), consumer=runtime.consumers[0].durable)) == 1
-
-        async def released() -> bool:
-            return not await query(database_url, "SELECT 1 FROM consumer_holds")
-
-        await wait_until(released)
+        await fix_and_replay_the_dead_letter(runtime, nats)
         assert (await read_models(database_url))["vehicles"] == expected_vehicles(producer)
 
 
@@ -587,11 +594,7 @@ async def test_a_batch_a_commuting_handler_refuses_is_applied_again_one_by_one_a
         await producer.history(vehicles=10, readings=2, prefix="w")
         await consumed(runtime, nats, producer)
 
-        async def dead_lettered() -> bool:
-            rows = await query(database_url, "SELECT dead_lettered_at IS NOT NULL FROM consumer_holds")
-            return rows == [(True,)]
-
-        await wait_until(dead_lettered)
+        await one_aggregate_dead_lettered(database_url)
         live = await read_models(database_url)
         # Once per live transaction, over the events it applied: every reading but v4's last two, once.
         applied_live = sorted(km for finished in Faults.finished for km in finished)
@@ -613,13 +616,7 @@ async def test_a_batch_a_commuting_handler_refuses_is_applied_again_one_by_one_a
         assert (replay.read, replay.applied, replay.held_back) == (52, 50, 2)
         assert await read_models(database_url) == live
 
-        Faults.reset()
-        assert len(await deadletter.replay(nats.jetstream(), consumer=runtime.consumers[0].durable)) == 1
-
-        async def released() -> bool:
-            return not await query(database_url, "SELECT 1 FROM consumer_holds")
-
-        await wait_until(released)
+        await fix_and_replay_the_dead_letter(runtime, nats)
         assert (await read_models(database_url))["vehicles"] == expected_vehicles(producer)
 
 
