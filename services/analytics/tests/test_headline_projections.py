@@ -23,7 +23,7 @@ from analytics_harness import START
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pitlane_analytics.adapters.kpi_projections import recompute_everything
+from pitlane_analytics.adapters.kpi_projections import everything_at_once
 from pitlane_analytics.bootstrap import MIGRATIONS, READ_MODELS
 from pitlane_analytics.domain.periods import Period
 from pitlane_analytics.entrypoints.consumers import build_consumers
@@ -51,6 +51,7 @@ from pitlane_events.workorder import (
 )
 from pitlane_platform.clock import FixedClock
 from pitlane_platform.db import DriverPool, execute_on_driver
+from pitlane_platform.messaging.rebuild import Derivation
 from pitlane_platform.migrations import upgrade
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -344,7 +345,7 @@ async def apply_in_batches(
     type (as a rebuild does), some events twice. Merges come last: the consumers of customer-profile may run
     behind workorder's, or ahead — both are drawn. Some histories are partly replayed as a rebuild replays
     them: the first events' batches leave the projections alone (`derived_later`), computed whole after them
-    (`recompute_everything`), and the rest follow as live."""
+    (`everything_at_once`, its parts side by side as a rebuild runs them), and the rest follow as live."""
     handlers = {
         event_type: consumer.batch_handlers[event_type]
         for consumer in build_consumers(SHANGHAI)
@@ -357,8 +358,7 @@ async def apply_in_batches(
     derived_later = replayed > 0
     while queue:
         if derived_later and len(applied) >= replayed:
-            async with driver.transaction() as unit:
-                await recompute_everything(unit, SHANGHAI)
+            await derive_as_a_rebuild_does(driver)
             derived_later = False
         size = shuffle.randint(1, 12)
         batch, queue = queue[:size], queue[size:]
@@ -372,8 +372,17 @@ async def apply_in_batches(
             for event_type, events in by_type.items():
                 await handlers[event_type](unit, events, FixedClock(START), derived_later=derived_later)
     if derived_later:
+        await derive_as_a_rebuild_does(driver)
+
+
+async def derive_as_a_rebuild_does(driver: DriverPool) -> None:
+    """Every part of the projections at once, each in its own transaction (ReadModels.derive)."""
+
+    async def derive(part: Derivation) -> None:
         async with driver.transaction() as unit:
-            await recompute_everything(unit, SHANGHAI)
+            await part(unit)
+
+    await asyncio.gather(*(derive(part) for part in everything_at_once(SHANGHAI)))
 
 
 async def empty_read_models(driver: DriverPool) -> None:

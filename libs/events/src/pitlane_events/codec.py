@@ -90,13 +90,16 @@ def decode(
 def _decode_current(
     payload: bytes, headers: Mapping[str, str], registry: EventRegistry
 ) -> Envelope[DomainEvent] | None:
-    event_type, version = headers.get(EVENT_TYPE_HEADER), headers.get(SCHEMA_VERSION_HEADER)
-    if event_type is None or version is None or version != str(registry.current_version(event_type)):
+    event_type = headers.get(EVENT_TYPE_HEADER)
+    if event_type is None:
+        return None
+    current = registry.current_version(event_type)
+    if current is None or headers.get(SCHEMA_VERSION_HEADER) != str(current):
         return None
     try:
         # The envelope's own validator holds its event_type and schema_version to the model's: headers that
         # say otherwise than the payload fail here and are read the long way.
-        return envelope_of(registry.model(event_type, int(version))).model_validate_json(payload)
+        return envelope_of(registry.model(event_type, current)).model_validate_json(payload)
     except ValidationError:
         return None
 

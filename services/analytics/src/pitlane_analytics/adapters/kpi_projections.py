@@ -474,12 +474,6 @@ def everything_at_once(zone: ZoneInfo) -> tuple[Derivation, ...]:
     )
 
 
-async def recompute_everything(unit: Unit, zone: ZoneInfo) -> None:
-    """`everything_at_once`, one part after another in the unit's transaction."""
-    for part in everything_at_once(zone):
-        await part(unit)
-
-
 async def _every_customer(unit: Unit) -> list[str]:
     rows = await fetch_on_driver(
         unit,
